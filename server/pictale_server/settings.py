@@ -1,0 +1,62 @@
+"""Server settings, read from the environment (docs/server.md lists every variable).
+
+One object, built once by the entry point (`Settings()`), passed to `create_app` and the
+engine loader. Nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Profile = Literal["dev", "reference", "custom"]
+
+
+def _comma_list(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PICTALE_", extra="ignore")
+
+    # Which models. None = "dev" on a machine without CUDA, "reference" with it.
+    profile: Profile | None = None
+    vision_model: str | None = None
+    writer_model: str | None = None
+    vision_revision: str | None = None
+    writer_revision: str | None = None
+    # Pre-quantized NF4 checkpoints (see server/pictale_server/weights.py); None = HF cache.
+    weights_dir: Path | None = None
+    # Where the dev profile builds its tiny models.
+    cache_dir: Path = Path.home() / ".cache" / "pictale"
+
+    host: str = Field("127.0.0.1", validation_alias=AliasChoices("HOST", "PICTALE_HOST"))
+    port: int = Field(8000, validation_alias=AliasChoices("PORT", "PICTALE_PORT"))
+
+    # Access and limits.
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    rate_limit_per_minute: int | None = None
+    queue_depth: int = 8
+    ping_interval_s: float = 10.0
+    max_body_bytes: int = 30 * 1024 * 1024
+    max_image_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    fetch_timeout_s: float = 10.0
+    url_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # Engine.
+    max_pixels: int = 1280 * 28 * 28
+    double_quant: bool = False
+    decode_path: Literal["graph", "eager"] = "graph"
+    max_context_tokens: int = 16384
+    log_content: bool = False
+
+    @field_validator("api_keys", "url_allowlist", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        return _comma_list(value)
