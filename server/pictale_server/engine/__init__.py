@@ -1,0 +1,1 @@
+"""Model engines: the contract in base.py, the transformers implementation beside it."""

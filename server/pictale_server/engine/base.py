@@ -1,0 +1,104 @@
+"""What the serving layer needs from a model engine, and nothing more.
+
+The app, the scheduler and the safety gate talk to this protocol only; the transformers engine
+implements it for real models (dev, reference, custom profiles) and the API tests use a
+scripted fake. Engine calls are blocking and run on the scheduler's worker thread for that
+model: one job at a time per model.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, TypedDict, Union
+
+from PIL.Image import Image
+
+Role = Literal["system", "user", "assistant"]
+FinishReason = Literal["stop", "length", "cancelled"]
+
+
+class ChatMessage(TypedDict):
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling settings after defaults are applied (docs/protocol.md, "Sampling")."""
+
+    max_tokens: int
+    temperature: float = 0.8
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Delta:
+    """Decoded text, safe to show: never ends inside a multi-byte character or a stop string."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Last item of every generation stream."""
+
+    finish_reason: FinishReason
+    input_tokens: int
+    output_tokens: int
+
+
+Chunk = Union[Delta, Finished]
+
+
+@dataclass
+class Cancel:
+    """A job's stop flag. The decode loop checks it every step."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+
+    def set(self) -> None:
+        self.event.set()
+
+    @property
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+
+class Engine(Protocol):
+    profile: str  # "dev" | "reference" | "custom"
+    vision_id: str
+    writer_id: str
+
+    @property
+    def vision_loaded(self) -> bool: ...
+
+    @property
+    def writer_loaded(self) -> bool: ...
+
+    def load(self) -> None:
+        """Load both models (blocking, idempotent). Health says "loading" until it returns."""
+
+    def stream_vision(
+        self, image: Image, messages: Sequence[ChatMessage], sampling: Sampling, cancel: Cancel
+    ) -> Iterator[Chunk]:
+        """Generate from the vision model; `messages`' last user turn is about `image`.
+
+        Raises ApiError (e.g. invalid_request when the prompt cannot fit) before the first chunk.
+        """
+
+    def stream_writer(
+        self, messages: Sequence[ChatMessage], sampling: Sampling, cancel: Cancel
+    ) -> Iterator[Chunk]:
+        """Generate from the writer model (templated in its own chat format)."""
+
+    def score_vision_options(
+        self, image: Image, messages: Sequence[ChatMessage], options: Sequence[str]
+    ) -> list[float]:
+        """Log-probability of each option as the complete assistant answer (safety assessment)."""
