@@ -1,0 +1,211 @@
+"""Pre-quantized NF4 checkpoints: where they live, how they are made, how they are found.
+
+Serving reads ~16 GB of NF4 weights instead of ~41 GB of bf16 and skips quantizing at every
+cold start. `prepare` turns a model on the Hugging Face Hub (at a pinned revision) into such a
+checkpoint, once, on a machine with a CUDA GPU (bitsandbytes quantizes on the GPU).
+
+Layout under the weights directory (a Modal Volume in deployment):
+
+    nf4/<owner>--<name>/            one checkpoint per model: safetensors, config with the
+                                    quantization settings, tokenizer/processor files, and
+        pictale-weights.json        the manifest, written last: its presence means "complete"
+    downloads/                      Hub cache while preparing; emptied after each model
+
+A checkpoint is built in `<dir>.partial` and renamed into place, so an interrupted run never
+leaves a directory that looks complete. Models whose manifest already matches are skipped.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+Role = Literal["vision", "writer"]
+
+CHECKPOINTS_SUBDIR = "nf4"
+DOWNLOADS_SUBDIR = "downloads"
+MANIFEST_NAME = "pictale-weights.json"
+PARTIAL_SUFFIX = ".partial"
+# Bumped when the checkpoint layout or quantization recipe changes: old checkpoints get rebuilt.
+FORMAT_VERSION = 1
+
+# Never downloaded: other serializations of the same weights.
+IGNORED_DOWNLOADS = ("*.bin", "*.pth", "*.pt", "*.gguf", "*.onnx", "*.msgpack", "*.h5", "original/*")
+# Files that save_pretrained writes for the quantized model; everything else in the snapshot
+# (tokenizer, processor, chat template) is copied over unchanged.
+MODEL_FILES = ("*.safetensors", "*.safetensors.index.json", "config.json", "generation_config.json")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """One model to prepare: its role in pictale and where it comes from on the Hub."""
+
+    role: Role
+    repo_id: str
+    revision: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    repo_id: str
+    revision: str  # as requested (a commit hash, or a branch/tag name)
+    commit: str  # the commit actually downloaded
+    double_quant: bool
+    format_version: int = FORMAT_VERSION
+
+
+@dataclass(frozen=True)
+class Prepared:
+    source: ModelSource
+    path: Path
+    skipped: bool  # True when a matching checkpoint was already there
+
+
+Downloader = Callable[[ModelSource, Path], Path]
+"""(source, downloads dir) -> local snapshot directory; its name is the commit hash."""
+Quantizer = Callable[[ModelSource, Path, Path, bool], None]
+"""(source, snapshot dir, output dir, double_quant) -> writes the NF4 model into output dir."""
+
+
+def checkpoint_dir(weights_dir: Path, repo_id: str) -> Path:
+    """Where the NF4 checkpoint of `repo_id` lives under `weights_dir`."""
+    if repo_id.count("/") != 1 or any(part in ("", ".", "..") for part in repo_id.split("/")):
+        raise ValueError(f"not a Hub model id (owner/name): {repo_id!r}")
+    return Path(weights_dir) / CHECKPOINTS_SUBDIR / repo_id.replace("/", "--")
+
+
+def read_manifest(directory: Path) -> Manifest | None:
+    """The manifest of a checkpoint directory, or None when absent or unreadable."""
+    try:
+        data = json.loads((Path(directory) / MANIFEST_NAME).read_text())
+        return Manifest(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def write_manifest(directory: Path, manifest: Manifest) -> None:
+    (Path(directory) / MANIFEST_NAME).write_text(json.dumps(asdict(manifest), indent=2) + "\n")
+
+
+def matches(manifest: Manifest | None, repo_id: str, revision: str, double_quant: bool) -> bool:
+    """Whether a checkpoint with `manifest` is this model at this revision and quantization."""
+    return (
+        manifest is not None
+        and manifest.format_version == FORMAT_VERSION
+        and manifest.repo_id == repo_id
+        and revision in (manifest.revision, manifest.commit)
+        and manifest.double_quant == double_quant
+    )
+
+
+def find_checkpoint(
+    weights_dir: Path, repo_id: str, revision: str, *, double_quant: bool
+) -> Path | None:
+    """The prepared checkpoint for this model, or None (the loader then reads the Hub cache)."""
+    directory = checkpoint_dir(weights_dir, repo_id)
+    return directory if matches(read_manifest(directory), repo_id, revision, double_quant) else None
+
+
+def copy_support_files(snapshot: Path, output: Path) -> list[str]:
+    """Copy tokenizer/processor/template files from a snapshot; returns the names copied."""
+    copied = []
+    for path in sorted(Path(snapshot).rglob("*")):
+        relative = path.relative_to(snapshot).as_posix()
+        if not path.is_file() or _matches_any(relative, MODEL_FILES + IGNORED_DOWNLOADS):
+            continue
+        destination = Path(output) / relative
+        if destination.exists():
+            continue
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, destination)
+        copied.append(relative)
+    return copied
+
+
+def prepare(
+    weights_dir: Path,
+    sources: Iterable[ModelSource],
+    *,
+    double_quant: bool,
+    download: Downloader,
+    quantize: Quantizer,
+    on_prepared: Callable[[Prepared], None] = lambda _: None,
+) -> list[Prepared]:
+    """Make an NF4 checkpoint for every source that lacks a matching one."""
+    results = []
+    for source in sources:
+        target = checkpoint_dir(weights_dir, source.repo_id)
+        if matches(read_manifest(target), source.repo_id, source.revision, double_quant):
+            result = Prepared(source, target, skipped=True)
+        else:
+            _build(weights_dir, source, target, double_quant, download, quantize)
+            result = Prepared(source, target, skipped=False)
+        on_prepared(result)
+        results.append(result)
+    return results
+
+
+def _build(
+    weights_dir: Path,
+    source: ModelSource,
+    target: Path,
+    double_quant: bool,
+    download: Downloader,
+    quantize: Quantizer,
+) -> None:
+    downloads = Path(weights_dir) / DOWNLOADS_SUBDIR
+    snapshot = download(source, downloads)
+    staging = target.with_name(target.name + PARTIAL_SUFFIX)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    quantize(source, snapshot, staging, double_quant)
+    copy_support_files(snapshot, staging)
+    manifest = Manifest(source.repo_id, source.revision, Path(snapshot).name, double_quant)
+    write_manifest(staging, manifest)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    shutil.rmtree(downloads, ignore_errors=True)
+
+
+def _matches_any(relative: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatch(relative, pattern) for pattern in patterns)
+
+
+# --- the real download and quantization (need the Hub, and a CUDA GPU for bitsandbytes) ---
+
+
+def hub_download(source: ModelSource, downloads: Path) -> Path:
+    """Download a pinned snapshot (HF_TOKEN from the environment authorizes gated repos)."""
+    from huggingface_hub import snapshot_download
+
+    path = snapshot_download(
+        source.repo_id,
+        revision=source.revision,
+        cache_dir=downloads,
+        ignore_patterns=list(IGNORED_DOWNLOADS),
+    )
+    return Path(path)
+
+
+def quantize_nf4(source: ModelSource, snapshot: Path, output: Path, double_quant: bool) -> None:
+    """Load the bf16 snapshot with the engine's NF4 config on the GPU and save it quantized."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+    from pictale_server.engine.quantization import nf4_config
+
+    model_class = AutoModelForImageTextToText if source.role == "vision" else AutoModelForCausalLM
+    model = model_class.from_pretrained(
+        snapshot,
+        quantization_config=nf4_config(double_quant=double_quant),
+        dtype=torch.bfloat16,
+        device_map="cuda:0",
+    )
+    model.save_pretrained(output)
+    del model
+    torch.cuda.empty_cache()
