@@ -14,16 +14,16 @@ ACCEPTED_FORMATS = {
     "TIFF": "image/tiff",
 }
 
-# Recognized only to name them in the refusal.
+# Recognized only to name them in the refusal; compared against the lower-cased head.
 _KNOWN_REFUSED = (
-    (b"%PDF-", "PDF"),
+    (b"%pdf-", "PDF"),
     (b"<svg", "SVG"),
     (b"<?xml", "XML/SVG"),
     (b"<!doctype html", "HTML"),
     (b"<html", "HTML"),
     (b"\x00\x00\x00\x0cjxl ", "JPEG XL"),
     (b"\xff\x0a", "JPEG XL"),
-    (b"PK\x03\x04", "ZIP"),
+    (b"pk\x03\x04", "ZIP"),
     (b"\x1f\x8b", "gzip"),
 )
 
