@@ -67,11 +67,17 @@ async def check_destination(
 class PinnedAddressTransport(httpx.AsyncBaseTransport):
     """Checks each request's destination and connects to the checked address only."""
 
-    def __init__(self, policy: ImagePolicy, resolver: Resolver, param: str = "image") -> None:
+    def __init__(
+        self,
+        policy: ImagePolicy,
+        resolver: Resolver,
+        param: str = "image",
+        inner: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self._policy = policy
         self._resolver = resolver
         self._param = param
-        self._inner = httpx.AsyncHTTPTransport(retries=0, trust_env=False)
+        self._inner = inner or httpx.AsyncHTTPTransport(retries=0, trust_env=False)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         address = await check_destination(request.url, self._policy, self._resolver, self._param)
