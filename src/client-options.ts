@@ -1,0 +1,136 @@
+import { InvalidInputError } from './errors/client-errors'
+import type { ImageInput } from './images/image-input'
+import { DEFAULT_MAX_IMAGE_BYTES } from './images/prepare-image'
+
+/**
+ * Timeouts in milliseconds. `Infinity` turns one off. They cover the whole stream, not just
+ * the headers.
+ */
+export interface TimeoutOptions {
+  /** Sending the request until response headers arrive, per attempt. Default 120 000 (covers a cold start). */
+  connectMs?: number
+  /** Start of the run until the first `delta` event. Default `Infinity` (queues can be long; idle still applies). */
+  firstTokenMs?: number
+  /** Longest silence between any two received bytes, pings included. Default 60 000 (the server pings every 15 s). */
+  idleMs?: number
+  /** Start of the run (retries included) until its result. Default `Infinity`. */
+  totalMs?: number
+}
+
+/** Where log lines go; `console` fits. */
+export interface Logger {
+  debug(message: string, ...details: unknown[]): void
+  warn(message: string, ...details: unknown[]): void
+}
+
+/** Options of {@link createClient}. */
+export interface ClientOptions {
+  /** The server's base URL, e.g. `http://127.0.0.1:8000` or a Modal endpoint. Required. */
+  baseURL: string
+  /** Sent as `Authorization: Bearer <apiKey>` when set. */
+  apiKey?: string | undefined
+  /** Modal proxy-auth credentials, sent as `Modal-Key` / `Modal-Secret` when set. */
+  modal?: { key: string; secret: string } | undefined
+  /** Retries before the first body byte (408/409/425/429/5xx, connection errors). Default 2. */
+  maxRetries?: number
+  /** Timeouts for every call; each call may override them. */
+  timeout?: TimeoutOptions
+  /** A fetch implementation (a proxy-aware one, a test double). Default `globalThis.fetch`. */
+  fetch?: typeof fetch
+  /** Extra headers on every request. */
+  headers?: Record<string, string>
+  /** Receives retry and cancel diagnostics. Default: silent. */
+  logger?: Logger
+  /** Largest image accepted client-side, in bytes. Default 20 MiB, the server's own limit. */
+  maxImageBytes?: number
+  /**
+   * Turns other image sources into an accepted form before encoding; return the input unchanged
+   * for forms the default encoder knows. `pictale/node` uses it for file paths and streams.
+   */
+  resolveImage?: (image: unknown) => Promise<ImageInput> | ImageInput
+}
+
+/** Per-call options of `describe()`, `narrate()`, `pipeline()`, `health()`. */
+export interface CallOptions {
+  /** Aborts the call like `run.abort()`. */
+  signal?: AbortSignal | undefined
+  /** Overrides the client's timeouts for this call. */
+  timeout?: TimeoutOptions | undefined
+  /** Overrides the client's `maxRetries` for this call. */
+  maxRetries?: number | undefined
+  /** Extra headers for this call. */
+  headers?: Record<string, string> | undefined
+  /** The `Idempotency-Key` to send (default: a fresh random one per call). */
+  idempotencyKey?: string | undefined
+}
+
+/** Fully resolved timeouts. */
+export type ResolvedTimeouts = Required<TimeoutOptions>
+
+/** Client options after defaults and checks. */
+export interface ResolvedOptions {
+  baseURL: string
+  apiKey: string | undefined
+  modal: { key: string; secret: string } | undefined
+  maxRetries: number
+  timeout: ResolvedTimeouts
+  fetch: typeof fetch
+  headers: Record<string, string>
+  logger: Logger | undefined
+  maxImageBytes: number
+  resolveImage: ((image: unknown) => Promise<ImageInput> | ImageInput) | undefined
+}
+
+/** The default timeouts (see {@link TimeoutOptions}). */
+export const DEFAULT_TIMEOUTS: ResolvedTimeouts = {
+  connectMs: 120_000,
+  firstTokenMs: Infinity,
+  idleMs: 60_000,
+  totalMs: Infinity,
+}
+
+/** Merges `override` over `base`, checking every value. */
+export function resolveTimeouts(base: ResolvedTimeouts, override?: TimeoutOptions): ResolvedTimeouts {
+  const merged = { ...base }
+  for (const key of Object.keys(base) as (keyof ResolvedTimeouts)[]) {
+    const value = override?.[key]
+    if (value === undefined) continue
+    if (typeof value !== 'number' || !(value > 0)) {
+      throw new InvalidInputError('invalid_options', `timeout.${key} must be a positive number of ms or Infinity`, `timeout.${key}`)
+    }
+    merged[key] = value
+  }
+  return merged
+}
+
+/** Applies defaults and rejects unusable options with {@link InvalidInputError}. */
+export function resolveOptions(options: ClientOptions): ResolvedOptions {
+  if (typeof options?.baseURL !== 'string' || !/^https?:\/\//i.test(options.baseURL)) {
+    throw new InvalidInputError('invalid_options', 'baseURL must be an http(s):// URL', 'baseURL')
+  }
+  const fetchImpl = options.fetch ?? globalThis.fetch
+  if (typeof fetchImpl !== 'function') {
+    throw new InvalidInputError('invalid_options', 'no fetch available: pass options.fetch', 'fetch')
+  }
+  const maxRetries = options.maxRetries ?? 2
+  if (!Number.isInteger(maxRetries) || maxRetries < 0) {
+    throw new InvalidInputError('invalid_options', 'maxRetries must be a whole number ≥ 0', 'maxRetries')
+  }
+  const maxImageBytes = options.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES
+  if (!(maxImageBytes > 0)) {
+    throw new InvalidInputError('invalid_options', 'maxImageBytes must be positive', 'maxImageBytes')
+  }
+  return {
+    baseURL: options.baseURL.replace(/\/+$/, ''),
+    apiKey: options.apiKey,
+    modal: options.modal,
+    maxRetries,
+    timeout: resolveTimeouts(DEFAULT_TIMEOUTS, options.timeout),
+    // Called unbound: some runtimes' fetch throws "Illegal invocation" when called as a method.
+    fetch: (input, init) => fetchImpl(input, init),
+    headers: { ...options.headers },
+    logger: options.logger,
+    maxImageBytes,
+    resolveImage: options.resolveImage,
+  }
+}

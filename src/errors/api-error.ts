@@ -1,0 +1,101 @@
+import { PictaleError } from './pictale-error'
+
+/** One field problem reported by the server for a `400`/`422` request. */
+export interface FieldError {
+  /** Dotted path of the offending field, e.g. `narrate.max_tokens`. */
+  param: string
+  /** What is wrong with it. */
+  message: string
+}
+
+/** What the SDK knows about an HTTP error response. */
+export interface APIErrorInit {
+  status: number
+  code: string
+  message: string
+  requestId?: string | undefined
+  param?: string | undefined
+  details?: FieldError[] | undefined
+  /** Delay the server asked for (`Retry-After` / `retry-after-ms`), in milliseconds. */
+  retryAfterMs?: number | undefined
+  headers?: Headers | undefined
+  /** The parsed body, or its text when it was not JSON. */
+  body?: unknown
+}
+
+/** The server answered with an HTTP error status. Subclasses narrow it by status family. */
+export class APIError extends PictaleError {
+  static override readonly kind: string = 'APIError'
+  /** HTTP status. */
+  readonly status: number
+  /** The server's `x-request-id` for this response (quote it in bug reports). */
+  readonly requestId: string | undefined
+  /** Dotted path of the offending request field, when the server named one. */
+  readonly param: string | undefined
+  /** Response headers. */
+  readonly headers: Headers | undefined
+  /** The parsed error body (or its text when not JSON). */
+  readonly body: unknown
+
+  constructor(init: APIErrorInit) {
+    super(init.code, `${init.status} ${init.code}: ${init.message}`)
+    this.status = init.status
+    this.requestId = init.requestId
+    this.param = init.param
+    this.headers = init.headers
+    this.body = init.body
+  }
+}
+
+/** `400`, `413`, `415` or `422`: the request, its image or its size was refused. */
+export class BadRequestError extends APIError {
+  static override readonly kind: string = 'BadRequestError'
+  /** Every field error the server listed (from the body's `details`); empty when none. */
+  readonly details: FieldError[]
+  constructor(init: APIErrorInit) {
+    super(init)
+    this.details = init.details ?? []
+  }
+}
+
+/** `401` (missing or wrong API key) or a `403` from an auth proxy. */
+export class AuthenticationError extends APIError {
+  static override readonly kind: string = 'AuthenticationError'
+}
+
+/** `403 content_refused`: the server's safety gate refused the request. */
+export class ContentRefusedError extends APIError {
+  static override readonly kind: string = 'ContentRefusedError'
+}
+
+/** `404`: unknown route or run id. */
+export class NotFoundError extends APIError {
+  static override readonly kind: string = 'NotFoundError'
+}
+
+/** `429` (`queue_full` or `rate_limited`). */
+export class RateLimitError extends APIError {
+  static override readonly kind: string = 'RateLimitError'
+  /** How long the server asked the client to wait, in **milliseconds** (undefined if unsaid). */
+  readonly retryAfter: number | undefined
+  constructor(init: APIErrorInit) {
+    super(init)
+    this.retryAfter = init.retryAfterMs
+  }
+}
+
+/** `500` and other `5xx` except `503`. */
+export class ServerError extends APIError {
+  static override readonly kind: string = 'ServerError'
+}
+
+/** `503` (`not_ready`: models still loading, or the deployment is starting). */
+export class ServiceUnavailableError extends ServerError {
+  static override readonly kind: string = 'ServiceUnavailableError'
+  /** How long the server asked the client to wait, in **milliseconds** (undefined if unsaid). */
+  readonly retryAfter: number | undefined
+  constructor(init: APIErrorInit) {
+    super(init)
+    this.retryAfter = init.retryAfterMs
+  }
+}

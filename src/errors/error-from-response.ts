@@ -1,0 +1,64 @@
+import { ErrorBodySchema } from '../schemas/error-body'
+import { camelizeKeys } from '../wire/case'
+import { retryAfterMs } from '../http/retry-after'
+import {
+  APIError,
+  AuthenticationError,
+  BadRequestError,
+  ContentRefusedError,
+  NotFoundError,
+  RateLimitError,
+  ServerError,
+  ServiceUnavailableError,
+  type APIErrorInit,
+} from './api-error'
+
+const FALLBACK_CODES: Record<number, string> = {
+  400: 'invalid_request',
+  401: 'unauthorized',
+  403: 'forbidden',
+  404: 'not_found',
+  413: 'request_too_large',
+  415: 'unsupported_media_type',
+  422: 'invalid_request',
+  429: 'rate_limited',
+  503: 'not_ready',
+}
+
+/**
+ * The typed error for an HTTP error response. Bodies that are not the protocol's error shape
+ * (a proxy's HTML page, an empty 502) still map by status.
+ */
+export function errorFromResponse(status: number, headers: Headers, bodyText: string): APIError {
+  let body: unknown = bodyText
+  try {
+    body = JSON.parse(bodyText)
+  } catch {
+    // Not JSON: keep the text as the body.
+  }
+  const parsed = ErrorBodySchema.safeParse(camelizeKeys(body))
+  const error = parsed.success ? parsed.data.error : undefined
+  const init: APIErrorInit = {
+    status,
+    code: error?.code ?? FALLBACK_CODES[status] ?? (status >= 500 ? 'internal' : 'http_error'),
+    message: error?.message ?? (bodyText.slice(0, 200) || `HTTP ${status}`),
+    requestId: headers.get('x-request-id') ?? error?.requestId,
+    param: error?.param ?? undefined,
+    details: error?.details,
+    retryAfterMs: retryAfterMs(headers),
+    headers,
+    body,
+  }
+  return new (errorClassFor(status, init.code))(init)
+}
+
+function errorClassFor(status: number, code: string): new (init: APIErrorInit) => APIError {
+  if (status === 400 || status === 413 || status === 415 || status === 422) return BadRequestError
+  if (status === 401) return AuthenticationError
+  if (status === 403) return code === 'content_refused' ? ContentRefusedError : AuthenticationError
+  if (status === 404) return NotFoundError
+  if (status === 429) return RateLimitError
+  if (status === 503) return ServiceUnavailableError
+  if (status >= 500) return ServerError
+  return APIError
+}

@@ -1,0 +1,45 @@
+/**
+ * pictale: turn a picture into a story. The default entry runs in browsers, Node ≥ 20, Deno
+ * and Bun; it imports nothing from `node:` and never reads `process.env`.
+ * @packageDocumentation
+ */
+export { createClient, PictaleClient } from './client'
+export type { CallOptions, ClientOptions, Logger, TimeoutOptions } from './client-options'
+export { DEFAULT_TIMEOUTS } from './client-options'
+export type { WaitUntilReadyOptions } from './wait-until-ready'
+export { Run } from './run/run'
+
+export { PictaleError, type PictaleErrorOptions } from './errors/pictale-error'
+export {
+  APIError,
+  AuthenticationError,
+  BadRequestError,
+  ContentRefusedError,
+  NotFoundError,
+  RateLimitError,
+  ServerError,
+  ServiceUnavailableError,
+  type APIErrorInit,
+  type FieldError,
+} from './errors/api-error'
+export {
+  ConnectionError,
+  InvalidImageError,
+  InvalidInputError,
+  StreamEndedEarlyError,
+  StreamError,
+  TimeoutError,
+  UserAbortError,
+  ValidationError,
+  type TimeoutPhase,
+} from './errors/client-errors'
+
+export type { ImageInput, InlineImage, RemoteImage } from './images/image-input'
+export { DEFAULT_MAX_IMAGE_BYTES } from './images/prepare-image'
+export { sniffImageType, type ImageMediaType } from './images/sniff-media-type'
+
+export * from './schemas/requests'
+export * from './schemas/results'
+export * from './schemas/events'
+export * from './schemas/health'
+export { ErrorBodySchema, type ErrorBody } from './schemas/error-body'

@@ -1,0 +1,49 @@
+import type { EventSourceMessage } from 'eventsource-parser'
+import { StreamError, ValidationError } from '../errors/client-errors'
+import { ErrorEventDataSchema, doneSchemas, progressEventSchemas } from '../schemas/events'
+import { camelizeKeys } from '../wire/case'
+
+/** Which `done` shape a route ends with. */
+export type ResultKind = keyof typeof doneSchemas
+
+/** A validated event: `{ type, ...data }`, keys camelCased. */
+export type DecodedEvent = { type: string } & Record<string, unknown>
+
+/**
+ * Turns one SSE message into a validated event. Returns undefined for event names this
+ * version does not know (the protocol may add events). Throws {@link ValidationError} for
+ * data that breaks its schema and {@link StreamError} for an `error` event.
+ */
+export function decodeEvent(
+  message: EventSourceMessage,
+  resultKind: ResultKind,
+  requestId: string | undefined,
+): DecodedEvent | undefined {
+  const type = message.event ?? 'message'
+  const schema =
+    type === 'done'
+      ? doneSchemas[resultKind]
+      : type === 'error'
+        ? ErrorEventDataSchema
+        : progressEventSchemas[type as keyof typeof progressEventSchemas]
+  if (schema === undefined) return undefined
+  let raw: unknown
+  try {
+    raw = JSON.parse(message.data)
+  } catch {
+    throw new ValidationError(type, ['data is not JSON'], message.data, requestId)
+  }
+  const parsed = schema.safeParse(camelizeKeys(raw))
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((issue) => `${issue.path.map(String).join('.') || '(data)'}: ${issue.message}`)
+    throw new ValidationError(type, issues, raw, requestId)
+  }
+  if (type === 'error') {
+    const data = parsed.data as { code: string; message: string; retryable: boolean; requestId?: string }
+    throw new StreamError(data.code, data.message, {
+      retryable: data.retryable,
+      requestId: data.requestId ?? requestId,
+    })
+  }
+  return { type, ...(parsed.data as Record<string, unknown>) }
+}

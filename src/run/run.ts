@@ -1,0 +1,262 @@
+import type { CallOptions, ResolvedOptions, ResolvedTimeouts, TimeoutOptions } from '../client-options'
+import { resolveTimeouts } from '../client-options'
+import {
+  InvalidInputError,
+  StreamEndedEarlyError,
+  StreamError,
+  TimeoutError,
+  UserAbortError,
+  ValidationError,
+  type TimeoutPhase,
+} from '../errors/client-errors'
+import { linkUserSignal } from '../http/link-abort'
+import { sendRequest } from '../http/send-request'
+import { decodeEvent, type ResultKind } from './decode-event'
+import { readSse } from './read-sse'
+
+/** What a {@link Run} needs to send its one request. */
+export interface RunSpec {
+  path: string
+  resultKind: ResultKind
+  /** Checks the request and builds its wire body (images encoded); runs before sending. */
+  buildBody(): Promise<Record<string, unknown>>
+  /** Best-effort `POST /v1/runs/{id}/cancel`. */
+  cancel(runId: string): Promise<unknown>
+  options: ResolvedOptions
+  call: CallOptions
+  idempotencyKey: string
+}
+
+type Outcome<T> = { ok: true; value: T } | { ok: false; error: unknown }
+
+/**
+ * One call to the server: a promise of its result **and** an async iterable of its events,
+ * backed by a single streaming HTTP request.
+ *
+ * The request is sent when the run is first awaited or iterated. Iterate first and await
+ * after (`for await (const e of run) …; const result = await run`), or only await: awaiting
+ * first consumes the stream, and iterating afterwards throws `run_consumed`. Leaving a
+ * `for await` early (`break`, `return`, a throw) or calling {@link Run.abort} closes the
+ * connection and asks the server to cancel the job.
+ */
+export class Run<TResult, TEvent extends { type: string }> implements PromiseLike<TResult>, AsyncIterable<TEvent> {
+  /** The `Idempotency-Key` this call sends on every attempt. */
+  readonly idempotencyKey: string
+  readonly #spec: RunSpec
+  readonly #controller = new AbortController()
+  readonly #result: Promise<TResult>
+  #resolve!: (value: TResult) => void
+  #reject!: (error: unknown) => void
+  #outcome: Outcome<TResult> | undefined
+  #consumer: 'none' | 'iterator' | 'drain' = 'none'
+  #runId: string | undefined
+  #requestId: string | undefined
+  #serverFinished = false
+  #cancelSent = false
+  #timers: ReturnType<typeof setTimeout>[] = []
+  #firstTokenTimer: ReturnType<typeof setTimeout> | undefined
+  #idleTimer: ReturnType<typeof setTimeout> | undefined
+  #timeouts: ResolvedTimeouts | undefined
+  #unlinkSignal: () => void
+
+  /** @internal Created by the client's `describe`, `narrate` and `pipeline`. */
+  constructor(spec: RunSpec) {
+    this.#spec = spec
+    this.idempotencyKey = spec.idempotencyKey
+    this.#result = new Promise<TResult>((resolve, reject) => {
+      this.#resolve = resolve
+      this.#reject = reject
+    })
+    // A caller that only iterates sees errors there; this promise must not be reported unhandled.
+    this.#result.catch(() => {})
+    this.#unlinkSignal = () => {}
+    this.#unlinkSignal = linkUserSignal(spec.call.signal, (error) => this.#stop(error))
+  }
+
+  /** The server's run id, once its `run` event has arrived. */
+  get id(): string | undefined {
+    return this.#runId
+  }
+
+  /** The response's `x-request-id`, once headers have arrived. */
+  get requestId(): string | undefined {
+    return this.#requestId
+  }
+
+  /**
+   * Stops the run: closes the connection, asks the server to cancel the job (once its id is
+   * known), and rejects the result with {@link UserAbortError}. No effect once it has ended.
+   */
+  abort(reason?: unknown): void {
+    this.#stop(new UserAbortError(reason))
+  }
+
+  /** The run's delta texts only, in order (both stages for a pipeline). Consumes the run like iterating it. */
+  get textStream(): AsyncIterable<string> {
+    return {
+      [Symbol.asyncIterator]: () => {
+        const events = this[Symbol.asyncIterator]()
+        return (async function* () {
+          for await (const event of { [Symbol.asyncIterator]: () => events }) {
+            if (event.type === 'delta') yield (event as unknown as { text: string }).text
+          }
+        })()
+      },
+    }
+  }
+
+  /** Iterates the run's events; see the class description for how this combines with awaiting. */
+  [Symbol.asyncIterator](): AsyncIterator<TEvent> {
+    this.#claim('iterator')
+    return this.#events()
+  }
+
+  then<A = TResult, B = never>(
+    onfulfilled?: ((value: TResult) => A | PromiseLike<A>) | null,
+    onrejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
+  ): Promise<A | B> {
+    if (this.#consumer === 'none') {
+      this.#consumer = 'drain'
+      void this.#drain()
+    }
+    return this.#result.then(onfulfilled, onrejected)
+  }
+
+  /** Like `Promise.prototype.catch`. */
+  catch<B = never>(onrejected?: ((reason: unknown) => B | PromiseLike<B>) | null): Promise<TResult | B> {
+    return this.then(undefined, onrejected)
+  }
+
+  /** Like `Promise.prototype.finally`. */
+  finally(onfinally?: (() => void) | null): Promise<TResult> {
+    return this.then().finally(onfinally)
+  }
+
+  #claim(consumer: 'iterator'): void {
+    if (this.#consumer !== 'none') {
+      throw new InvalidInputError(
+        'run_consumed',
+        'this run is already being consumed: iterate it (or its textStream) once, before awaiting it',
+      )
+    }
+    this.#consumer = consumer
+  }
+
+  async #drain(): Promise<void> {
+    try {
+      for await (const _event of this.#events()) {
+        // Awaiting only: events are not kept.
+      }
+    } catch {
+      // Already recorded as the run's outcome.
+    }
+  }
+
+  async *#events(): AsyncGenerator<TEvent> {
+    const signal = this.#controller.signal
+    try {
+      if (signal.aborted) throw signal.reason
+      const timeouts = resolveTimeouts(this.#spec.options.timeout, this.#spec.call.timeout as TimeoutOptions)
+      this.#timeouts = timeouts
+      this.#startTimer('total', timeouts.totalMs)
+      this.#firstTokenTimer = this.#startTimer('firstToken', timeouts.firstTokenMs)
+      const body = await untilAborted(this.#spec.buildBody(), signal)
+      const response = await sendRequest(this.#spec.options, {
+        method: 'POST',
+        path: this.#spec.path,
+        body,
+        headers: {
+          'content-type': 'application/json',
+          accept: 'text/event-stream',
+          'idempotency-key': this.idempotencyKey,
+        },
+        callHeaders: this.#spec.call.headers,
+        maxRetries: this.#spec.call.maxRetries ?? this.#spec.options.maxRetries,
+        connectMs: timeouts.connectMs,
+        signal,
+      })
+      this.#requestId = response.headers.get('x-request-id') ?? undefined
+      const contentType = response.headers.get('content-type') ?? ''
+      if (!contentType.includes('text/event-stream')) {
+        response.body?.cancel().catch(() => {})
+        throw new ValidationError('response', [`expected text/event-stream, got "${contentType}"`], undefined, this.#requestId)
+      }
+      if (!response.body) throw new StreamEndedEarlyError(this.#requestId)
+      const messages = readSse(response.body, { signal, onWaiting: (waiting) => this.#onWaiting(waiting) })
+      for await (const message of messages) {
+        const event = decodeEvent(message, this.#spec.resultKind, this.#requestId)
+        if (event === undefined) continue
+        if (event.type === 'run') this.#runId = event.id as string
+        if (event.type === 'delta') clearTimeout(this.#firstTokenTimer)
+        if (event.type === 'done') {
+          this.#serverFinished = true
+          const { type: _type, ...result } = event
+          this.#finish({ ok: true, value: result as TResult })
+          yield event as unknown as TEvent
+          return
+        }
+        yield event as unknown as TEvent
+      }
+      throw new StreamEndedEarlyError(this.#requestId)
+    } catch (error) {
+      if (error instanceof StreamError && !(error instanceof StreamEndedEarlyError)) this.#serverFinished = true
+      const final = signal.aborted ? signal.reason : error
+      this.#stop(final)
+      throw final
+    } finally {
+      // Reached without an outcome only when the consumer left the loop early.
+      if (this.#outcome === undefined) this.#stop(new UserAbortError('the consumer stopped iterating'))
+    }
+  }
+
+  #stop(error: unknown): void {
+    if (this.#outcome !== undefined) return
+    this.#finish({ ok: false, error })
+    if (!this.#controller.signal.aborted) this.#controller.abort(error)
+    this.#cancelOnServer()
+  }
+
+  #finish(outcome: Outcome<TResult>): void {
+    if (this.#outcome !== undefined) return
+    this.#outcome = outcome
+    for (const timer of this.#timers) clearTimeout(timer)
+    clearTimeout(this.#idleTimer)
+    this.#unlinkSignal()
+    if (outcome.ok) this.#resolve(outcome.value)
+    else this.#reject(outcome.error)
+  }
+
+  #cancelOnServer(): void {
+    const id = this.#runId
+    if (id === undefined || this.#serverFinished || this.#cancelSent) return
+    this.#cancelSent = true
+    this.#spec.cancel(id).catch((error: unknown) => {
+      this.#spec.options.logger?.debug(`pictale: cancel of ${id} failed`, error)
+    })
+  }
+
+  #startTimer(phase: TimeoutPhase, ms: number): ReturnType<typeof setTimeout> | undefined {
+    if (!Number.isFinite(ms)) return undefined
+    const timer = setTimeout(() => this.#stop(new TimeoutError(phase, ms)), ms)
+    this.#timers.push(timer)
+    return timer
+  }
+
+  #onWaiting(waiting: boolean): void {
+    clearTimeout(this.#idleTimer)
+    this.#idleTimer = undefined
+    const idleMs = this.#timeouts?.idleMs ?? Infinity
+    if (waiting && this.#outcome === undefined && Number.isFinite(idleMs)) {
+      this.#idleTimer = setTimeout(() => this.#stop(new TimeoutError('idle', idleMs)), idleMs)
+    }
+  }
+}
+
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason)
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason)
+    signal.addEventListener('abort', onAbort, { once: true })
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+  })
+}

@@ -1,0 +1,72 @@
+import * as z from 'zod/mini'
+import type { ImageInput } from '../images/image-input'
+
+// Request schemas check types only; bounds (max_tokens ≤ 4096, …) are the server's to enforce
+// so that a server raising them needs no SDK release. Objects are loose: extra fields travel.
+
+/** Sampling options, all optional (see docs/protocol.md for bounds and defaults). */
+export const SamplingSchema = z.looseObject({
+  maxTokens: z.optional(z.int()),
+  temperature: z.optional(z.number()),
+  topP: z.optional(z.number()),
+  topK: z.optional(z.int()),
+  minP: z.optional(z.number()),
+  repetitionPenalty: z.optional(z.number()),
+  stop: z.optional(z.array(z.string())),
+  seed: z.optional(z.int()),
+})
+/** Sampling options. */
+export type Sampling = z.infer<typeof SamplingSchema>
+
+/** Any accepted image form; checked by the image encoder, not by this schema. */
+export const ImageSchema = z.custom<ImageInput>((value) => value !== undefined && value !== null)
+
+/** How much the vision model writes: a caption, a detailed description, or a scene for a story. */
+export const DescribeStyleSchema = z.enum(['caption', 'detailed', 'scene'])
+/** Describe style. */
+export type DescribeStyle = z.infer<typeof DescribeStyleSchema>
+
+/** One earlier turn of a conversation. */
+export const HistoryTurnSchema = z.object({
+  role: z.enum(['user', 'assistant']),
+  content: z.string(),
+})
+/** One earlier turn of a conversation. */
+export type HistoryTurn = z.infer<typeof HistoryTurnSchema>
+
+const describeOptions = {
+  style: z.optional(DescribeStyleSchema),
+  prompt: z.optional(z.string()),
+  system: z.optional(z.string()),
+  ...SamplingSchema.shape,
+}
+
+const narrateOptions = {
+  system: z.optional(z.string()),
+  history: z.optional(z.array(HistoryTurnSchema)),
+  ...SamplingSchema.shape,
+}
+
+/** `describe()` request: an image and how to describe it. */
+export const DescribeRequestSchema = z.looseObject({ image: ImageSchema, ...describeOptions })
+/** `describe()` request. */
+export type DescribeRequest = z.infer<typeof DescribeRequestSchema>
+
+/** `narrate()` request: an instruction, optional scene `context`, system prompt and history. */
+export const NarrateRequestSchema = z.looseObject({
+  instruction: z.string(),
+  context: z.optional(z.string()),
+  ...narrateOptions,
+})
+/** `narrate()` request. */
+export type NarrateRequest = z.infer<typeof NarrateRequestSchema>
+
+/** `pipeline()` request: an image and an instruction, with per-stage overrides. */
+export const PipelineRequestSchema = z.looseObject({
+  image: ImageSchema,
+  instruction: z.string(),
+  describe: z.optional(z.looseObject(describeOptions)),
+  narrate: z.optional(z.looseObject(narrateOptions)),
+})
+/** `pipeline()` request. */
+export type PipelineRequest = z.infer<typeof PipelineRequestSchema>
