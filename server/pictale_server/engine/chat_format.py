@@ -1,0 +1,105 @@
+"""The two prompt formats the reference models were trained on, as plain string functions.
+
+The writer (magnum-v4-12b, a Mistral-Nemo finetune) speaks Mistral "V3-Tekken":
+    <s>[INST]user[/INST]assistant</s>[INST]system\n\nuser[/INST]
+with the merged system text in front of the LAST user turn, as the Nemo template does.
+The vision model (Qwen2.5-VL) speaks ChatML with the image inside the last user turn.
+
+The engine formats prompts here rather than through each checkpoint's bundled template, so the
+format is the one these models need whatever a checkpoint ships; the dev tokenizers carry the
+same formats as Jinja templates and a test keeps the two in agreement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pictale_server.engine.base import ChatMessage
+
+# Inserted when a history starts with the assistant: V3-Tekken must open with a user turn.
+NEUTRAL_USER_TURN = "Continue."
+TURN_SEPARATOR = "\n\n"
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """Messages after normalization: one optional system text, then alternating turns."""
+
+    system: str | None
+    turns: tuple[ChatMessage, ...]
+
+
+def normalize(messages: Sequence[ChatMessage], *, alternate: bool) -> Conversation:
+    """Merge every system message into one, fold consecutive same-role turns.
+
+    With `alternate`, the turns also start with a user turn (a neutral one is inserted when the
+    history opens with the assistant), as V3-Tekken requires.
+    """
+    system_parts = [m["content"] for m in messages if m["role"] == "system" and m["content"]]
+    turns: list[ChatMessage] = []
+    for message in messages:
+        if message["role"] == "system":
+            continue
+        if message["role"] not in ("user", "assistant"):
+            raise ValueError(f"unknown role {message['role']!r}")
+        if turns and turns[-1]["role"] == message["role"]:
+            merged = turns[-1]["content"] + TURN_SEPARATOR + message["content"]
+            turns[-1] = ChatMessage(role=message["role"], content=merged)
+        else:
+            turns.append(ChatMessage(role=message["role"], content=message["content"]))
+    if alternate and turns and turns[0]["role"] == "assistant":
+        turns.insert(0, ChatMessage(role="user", content=NEUTRAL_USER_TURN))
+    system = TURN_SEPARATOR.join(system_parts) if system_parts else None
+    return Conversation(system=system, turns=tuple(turns))
+
+
+def format_tekken(messages: Sequence[ChatMessage], *, bos: str = "<s>", eos: str = "</s>") -> str:
+    """Mistral V3-Tekken prompt ending with `[/INST]`, ready for the assistant's answer."""
+    conversation = normalize(messages, alternate=True)
+    turns = list(conversation.turns)
+    if not turns:
+        turns = [ChatMessage(role="user", content=conversation.system or NEUTRAL_USER_TURN)]
+        conversation = Conversation(system=None, turns=())
+    if turns[-1]["role"] != "user":
+        raise ValueError("the writer prompt must end with a user turn")
+    last_user = len(turns) - 1
+    parts = [bos]
+    for index, turn in enumerate(turns):
+        if turn["role"] == "user":
+            content = turn["content"]
+            if index == last_user and conversation.system:
+                content = conversation.system + TURN_SEPARATOR + content
+            parts.append(f"[INST]{content}[/INST]")
+        else:
+            parts.append(turn["content"] + eos)
+    return "".join(parts)
+
+
+IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
+
+
+def format_chatml(messages: Sequence[ChatMessage], *, with_image: bool) -> str:
+    """Qwen ChatML prompt ending with the assistant header; the image opens the last user turn.
+
+    `<|image_pad|>` appears once here; the vision preprocessor expands it to one token per
+    merged 28×28 patch.
+    """
+    conversation = normalize(messages, alternate=False)
+    turns = list(conversation.turns)
+    if not turns or turns[-1]["role"] != "user":
+        raise ValueError("the vision prompt must end with a user turn")
+    parts = []
+    if conversation.system:
+        parts.append(f"<|im_start|>system\n{conversation.system}<|im_end|>\n")
+    last_user = len(turns) - 1
+    for index, turn in enumerate(turns):
+        content = turn["content"]
+        if with_image and index == last_user:
+            content = IMAGE_PLACEHOLDER + content
+        parts.append(f"<|im_start|>{turn['role']}\n{content}<|im_end|>\n")
+    parts.append("<|im_start|>assistant\n")
+    return "".join(parts)
+
+
+CHATML_ANSWER_END = "<|im_end|>"

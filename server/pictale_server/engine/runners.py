@@ -1,0 +1,86 @@
+"""Prefill and single-token decode for the two model families (see decode_loop.ModelRunner)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import StaticCache
+
+from pictale_server.engine.vision_inputs import VisionInputs
+
+
+@dataclass
+class WriterPrompt:
+    input_ids: torch.Tensor  # (1, L)
+
+
+class CausalLMRunner:
+    """Any decoder-only model (the writer): positions are the cache slots."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+
+    def prefill(self, inputs: WriterPrompt, cache: StaticCache) -> torch.Tensor:
+        ids = inputs.input_ids.to(self.model.device)
+        positions = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0)
+        out = self.model(input_ids=ids, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1, :]
+
+    def decode(self, token: torch.Tensor, position: torch.Tensor, cache: StaticCache) -> torch.Tensor:
+        out = self.model(
+            input_ids=token, position_ids=position.view(1, 1), cache=cache, use_cache=True, logits_to_keep=1
+        )
+        return out.logits[:, -1, :]
+
+
+class QwenVLRunner:
+    """Qwen2.5-VL: multimodal rotary positions (M-RoPE) offset from the cache slots by a delta.
+
+    Position ids are passed as four rows, text slot first, so the model never derives them
+    from its own stored state; the delta of the current request lives in a device buffer.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self.rope_delta = torch.zeros((1,), dtype=torch.int64, device=model.device)
+
+    def positions(self, inputs: VisionInputs) -> torch.Tensor:
+        """(4, 1, L) position ids for a whole prompt: text slots, then temporal/height/width."""
+        mrope, deltas = self.model.model.get_rope_index(
+            inputs.input_ids,
+            mm_token_type_ids=inputs.mm_token_type_ids,
+            image_grid_thw=inputs.image_grid_thw,
+        )
+        slots = torch.arange(inputs.length, device=mrope.device).view(1, 1, -1)
+        self.rope_delta.copy_(deltas.view(-1)[:1])
+        return torch.cat([slots, mrope], dim=0)
+
+    def image_features(self, inputs: VisionInputs):
+        return self.model.model.get_image_features(
+            inputs.pixel_values, inputs.image_grid_thw, return_dict=True
+        )
+
+    def forward_full(self, inputs: VisionInputs, image_features=None, cache=None, logits_to_keep=0):
+        positions = self.positions(inputs)
+        kwargs = {"pixel_values": inputs.pixel_values} if image_features is None else {
+            "mm_encoder_outputs": {"image": image_features}
+        }
+        return self.model(
+            input_ids=inputs.input_ids,
+            image_grid_thw=inputs.image_grid_thw,
+            position_ids=positions,
+            cache=cache,
+            use_cache=cache is not None,
+            logits_to_keep=logits_to_keep,
+            **kwargs,
+        ).logits
+
+    def prefill(self, inputs: VisionInputs, cache: StaticCache) -> torch.Tensor:
+        return self.forward_full(inputs, cache=cache, logits_to_keep=1)[:, -1, :]
+
+    def decode(self, token: torch.Tensor, position: torch.Tensor, cache: StaticCache) -> torch.Tensor:
+        slot = position.view(1, 1, 1)
+        positions = torch.cat([slot, (slot + self.rope_delta).expand(3, 1, 1)], dim=0)
+        out = self.model(input_ids=token, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1, :]

@@ -1,0 +1,251 @@
+"""The model engine: Qwen2.5-VL for describing, a Mistral-Nemo writer for narrating.
+
+Implements engine.base.Engine for every profile; only where the checkpoints come from differs
+(engine/loader.py). Construction is cheap; `load()` does the heavy work.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL.Image import Image
+from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+
+from pictale_server.engine.base import Cancel, ChatMessage, Chunk, Sampling
+from pictale_server.engine.chat_format import CHATML_ANSWER_END, format_chatml, format_tekken
+from pictale_server.engine.chunk_stream import stream_chunks
+from pictale_server.engine.decode_loop import DecodeLoop, DecodePath
+from pictale_server.engine.loading import LoadPlan, from_pretrained_kwargs, hub_kwargs, plan_for
+from pictale_server.engine.model_sources import ModelSource
+from pictale_server.engine.quantization import assert_quantization_layout
+from pictale_server.engine.runners import CausalLMRunner, QwenVLRunner, WriterPrompt
+from pictale_server.engine.vision_inputs import VisionInputs, VisionPreprocessor
+from pictale_server.errors import ApiError
+from pictale_server.settings import Settings
+
+# Room for the largest describe request the contract allows: ~1,280 image tokens, a long
+# prompt and system text, and 2,048 new tokens.
+VISION_CACHE_TOKENS = 8192
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    tokenizer: object
+    loop: DecodeLoop
+    end_ids: frozenset[int]
+
+
+class TransformersEngine:
+    def __init__(
+        self,
+        *,
+        profile: str,
+        vision: ModelSource,
+        writer: ModelSource,
+        settings: Settings,
+        device: torch.device,
+        quantize: bool,
+        decode_path: DecodePath,
+    ) -> None:
+        self.profile = profile
+        self.vision_id = vision.id
+        self.writer_id = writer.id
+        self._vision_source = vision
+        self._writer_source = writer
+        self._settings = settings
+        self._device = device
+        self._quantize = quantize
+        self._decode_path: DecodePath = decode_path if device.type == "cuda" else "eager"
+        self._load_lock = threading.Lock()
+        self._vision: LoadedModel | None = None
+        self._writer: LoadedModel | None = None
+        self._preprocessor: VisionPreprocessor | None = None
+
+    # -- loading -------------------------------------------------------------------------------
+
+    @property
+    def vision_loaded(self) -> bool:
+        return self._vision is not None
+
+    @property
+    def writer_loaded(self) -> bool:
+        return self._writer is not None
+
+    def load(self) -> None:
+        with self._load_lock:
+            self._resolve_dev_sources()
+            if self._vision is None:
+                self._vision, self._preprocessor = self._load_vision(self._vision_source)
+            if self._writer is None:
+                self._writer = self._load_writer(self._writer_source)
+
+    def _resolve_dev_sources(self) -> None:
+        if self._vision_source.location is not None and self._writer_source.location is not None:
+            return
+        from pictale_server.engine.dev.models import ensure_dev_models
+
+        paths = ensure_dev_models(self._settings.cache_dir)
+        self._vision_source = _located(self._vision_source, paths.vision)
+        self._writer_source = _located(self._writer_source, paths.writer)
+
+    def _plan(self, source: ModelSource) -> LoadPlan:
+        return plan_for(
+            source, device=self._device, quantize=self._quantize, double_quant=self._settings.double_quant
+        )
+
+    def _finish_loading(self, model: torch.nn.Module, plan: LoadPlan) -> torch.nn.Module:
+        model.eval()
+        if plan.cuda and getattr(model.config, "quantization_config", None) is not None:
+            assert_quantization_layout(model)
+        if not plan.cuda:
+            model.to(plan.device)
+        return model
+
+    def _load_vision(self, source: ModelSource) -> tuple[LoadedModel, VisionPreprocessor]:
+        plan = self._plan(source)
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+            source.location, **from_pretrained_kwargs(source, plan)
+        )
+        model = self._finish_loading(model, plan)
+        preprocessor = VisionPreprocessor.from_pretrained(
+            source.location, max_pixels=self._settings.max_pixels, **hub_kwargs(source)
+        )
+        tokenizer = preprocessor.tokenizer
+        end_ids = {tokenizer.convert_tokens_to_ids(t) for t in (CHATML_ANSWER_END, "<|endoftext|>")}
+        loop = DecodeLoop(
+            QwenVLRunner(model),
+            config=model.config,
+            cache_tokens=VISION_CACHE_TOKENS,
+            vocab_size=model.config.text_config.vocab_size,
+            device=self._device,
+            path=self._decode_path,
+        )
+        return LoadedModel(model, tokenizer, loop, frozenset(end_ids)), preprocessor
+
+    def _load_writer(self, source: ModelSource) -> LoadedModel:
+        plan = self._plan(source)
+        model = AutoModelForCausalLM.from_pretrained(source.location, **from_pretrained_kwargs(source, plan))
+        model = self._finish_loading(model, plan)
+        tokenizer = AutoTokenizer.from_pretrained(source.location, **hub_kwargs(source))
+        loop = DecodeLoop(
+            CausalLMRunner(model),
+            config=model.config,
+            cache_tokens=self._settings.max_context_tokens,
+            vocab_size=model.config.vocab_size,
+            device=self._device,
+            path=self._decode_path,
+        )
+        return LoadedModel(model, tokenizer, loop, frozenset({tokenizer.eos_token_id}))
+
+    def _require(self, loaded: LoadedModel | None) -> LoadedModel:
+        if loaded is None:
+            raise ApiError("not_ready", "the models are still loading", retry_after=5)
+        return loaded
+
+    # -- generation ----------------------------------------------------------------------------
+
+    def stream_vision(
+        self, image: Image, messages: Sequence[ChatMessage], sampling: Sampling, cancel: Cancel
+    ) -> Iterator[Chunk]:
+        vision = self._require(self._vision)
+        inputs = self._vision_inputs(image, messages)
+        if inputs.length + sampling.max_tokens > vision.loop.cache_tokens:
+            raise ApiError(
+                "invalid_request",
+                f"the prompt takes {inputs.length} tokens with the image; with max_tokens "
+                f"{sampling.max_tokens} that exceeds the vision model's {vision.loop.cache_tokens}",
+                param="prompt",
+            )
+        inputs = inputs.to(self._device, vision.model.dtype)
+        return self._stream(vision, inputs, inputs.input_ids, sampling, cancel)
+
+    def stream_writer(
+        self, messages: Sequence[ChatMessage], sampling: Sampling, cancel: Cancel
+    ) -> Iterator[Chunk]:
+        writer = self._require(self._writer)
+        ids = self.writer_prompt_ids(messages)
+        limit = min(self._settings.max_context_tokens, writer.loop.cache_tokens)
+        if ids.shape[1] + sampling.max_tokens > limit:
+            has_history = sum(1 for m in messages if m["role"] != "system") > 1
+            raise ApiError(
+                "invalid_request",
+                f"the prompt takes {ids.shape[1]} tokens; with max_tokens {sampling.max_tokens} "
+                f"that exceeds the writer's context of {limit} tokens — shorten the "
+                f"{'history' if has_history else 'context'} or lower max_tokens",
+                param="history" if has_history else "context",
+            )
+        return self._stream(writer, WriterPrompt(ids), ids, sampling, cancel)
+
+    def writer_prompt_ids(self, messages: Sequence[ChatMessage]) -> torch.Tensor:
+        writer = self._require(self._writer)
+        tokenizer = writer.tokenizer
+        try:
+            prompt = format_tekken(messages, bos=tokenizer.bos_token, eos=tokenizer.eos_token)
+        except ValueError as error:
+            raise ApiError("invalid_request", str(error), param="history") from error
+        return tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+
+    def _vision_inputs(self, image: Image, messages: Sequence[ChatMessage], answer: str = ""):
+        assert self._preprocessor is not None
+        try:
+            prompt = format_chatml(messages, with_image=True)
+        except ValueError as error:
+            raise ApiError("invalid_request", str(error), param="prompt") from error
+        try:
+            return self._preprocessor(image, prompt + answer)
+        except ValueError as error:  # e.g. an aspect ratio the processor refuses
+            raise ApiError("invalid_image", f"the image cannot be processed: {error}", param="image") from error
+
+    def _stream(
+        self, loaded: LoadedModel, inputs: object, prompt_ids: torch.Tensor, sampling: Sampling, cancel: Cancel
+    ) -> Iterator[Chunk]:
+        seed = sampling.seed if sampling.seed is not None else secrets.randbits(63)
+        return stream_chunks(
+            loaded.loop.tokens(inputs, prompt_ids, sampling, seed),
+            tokenizer=loaded.tokenizer,
+            end_ids=loaded.end_ids,
+            stop=sampling.stop,
+            input_tokens=int(prompt_ids.shape[1]),
+            cancel=cancel,
+        )
+
+    # -- safety assessment ---------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def score_vision_options(
+        self, image: Image, messages: Sequence[ChatMessage], options: Sequence[str]
+    ) -> list[float]:
+        vision = self._require(self._vision)
+        runner: QwenVLRunner = vision.loop.runner  # type: ignore[assignment]
+        prompt = self._vision_inputs(image, messages).to(self._device, vision.model.dtype)
+        features = runner.image_features(prompt)
+        scores = []
+        for option in options:
+            answer = vision.tokenizer(
+                option + CHATML_ANSWER_END, add_special_tokens=False, return_tensors="pt"
+            )["input_ids"].to(self._device)
+            inputs = _append_answer(prompt, answer)
+            logits = runner.forward_full(inputs, image_features=features).float()
+            predicted = logits[0, prompt.length - 1 : inputs.length - 1]
+            log_probs = torch.log_softmax(predicted, dim=-1).gather(-1, answer[0].unsqueeze(-1))
+            scores.append(float(log_probs.sum()))
+        return scores
+
+
+def _located(source: ModelSource, path: Path) -> ModelSource:
+    return ModelSource(source.id, str(path), None, local_files_only=True)
+
+
+def _append_answer(prompt: VisionInputs, answer: torch.Tensor) -> VisionInputs:
+    return VisionInputs(
+        input_ids=torch.cat([prompt.input_ids, answer], dim=1),
+        mm_token_type_ids=torch.cat([prompt.mm_token_type_ids, torch.zeros_like(answer, dtype=torch.int32)], dim=1),
+        pixel_values=prompt.pixel_values,
+        image_grid_thw=prompt.image_grid_thw,
+    )

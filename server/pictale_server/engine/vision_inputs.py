@@ -1,0 +1,76 @@
+"""Turn an image and a ChatML prompt into Qwen2.5-VL model inputs.
+
+Composed from the PIL image processor and the tokenizer instead of `AutoProcessor`: the
+Qwen2.5-VL processor class insists on a video processor that needs torchvision, which this
+server does not use. The dev and reference profiles both run this exact code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL.Image import Image
+from transformers import AutoTokenizer
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+IMAGE_PAD = "<|image_pad|>"
+MIN_PIXELS = 56 * 56
+
+
+@dataclass
+class VisionInputs:
+    input_ids: torch.Tensor  # (1, L)
+    mm_token_type_ids: torch.Tensor  # (1, L): 1 on image tokens
+    pixel_values: torch.Tensor  # (patches, C·T·14·14)
+    image_grid_thw: torch.Tensor  # (1, 3)
+
+    @property
+    def length(self) -> int:
+        return self.input_ids.shape[1]
+
+    def to(self, device: torch.device | str, dtype: torch.dtype) -> VisionInputs:
+        return VisionInputs(
+            input_ids=self.input_ids.to(device),
+            mm_token_type_ids=self.mm_token_type_ids.to(device),
+            pixel_values=self.pixel_values.to(device, dtype),
+            image_grid_thw=self.image_grid_thw.to(device),
+        )
+
+
+class VisionPreprocessor:
+    def __init__(self, image_processor: Qwen2VLImageProcessorPil, tokenizer) -> None:
+        self.image_processor = image_processor
+        self.tokenizer = tokenizer
+        self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_PAD)
+        self.merge_length = image_processor.merge_size**2
+
+    @classmethod
+    def from_pretrained(
+        cls, source: str | Path, *, max_pixels: int, min_pixels: int = MIN_PIXELS, **hub_kwargs
+    ) -> VisionPreprocessor:
+        # The Hub config allows 16k visual tokens; the pixel budget always comes from settings.
+        image_processor = Qwen2VLImageProcessorPil.from_pretrained(
+            source, min_pixels=min_pixels, max_pixels=max_pixels, **hub_kwargs
+        )
+        image_processor.size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
+        tokenizer = AutoTokenizer.from_pretrained(source, **hub_kwargs)
+        return cls(image_processor, tokenizer)
+
+    def image_tokens(self, image_grid_thw: torch.Tensor) -> int:
+        return int(image_grid_thw.prod().item()) // self.merge_length
+
+    def __call__(self, image: Image, prompt: str) -> VisionInputs:
+        if prompt.count(IMAGE_PAD) != 1:
+            raise ValueError("the vision prompt must hold exactly one image placeholder")
+        pixels = self.image_processor(images=[image.convert("RGB")], return_tensors="pt")
+        grid = pixels["image_grid_thw"]
+        expanded = prompt.replace(IMAGE_PAD, IMAGE_PAD * self.image_tokens(grid))
+        ids = self.tokenizer(expanded, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        return VisionInputs(
+            input_ids=ids,
+            mm_token_type_ids=(ids == self.image_token_id).to(torch.int32),
+            pixel_values=pixels["pixel_values"],
+            image_grid_thw=grid,
+        )

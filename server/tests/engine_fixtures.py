@@ -1,0 +1,52 @@
+"""Shared fixtures for the engine tests: the dev models, built once per test session.
+
+Import the fixtures you use into a test module (`from engine_fixtures import dev_engine`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pictale_server.engine.dev.models import DevModelPaths, ensure_dev_models
+from pictale_server.engine.loader import load_engine
+from pictale_server.engine.transformers_engine import TransformersEngine
+from pictale_server.settings import Settings
+
+DEV_CONTEXT_TOKENS = 1024
+
+
+@pytest.fixture(scope="session")
+def dev_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("pictale-cache")
+
+
+@pytest.fixture(scope="session")
+def dev_model_paths(dev_cache_dir: Path) -> DevModelPaths:
+    return ensure_dev_models(dev_cache_dir)
+
+
+def dev_settings(cache_dir: Path, **overrides) -> Settings:
+    values = {"profile": "dev", "cache_dir": cache_dir, "max_context_tokens": DEV_CONTEXT_TOKENS}
+    return Settings(**{**values, **overrides})
+
+
+@pytest.fixture(scope="session")
+def dev_engine(dev_cache_dir: Path, dev_model_paths: DevModelPaths) -> TransformersEngine:
+    engine = load_engine(dev_settings(dev_cache_dir))
+    engine.load()
+    return engine
+
+
+def scene_image(size: tuple[int, int] = (320, 240)) -> Image.Image:
+    """A synthetic picture: coloured shapes on a plain background."""
+    image = Image.new("RGB", size, (70, 130, 180))
+    from PIL import ImageDraw
+
+    draw = ImageDraw.Draw(image)
+    w, h = size
+    draw.ellipse((w // 8, h // 8, w // 2, h // 2), fill=(220, 40, 40))
+    draw.rectangle((w // 2, h // 2, w - w // 8, h - h // 8), fill=(240, 200, 40))
+    return image
