@@ -225,9 +225,22 @@ def test_system_resolver_returns_addresses_the_policy_then_checks() -> None:
         asyncio.run(system_resolver("x.invalid", 80))
 
 
-def test_malformed_url_is_invalid_request() -> None:
-    error = fetch_refusal("http://[::1/a.png", policy())
-    assert error.code == "invalid_request"
+@pytest.mark.parametrize(
+    "url", ["http://[::1/a.png", "http://127.000.000.001/", "http://\uff11\uff12\uff17.0.0.1/"]
+)
+def test_urls_that_do_not_parse_are_not_allowed(url: str) -> None:
+    assert fetch_refusal(url, policy()).code == "url_not_allowed"
+
+
+@pytest.mark.parametrize("target", ["http://127.000.000.001/", "http://[::1/x"])
+def test_redirect_to_a_url_that_does_not_parse_is_a_failed_fetch(
+    server: LocalImageServer, target: str
+) -> None:
+    # The remote broke the protocol; nothing was fetched from the target.
+    start = server.url(f"/redirect?to={target}", IMAGES_HOST)
+    error = fetch_refusal(start, policy(IMAGES_HOST))
+    assert error.code == "image_fetch_failed"
+    assert [seen.path for seen in server.requests] == [f"/redirect?to={target}"]
 
 
 def test_https_keeps_the_hostname_for_sni_and_connects_to_the_checked_ip() -> None:

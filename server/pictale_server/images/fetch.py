@@ -105,7 +105,7 @@ async def fetch_image_bytes(
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, ValueError, TypeError):
-        raise ApiError("invalid_request", "The image URL is not a valid URL.", param=param) from None
+        raise _not_allowed("The image URL is not a valid http(s) URL.", param) from None
     timeout = policy.fetch_timeout_s
     try:
         async with asyncio.timeout(timeout):
@@ -120,7 +120,7 @@ async def fetch_image_bytes(
         raise _not_allowed("The image URL redirected to a scheme other than http(s).", param) from None
     except httpx.TimeoutException:
         raise _fetch_failed(f"Fetching the image timed out after {timeout:g} s.", param) from None
-    except httpx.HTTPError as error:
+    except (httpx.HTTPError, httpx.StreamError) as error:
         raise _fetch_failed(f"Fetching the image failed ({type(error).__name__}).", param) from None
 
 
