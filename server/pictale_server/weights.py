@@ -23,7 +23,10 @@ import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from pictale_server.settings import Settings
 
 Role = Literal["vision", "writer"]
 
@@ -42,8 +45,8 @@ MODEL_FILES = ("*.safetensors", "*.safetensors.index.json", "config.json", "gene
 
 
 @dataclass(frozen=True)
-class ModelSource:
-    """One model to prepare: its role in pictale and where it comes from on the Hub."""
+class HubModel:
+    """One model to prepare: its role in pictale and its Hub repository at a revision."""
 
     role: Role
     repo_id: str
@@ -61,15 +64,50 @@ class Manifest:
 
 @dataclass(frozen=True)
 class Prepared:
-    source: ModelSource
+    source: HubModel
     path: Path
     skipped: bool  # True when a matching checkpoint was already there
 
 
-Downloader = Callable[[ModelSource, Path], Path]
+Downloader = Callable[[HubModel, Path], Path]
 """(source, downloads dir) -> local snapshot directory; its name is the commit hash."""
-Quantizer = Callable[[ModelSource, Path, Path, bool], None]
+Quantizer = Callable[[HubModel, Path, Path, bool], None]
 """(source, snapshot dir, output dir, double_quant) -> writes the NF4 model into output dir."""
+
+
+def hub_models(settings: Settings) -> list[HubModel]:
+    """The Hub models the configured profile serves; local directories need no preparing."""
+    from pictale_server.engine import model_sources as sources
+
+    if settings.profile == "custom":
+        wanted = [
+            ("vision", settings.vision_model or sources.REFERENCE_VISION_ID, settings.vision_revision),
+            ("writer", settings.writer_model or sources.REFERENCE_WRITER_ID, settings.writer_revision),
+        ]
+    else:
+        wanted = [
+            ("vision", sources.REFERENCE_VISION_ID, settings.vision_revision or sources.REFERENCE_VISION_REVISION),
+            ("writer", sources.REFERENCE_WRITER_ID, settings.writer_revision or sources.REFERENCE_WRITER_REVISION),
+        ]
+    return [
+        HubModel(role, repo_id, revision or "main")
+        for role, repo_id, revision in wanted
+        if not Path(repo_id).expanduser().is_dir()
+    ]
+
+
+def missing_checkpoints(settings: Settings) -> list[HubModel]:
+    """Models of the configured profile that have no prepared checkpoint under weights_dir."""
+    if settings.weights_dir is None:
+        return []
+    return [
+        model
+        for model in hub_models(settings)
+        if find_checkpoint(
+            settings.weights_dir, model.repo_id, model.revision, double_quant=settings.double_quant
+        )
+        is None
+    ]
 
 
 def checkpoint_dir(weights_dir: Path, repo_id: str) -> Path:
@@ -129,7 +167,7 @@ def copy_support_files(snapshot: Path, output: Path) -> list[str]:
 
 def prepare(
     weights_dir: Path,
-    sources: Iterable[ModelSource],
+    sources: Iterable[HubModel],
     *,
     double_quant: bool,
     download: Downloader,
@@ -152,7 +190,7 @@ def prepare(
 
 def _build(
     weights_dir: Path,
-    source: ModelSource,
+    source: HubModel,
     target: Path,
     double_quant: bool,
     download: Downloader,
@@ -179,7 +217,7 @@ def _matches_any(relative: str, patterns: Iterable[str]) -> bool:
 # --- the real download and quantization (need the Hub, and a CUDA GPU for bitsandbytes) ---
 
 
-def hub_download(source: ModelSource, downloads: Path) -> Path:
+def hub_download(source: HubModel, downloads: Path) -> Path:
     """Download a pinned snapshot (HF_TOKEN from the environment authorizes gated repos)."""
     from huggingface_hub import snapshot_download
 
@@ -192,20 +230,22 @@ def hub_download(source: ModelSource, downloads: Path) -> Path:
     return Path(path)
 
 
-def quantize_nf4(source: ModelSource, snapshot: Path, output: Path, double_quant: bool) -> None:
+def quantize_nf4(source: HubModel, snapshot: Path, output: Path, double_quant: bool) -> None:
     """Load the bf16 snapshot with the engine's NF4 config on the GPU and save it quantized."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+    from transformers import AutoModelForCausalLM, Qwen2_5_VLForConditionalGeneration
 
-    from pictale_server.engine.quantization import nf4_config
+    from pictale_server.engine.quantization import assert_quantization_layout, nf4_config
 
-    model_class = AutoModelForImageTextToText if source.role == "vision" else AutoModelForCausalLM
+    # The same classes the engine loads them with (engine/transformers_engine.py).
+    model_class = Qwen2_5_VLForConditionalGeneration if source.role == "vision" else AutoModelForCausalLM
     model = model_class.from_pretrained(
         snapshot,
         quantization_config=nf4_config(double_quant=double_quant),
         dtype=torch.bfloat16,
-        device_map="cuda:0",
+        device_map={"": 0},
     )
+    assert_quantization_layout(model)
     model.save_pretrained(output)
     del model
     torch.cuda.empty_cache()

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from pictale_server import weights
-from pictale_server.weights import Manifest, ModelSource
+from pictale_server.weights import Manifest, HubModel
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-VISION = ModelSource("vision", "acme/vision-7b", COMMIT)
-WRITER = ModelSource("writer", "acme/writer-12b", "main")
+VISION = HubModel("vision", "acme/vision-7b", COMMIT)
+WRITER = HubModel("writer", "acme/writer-12b", "main")
 
 
 class FakeHub:
@@ -25,7 +25,7 @@ class FakeHub:
     def __init__(self) -> None:
         self.downloads: list[str] = []
 
-    def __call__(self, source: ModelSource, downloads: Path) -> Path:
+    def __call__(self, source: HubModel, downloads: Path) -> Path:
         self.downloads.append(source.repo_id)
         snapshot = downloads / f"models--{source.repo_id.replace('/', '--')}" / "snapshots" / COMMIT
         snapshot.mkdir(parents=True, exist_ok=True)
@@ -43,7 +43,7 @@ class FakeQuantizer:
         self.calls: list[tuple[str, bool]] = []
         self.fail_on = fail_on
 
-    def __call__(self, source: ModelSource, snapshot: Path, output: Path, double_quant: bool) -> None:
+    def __call__(self, source: HubModel, snapshot: Path, output: Path, double_quant: bool) -> None:
         self.calls.append((source.repo_id, double_quant))
         (output / "config.json").write_text('{"quantization_config": {"quant_method": "bitsandbytes"}}')
         (output / "model.safetensors").write_bytes(b"nf4 weights")
@@ -113,7 +113,7 @@ def test_prepare_skips_models_already_prepared(tmp_path):
 
 def test_a_branch_revision_matches_by_name_and_a_commit_by_hash(tmp_path):
     run_prepare(tmp_path, [WRITER])
-    pinned = ModelSource("writer", WRITER.repo_id, COMMIT)
+    pinned = HubModel("writer", WRITER.repo_id, COMMIT)
     [by_name] = run_prepare(tmp_path, [WRITER])
     [by_hash] = run_prepare(tmp_path, [pinned])
     assert by_name.skipped and by_hash.skipped
@@ -121,7 +121,7 @@ def test_a_branch_revision_matches_by_name_and_a_commit_by_hash(tmp_path):
 
 def test_prepare_rebuilds_when_revision_or_double_quant_changes(tmp_path):
     run_prepare(tmp_path, [VISION])
-    moved = ModelSource("vision", VISION.repo_id, "f" * 40)
+    moved = HubModel("vision", VISION.repo_id, "f" * 40)
     quantizer = FakeQuantizer()
 
     run_prepare(tmp_path, [moved], quantizer=quantizer)
@@ -196,3 +196,40 @@ def test_copy_support_files_skips_weights_and_files_already_written(tmp_path):
 
     assert copied == ["chat_template.jinja", "nested/preprocessor_config.json"]
     assert (output / "tokenizer.json").read_text() == "already here"
+
+
+# --- which models a profile needs -------------------------------------------------------------
+
+
+def test_reference_profile_prepares_both_reference_models_at_their_revisions():
+    from pictale_server.engine import model_sources as sources
+    from pictale_server.settings import Settings
+
+    models = weights.hub_models(Settings(profile="reference", writer_revision=COMMIT))
+
+    assert models == [
+        HubModel("vision", sources.REFERENCE_VISION_ID, sources.REFERENCE_VISION_REVISION),
+        HubModel("writer", sources.REFERENCE_WRITER_ID, COMMIT),
+    ]
+
+
+def test_custom_profile_prepares_its_hub_models_but_not_local_directories(tmp_path):
+    from pictale_server.settings import Settings
+
+    settings = Settings(
+        profile="custom", vision_model=str(tmp_path), writer_model="acme/writer-12b", writer_revision="v2"
+    )
+    assert weights.hub_models(settings) == [HubModel("writer", "acme/writer-12b", "v2")]
+
+
+def test_missing_checkpoints_lists_what_prepare_weights_has_not_made_yet(tmp_path):
+    from pictale_server.settings import Settings
+
+    settings = Settings(profile="custom", weights_dir=tmp_path, vision_model=VISION.repo_id,
+                        vision_revision=COMMIT, writer_model=WRITER.repo_id)
+    assert [m.repo_id for m in weights.missing_checkpoints(settings)] == [VISION.repo_id, WRITER.repo_id]
+
+    run_prepare(tmp_path, [VISION])
+
+    assert weights.missing_checkpoints(settings) == [WRITER]
+    assert weights.missing_checkpoints(Settings(profile="custom")) == []  # no weights_dir: Hub cache

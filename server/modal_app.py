@@ -1,0 +1,293 @@
+"""pictale on Modal: image, weights volume, secrets, the GPU server, and a smoke test.
+
+    modal run server/modal_app.py::prepare_weights   # once: NF4 checkpoints into the volume
+    modal deploy server/modal_app.py                  # the HTTPS endpoint
+    modal run server/modal_app.py::smoke              # health + a streamed pipeline
+
+docs/deploy.md walks through it from a new account; its table of settings is checked against
+the values below by server/tests/test_modal_app.py. This is the only file that imports modal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import modal
+
+APP_NAME = "pictale"
+SERVER_DIR = Path(__file__).resolve().parent
+REPO_DIR = SERVER_DIR.parent
+
+# --- Image ----------------------------------------------------------------------------------
+# Exactly the server's locked versions (one source of truth; torch resolves to PyPI's CUDA
+# build on Linux). No flash-attn: no published wheel is known for torch 2.13, and building it
+# from source takes an hour per image; the engine falls back to PyTorch SDPA, which has its own
+# flash kernel (docs/deploy.md, "Attention kernel").
+LOCK_FILES = (SERVER_DIR / "requirements.lock",)
+PYTHON_VERSION = "3.11"
+
+image = modal.Image.debian_slim(python_version=PYTHON_VERSION)
+for lock_file in LOCK_FILES:
+    image = image.pip_install_from_requirements(str(lock_file))
+image = image.env({"HF_HUB_DISABLE_TELEMETRY": "1", "TOKENIZERS_PARALLELISM": "false"})
+# Last, so code edits don't rebuild the layers above. The package ships data files (reference
+# configs), so only caches are left out, not the default "everything but .py".
+image = image.add_local_python_source("pictale_server", ignore=["**/__pycache__", "**/*.pyc"])
+
+app = modal.App(APP_NAME, image=image)
+
+# --- Weights volume and secrets ---------------------------------------------------------------
+WEIGHTS_VOLUME_NAME = "pictale-weights"
+WEIGHTS_PATH = "/weights"
+weights_volume = modal.Volume.from_name(WEIGHTS_VOLUME_NAME, create_if_missing=True)
+
+HF_SECRET_NAME = "pictale-hf"
+API_KEYS_SECRET_NAME = "pictale-api-keys"
+hf_secret = modal.Secret.from_name(HF_SECRET_NAME, required_keys=["HF_TOKEN"])
+api_keys_secret = modal.Secret.from_name(API_KEYS_SECRET_NAME, required_keys=["PICTALE_API_KEYS"])
+
+# --- Preparing weights (once per model revision) -------------------------------------------
+# bitsandbytes quantizes on the GPU; the same 24 GB card as serving holds one model in bf16
+# shard by shard while it is turned into NF4.
+PREPARE_GPU = "A10G"
+PREPARE_TIMEOUT_S = 2 * 60 * 60
+PREPARE_MEMORY_MIB = 32 * 1024
+
+# Which models, read by pictale's Settings in both functions so they prepare and serve the same
+# checkpoints (docs/deploy.md, "Swapping models").
+MODEL_ENV = {"PICTALE_PROFILE": "reference", "PICTALE_WEIGHTS_DIR": WEIGHTS_PATH}
+
+
+@app.function(
+    gpu=PREPARE_GPU,
+    volumes={WEIGHTS_PATH: weights_volume},
+    secrets=[hf_secret],
+    env=MODEL_ENV,
+    timeout=PREPARE_TIMEOUT_S,
+    memory=PREPARE_MEMORY_MIB,
+)
+def prepare_weights() -> list[str]:
+    """Download both models at their configured revisions and save NF4 checkpoints to the volume."""
+    from pictale_server import weights
+    from pictale_server.settings import Settings
+
+    settings = Settings()
+
+    def report(result: weights.Prepared) -> None:
+        weights_volume.commit()  # each finished model survives a later failure
+        state = "already prepared" if result.skipped else "prepared"
+        print(f"{result.source.role}: {result.source.repo_id}@{result.source.revision} {state}")
+
+    results = weights.prepare(
+        Path(WEIGHTS_PATH),
+        weights.hub_models(settings),
+        double_quant=settings.double_quant,
+        download=weights.hub_download,
+        quantize=weights.quantize_nf4,
+        on_prepared=report,
+    )
+    return [str(result.path) for result in results]
+
+
+# --- The server ---------------------------------------------------------------------------------
+GPU = "A10G"  # 24 GB; both NF4 models stay resident (docs/deploy.md, "Choosing the GPU")
+SCALEDOWN_WINDOW_S = 10 * 60  # idle time before the container (and its GPU bill) stops
+STARTUP_TIMEOUT_S = 5 * 60  # container start and imports; the models load after that
+REQUEST_TIMEOUT_S = 30 * 60  # one HTTP request, queue wait and a long story included
+MIN_CONTAINERS = 0  # scale to zero; 1 keeps a GPU warm around the clock
+MAX_CONTAINERS = 1  # one GPU; beyond its queue the app answers 429 queue_full
+MAX_CONCURRENT_INPUTS = 32  # requests the one container accepts; its scheduler queues them
+
+# Everything is on the volume: serving never reaches for the Hub.
+SERVE_ENV = {**MODEL_ENV, "HF_HUB_OFFLINE": "1"}
+
+
+@app.cls(
+    gpu=GPU,
+    volumes={WEIGHTS_PATH: weights_volume.with_mount_options(read_only=True)},
+    secrets=[api_keys_secret],
+    env=SERVE_ENV,
+    scaledown_window=SCALEDOWN_WINDOW_S,
+    startup_timeout=STARTUP_TIMEOUT_S,
+    timeout=REQUEST_TIMEOUT_S,
+    min_containers=MIN_CONTAINERS,
+    max_containers=MAX_CONTAINERS,
+)
+@modal.concurrent(max_inputs=MAX_CONCURRENT_INPUTS)
+class Server:
+    @modal.enter()
+    def start(self) -> None:
+        self.engine, self.settings = start_engine()
+
+    @modal.asgi_app(requires_proxy_auth=True)
+    def web(self):
+        return build_web_app(self.engine, self.settings)
+
+
+# --- Smoke test, run on your machine against the deployment -----------------------------------
+SAMPLE_IMAGE = REPO_DIR / "examples" / "assets" / "sample.png"
+
+
+@app.local_entrypoint()
+def smoke(url: str = "", instruction: str = "Write a two-sentence bedtime story about this picture."):
+    """Health, then a streamed pipeline on the bundled sample picture, printed as it arrives."""
+    base_url = (url or os.environ.get("PICTALE_BASE_URL") or deployed_url()).rstrip("/")
+    headers = auth_headers(os.environ)
+    try:
+        print(f"GET {base_url}/health")
+        print(http_json(f"{base_url}/health", headers))
+        body = {"image": sample_image_data_url(), "instruction": instruction, "stream": True}
+        print(f"POST {base_url}/v1/pipeline (stream)")
+        for event, data in post_sse(f"{base_url}/v1/pipeline", body, headers):
+            if event == "delta":
+                print(data["text"], end="", flush=True)
+            else:
+                print(f"\n[{event}] {json.dumps(data)[:300]}", flush=True)
+            if event == "error":
+                raise SystemExit(1)
+    except urllib.error.HTTPError as error:
+        raise SystemExit(f"HTTP {error.code}: {error.read().decode(errors='replace')[:500]}") from None
+
+
+# --- Plain helpers (no Modal objects; tests call them directly) -----------------------------------
+
+
+def start_engine():
+    """Settings from the environment (API keys from the Secret) and the engine, not yet loaded.
+
+    The app's lifespan loads it in a background thread (pictale_server/readiness.py) while the
+    container already takes requests: one that caused a cold start gets its `run` event,
+    `status: loading` events and pings at once instead of waiting at Modal's edge against the
+    150 s web limit. Health says "loading" until the models are loaded and warmed up.
+    """
+    from pictale_server.engine.loader import load_engine
+    from pictale_server.settings import Settings
+    from pictale_server.weights import missing_checkpoints
+
+    settings = Settings()
+    for model in missing_checkpoints(settings):
+        print(
+            f"no prepared NF4 checkpoint for {model.repo_id}@{model.revision} in {settings.weights_dir}: "
+            "run `modal run server/modal_app.py::prepare_weights`"
+        )
+    return WarmStart(load_engine(settings)), settings
+
+
+def build_web_app(engine, settings):
+    from pictale_server.app import create_app
+
+    return create_app(engine, settings)
+
+
+def warm_up(engine) -> None:
+    """A tiny describe and narrate, so kernels, caches and graphs exist before real traffic."""
+    from PIL import Image
+
+    from pictale_server.engine.base import Cancel, ChatMessage, Sampling
+
+    sampling = Sampling(max_tokens=8, temperature=0.0)
+    picture = Image.new("RGB", (112, 112), (200, 80, 60))
+    ask = [ChatMessage(role="user", content="Describe this picture in one sentence.")]
+    for _ in engine.stream_vision(picture, ask, sampling, Cancel()):
+        pass
+    tell = [ChatMessage(role="user", content="Write one sentence about a red square.")]
+    for _ in engine.stream_writer(tell, sampling, Cancel()):
+        pass
+
+
+class WarmStart:
+    """Wraps an engine: `load()` also warms it up, and it reports itself loaded only after that.
+
+    `load()` is idempotent and thread-safe; every other attribute is the wrapped engine's. The
+    warm-up runs before the app's scheduler can send any job, so nothing races it for the GPU.
+    """
+
+    def __init__(self, engine, warm: Callable[[object], None] = warm_up) -> None:
+        self._engine = engine
+        self._warm = warm
+        self._lock = threading.Lock()
+        self._ready = False
+
+    def __getattr__(self, name: str):
+        return getattr(self._engine, name)
+
+    @property
+    def vision_loaded(self) -> bool:
+        return self._ready and self._engine.vision_loaded
+
+    @property
+    def writer_loaded(self) -> bool:
+        return self._ready and self._engine.writer_loaded
+
+    def load(self) -> None:
+        with self._lock:
+            if not self._ready:
+                self._engine.load()
+                self._warm(self._engine)
+                self._ready = True
+
+
+def deployed_url() -> str:
+    url = modal.Cls.from_name(APP_NAME, "Server")().web.get_web_url()
+    if not url:
+        raise SystemExit(f"no deployed web endpoint for {APP_NAME!r}: run `modal deploy` first")
+    return url
+
+
+def auth_headers(env) -> dict[str, str]:
+    """Proxy-auth headers (MODAL_KEY/MODAL_SECRET) and the app's bearer key (PICTALE_API_KEY)."""
+    headers = {}
+    if env.get("MODAL_KEY") and env.get("MODAL_SECRET"):
+        headers["Modal-Key"] = env["MODAL_KEY"]
+        headers["Modal-Secret"] = env["MODAL_SECRET"]
+    if env.get("PICTALE_API_KEY"):
+        headers["Authorization"] = f"Bearer {env['PICTALE_API_KEY']}"
+    return headers
+
+
+def sample_image_data_url() -> str:
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(SAMPLE_IMAGE.read_bytes()).decode()
+
+
+def http_json(url: str, headers: dict[str, str]) -> dict:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=600) as answer:
+        return json.load(answer)
+
+
+def post_sse(url: str, body: dict, headers: dict[str, str]) -> Iterator[tuple[str, dict]]:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={**headers, "Content-Type": "application/json", "Accept": "text/event-stream"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=600) as answer:
+        yield from parse_sse(line.decode("utf-8") for line in answer)
+
+
+def parse_sse(lines) -> Iterator[tuple[str, dict]]:
+    """(event, JSON data) pairs from SSE lines; comments (`: ping`) and ids are skipped."""
+    event, data = "message", []
+    for raw in lines:
+        line = raw.rstrip("\r\n")
+        if not line:
+            if data:
+                yield event, json.loads("\n".join(data))
+            event, data = "message", []
+        elif line.startswith(":"):
+            continue
+        else:
+            field, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if field == "event":
+                event = value
+            elif field == "data":
+                data.append(value)

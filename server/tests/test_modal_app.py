@@ -1,0 +1,398 @@
+"""The Modal deployment, checked without a Modal account.
+
+Importing server/modal_app.py builds its whole recipe locally (image, volume, secrets, functions,
+class) without contacting Modal. The `recipe` fixture re-imports it with Modal's builders wrapped
+so every argument they receive is recorded, then compares them with docs/deploy.md, the server's
+lock file and the installed modal's own signatures.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import modal
+import pytest
+from fastapi.testclient import TestClient
+
+from pictale_server.engine.base import Delta, Finished
+
+SERVER_DIR = Path(__file__).resolve().parents[1]
+REPO_DIR = SERVER_DIR.parent
+DEPLOY_DOC = REPO_DIR / "docs" / "deploy.md"
+GPU_PINS = {"torch": "2.13.0", "bitsandbytes": "0.50.2", "accelerate": "1.15.0"}
+
+RECORDED = [
+    (modal.App, "cls"),
+    (modal.App, "function"),
+    (modal.Image, "debian_slim"),
+    (modal.Image, "pip_install_from_requirements"),
+    (modal.Image, "add_local_python_source"),
+    (modal.Volume, "from_name"),
+    (modal.Volume, "with_mount_options"),
+    (modal.Secret, "from_name"),
+    (modal, "concurrent"),
+    (modal, "asgi_app"),
+]
+
+
+@pytest.fixture(scope="module")
+def recipe():
+    """{builder name: [(args, kwargs), ...]} from a fresh import of modal_app."""
+    calls = defaultdict(list)
+    originals = [(owner, name, inspect.getattr_static(owner, name)) for owner, name in RECORDED]
+    for owner, name, original in originals:
+        key = f"{owner.__name__}.{name}".removeprefix("modal.")
+        setattr(owner, name, _recording(getattr(owner, name), key, calls, original))
+    sys.modules.pop("modal_app", None)
+    try:
+        module = importlib.import_module("modal_app")
+    finally:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
+    return module, calls
+
+
+def _recording(function, key, calls, original):
+    def record(*args, **kwargs):
+        calls[key].append((args, kwargs))
+        return function(*args, **kwargs)
+
+    return staticmethod(record) if isinstance(original, staticmethod) else record
+
+
+def one_call(calls, name):
+    assert len(calls[name]) == 1, f"{name} called {len(calls[name])} times"
+    return calls[name][0]
+
+
+def deploy_table() -> dict[str, str]:
+    """The `| `name` | `value` | why |` rows of docs/deploy.md's settings table."""
+    rows = re.findall(r"^\| `([\w.()=]+)` \| `([^`]+)` \|", DEPLOY_DOC.read_text(), re.MULTILINE)
+    assert rows, "docs/deploy.md has no settings table"
+    return dict(rows)
+
+
+def lock_pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.\-\[\]]+)==([^\s;\\]+)", line.strip())
+        if match:
+            pins[match.group(1).split("[")[0].lower().replace("_", "-")] = match.group(2)
+    return pins
+
+
+# --- the recipe -------------------------------------------------------------------------
+
+
+def test_the_module_imports_and_defines_the_three_entry_points(recipe):
+    module, _ = recipe
+    assert isinstance(module.app, modal.App)
+    assert isinstance(module.Server, modal.Cls)
+    assert isinstance(module.prepare_weights, modal.Function)
+    assert isinstance(module.smoke, modal.app.LocalEntrypoint)
+
+
+def test_server_class_matches_the_deploy_doc(recipe):
+    module, calls = recipe
+    table = deploy_table()
+    _, options = one_call(calls, "App.cls")
+    assert options["gpu"] == table["gpu"] == "A10G"
+    assert options["scaledown_window"] == int(table["scaledown_window"])
+    assert options["startup_timeout"] == int(table["startup_timeout"])
+    assert options["timeout"] == int(table["timeout"])
+    assert options["min_containers"] == int(table["min_containers"])
+    assert options["max_containers"] == int(table["max_containers"])
+    _, concurrency = one_call(calls, "concurrent")
+    assert concurrency == {"max_inputs": int(table["max_inputs"])}
+
+
+def test_weights_volume_is_mounted_read_only_where_settings_look(recipe):
+    module, calls = recipe
+    table = deploy_table()
+    (name,), volume_options = one_call(calls, "Volume.from_name")
+    assert name == table["volume"] and volume_options.get("create_if_missing") is True
+    _, mount = one_call(calls, "Volume.with_mount_options")
+    assert mount == {"read_only": True}
+    _, options = one_call(calls, "App.cls")
+    [(path, _volume)] = options["volumes"].items()
+    assert path == table["weights_path"] == module.SERVE_ENV["PICTALE_WEIGHTS_DIR"]
+
+
+def test_serving_is_offline_and_gets_only_the_api_key_secret(recipe):
+    module, calls = recipe
+    table = deploy_table()
+    secrets = {args[0]: kwargs.get("required_keys") for args, kwargs in calls["Secret.from_name"]}
+    assert secrets == {table["api_keys_secret"]: ["PICTALE_API_KEYS"], table["hf_secret"]: ["HF_TOKEN"]}
+    _, options = one_call(calls, "App.cls")
+    assert options["secrets"] == [module.api_keys_secret]
+    assert options["env"]["HF_HUB_OFFLINE"] == "1"
+    assert options["env"]["PICTALE_PROFILE"] == "reference"
+
+
+def test_web_endpoint_requires_proxy_auth(recipe):
+    _, calls = recipe
+    _, options = one_call(calls, "asgi_app")
+    assert options == {"requires_proxy_auth": True}
+
+
+def test_prepare_weights_has_a_gpu_the_hub_token_and_a_writable_volume(recipe):
+    module, calls = recipe
+    table = deploy_table()
+    _, options = one_call(calls, "App.function")
+    assert options["gpu"] == table["prepare_gpu"]
+    assert options["secrets"] == [module.hf_secret]
+    assert options["volumes"] == {module.WEIGHTS_PATH: module.weights_volume}
+    assert options["env"] == module.MODEL_ENV  # the same models and quantization as serving
+    assert options["timeout"] == int(table["prepare_timeout"])
+
+
+def test_every_option_is_accepted_by_the_installed_modal(recipe):
+    module, calls = recipe
+    for name, method in [("App.cls", modal.App.cls), ("App.function", modal.App.function)]:
+        for _, options in calls[name]:
+            inspect.signature(method).bind(module.app, **options)
+    inspect.signature(modal.concurrent).bind(**calls["concurrent"][0][1])
+    inspect.signature(modal.asgi_app).bind(**calls["asgi_app"][0][1])
+    assert modal.__version__ == "1.6.4"
+
+
+# --- the image: one source of truth for versions -----------------------------------------
+
+
+def test_image_installs_the_server_lock_on_python_3_11(recipe):
+    module, calls = recipe
+    _, debian = one_call(calls, "Image.debian_slim")
+    assert debian == {"python_version": "3.11"}
+    installed = [Path(args[1] if len(args) > 1 else kwargs["requirements_txt"]) for args, kwargs in calls["Image.pip_install_from_requirements"]]
+    assert installed == list(module.LOCK_FILES)
+    assert all(path.is_file() for path in installed)
+
+
+def test_the_lock_pins_the_gpu_stack(recipe):
+    module, _ = recipe
+    pins = {}
+    for path in module.LOCK_FILES:
+        pins.update(lock_pins(path))
+    assert {name: pins.get(name) for name in GPU_PINS} == GPU_PINS
+    assert "modal" not in pins  # the deploy tool is not part of the server image
+
+
+def test_the_package_is_added_with_its_data_files(recipe):
+    _, calls = recipe
+    args, kwargs = one_call(calls, "Image.add_local_python_source")
+    assert args[1:] == ("pictale_server",)
+    assert not any(pattern.endswith(".json") for pattern in kwargs["ignore"])
+
+
+def test_deploy_doc_explains_the_attention_kernel_choice():
+    text = DEPLOY_DOC.read_text()
+    assert "flash-attn" in text and "SDPA" in text
+
+
+# --- the served app -------------------------------------------------------------------------
+
+
+class FakeEngine:
+    profile = "reference"
+    vision_id = "acme/vision"
+    writer_id = "acme/writer"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.loaded = False
+        self.loads = 0
+        self.calls: list[str] = []
+
+    @property
+    def vision_loaded(self) -> bool:
+        return self.loaded
+
+    @property
+    def writer_loaded(self) -> bool:
+        return self.loaded
+
+    def load(self) -> None:
+        self.loads += 1
+        self.release.wait(10)
+        self.loaded = True
+
+    def stream_vision(self, image, messages, sampling, cancel):
+        self.calls.append("vision")
+        yield Delta("A red square.")
+        yield Finished("stop", 3, 4)
+
+    def stream_writer(self, messages, sampling, cancel):
+        self.calls.append("writer")
+        yield Delta("Once upon a time.")
+        yield Finished("stop", 3, 5)
+
+    def score_vision_options(self, image, messages, options):
+        return [0.0 for _ in options]
+
+
+def wait_until(condition, limit_s=10.0):
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition never became true"
+        time.sleep(0.01)
+
+
+def test_the_served_app_is_create_app_with_the_loading_engine(recipe, monkeypatch):
+    module, _ = recipe
+    engine = FakeEngine()
+    monkeypatch.setattr("pictale_server.engine.loader.load_engine", lambda settings: engine)
+    monkeypatch.setenv("PICTALE_API_KEYS", "key-one,key-two")
+    monkeypatch.setenv("PICTALE_PROFILE", "reference")
+
+    warm, settings = module.start_engine()
+    assert settings.api_keys == ["key-one", "key-two"]
+    with TestClient(module.build_web_app(warm, settings)) as client:
+        health = client.get("/health").json()
+        assert health["status"] == "loading" and health["profile"] == "reference"
+
+        engine.release.set()
+        wait_until(lambda: warm.writer_loaded)
+        health = client.get("/health").json()
+        assert health["status"] == "ok"
+        assert health["models"]["writer"] == {"id": "acme/writer", "loaded": True}
+        assert client.post("/v1/narrate", json={"instruction": "hi"}).status_code == 401
+    assert engine.calls[:2] == ["vision", "writer"]  # the warm-up ran before anything else
+    assert engine.loads == 1
+
+
+# --- warm start -------------------------------------------------------------------------------
+
+
+def test_warm_start_reports_loaded_only_after_the_warm_up(recipe):
+    module, _ = recipe
+    engine = FakeEngine()
+    engine.release.set()
+    seen_during_warm_up = []
+    warm = module.WarmStart(engine, warm=lambda inner: seen_during_warm_up.append(warm.vision_loaded))
+
+    assert not warm.vision_loaded
+    warm.load()
+    warm.load()
+
+    assert seen_during_warm_up == [False]
+    assert warm.vision_loaded and warm.writer_loaded
+    assert engine.loads == 1
+    assert warm.writer_id == "acme/writer"  # everything else is the engine's
+
+
+def test_concurrent_loads_wait_for_the_first(recipe):
+    module, _ = recipe
+    engine = FakeEngine()
+    warm = module.WarmStart(engine, warm=module.warm_up)
+    threads = [threading.Thread(target=warm.load) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    engine.release.set()
+    for thread in threads:
+        thread.join(10)
+    assert engine.loads == 1 and engine.calls == ["vision", "writer"]
+
+
+def test_a_failed_load_reaches_the_caller_and_leaves_the_engine_unloaded(recipe):
+    module, _ = recipe
+
+    class Broken(FakeEngine):
+        def load(self):
+            raise FileNotFoundError("no checkpoint: run prepare_weights")
+
+    warm = module.WarmStart(Broken())
+    with pytest.raises(FileNotFoundError):
+        warm.load()
+    assert not warm.vision_loaded and not warm.writer_loaded
+
+
+def test_start_engine_names_the_checkpoints_still_to_prepare(recipe, monkeypatch, tmp_path, capsys):
+    module, _ = recipe
+    monkeypatch.setattr("pictale_server.engine.loader.load_engine", lambda settings: FakeEngine())
+    monkeypatch.setenv("PICTALE_PROFILE", "reference")
+    monkeypatch.setenv("PICTALE_WEIGHTS_DIR", str(tmp_path))
+
+    module.start_engine()
+
+    out = capsys.readouterr().out
+    assert out.count("no prepared NF4 checkpoint") == 2
+    assert "modal run server/modal_app.py::prepare_weights" in out
+
+
+# --- the smoke entrypoint's helpers -----------------------------------------------------------
+
+
+def test_parse_sse_reads_the_contract_stream(recipe):
+    module, _ = recipe
+    text = (REPO_DIR / "tests" / "contract" / "streams" / "pipeline.sse").read_text()
+    events = list(module.parse_sse(text.splitlines(keepends=True)))
+    names = [name for name, _ in events]
+    assert names[0] == "run" and names[-1] == "done"
+    assert "delta" in names
+    assert all(isinstance(data, dict) for _, data in events)
+
+
+def test_parse_sse_skips_pings_and_joins_data_lines(recipe):
+    module, _ = recipe
+    lines = [": ping\n", "id: 1\n", "event: delta\n", 'data: {"text":\n', 'data: "hi"}\n', "\n"]
+    assert list(module.parse_sse(lines)) == [("delta", {"text": "hi"})]
+
+
+def test_auth_headers_send_proxy_and_bearer_credentials(recipe):
+    module, _ = recipe
+    env = {"MODAL_KEY": "wk-1", "MODAL_SECRET": "ws-2", "PICTALE_API_KEY": "k"}
+    assert module.auth_headers(env) == {
+        "Modal-Key": "wk-1",
+        "Modal-Secret": "ws-2",
+        "Authorization": "Bearer k",
+    }
+    assert module.auth_headers({"MODAL_KEY": "wk-1"}) == {}
+
+
+def test_smoke_sends_the_bundled_sample_picture(recipe):
+    module, _ = recipe
+    assert module.SAMPLE_IMAGE.stat().st_size < 100_000
+    assert module.sample_image_data_url().startswith("data:image/png;base64,iVBORw0KGgo")
+
+
+def test_post_sse_streams_from_a_live_server(recipe):
+    module, _ = recipe
+    body = b'event: run\ndata: {"id": "run_1"}\n\n: ping\n\nevent: done\ndata: {"id": "run_1"}\n\n'
+    with _serve_once(body) as url:
+        events = list(module.post_sse(url, {"instruction": "x"}, {"Authorization": "Bearer k"}))
+    assert events == [("run", {"id": "run_1"}), ("done", {"id": "run_1"})]
+
+
+class _serve_once:
+    """A one-request HTTP server on localhost that answers with an SSE body."""
+
+    def __init__(self, body: bytes) -> None:
+        from http.server import BaseHTTPRequestHandler, HTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                assert self.headers["Accept"] == "text/event-stream"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+
+    def __enter__(self) -> str:
+        threading.Thread(target=self.server.handle_request, daemon=True).start()
+        return f"http://127.0.0.1:{self.server.server_port}/v1/pipeline"
+
+    def __exit__(self, *exc) -> None:
+        self.server.server_close()
