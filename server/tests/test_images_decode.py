@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 
 import pytest
 from image_samples import (
@@ -65,6 +66,28 @@ def test_exif_orientation_6_is_applied() -> None:
     # Rotated 90 degrees clockwise: the stored left (red) half is now on top.
     assert close(image.getpixel((10, 5)), RED, 40)
     assert close(image.getpixel((10, 35)), BLUE, 40)
+
+
+def test_malformed_exif_is_ignored() -> None:
+    data = encode(solid(RED, (8, 4)), "JPEG", exif=b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff")
+    with pytest.warns(UserWarning, match="Corrupt EXIF"):
+        image = decode(data)
+    assert image.size == (8, 4)
+
+
+def test_animated_webp_uses_its_first_frame() -> None:
+    frames = [solid(RED, (16, 16)), solid(BLUE, (16, 16))]
+    data = encode(frames[0], "WEBP", save_all=True, append_images=frames[1:], lossless=True)
+    assert Image.open(io.BytesIO(data)).n_frames == 2
+    assert decode(data).getpixel((8, 8)) == RED
+
+
+def test_greyscale_with_a_transparent_value_shows_white_there() -> None:
+    grey = Image.new("L", (2, 1), 0)
+    grey.putpixel((1, 0), 90)
+    image = decode(encode(grey, "PNG", transparency=0))
+    assert image.getpixel((0, 0)) == WHITE
+    assert image.getpixel((1, 0)) == (90, 90, 90)
 
 
 def test_animated_gif_uses_its_first_frame() -> None:
@@ -287,3 +310,30 @@ def test_padding_is_neutral_and_centres_the_picture() -> None:
     assert padded.getpixel((2, 500)) == RED
     assert padded.getpixel((0, 500)) == PAD_COLOUR
     assert padded.getpixel((4, 500)) == PAD_COLOUR
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::PIL.Image.DecompressionBombWarning")
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"])
+def test_mutated_files_end_in_a_typed_error_or_an_rgb_image(fmt: str) -> None:
+    """Seeded byte flips, truncations and splices: never an exception outside the contract."""
+    rng = random.Random(f"mutations-{fmt}")
+    original = encode(Image.effect_noise((24, 24), 60).convert("RGB"), fmt)
+    outcomes = set()
+    for _ in range(150):
+        data = bytearray(original)
+        for _ in range(rng.randint(1, 8)):
+            data[rng.randrange(6, len(data))] = rng.randrange(256)
+        if rng.random() < 0.3:
+            data = data[: rng.randrange(6, len(data))]
+        if rng.random() < 0.2:
+            start = rng.randrange(6, len(data))
+            data[start:start] = rng.randbytes(rng.randint(1, 64))
+        try:
+            image = decode(bytes(data), ImagePolicy(max_image_pixels=4_000_000))
+        except ApiError as error:
+            assert error.code in {"invalid_image", "image_too_large", "unsupported_media_type"}
+            outcomes.add(error.code)
+        else:
+            assert image.mode == "RGB"
+            outcomes.add("decoded")
+    assert "invalid_image" in outcomes or "image_too_large" in outcomes

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import math
 import struct
+import zlib
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -21,7 +22,10 @@ PAD_COLOUR = (128, 128, 128)
 BACKGROUND = (255, 255, 255)
 
 # What Pillow's decoders raise on truncated or corrupt input.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)
+_DECODE_ERRORS = (
+    OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, struct.error,
+    zlib.error,
+)
 
 
 def decode_image(data: bytes, fmt: str, policy: ImagePolicy, param: str = "image") -> Image.Image:
@@ -35,7 +39,7 @@ def decode_image(data: bytes, fmt: str, policy: ImagePolicy, param: str = "image
         _check_pixels(image.size, policy, param)
         image.seek(0)
         image.load()
-        image = _upright(image)
+        image = ImageOps.exif_transpose(image)
     except Image.DecompressionBombError:
         raise _too_many_pixels(None, policy, param) from None
     except ApiError:
@@ -69,14 +73,6 @@ def _too_many_pixels(size: tuple[int, int] | None, policy: ImagePolicy, param: s
         f"The image has more than {policy.max_image_pixels} pixels{declared}.",
         param=param,
     )
-
-
-def _upright(image: Image.Image) -> Image.Image:
-    """Apply the EXIF orientation; a malformed EXIF block leaves the image as stored."""
-    try:
-        return ImageOps.exif_transpose(image)
-    except Exception:  # noqa: BLE001 - EXIF parsing is best effort; pixels are already valid
-        return image
 
 
 def to_rgb(image: Image.Image, param: str = "image") -> Image.Image:
