@@ -61,7 +61,9 @@ def test_policy_follows_settings() -> None:
         url_allowlist="images.internal, 10.0.0.0/8",
     )
     policy = ImagePolicy.from_settings(settings)
-    assert (policy.max_image_bytes, policy.max_image_pixels, policy.fetch_timeout_s) == (1234, 99, 2.5)
+    assert policy.max_image_bytes == 1234
+    assert policy.max_image_pixels == 99
+    assert policy.fetch_timeout_s == 2.5
     assert policy.allowlist.hosts == frozenset({"images.internal"})
     assert [str(network) for network in policy.allowlist.networks] == ["10.0.0.0/8"]
 
@@ -107,7 +109,8 @@ def test_hostile_payloads_get_their_code(payload: bytes, code: str) -> None:
 
 def test_byte_cap_applies_to_inline_images() -> None:
     data = png_bytes(solid(RED, (64, 64)))
-    assert refusal(data_url(data), ImagePolicy(max_image_bytes=len(data) - 1)).code == "image_too_large"
+    too_small = ImagePolicy(max_image_bytes=len(data) - 1)
+    assert refusal(data_url(data), too_small).code == "image_too_large"
     assert load(data_url(data), ImagePolicy(max_image_bytes=len(data))).size == (64, 64)
 
 

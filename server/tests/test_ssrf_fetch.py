@@ -61,7 +61,9 @@ def fetch(url: str, image_policy: ImagePolicy, resolver: Resolver = LOCAL_NAMES)
     return asyncio.run(fetch_image_bytes(url, image_policy, "image", resolver=resolver))
 
 
-def fetch_refusal(url: str, image_policy: ImagePolicy, resolver: Resolver = LOCAL_NAMES) -> ApiError:
+def fetch_refusal(
+    url: str, image_policy: ImagePolicy, resolver: Resolver = LOCAL_NAMES
+) -> ApiError:
     with pytest.raises(ApiError) as caught:
         fetch(url, image_policy, resolver)
     assert caught.value.param == "image"
@@ -112,7 +114,8 @@ def test_allowlisted_network_does_not_cover_a_neighbour(server: LocalImageServer
 
 def test_redirects_within_the_allowlist_are_followed(server: LocalImageServer) -> None:
     assert fetch(server.url("/chain/3", IMAGES_HOST), policy(IMAGES_HOST)) == png_bytes()
-    assert [seen.path for seen in server.requests] == ["/chain/3", "/chain/2", "/chain/1", "/chain/0"]
+    paths = [seen.path for seen in server.requests]
+    assert paths == ["/chain/3", "/chain/2", "/chain/1", "/chain/0"]
 
 
 def test_more_than_three_redirects_fail(server: LocalImageServer) -> None:
@@ -151,7 +154,8 @@ def test_redirect_to_a_live_local_server_outside_the_allowlist_is_refused(
 ) -> None:
     for host in ("127.0.0.1", "localhost", "[::ffff:127.0.0.1]", "0x7f000001"):
         target = other_server.url("/red.png", host)
-        error = fetch_refusal(server.url(f"/redirect?to={target}", IMAGES_HOST), policy(IMAGES_HOST))
+        start = server.url(f"/redirect?to={target}", IMAGES_HOST)
+        error = fetch_refusal(start, policy(IMAGES_HOST))
         assert error.code == "url_not_allowed", host
     # The target was up the whole time: it was the policy, not a failed connection.
     assert other_server.requests == []
@@ -166,13 +170,15 @@ def test_non_2xx_answers_fail(server: LocalImageServer) -> None:
 
 
 def test_slow_server_times_out(server: LocalImageServer) -> None:
-    error = fetch_refusal(server.url("/slow", IMAGES_HOST), policy(IMAGES_HOST, fetch_timeout_s=0.3))
+    impatient = policy(IMAGES_HOST, fetch_timeout_s=0.3)
+    error = fetch_refusal(server.url("/slow", IMAGES_HOST), impatient)
     assert error.code == "image_fetch_failed"
     assert "timed out" in error.message
 
 
 def test_slow_body_hits_the_overall_deadline(server: LocalImageServer) -> None:
-    error = fetch_refusal(server.url("/drip", IMAGES_HOST), policy(IMAGES_HOST, fetch_timeout_s=0.3))
+    impatient = policy(IMAGES_HOST, fetch_timeout_s=0.3)
+    error = fetch_refusal(server.url("/drip", IMAGES_HOST), impatient)
     assert error.code == "image_fetch_failed"
     assert "timed out" in error.message
 

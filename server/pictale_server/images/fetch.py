@@ -33,7 +33,9 @@ async def check_destination(
 ) -> IPAddress:
     """The address to connect to for `url`, or `url_not_allowed` / `image_fetch_failed`."""
     if url.scheme not in _DEFAULT_PORTS:
-        raise _not_allowed(f"The URL scheme {url.scheme!r} is not allowed; use http or https.", param)
+        raise _not_allowed(
+            f"The URL scheme {url.scheme!r} is not allowed; use http or https.", param
+        )
     if url.userinfo:
         raise _not_allowed("URLs with credentials (user@host) are not allowed.", param)
     host = url.host
@@ -117,7 +119,8 @@ async def fetch_image_bytes(
             f"The image URL redirected more than {policy.max_redirects} times.", param
         ) from None
     except httpx.UnsupportedProtocol:
-        raise _not_allowed("The image URL redirected to a scheme other than http(s).", param) from None
+        message = "The image URL redirected to a scheme other than http(s)."
+        raise _not_allowed(message, param) from None
     except httpx.TimeoutException:
         raise _fetch_failed(f"Fetching the image timed out after {timeout:g} s.", param) from None
     except (httpx.HTTPError, httpx.StreamError) as error:

@@ -125,7 +125,7 @@ def decode_base64(text: str, policy: ImagePolicy, param: str) -> bytes:
     try:
         raw = text.encode("ascii")
     except UnicodeEncodeError:
-        raise ApiError("invalid_image", "The image data is not valid base64.", param=param) from None
+        raise _not_base64(param) from None
     compact = _WHITESPACE.sub(b"", raw)
     # 4 characters carry 3 bytes: refuse oversized payloads before decoding them.
     if len(compact) // 4 * 3 > policy.max_image_bytes + 3:
@@ -135,20 +135,24 @@ def decode_base64(text: str, policy: ImagePolicy, param: str) -> bytes:
     elif _URL_SAFE.fullmatch(compact):
         altchars = b"-_"
     else:
-        raise ApiError("invalid_image", "The image data is not valid base64.", param=param)
+        raise _not_base64(param)
     unpadded = compact.rstrip(b"=")
     if len(unpadded) % 4 == 1:
-        raise ApiError("invalid_image", "The image data is not valid base64.", param=param)
+        raise _not_base64(param)
     padded = unpadded + b"=" * (-len(unpadded) % 4)
     if len(padded) != len(compact) and len(compact) != len(unpadded):
         raise ApiError("invalid_image", "The image data has wrong base64 padding.", param=param)
     try:
         data = base64.b64decode(padded, altchars=altchars, validate=True)
     except binascii.Error:
-        raise ApiError("invalid_image", "The image data is not valid base64.", param=param) from None
+        raise _not_base64(param) from None
     if len(data) > policy.max_image_bytes:
         raise _too_many_bytes(policy, param)
     return data
+
+
+def _not_base64(param: str) -> ApiError:
+    return ApiError("invalid_image", "The image data is not valid base64.", param=param)
 
 
 def _too_many_bytes(policy: ImagePolicy, param: str) -> ApiError:
