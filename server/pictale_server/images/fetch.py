@@ -118,12 +118,9 @@ async def fetch_image_bytes(
         raise _fetch_failed(
             f"The image URL redirected more than {policy.max_redirects} times.", param
         ) from None
-    except httpx.UnsupportedProtocol:
-        message = "The image URL redirected to a scheme other than http(s)."
-        raise _not_allowed(message, param) from None
     except httpx.TimeoutException:
         raise _fetch_failed(f"Fetching the image timed out after {timeout:g} s.", param) from None
-    except (httpx.HTTPError, httpx.StreamError) as error:
+    except httpx.HTTPError as error:
         raise _fetch_failed(f"Fetching the image failed ({type(error).__name__}).", param) from None
 
 
