@@ -1,0 +1,92 @@
+"""`create_app(engine, settings)`: the FastAPI app, with no globals and no Modal.
+
+The lifespan starts the model workers and loads the models in a background thread (unless the
+engine is already loaded); on shutdown it cancels live runs and stops the workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI
+
+from . import __version__
+from .auth import make_authenticate, make_rate_limit
+from .body_limit import BodyLimitMiddleware
+from .engine.base import Engine
+from .error_handlers import install_error_handlers
+from .rate_limit import RateLimiter
+from .readiness import ModelLoader
+from .request_context import RequestContextMiddleware
+from .routes import generate, health, runs
+from .runs import RunRegistry
+from .scheduler import Scheduler
+from .services import ImageLoader, Services
+from .settings import Settings
+
+
+def _default_gate(settings: Settings) -> Any:
+    from .safety.gate import SafetyGate
+
+    return SafetyGate.from_settings(settings)
+
+
+def _default_image_loader(settings: Settings) -> ImageLoader:
+    from .images import ImagePolicy, load_image
+
+    policy = ImagePolicy.from_settings(settings)
+
+    async def load(spec: Any) -> Any:
+        return await load_image(spec, policy)
+
+    return load
+
+
+def create_app(
+    engine: Engine,
+    settings: Settings,
+    *,
+    gate: Any | None = None,
+    image_loader: ImageLoader | None = None,
+) -> FastAPI:
+    services = Services(
+        engine=engine,
+        settings=settings,
+        scheduler=Scheduler(settings.queue_depth),
+        runs=RunRegistry(),
+        loader=ModelLoader(engine),
+        gate=gate if gate is not None else _default_gate(settings),
+        load_image=image_loader if image_loader is not None else _default_image_loader(settings),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services.scheduler.start()
+        services.loader.start()
+        try:
+            yield
+        finally:
+            for run in services.runs.live():
+                run.request_cancel()
+            services.scheduler.stop()
+
+    app = FastAPI(
+        title="pictale",
+        version=__version__,
+        summary="Turns a picture into a story: describe, narrate, pipeline (docs/protocol.md).",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+
+    authenticate = make_authenticate(settings.api_keys)
+    limiter = RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
+    app.include_router(health.router)
+    app.include_router(generate.router, dependencies=[Depends(make_rate_limit(limiter, authenticate))])
+    app.include_router(runs.router, dependencies=[Depends(authenticate)])
+
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)  # added last: outermost
+    return app

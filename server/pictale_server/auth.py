@@ -1,0 +1,63 @@
+"""Bearer API keys (PICTALE_API_KEYS) and the optional per-caller rate limit.
+
+With keys configured every route but /health needs `Authorization: Bearer <key>`, compared in
+constant time against each key. The caller's identity (which key, or the client address when
+no keys are set) scopes rate limits and idempotency keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+
+from fastapi import Request
+
+from .errors import ApiError
+from .rate_limit import RateLimiter
+
+
+def _caller_for_key(key: str) -> str:
+    return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def make_authenticate(api_keys: list[str]) -> Callable[[Request], str]:
+    """A FastAPI dependency returning the caller id, or raising 401 `unauthorized`."""
+    keys = [key.encode() for key in api_keys]
+
+    def authenticate(request: Request) -> str:
+        if not keys:
+            request.state.caller = "client:" + (request.client.host if request.client else "unknown")
+            return request.state.caller
+        token = _bearer_token(request)
+        if token is None:
+            raise ApiError("unauthorized", "Missing bearer token: send Authorization: Bearer <key>.")
+        presented = token.encode()
+        # Compare against every key so the time taken does not tell which one nearly matched.
+        matched = [hmac.compare_digest(presented, key) for key in keys]
+        if not any(matched):
+            raise ApiError("unauthorized", "The API key is not valid.")
+        request.state.caller = _caller_for_key(token)
+        return request.state.caller
+
+    return authenticate
+
+
+def make_rate_limit(limiter: RateLimiter | None, authenticate: Callable[[Request], str]) -> Callable[[Request], str]:
+    """A dependency for generation routes: authenticates, then counts the request."""
+
+    def rate_limited_caller(request: Request) -> str:
+        caller = authenticate(request)
+        if limiter is not None:
+            limiter.hit(caller)
+        return caller
+
+    return rate_limited_caller

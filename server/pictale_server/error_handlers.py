@@ -1,0 +1,83 @@
+"""Every error the app answers, in the contract's body: `{"error": {code, message, ...}}`.
+
+`ApiError` is the only way the server refuses; FastAPI's own validation errors (422) and
+Starlette's 404/405 are reshaped here so clients see one shape with one set of codes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .errors import ApiError
+
+
+def error_json(request: Request, error: ApiError, status: int | None = None) -> JSONResponse:
+    request.state.error_code = error.code
+    return JSONResponse(
+        error.body(request.state.request_id),
+        status_code=status or error.status,
+        headers=error.response_headers(),
+    )
+
+
+def _param(loc: tuple[Any, ...] | list[Any]) -> str | None:
+    parts = [str(part) for part in loc]
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    return ".".join(parts) or None
+
+
+def _first_line(message: str) -> str:
+    return message.split("\n", 1)[0]
+
+
+def validation_error(exc: RequestValidationError) -> ApiError:
+    errors = list(exc.errors())
+    if not errors:
+        return ApiError("invalid_request", "The request is invalid.")
+    if any(error.get("type") == "json_invalid" for error in errors):
+        return ApiError("invalid_request", "The request body is not valid JSON.")
+    if any(_param(error.get("loc", ())) is None for error in errors):
+        return ApiError(
+            "invalid_request",
+            "The request body must be a JSON object (sent with Content-Type: application/json).",
+        )
+    details = []
+    for error in errors:
+        param = _param(error.get("loc", ()))
+        details.append({"param": param, "message": _first_line(str(error.get("msg", "invalid")))})
+    first = details[0]
+    message = f"{first['param']}: {first['message']}"
+    return ApiError("invalid_request", message, param=first["param"], details=details)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def on_api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_json(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_json(request, validation_error(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            return error_json(request, ApiError("not_found", f"No route {request.url.path}."))
+        if exc.status_code == 405:
+            # Keeps HTTP's 405 and Allow header; the code is the contract's nearest, not_found.
+            error = ApiError(
+                "not_found",
+                f"{request.method} is not allowed on {request.url.path}.",
+                headers=dict(exc.headers or {}),
+            )
+            return error_json(request, error, status=405)
+        if exc.status_code == 400:
+            return error_json(request, ApiError("invalid_request", "The request body could not be read."))
+        error = ApiError("internal", "Internal server error.")
+        return error_json(request, error)

@@ -1,0 +1,161 @@
+"""What each generation route does, as contract events: describe, narrate, pipeline.
+
+A flow is built by its route after validation, the text gate and the image load. `start()`
+queues its first job (a full queue raises `queue_full` while the route can still answer a plain
+429); `events()` then yields the route's events up to and including `done`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Protocol
+
+from PIL.Image import Image
+
+from . import prompts
+from .engine.base import ChatMessage, Engine, Finished, Sampling
+from .runs import Run
+from .scheduler import Scheduler
+from .schemas import DescribeOverrides, DescribeRequest, NarrateOverrides, NarrateRequest, PipelineRequest
+from .stages import Event, StageRunner, cancelled_result, generation_work
+
+_SAMPLING_FIELDS = {f.name for f in fields(Sampling)}
+
+
+class Flow(Protocol):
+    def start(self) -> None: ...
+
+    def events(self) -> AsyncIterator[Event]: ...
+
+
+@dataclass
+class FlowContext:
+    run: Run
+    engine: Engine
+    scheduler: Scheduler
+    gate: Any  # SafetyGate: check_text(fields), check_image(image, engine)
+
+
+def sampling_for(stage: str, style: str | None, overrides: dict[str, Any]) -> Sampling:
+    values = {**prompts.default_sampling(stage, style), **overrides}
+    if values.get("stop") is not None:
+        values["stop"] = tuple(values["stop"])
+    return Sampling(**{k: v for k, v in values.items() if k in _SAMPLING_FIELDS})
+
+
+def has_custom_vision_prompt(request: DescribeRequest | DescribeOverrides) -> bool:
+    return request.prompt is not None or request.system is not None
+
+
+def _history(request: NarrateRequest | NarrateOverrides) -> list[ChatMessage]:
+    return [{"role": turn.role, "content": turn.content} for turn in request.history or []]
+
+
+def _describe_runner(
+    ctx: FlowContext, image: Image, request: DescribeRequest | DescribeOverrides, style: str,
+    *, check_before: bool, check_after: bool,
+) -> StageRunner:
+    messages = prompts.describe_messages(style, request.prompt, request.system)
+    sampling = sampling_for("describe", style, request.sampling_overrides())
+    engine, cancel = ctx.engine, ctx.run.cancel
+
+    def check_image() -> None:
+        ctx.gate.check_image(image, engine)
+
+    def check_unless_cancelled(finished: Finished) -> None:
+        if finished.finish_reason != "cancelled":
+            check_image()
+
+    work = generation_work(
+        lambda: engine.stream_vision(image, messages, sampling, cancel),
+        before=check_image if check_before else None,
+        after=check_unless_cancelled if check_after else None,
+    )
+    return StageRunner(ctx.run, "describe", ctx.scheduler.vision, engine.vision_id, work)
+
+
+def _narrate_runner(
+    ctx: FlowContext, messages: Sequence[ChatMessage], sampling: Sampling
+) -> StageRunner:
+    engine, cancel = ctx.engine, ctx.run.cancel
+    work = generation_work(lambda: engine.stream_writer(messages, sampling, cancel))
+    return StageRunner(ctx.run, "narrate", ctx.scheduler.writer, engine.writer_id, work)
+
+
+class DescribeFlow:
+    """The image gate runs only for a custom prompt or system (docs/server.md says why)."""
+
+    def __init__(self, ctx: FlowContext, image: Image, request: DescribeRequest) -> None:
+        self._ctx = ctx
+        self._stage = _describe_runner(
+            ctx, image, request, request.style or "detailed",
+            check_before=has_custom_vision_prompt(request), check_after=False,
+        )
+
+    def start(self) -> None:
+        self._stage.submit()
+
+    async def events(self) -> AsyncIterator[Event]:
+        async for event in self._stage.events():
+            yield event
+        yield "done", {"id": self._ctx.run.id, **self._stage.result}
+
+
+class NarrateFlow:
+    def __init__(self, ctx: FlowContext, request: NarrateRequest) -> None:
+        self._ctx = ctx
+        messages = prompts.narrate_messages(
+            request.instruction, request.context, request.system, _history(request)
+        )
+        sampling = sampling_for("narrate", None, request.sampling_overrides())
+        self._stage = _narrate_runner(ctx, messages, sampling)
+
+    def start(self) -> None:
+        self._stage.submit()
+
+    async def events(self) -> AsyncIterator[Event]:
+        async for event in self._stage.events():
+            yield event
+        yield "done", {"id": self._ctx.run.id, **self._stage.result}
+
+
+class PipelineFlow:
+    """describe → image gate (on the vision worker) → text gate on the description → narrate.
+
+    With a custom describe prompt or system the image gate runs before describing instead.
+    """
+
+    def __init__(self, ctx: FlowContext, image: Image, request: PipelineRequest) -> None:
+        self._ctx = ctx
+        self._request = request
+        custom = has_custom_vision_prompt(request.describe)
+        self._describe = _describe_runner(
+            ctx, image, request.describe, request.describe.style or "scene",
+            check_before=custom, check_after=not custom,
+        )
+
+    def start(self) -> None:
+        self._describe.submit()
+
+    async def events(self) -> AsyncIterator[Event]:
+        ctx, run = self._ctx, self._ctx.run
+        async for event in self._describe.events():
+            yield event
+        description = self._describe.result
+        if run.cancel.is_set:
+            story = cancelled_result(ctx.engine.writer_id, run.arrived)
+        else:
+            overrides = self._request.narrate
+            ctx.gate.check_text({"instruction": self._request.instruction, "context": description["text"]})
+            messages = prompts.narrate_messages(
+                self._request.instruction, description["text"], overrides.system, _history(overrides)
+            )
+            narrate = _narrate_runner(
+                ctx, messages, sampling_for("narrate", None, overrides.sampling_overrides())
+            )
+            narrate.submit()
+            async for event in narrate.events():
+                yield event
+            story = narrate.result
+        yield "done", {"id": run.id, "description": description, "story": story}

@@ -1,0 +1,97 @@
+"""Outermost middleware: request id, arrival time, the access log line, last-resort 500s.
+
+Every response gets `x-request-id` (the client's own when it is valid, else `req_` + 24 hex
+digits). Anything that escapes the app before the response started becomes the contract's
+`internal` body; the log gets the request id, route, status, duration and error code only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import ApiError
+
+access_log = logging.getLogger("pictale.access")
+logger = logging.getLogger("pictale.server")
+
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(12)
+
+
+def request_id_from(scope: Scope) -> str:
+    for name, value in scope.get("headers", []):
+        if name == b"x-request-id":
+            candidate = value.decode("latin-1")
+            if _CLIENT_ID.match(candidate):
+                return candidate
+    return new_request_id()
+
+
+def error_response_messages(error: ApiError, request_id: str, status: int | None = None) -> list[Message]:
+    body = json.dumps(error.body(request_id), separators=(",", ":")).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", request_id.encode()),
+    ]
+    headers += [(k.lower().encode(), v.encode()) for k, v in error.response_headers().items()]
+    return [
+        {"type": "http.response.start", "status": status or error.status, "headers": headers},
+        {"type": "http.response.body", "body": body},
+    ]
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_from(scope)
+        started = time.perf_counter()
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["arrived"] = started
+        status = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            logger.error("unhandled %s (request %s)", type(exc).__name__, request_id, exc_info=exc)
+            state["error_code"] = "internal"
+            if status == 0:
+                error = ApiError("internal", "Internal server error.")
+                for message in error_response_messages(error, request_id):
+                    await send_with_id(message)
+        finally:
+            route = scope.get("route")
+            access_log.info(
+                "request_id=%s method=%s route=%s status=%s ms=%.1f code=%s",
+                request_id,
+                scope.get("method"),
+                getattr(route, "path", None) or scope.get("path", "")[:200],
+                status or "-",
+                (time.perf_counter() - started) * 1000,
+                state.get("error_code", "-"),
+            )

@@ -1,0 +1,1 @@
+"""HTTP routes: health, the three generation routes, run cancellation."""

@@ -1,0 +1,160 @@
+"""POST /v1/describe, /v1/narrate, /v1/pipeline.
+
+Each route: validate (pydantic) → text gate → readiness (plain requests) → image → run →
+queue the first job → answer as a stream or one JSON body. Everything refused before the
+stream opens is a plain HTTP error; after that it is an `error` event.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import Response
+
+from ..delivery import json_response, stream_response
+from ..errors import ApiError
+from ..flows import DescribeFlow, Flow, FlowContext, NarrateFlow, PipelineFlow
+from ..schemas import (
+    DescribeRequest,
+    ErrorBody,
+    NarrateRequest,
+    PipelineRequest,
+    PipelineResult,
+    StageRunResult,
+)
+from ..services import Services
+
+router = APIRouter()
+
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
+
+_ERROR_STATUSES = (400, 401, 403, 404, 413, 415, 429, 500, 503)
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": "Error (docs/protocol.md, Errors)"}
+    for status in _ERROR_STATUSES
+}
+_STREAM_CONTENT = {"text/event-stream": {"schema": {"type": "string"}}}
+
+
+def _responses(result_model: type) -> dict[int | str, dict[str, Any]]:
+    return {200: {"model": result_model, "content": _STREAM_CONTENT}, **_RESPONSES}
+
+
+def _wants_stream(request: Request, stream_field: bool) -> bool:
+    return stream_field or "text/event-stream" in request.headers.get("accept", "")
+
+
+def _idempotency_key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not _IDEMPOTENCY_KEY.match(value):
+        raise ApiError(
+            "invalid_request",
+            "Idempotency-Key must be 1-128 printable ASCII characters.",
+            param="Idempotency-Key",
+        )
+    return value
+
+
+def _text_fields(**fields: str | None) -> dict[str, str]:
+    return {name: value for name, value in fields.items() if value}
+
+
+def _history_fields(prefix: str, history: list | None) -> dict[str, str]:
+    return {f"{prefix}.{i}.content": turn.content for i, turn in enumerate(history or [])}
+
+
+async def _serve(
+    request: Request,
+    services: Services,
+    *,
+    stream: bool,
+    idempotency_key: str | None,
+    build_flow: Callable[[FlowContext], Flow],
+) -> Response:
+    run = services.runs.create(request.state.arrived, request.state.caller, idempotency_key)
+    started = False
+    try:
+        flow = build_flow(FlowContext(run, services.engine, services.scheduler, services.gate))
+        if services.loader.ready:
+            flow.start()
+            started = True
+    except Exception:
+        services.runs.end(run, "error")
+        raise
+    if stream:
+        return stream_response(
+            request, services.runs, run, flow,
+            loader=services.loader, started=started,
+            ping_interval_s=services.settings.ping_interval_s,
+        )
+    return await json_response(request, services.runs, run, flow)
+
+
+@router.post("/v1/describe", response_model=StageRunResult, responses=_responses(StageRunResult))
+async def describe(
+    body: DescribeRequest,
+    request: Request,
+    idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+) -> Response:
+    services: Services = request.app.state.services
+    key = _idempotency_key(idempotency_key)
+    services.gate.check_text(_text_fields(prompt=body.prompt, system=body.system))
+    stream = _wants_stream(request, body.stream)
+    if not stream:
+        services.loader.check_ready()
+    image = await services.load_image(body.image)
+    return await _serve(
+        request, services, stream=stream, idempotency_key=key,
+        build_flow=lambda ctx: DescribeFlow(ctx, image, body),
+    )
+
+
+@router.post("/v1/narrate", response_model=StageRunResult, responses=_responses(StageRunResult))
+async def narrate(
+    body: NarrateRequest,
+    request: Request,
+    idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+) -> Response:
+    services: Services = request.app.state.services
+    key = _idempotency_key(idempotency_key)
+    services.gate.check_text({
+        **_text_fields(instruction=body.instruction, context=body.context, system=body.system),
+        **_history_fields("history", body.history),
+    })
+    stream = _wants_stream(request, body.stream)
+    if not stream:
+        services.loader.check_ready()
+    return await _serve(
+        request, services, stream=stream, idempotency_key=key,
+        build_flow=lambda ctx: NarrateFlow(ctx, body),
+    )
+
+
+@router.post("/v1/pipeline", response_model=PipelineResult, responses=_responses(PipelineResult))
+async def pipeline(
+    body: PipelineRequest,
+    request: Request,
+    idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+) -> Response:
+    services: Services = request.app.state.services
+    key = _idempotency_key(idempotency_key)
+    services.gate.check_text({
+        **_text_fields(
+            instruction=body.instruction,
+            **{"describe.prompt": body.describe.prompt, "describe.system": body.describe.system},
+            **{"narrate.system": body.narrate.system},
+        ),
+        **_history_fields("narrate.history", body.narrate.history),
+    })
+    stream = _wants_stream(request, body.stream)
+    if not stream:
+        services.loader.check_ready()
+    image = await services.load_image(body.image)
+    return await _serve(
+        request, services, stream=stream, idempotency_key=key,
+        build_flow=lambda ctx: PipelineFlow(ctx, image, body),
+    )

@@ -1,0 +1,20 @@
+"""POST /v1/runs/{id}/cancel: set a run's stop flag; ended runs report their final state."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from ..errors import ApiError
+from ..schemas import CancelResult
+
+router = APIRouter()
+
+
+@router.post("/v1/runs/{run_id}/cancel", response_model=CancelResult)
+def cancel_run(run_id: str, request: Request) -> CancelResult:
+    run = request.app.state.services.runs.get(run_id)
+    if run is None:
+        raise ApiError("not_found", "No such run (ended runs are kept for 10 minutes).", param="id")
+    if run.request_cancel():
+        return CancelResult(id=run.id, cancelled=True, state="cancelled")
+    return CancelResult(id=run.id, cancelled=False, state=run.state)

@@ -1,0 +1,105 @@
+"""Runs: one describe, narrate or pipeline call, its stop flag and its final state.
+
+The registry answers `POST /v1/runs/{id}/cancel`, remembers ended runs for ten minutes, and
+implements `Idempotency-Key`: a new run with the key of a run that is still live cancels the
+old one first, so a retried request never holds a model twice.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .engine.base import Cancel
+
+RunState = Literal["queued", "running", "done", "error", "cancelled"]
+ENDED_STATES = ("done", "error", "cancelled")
+RETENTION_S = 600.0
+
+
+def new_run_id() -> str:
+    return "run_" + secrets.token_hex(12)
+
+
+@dataclass(eq=False)
+class Run:
+    id: str
+    arrived: float  # time.perf_counter() when the request arrived
+    idempotency: tuple[str, str] | None = None  # (caller, key)
+    cancel: Cancel = field(default_factory=Cancel)
+    state: RunState = "queued"
+    ended_at: float | None = None
+    _on_cancel: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def ended(self) -> bool:
+        return self.state in ENDED_STATES
+
+    def on_cancel(self, hook: Callable[[], None]) -> None:
+        """Run `hook` when the run is cancelled (now, if it already was)."""
+        self._on_cancel.append(hook)
+        if self.cancel.is_set:
+            hook()
+
+    def request_cancel(self) -> bool:
+        """Set the stop flag; False if the run had already ended."""
+        if self.ended:
+            return False
+        self.cancel.set()
+        for hook in list(self._on_cancel):
+            hook()
+        return True
+
+
+class RunRegistry:
+    def __init__(
+        self, retention_s: float = RETENTION_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._retention_s = retention_s
+        self._clock = clock
+        self._runs: dict[str, Run] = {}
+        self._by_key: dict[tuple[str, str], Run] = {}
+        self._lock = threading.Lock()
+
+    def create(self, arrived: float, caller: str, idempotency_key: str | None) -> Run:
+        key = (caller, idempotency_key) if idempotency_key else None
+        run = Run(id=new_run_id(), arrived=arrived, idempotency=key)
+        with self._lock:
+            self._prune_locked()
+            previous = self._by_key.get(key) if key else None
+            self._runs[run.id] = run
+            if key:
+                self._by_key[key] = run
+        if previous is not None:
+            previous.request_cancel()
+        return run
+
+    def get(self, run_id: str) -> Run | None:
+        with self._lock:
+            self._prune_locked()
+            return self._runs.get(run_id)
+
+    def end(self, run: Run, state: RunState) -> None:
+        with self._lock:
+            run.state = state
+            run.ended_at = self._clock()
+            if run.idempotency and self._by_key.get(run.idempotency) is run:
+                del self._by_key[run.idempotency]
+
+    def live(self) -> list[Run]:
+        with self._lock:
+            return [run for run in self._runs.values() if not run.ended]
+
+    def _prune_locked(self) -> None:
+        horizon = self._clock() - self._retention_s
+        expired = [
+            run_id
+            for run_id, run in self._runs.items()
+            if run.ended_at is not None and run.ended_at < horizon
+        ]
+        for run_id in expired:
+            del self._runs[run_id]

@@ -1,0 +1,188 @@
+"""One worker thread per model, each draining a bounded FIFO queue of blocking jobs.
+
+Engine calls block (they run a GPU decode loop), so each model gets a thread that runs one job
+at a time. The asyncio side submits `Job`s and reads what the worker reports from the job's
+`sink`: `Queued(position)` while waiting (re-sent whenever the position changes), `Started`,
+whatever the job's work emits, then `Ended` (or `Dropped` then `Ended` for a job cancelled
+before it ran). A full queue refuses new jobs with 429 `queue_full`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .engine.base import Cancel
+from .errors import ApiError
+
+Emit = Callable[[Any], None]
+
+
+@dataclass(frozen=True)
+class Queued:
+    position: int  # 1-based place among the jobs waiting for this model
+
+
+@dataclass(frozen=True)
+class Started:
+    at: float  # time.perf_counter()
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """Cancelled while waiting: the work never ran."""
+
+
+@dataclass(frozen=True)
+class Ended:
+    error: BaseException | None = None
+
+
+class LoopSink:
+    """Hands items from a worker thread to an asyncio queue on the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    def put(self, item: Any) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        except RuntimeError:  # the loop has closed: nobody is listening any more
+            pass
+
+
+@dataclass(eq=False)
+class Job:
+    work: Callable[[Emit], None]  # blocking; runs on the model's worker thread
+    cancel: Cancel
+    sink: LoopSink
+    queued_at: float = field(default_factory=time.perf_counter)
+
+
+class ModelWorker:
+    def __init__(self, name: str, depth: int) -> None:
+        self.name = name
+        self.depth = depth
+        self._waiting: deque[Job] = deque()
+        self._busy = False
+        self._stopping = False
+        self._cond = threading.Condition()
+        self._recent_durations: deque[float] = deque(maxlen=16)
+        self._thread = threading.Thread(target=self._loop, name=f"pictale-{name}", daemon=True)
+
+    @property
+    def waiting(self) -> int:
+        with self._cond:
+            return len(self._waiting)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Drop waiting jobs and end the thread once its current job (if any) returns."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def submit(self, job: Job) -> None:
+        with self._cond:
+            if self._stopping:
+                raise ApiError("not_ready", "The server is shutting down.", retry_after=5)
+            if len(self._waiting) >= self.depth:
+                raise ApiError(
+                    "queue_full",
+                    f"The {self.name} model's queue is full; retry later.",
+                    retry_after=self._retry_after_locked(),
+                )
+            self._waiting.append(job)
+            if self._busy or len(self._waiting) > 1:
+                job.sink.put(Queued(len(self._waiting)))
+            self._cond.notify_all()
+
+    def withdraw(self, job: Job) -> None:
+        """Take a cancelled job out of the queue so it never runs; no-op once it started."""
+        with self._cond:
+            try:
+                index = self._waiting.index(job)
+            except ValueError:
+                return
+            del self._waiting[index]
+            self._announce_positions_locked(index)
+        job.sink.put(Dropped())
+        job.sink.put(Ended())
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._waiting and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    dropped, self._waiting = list(self._waiting), deque()
+                else:
+                    job = self._waiting.popleft()
+                    self._busy = True
+                    self._announce_positions_locked(0)
+            if self._stopping:
+                for waiting in dropped:
+                    waiting.sink.put(Dropped())
+                    waiting.sink.put(Ended())
+                return
+            try:
+                self._run(job)
+            finally:
+                with self._cond:
+                    self._busy = False
+
+    def _run(self, job: Job) -> None:
+        if job.cancel.is_set:
+            job.sink.put(Dropped())
+            job.sink.put(Ended())
+            return
+        started = time.perf_counter()
+        job.sink.put(Started(started))
+        error: BaseException | None = None
+        try:
+            job.work(job.sink.put)
+        except BaseException as exc:  # reported to the request that owns the job
+            error = exc
+        self._recent_durations.append(time.perf_counter() - started)
+        job.sink.put(Ended(error))
+
+    def _announce_positions_locked(self, first_changed: int) -> None:
+        for index in range(first_changed, len(self._waiting)):
+            self._waiting[index].sink.put(Queued(index + 1))
+
+    def _retry_after_locked(self) -> int:
+        """Seconds until a slot is likely free: the recent mean job time, at least 1 s."""
+        if not self._recent_durations:
+            return 2
+        mean = sum(self._recent_durations) / len(self._recent_durations)
+        return max(1, min(60, math.ceil(mean)))
+
+
+class Scheduler:
+    """The two model workers. `queue_depth` bounds each model's waiting jobs."""
+
+    def __init__(self, queue_depth: int) -> None:
+        self.vision = ModelWorker("vision", queue_depth)
+        self.writer = ModelWorker("writer", queue_depth)
+
+    def start(self) -> None:
+        self.vision.start()
+        self.writer.start()
+
+    def stop(self) -> None:
+        self.vision.stop()
+        self.writer.stop()
+
+    def queue_sizes(self) -> dict[str, int]:
+        return {"vision": self.vision.waiting, "writer": self.writer.waiting}

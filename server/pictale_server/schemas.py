@@ -1,0 +1,220 @@
+"""Request and result bodies of the wire contract (docs/protocol.md), with its bounds.
+
+Validation errors raised here are reshaped by the app into `invalid_request` with a dotted
+`param`. Unknown request fields are ignored, as the contract asks of both sides.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+Style = Literal["caption", "detailed", "scene"]
+FinishReason = Literal["stop", "length", "cancelled"]
+
+MAX_HISTORY_TURNS = 100
+MAX_HISTORY_CHARS = 64_000
+SEED_MAX = 2**63 - 1
+
+# --- images -----------------------------------------------------------------------------------
+
+_IMAGE_JSON_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "minLength": 1, "description": "https URL or data:image/...;base64 URL"},
+        {
+            "type": "object",
+            "properties": {"url": {"type": "string", "minLength": 1}},
+            "required": ["url"],
+        },
+        {
+            "type": "object",
+            "properties": {
+                "data": {"type": "string", "minLength": 1},
+                "media_type": {"type": "string"},
+            },
+            "required": ["data"],
+        },
+    ]
+}
+
+
+def _image_spec(value: Any) -> str | dict[str, str]:
+    """Shape check only; the image loader decides what the bytes and URLs are worth."""
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, dict):
+        url, data, media_type = value.get("url"), value.get("data"), value.get("media_type")
+        if isinstance(url, str) and url and data is None:
+            return {"url": url}
+        if isinstance(data, str) and data and url is None:
+            if media_type is None:
+                return {"data": data}
+            if isinstance(media_type, str):
+                return {"data": data, "media_type": media_type}
+    raise PydanticCustomError(
+        "image_type",
+        'image must be a URL string, {"url": ...} or {"data": <base64>, "media_type"?: ...}',
+    )
+
+
+ImageSpec = Annotated[
+    str | dict[str, str], PlainValidator(_image_spec), WithJsonSchema(_IMAGE_JSON_SCHEMA)
+]
+
+# --- sampling ---------------------------------------------------------------------------------
+
+StopString = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class _Body(BaseModel):
+    # strict: "5" is not a number and 1 is not a bool; ints still pass for floats.
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class _SamplingFields(_Body):
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    top_k: int | None = Field(None, ge=0, le=1000)
+    min_p: float | None = Field(None, ge=0, le=1)
+    repetition_penalty: float | None = Field(None, ge=0.5, le=2)
+    stop: list[StopString] | None = Field(None, max_length=8)
+    seed: int | None = Field(None, ge=0, le=SEED_MAX)
+
+    def sampling_overrides(self) -> dict[str, Any]:
+        """The sampling fields the client actually set, ready to lay over the defaults."""
+        names = ("max_tokens", *_SamplingFields.model_fields)
+        return {n: getattr(self, n) for n in names if getattr(self, n, None) is not None}
+
+
+class _DescribeFields(_SamplingFields):
+    style: Style | None = None
+    prompt: str | None = Field(None, max_length=4_000)
+    system: str | None = Field(None, max_length=8_000)
+    max_tokens: int | None = Field(None, ge=1, le=2048)
+
+
+class HistoryTurn(_Body):
+    role: Literal["user", "assistant"]
+    content: str = Field(max_length=MAX_HISTORY_CHARS)
+
+
+def _history_total(history: list[HistoryTurn] | None) -> None:
+    if history and sum(len(turn.content) for turn in history) > MAX_HISTORY_CHARS:
+        raise PydanticCustomError(
+            "history_too_long", f"history holds more than {MAX_HISTORY_CHARS} characters in all"
+        )
+
+
+class _NarrateFields(_SamplingFields):
+    system: str | None = Field(None, max_length=8_000)
+    history: list[HistoryTurn] | None = Field(None, max_length=MAX_HISTORY_TURNS)
+    max_tokens: int | None = Field(None, ge=1, le=4096)
+
+    @model_validator(mode="after")
+    def _history_fits(self) -> _NarrateFields:
+        _history_total(self.history)
+        return self
+
+
+class _Streamable(_Body):
+    stream: bool = False
+
+
+class DescribeRequest(_DescribeFields, _Streamable):
+    image: ImageSpec
+
+
+class NarrateRequest(_NarrateFields, _Streamable):
+    instruction: str = Field(min_length=1, max_length=8_000)
+    context: str | None = Field(None, max_length=16_000)
+
+
+class DescribeOverrides(_DescribeFields):
+    """`pipeline.describe`: the describe stage's knobs."""
+
+
+class NarrateOverrides(_NarrateFields):
+    """`pipeline.narrate`: the narrate stage's knobs."""
+
+
+class PipelineRequest(_Streamable):
+    image: ImageSpec
+    instruction: str = Field(min_length=1, max_length=8_000)
+    describe: DescribeOverrides = Field(default_factory=DescribeOverrides)
+    narrate: NarrateOverrides = Field(default_factory=NarrateOverrides)
+
+
+# --- results ----------------------------------------------------------------------------------
+
+
+class Usage(BaseModel):
+    input_tokens: int
+    output_tokens: int
+
+
+class Timings(BaseModel):
+    queued_ms: float
+    first_token_ms: float
+    total_ms: float
+    tokens_per_second: float
+
+
+class StageResult(BaseModel):
+    text: str
+    finish_reason: FinishReason
+    model: str
+    usage: Usage
+    timings: Timings
+
+
+class StageRunResult(StageResult):
+    id: str
+
+
+class PipelineResult(BaseModel):
+    id: str
+    description: StageResult
+    story: StageResult
+
+
+class CancelResult(BaseModel):
+    id: str
+    cancelled: bool
+    state: Literal["queued", "running", "done", "error", "cancelled"]
+
+
+class ModelHealth(BaseModel):
+    id: str
+    loaded: bool
+
+
+class Health(BaseModel):
+    status: Literal["ok", "loading"]
+    profile: Literal["dev", "reference", "custom"]
+    models: dict[Literal["vision", "writer"], ModelHealth]
+    version: str
+    queue: dict[Literal["vision", "writer"], int]
+    server_version: str
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+    request_id: str
+    param: str | None = None
+    details: list[dict[str, str]] | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorInfo
+

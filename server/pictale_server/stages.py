@@ -1,0 +1,152 @@
+"""One stage (describe or narrate) as a job on its model's worker, seen as contract events.
+
+`generation_work` is the blocking part that runs on the worker thread: it drives an engine
+iterator, forwards its deltas and reports a `StageOutcome` with the thread-side timestamps.
+`StageRunner` is the asyncio part: it submits the job and turns what the worker reports into
+`status`, `stage-start`, `delta` and `stage-end` events, keeping the `StageResult`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .engine.base import Chunk, Delta, Finished
+from .errors import ApiError
+from .runs import Run
+from .scheduler import Dropped, Emit, Ended, Job, LoopSink, ModelWorker, Queued, Started
+
+logger = logging.getLogger("pictale.server")
+
+Stage = Literal["describe", "narrate"]
+Event = tuple[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    finished: Finished
+    started: float
+    first_token: float | None
+    ended: float
+
+
+def generation_work(
+    open_stream: Callable[[], Iterator[Chunk]],
+    before: Callable[[], None] | None = None,
+    after: Callable[[Finished], None] | None = None,
+) -> Callable[[Emit], None]:
+    """The worker-side body of a stage: `before`, the engine stream, the outcome, `after`.
+
+    `after` runs once the outcome is reported (the pipeline's image check lives there, so the
+    description's `stage-end` goes out before a refusal).
+    """
+
+    def work(emit: Emit) -> None:
+        started = time.perf_counter()
+        if before is not None:
+            before()
+        first_token: float | None = None
+        finished: Finished | None = None
+        for chunk in open_stream():
+            if isinstance(chunk, Delta):
+                if first_token is None:
+                    first_token = time.perf_counter()
+                emit(chunk)
+            elif isinstance(chunk, Finished):
+                finished = chunk
+                break
+        if finished is None:
+            raise RuntimeError("the engine stream ended without a Finished chunk")
+        emit(StageOutcome(finished, started, first_token, time.perf_counter()))
+        if after is not None:
+            after(finished)
+
+    return work
+
+
+def _ms(seconds: float) -> float:
+    return round(max(seconds, 0.0) * 1000, 2)
+
+
+def stage_result(model: str, text: str, outcome: StageOutcome, arrived: float) -> dict[str, Any]:
+    finished = outcome.finished
+    first = outcome.first_token if outcome.first_token is not None else outcome.ended
+    decoding = outcome.ended - first
+    rate = (finished.output_tokens - 1) / decoding if finished.output_tokens >= 2 and decoding > 0 else 0.0
+    return {
+        "text": text,
+        "finish_reason": finished.finish_reason,
+        "model": model,
+        "usage": {"input_tokens": finished.input_tokens, "output_tokens": finished.output_tokens},
+        "timings": {
+            "queued_ms": _ms(outcome.started - arrived),
+            "first_token_ms": _ms(first - outcome.started),
+            "total_ms": _ms(outcome.ended - outcome.started),
+            "tokens_per_second": round(rate, 2),
+        },
+    }
+
+
+def cancelled_result(model: str, arrived: float) -> dict[str, Any]:
+    """A stage that never ran because its run was cancelled first."""
+    now = time.perf_counter()
+    outcome = StageOutcome(Finished("cancelled", 0, 0), now, now, now)
+    return stage_result(model, "", outcome, arrived)
+
+
+def internal_error(exc: BaseException) -> ApiError:
+    if isinstance(exc, ApiError):
+        return exc
+    logger.error("generation failed: %s", type(exc).__name__, exc_info=exc)
+    return ApiError("internal", "The model failed while generating.")
+
+
+class StageRunner:
+    """Submit once with `submit()` (raises `queue_full`), then iterate `events()`."""
+
+    def __init__(
+        self, run: Run, stage: Stage, worker: ModelWorker, model: str, work: Callable[[Emit], None]
+    ) -> None:
+        self.run = run
+        self.stage = stage
+        self.model = model
+        self.result: dict[str, Any] | None = None
+        self._worker = worker
+        self._job = Job(work=work, cancel=run.cancel, sink=LoopSink(asyncio.get_running_loop()))
+
+    def submit(self) -> None:
+        self._worker.submit(self._job)
+        self.run.on_cancel(lambda: self._worker.withdraw(self._job))
+
+    async def events(self) -> AsyncIterator[Event]:
+        parts: list[str] = []
+        while True:
+            item = await self._job.sink.queue.get()
+            if isinstance(item, Queued):
+                yield "status", {"state": "queued", "position": item.position}
+            elif isinstance(item, Started):
+                if self.run.state == "queued":
+                    self.run.state = "running"
+                yield "status", {"state": "running"}
+                yield "stage-start", {"stage": self.stage}
+            elif isinstance(item, Delta):
+                if item.text:
+                    parts.append(item.text)
+                    yield "delta", {"stage": self.stage, "text": item.text}
+            elif isinstance(item, StageOutcome):
+                self.result = stage_result(self.model, "".join(parts), item, self.run.arrived)
+                yield "stage-end", {"stage": self.stage, **self.result}
+            elif isinstance(item, Dropped):
+                self.result = cancelled_result(self.model, self.run.arrived)
+                yield "stage-start", {"stage": self.stage}
+                yield "stage-end", {"stage": self.stage, **self.result}
+            elif isinstance(item, Ended):
+                if item.error is not None:
+                    raise internal_error(item.error)
+                if self.result is None:
+                    raise internal_error(RuntimeError("stage ended without a result"))
+                return

@@ -1,0 +1,190 @@
+"""Queueing, cancellation and idempotency through HTTP."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import pytest
+
+from conftest import IMAGE, LiveStream, names
+from fakes import FakeEngine, Script
+
+
+def held_engine() -> FakeEngine:
+    """Each generation stops after its first token until the test sets `release`."""
+    return FakeEngine(
+        vision=Script(["Shapes", "."], hold_after=1),
+        writer=Script(["Once", " more."], hold_after=1),
+    )
+
+
+def test_full_queue_answers_429_with_retry_after(serve):
+    served = serve(held_engine(), queue_depth=1)
+    running = LiveStream(served.client, "/v1/narrate", {"instruction": "A"})
+    running.until_name("delta")
+    waiting = LiveStream(served.client, "/v1/narrate", {"instruction": "B"})
+    assert waiting.until_name("status").data == {"state": "queued", "position": 1}
+
+    refused = served.client.post("/v1/narrate", json={"instruction": "C"})
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "queue_full"
+    assert int(refused.headers["retry-after"]) >= 1
+    refused_stream = served.client.post("/v1/narrate", json={"instruction": "C", "stream": True})
+    assert refused_stream.status_code == 429
+    assert served.client.get("/health").json()["queue"] == {"vision": 0, "writer": 1}
+
+    # The other model has its own queue.
+    describe = LiveStream(served.client, "/v1/describe", {"image": IMAGE})
+    describe.until_name("delta")
+
+    served.engine.release.set()
+    for stream in (running, waiting, describe):
+        assert stream.rest()[-1].name == "done"
+
+
+def test_queue_positions_are_resent_as_they_change(serve):
+    served = serve(held_engine(), queue_depth=4)
+    first = LiveStream(served.client, "/v1/narrate", {"instruction": "first-job"})
+    first.until_name("delta")
+    second = LiveStream(served.client, "/v1/narrate", {"instruction": "second-job"})
+    third = LiveStream(served.client, "/v1/narrate", {"instruction": "third-job"})
+    assert second.until_name("status").data == {"state": "queued", "position": 1}
+    assert third.until_name("status").data == {"state": "queued", "position": 2}
+
+    served.engine.release.set()
+    assert third.until_name("status").data == {"state": "queued", "position": 1}
+    assert third.until_name("status").data == {"state": "running"}
+    for stream in (first, second, third):
+        assert stream.rest()[-1].name == "done"
+    ran = [" ".join(m["content"] for m in call.messages) for call in served.engine.calls]
+    assert ["first-job" in ran[0], "second-job" in ran[1], "third-job" in ran[2]] == [True] * 3
+
+
+def test_cancel_route_stops_a_running_job_and_frees_the_model(serve):
+    served = serve(held_engine())
+    running = LiveStream(served.client, "/v1/narrate", {"instruction": "A"})
+    running.until_name("delta")
+    waiting = LiveStream(served.client, "/v1/narrate", {"instruction": "B", "max_tokens": 1})
+    waiting.until_name("status")
+
+    answer = served.client.post(f"/v1/runs/{running.run_id}/cancel")
+    assert answer.status_code == 200
+    assert answer.json() == {"id": running.run_id, "cancelled": True, "state": "cancelled"}
+
+    events = running.rest()
+    assert names(events)[-2:] == ["stage-end", "done"]
+    assert events[-1].data["finish_reason"] == "cancelled"
+    assert events[-1].data["text"] == "Once"
+    # The next job runs although the held job was never released.
+    assert waiting.rest()[-1].data["finish_reason"] == "length"
+    assert served.engine.calls[0].finish_reason == "cancelled"
+
+    again = served.client.post(f"/v1/runs/{running.run_id}/cancel").json()
+    assert again == {"id": running.run_id, "cancelled": False, "state": "cancelled"}
+    done = served.client.post(f"/v1/runs/{waiting.run_id}/cancel").json()
+    assert done == {"id": waiting.run_id, "cancelled": False, "state": "done"}
+
+
+def test_cancelled_queued_job_is_dropped_without_running(serve):
+    served = serve(held_engine(), queue_depth=4)
+    running = LiveStream(served.client, "/v1/narrate", {"instruction": "A"})
+    running.until_name("delta")
+    dropped = LiveStream(served.client, "/v1/narrate", {"instruction": "B"})
+    dropped.until_name("status")
+    behind = LiveStream(served.client, "/v1/narrate", {"instruction": "C"})
+    assert behind.until_name("status").data["position"] == 2
+
+    served.client.post(f"/v1/runs/{dropped.run_id}/cancel")
+    assert behind.until_name("status").data == {"state": "queued", "position": 1}
+    events = dropped.rest()
+    assert names(events)[-3:] == ["stage-start", "stage-end", "done"]
+    assert events[-1].data["finish_reason"] == "cancelled"
+    assert events[-1].data["usage"] == {"input_tokens": 0, "output_tokens": 0}
+
+    served.engine.release.set()
+    running.rest()
+    behind.rest()
+    assert len(served.engine.calls) == 2  # B never reached the engine
+
+
+def test_unknown_run_is_404(serve):
+    served = serve()
+    response = served.client.post("/v1/runs/run_000000000000000000000000/cancel")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_closing_a_stream_cancels_its_job(serve):
+    served = serve(held_engine())
+    stream = LiveStream(served.client, "/v1/narrate", {"instruction": "A"})
+    stream.until_name("delta")
+    run_id = stream.run_id
+    stream.close()
+    assert served.engine.wait_for_finish(0) == "cancelled"
+    # The model is free at once: the next request does not wait behind the dropped one.
+    answer = served.client.post("/v1/narrate", json={"instruction": "B", "max_tokens": 1})
+    assert answer.json()["finish_reason"] == "length"
+    state = served.client.post(f"/v1/runs/{run_id}/cancel").json()
+    assert state == {"id": run_id, "cancelled": False, "state": "cancelled"}
+
+
+def test_a_plain_request_whose_client_leaves_is_cancelled(serve):
+    served = serve(held_engine())
+
+    def impatient_client() -> None:
+        with httpx.Client(base_url=served.url, timeout=httpx.Timeout(10, read=0.3)) as client:
+            with pytest.raises(httpx.ReadTimeout):
+                client.post("/v1/narrate", json={"instruction": "A"})
+
+    thread = threading.Thread(target=impatient_client)
+    thread.start()
+    served.engine.wait_for_calls(1)
+    thread.join()
+    assert served.engine.wait_for_finish(0) == "cancelled"
+    answer = served.client.post("/v1/narrate", json={"instruction": "B", "max_tokens": 1})
+    assert answer.json()["finish_reason"] == "length"
+
+
+def test_plain_request_cancelled_by_route_returns_partial_text(serve):
+    served = serve(held_engine())
+    result: dict = {}
+
+    def waiter() -> None:
+        result["body"] = served.client.post(
+            "/v1/narrate", json={"instruction": "A"}, headers={"Idempotency-Key": "plain-1"}
+        ).json()
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    served.engine.wait_for_calls(1)
+    # The run id is not known to a plain caller; a retry with the same key cancels it.
+    retry = served.client.post(
+        "/v1/narrate", json={"instruction": "A", "max_tokens": 1}, headers={"Idempotency-Key": "plain-1"}
+    )
+    thread.join()
+    assert result["body"]["finish_reason"] == "cancelled"
+    assert result["body"]["text"] == "Once"
+    assert retry.json()["finish_reason"] == "length"
+
+
+def test_idempotent_retry_replaces_a_queued_job(serve):
+    served = serve(held_engine(), queue_depth=1)
+    running = LiveStream(served.client, "/v1/narrate", {"instruction": "A"})
+    running.until_name("delta")
+    first_try = LiveStream(served.client, "/v1/narrate", {"instruction": "B"}, headers={"Idempotency-Key": "k-1"})
+    first_try.until_name("status")
+    # The queue is full, but the retry takes its own earlier attempt's place.
+    retry = LiveStream(served.client, "/v1/narrate", {"instruction": "B"}, headers={"Idempotency-Key": "k-1"})
+    assert retry.until_name("status").data == {"state": "queued", "position": 1}
+    assert first_try.rest()[-1].data["finish_reason"] == "cancelled"
+    served.engine.release.set()
+    assert retry.rest()[-1].data["finish_reason"] == "stop"
+    running.rest()
+
+
+def test_idempotency_keys_are_validated(serve):
+    served = serve()
+    response = served.client.post("/v1/narrate", json={"instruction": "A"}, headers={"Idempotency-Key": "a b"})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "Idempotency-Key"
