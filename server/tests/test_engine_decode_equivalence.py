@@ -1,0 +1,106 @@
+"""The engine's own decode loop (static cache, step function) against plain Hugging Face."""
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+
+from engine_fixtures import dev_cache_dir, dev_model_paths, scene_image  # noqa: F401
+from pictale_server.engine.base import Sampling
+from pictale_server.engine.chat_format import format_chatml, format_tekken
+from pictale_server.engine.decode_loop import DecodeLoop
+from pictale_server.engine.runners import CausalLMRunner, QwenVLRunner, WriterPrompt
+from pictale_server.engine.vision_inputs import VisionPreprocessor
+
+GREEDY = Sampling(max_tokens=24, temperature=0.0)
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def writer(dev_model_paths):
+    model = AutoModelForCausalLM.from_pretrained(dev_model_paths.writer, dtype=torch.float32, attn_implementation="sdpa")
+    tokenizer = AutoTokenizer.from_pretrained(dev_model_paths.writer)
+    loop = DecodeLoop(
+        CausalLMRunner(model.eval()), config=model.config, cache_tokens=256,
+        vocab_size=model.config.vocab_size, device=CPU, path="eager",
+    )
+    return model, tokenizer, loop
+
+
+def writer_prompt(tokenizer, text="A red circle sits beside the calm water."):
+    prompt = format_tekken([{"role": "user", "content": text}])
+    return tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+
+
+def test_greedy_tokens_match_hf_generate(writer):
+    model, tokenizer, loop = writer
+    ids = writer_prompt(tokenizer)
+    ours = list(loop.tokens(WriterPrompt(ids), ids, GREEDY, seed=0))
+    reference = model.generate(ids, max_new_tokens=GREEDY.max_tokens, do_sample=False, eos_token_id=None)
+    assert ours == reference[0, ids.shape[1]:].tolist()
+
+
+def test_step_logits_match_a_full_forward_over_the_sequence(writer):
+    model, tokenizer, loop = writer
+    ids = writer_prompt(tokenizer)
+    step_logits = []
+    tokens = []
+    for token in loop.tokens(WriterPrompt(ids), ids, Sampling(max_tokens=12, temperature=0.9, seed=3), seed=3):
+        step_logits.append(loop.logits.clone())
+        tokens.append(token)
+    full = torch.cat([ids, torch.tensor([tokens[:-1]])], dim=1)
+    with torch.no_grad():
+        reference = model(full).logits[0, ids.shape[1] - 1 :]
+    assert torch.allclose(torch.cat(step_logits), reference, atol=1e-4, rtol=1e-4)
+
+
+def test_the_cache_is_reset_between_requests(writer):
+    _, tokenizer, loop = writer
+    long_ids = writer_prompt(tokenizer, "The old lighthouse looks toward the evening sky. " * 4)
+    short_ids = writer_prompt(tokenizer)
+    first = list(loop.tokens(WriterPrompt(short_ids), short_ids, GREEDY, seed=0))
+    for _ in range(3):  # more total steps than the cache holds, across requests
+        list(loop.tokens(WriterPrompt(long_ids), long_ids, Sampling(max_tokens=60, temperature=1.0), seed=1))
+    again = list(loop.tokens(WriterPrompt(short_ids), short_ids, GREEDY, seed=0))
+    assert again == first
+    assert loop.written_tokens() == short_ids.shape[1] + GREEDY.max_tokens - 1
+
+
+def test_sampling_with_a_seed_is_reproducible(writer):
+    _, tokenizer, loop = writer
+    ids = writer_prompt(tokenizer)
+    settings = Sampling(max_tokens=30, temperature=1.0, top_p=0.95, min_p=0.02, repetition_penalty=1.1)
+    runs = [list(loop.tokens(WriterPrompt(ids), ids, settings, seed=s)) for s in (11, 11, 12)]
+    assert runs[0] == runs[1] != runs[2]
+
+
+def test_vision_greedy_tokens_match_hf_generate(dev_model_paths):
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+        dev_model_paths.vision, dtype=torch.float32, attn_implementation="sdpa"
+    ).eval()
+    preprocessor = VisionPreprocessor.from_pretrained(dev_model_paths.vision, max_pixels=1280 * 28 * 28)
+    prompt = format_chatml([{"role": "system", "content": "Describe."}, {"role": "user", "content": "What?"}], with_image=True)
+    inputs = preprocessor(scene_image(), prompt)
+    loop = DecodeLoop(
+        QwenVLRunner(model), config=model.config, cache_tokens=512,
+        vocab_size=model.config.text_config.vocab_size, device=CPU, path="eager",
+    )
+    ours = list(loop.tokens(inputs, inputs.input_ids, GREEDY, seed=0))
+    reference = model.generate(
+        input_ids=inputs.input_ids,
+        pixel_values=inputs.pixel_values,
+        image_grid_thw=inputs.image_grid_thw,
+        mm_token_type_ids=inputs.mm_token_type_ids,
+        max_new_tokens=GREEDY.max_tokens,
+        do_sample=False,
+        eos_token_id=None,
+    )
+    assert ours == reference[0, inputs.length :].tolist()
+
+
+def test_the_graph_path_falls_back_to_eager_without_cuda(writer):
+    model, _, _ = writer
+    loop = DecodeLoop(
+        CausalLMRunner(model), config=model.config, cache_tokens=64,
+        vocab_size=model.config.vocab_size, device=CPU, path="graph",
+    )
+    assert loop.path == "eager"
