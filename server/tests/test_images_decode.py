@@ -304,8 +304,21 @@ def test_extreme_aspect_ratios_are_padded_to_200_to_1(size, padded) -> None:
     assert max(image.size) <= 200 * min(image.size)
 
 
+@pytest.mark.parametrize("size", [(1, 5000), (5000, 1), (2, 4500)])
+def test_long_strips_are_scaled_so_the_padded_canvas_fits_the_pixel_cap(size) -> None:
+    # Padded at full size, 1 x 5000 would need a 25 x 5000 canvas: over a 10,000-pixel cap.
+    tight = ImagePolicy(max_image_pixels=10_000)
+    image = decode(png_bytes(solid(RED, size)), tight)
+    width, height = image.size
+    assert width * height <= 10_000
+    assert max(width, height) <= 200 * min(width, height)
+    assert max(width, height) == 1400  # the longest side whose padded canvas still fits
+    centre = (width // 2, height // 2)
+    assert image.getpixel(centre) == RED
+
+
 def test_padding_is_neutral_and_centres_the_picture() -> None:
-    padded = pad_to_aspect_ratio(solid(RED, (1, 1000)), 200)
+    padded = pad_to_aspect_ratio(solid(RED, (1, 1000)), 200, 40_000_000)
     assert padded.size == (5, 1000)
     assert padded.getpixel((2, 500)) == RED
     assert padded.getpixel((0, 500)) == PAD_COLOUR

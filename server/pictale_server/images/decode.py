@@ -55,7 +55,7 @@ def decode_image(data: bytes, fmt: str, policy: ImagePolicy, param: str = "image
             param=param,
         ) from None
     rgb = to_rgb(image, param)
-    return pad_to_aspect_ratio(rgb, policy.max_aspect_ratio)
+    return pad_to_aspect_ratio(rgb, policy.max_aspect_ratio, policy.max_image_pixels)
 
 
 def _check_pixels(size: tuple[int, int], policy: ImagePolicy, param: str) -> None:
@@ -125,15 +125,30 @@ def _deep_grey_to_rgb(image: Image.Image) -> Image.Image:
     return wide.point(lambda value: value * scale + offset).convert("L").convert("RGB")
 
 
-def pad_to_aspect_ratio(image: Image.Image, max_ratio: int) -> Image.Image:
-    """Centre the image on a neutral canvas so its sides are at most `max_ratio`:1."""
+def pad_to_aspect_ratio(image: Image.Image, max_ratio: int, max_pixels: int) -> Image.Image:
+    """Centre the image on a neutral canvas so its sides are at most `max_ratio`:1.
+
+    The canvas grows with the square of the long side, so a long strip within the pixel cap
+    could still ask for a huge canvas: such strips are first scaled down (keeping their
+    proportions) until the padded canvas fits `max_pixels`. The vision processor downsizes far
+    below that anyway.
+    """
     width, height = image.size
-    if max(width, height) <= max_ratio * min(width, height):
+    long_side, short_side = max(width, height), min(width, height)
+    if long_side <= max_ratio * short_side:
         return image
-    if width > height:
-        canvas_size = (width, math.ceil(width / max_ratio))
-    else:
-        canvas_size = (math.ceil(height / max_ratio), height)
+    if long_side * math.ceil(long_side / max_ratio) > max_pixels:
+        fitted = math.isqrt(max_pixels * max_ratio)
+        while fitted * math.ceil(fitted / max_ratio) > max_pixels:
+            fitted -= 1
+        scale = fitted / long_side
+        short_fitted = max(1, round(short_side * scale))
+        size = (fitted, short_fitted) if width > height else (short_fitted, fitted)
+        image = image.resize(size, Image.Resampling.BOX)
+        width, height = image.size
+        long_side = fitted
+    padded_short = math.ceil(long_side / max_ratio)
+    canvas_size = (width, padded_short) if width > height else (padded_short, height)
     canvas = Image.new("RGB", canvas_size, PAD_COLOUR)
     canvas.paste(image, ((canvas_size[0] - width) // 2, (canvas_size[1] - height) // 2))
     return canvas
