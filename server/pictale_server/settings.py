@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     fetch_timeout_s: float = 10.0
     url_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    # Safety: extra image classifiers ("package.module:factory", comma separated) that can
+    # only add refusals. Nothing here turns the minor-protection gate off (docs/safety.md).
+    image_classifiers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     # Engine.
     max_pixels: int = 1280 * 28 * 28
     double_quant: bool = False
@@ -56,7 +60,7 @@ class Settings(BaseSettings):
     max_context_tokens: int = 16384
     log_content: bool = False
 
-    @field_validator("api_keys", "url_allowlist", mode="before")
+    @field_validator("api_keys", "url_allowlist", "image_classifiers", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         return _comma_list(value)
