@@ -352,3 +352,15 @@ def test_mutated_files_end_in_a_typed_error_or_an_rgb_image(fmt: str) -> None:
             assert image.mode == "RGB"
             outcomes.add("decoded")
     assert "invalid_image" in outcomes or "image_too_large" in outcomes
+
+
+@pytest.mark.parametrize("size", [(1, 10_000), (10_000, 1), (7, 1401), (201, 1)])
+def test_qwen_processor_refuses_the_raw_shape_and_accepts_the_decoded_one(size) -> None:
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+    raw_width, raw_height = size
+    with pytest.raises(ValueError, match="aspect ratio"):
+        smart_resize(raw_height, raw_width)
+    width, height = decode(png_bytes(solid(RED, size))).size
+    resized_height, resized_width = smart_resize(height, width, max_pixels=1280 * 28 * 28)
+    assert resized_height % 28 == 0 and resized_width % 28 == 0
