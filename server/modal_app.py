@@ -25,11 +25,12 @@ SERVER_DIR = Path(__file__).resolve().parent
 REPO_DIR = SERVER_DIR.parent
 
 # --- Image ----------------------------------------------------------------------------------
-# Exactly the server's locked versions (one source of truth; torch resolves to PyPI's CUDA
-# build on Linux). No flash-attn: no published wheel is known for torch 2.13, and building it
-# from source takes an hour per image; the engine falls back to PyTorch SDPA, which has its own
+# Exactly the server's own locks, the files its tests run against: the runtime lock, then the
+# GPU lock (torch 2.13.0, which resolves to PyPI's CUDA build on Linux, bitsandbytes,
+# accelerate). No flash-attn: no published wheel is known for torch 2.13, and building it from
+# source takes an hour per image; the engine falls back to PyTorch SDPA, which has its own
 # flash kernel (docs/deploy.md, "Attention kernel").
-LOCK_FILES = (SERVER_DIR / "requirements.lock",)
+LOCK_FILES = (SERVER_DIR / "requirements.lock", SERVER_DIR / "requirements-gpu.lock")
 PYTHON_VERSION = "3.11"
 
 image = modal.Image.debian_slim(python_version=PYTHON_VERSION)

@@ -9,6 +9,7 @@ lock file and the installed modal's own signatures.
 from __future__ import annotations
 
 import importlib
+import json
 import inspect
 import re
 import sys
@@ -396,3 +397,40 @@ class _serve_once:
 
     def __exit__(self, *exc) -> None:
         self.server.server_close()
+
+
+# --- the guide's commands exist and take the arguments shown -------------------------------------
+
+
+def deploy_doc_commands(program: str) -> list[list[str]]:
+    """Command lines of `program` in the guide's bash blocks, with `$(…)` replaced by a value."""
+    import shlex
+
+    blocks = re.findall(r"```bash\n(.*?)```", DEPLOY_DOC.read_text(), re.DOTALL)
+    commands = []
+    for line in "\n".join(blocks).splitlines():
+        line = re.sub(r'\$\(python -c "[^"]*"\)', "generated-key", line.strip())
+        if line.startswith(program + " "):
+            commands.append(shlex.split(line, comments=True)[1:])
+    return commands
+
+
+def test_every_modal_command_in_the_guide_parses_with_the_installed_cli(monkeypatch):
+    from click.testing import CliRunner
+    from modal.cli.entry_point import entrypoint_cli
+
+    monkeypatch.chdir(REPO_DIR)  # the guide runs from the repository root
+    commands = deploy_doc_commands("modal")
+    shown = {" ".join(args[:2]) for args in commands}
+    assert {"setup", "secret create", "run server/modal_app.py::prepare_weights", "deploy server/modal_app.py",
+            "workspace proxy-tokens", "run server/modal_app.py::smoke"} <= shown
+    for args in commands:
+        # --help stops before anything runs, after every option and function reference is checked
+        result = CliRunner().invoke(entrypoint_cli, [*args, "--help"])
+        assert result.exit_code == 0, f"modal {' '.join(args)}: {result.output}"
+
+
+def test_the_guide_runs_an_npm_script_that_exists():
+    scripts = json.loads((REPO_DIR / "package.json").read_text())["scripts"]
+    for args in deploy_doc_commands("npm"):
+        assert args[0] == "run" and args[1] in scripts, f"npm {' '.join(args)}"
