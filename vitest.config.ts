@@ -9,6 +9,8 @@ export default defineConfig({
           include: ['tests/unit/**/*.test.ts', 'src/**/*.test.ts'],
           environment: 'node',
           testTimeout: 20_000,
+          // The long-stream test forces collections to measure retained memory precisely.
+          execArgv: ['--expose-gc'],
         },
       },
       {

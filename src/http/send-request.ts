@@ -52,6 +52,7 @@ async function attemptOnce(
   const forward = () => attempt.abort(spec.signal.reason)
   if (spec.signal.aborted) forward()
   spec.signal.addEventListener('abort', forward, { once: true })
+  let linked = false
   const connectTimeout = new TimeoutError('connect', spec.connectMs)
   const timer = Number.isFinite(spec.connectMs)
     ? setTimeout(() => attempt.abort(connectTimeout), spec.connectMs)
@@ -69,7 +70,12 @@ async function attemptOnce(
       if (attempt.signal.aborted) throw attempt.signal.reason
       throw new ConnectionError(`could not reach ${options.baseURL}: ${messageOf(error)}`, { cause: error })
     }
-    if (response.ok) return response
+    if (response.ok) {
+      // The link to the caller's signal stays: aborting the run later aborts this fetch too,
+      // which is what closes the connection in every fetch implementation.
+      linked = true
+      return response
+    }
     let text = ''
     try {
       text = await response.text()
@@ -80,7 +86,7 @@ async function attemptOnce(
     throw errorFromResponse(response.status, response.headers, text)
   } finally {
     clearTimeout(timer)
-    spec.signal.removeEventListener('abort', forward)
+    if (!linked) spec.signal.removeEventListener('abort', forward)
   }
 }
 

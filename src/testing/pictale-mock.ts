@@ -98,7 +98,7 @@ export function pictaleMock(options: PictaleMockOptions): PictaleMock {
         const answer = pick(recorded) ?? notFound()
         const requestId = nextRequestId()
         if (answer.kind === 'http') return httpAnswer(answer.status, answer.body, answer.headers, requestId)
-        const { stream, recordedStream } = sseBody(route, answer)
+        const { stream, recordedStream } = sseBody(route, answer, request.signal)
         mock.streams.push(recordedStream)
         return new MswResponse(stream, {
           status: 200,
@@ -161,7 +161,7 @@ function httpAnswer(status: number, body: unknown, headers: Record<string, strin
   return MswResponse.json(withId as object, { status, headers: { 'x-request-id': requestId, ...headers } })
 }
 
-function sseBody(route: MockRoute, answer: StreamResponse) {
+function sseBody(route: MockRoute, answer: StreamResponse, clientSignal: AbortSignal) {
   const steps = answer.steps[Symbol.iterator]()
   let id = 0
   let endStream!: () => void
@@ -176,15 +176,26 @@ function sseBody(route: MockRoute, answer: StreamResponse) {
       controller.enqueue(bytes.subarray(start, start + size))
     }
   }
+  let ended = false
+  const end = (byClient: boolean) => {
+    if (ended) return
+    ended = true
+    recordedStream.closedByClient = byClient
+    endStream()
+  }
+  // The client hanging up shows as its request signal aborting or the body being cancelled,
+  // depending on the fetch implementation; either counts.
+  clientSignal.addEventListener('abort', () => end(true), { once: true })
   const stream = new ReadableStream<Uint8Array>({
     async pull(controller) {
       // Send steps up to the next pause, so a long script flows without a timer per event.
       let sent = 0
       for (;;) {
         const next = steps.next()
+        if (ended) return
         if (next.done) {
           controller.close()
-          endStream()
+          end(false)
           return
         }
         const step: ScriptStep = next.value
@@ -203,8 +214,7 @@ function sseBody(route: MockRoute, answer: StreamResponse) {
       }
     },
     cancel() {
-      recordedStream.closedByClient = true
-      endStream()
+      end(true)
     },
   }, { highWaterMark: 0 })
   return { stream, recordedStream }

@@ -1,0 +1,23 @@
+import { build } from 'esbuild'
+import { describe, expect, it } from 'vitest'
+
+describe('the default entry is browser-safe', () => {
+  it('bundles for the browser with its dependencies, without node: imports or process.env', async () => {
+    const result = await build({
+      entryPoints: ['src/index.ts'],
+      bundle: true,
+      platform: 'browser',
+      format: 'esm',
+      write: false,
+      metafile: true,
+      logLevel: 'silent',
+    })
+    const inputs = Object.keys(result.metafile.inputs)
+    expect(inputs.some((path) => path.includes('src/node/'))).toBe(false)
+    expect(inputs.some((path) => path.includes('src/testing/'))).toBe(false)
+    const code = result.outputFiles[0]!.text
+    expect(code).not.toMatch(/["']node:/)
+    expect(code).not.toMatch(/process\.env/)
+    expect(code).not.toMatch(/\bBuffer\./)
+  })
+})

@@ -1,0 +1,70 @@
+import { describe, expect, it, vi } from 'vitest'
+import * as sdk from '../../src/index'
+import { errorFromResponse } from '../../src/errors/error-from-response'
+
+const { APIError, BadRequestError, PictaleError, RateLimitError, ServiceUnavailableError, ServerError, TimeoutError, UserAbortError } = sdk
+
+const headers = (entries: Record<string, string> = {}) => new Headers(entries)
+
+describe('error classes', () => {
+  it('keep their hierarchy, name and code', () => {
+    const error = errorFromResponse(429, headers({ 'retry-after': '3', 'x-request-id': 'req_1' }), JSON.stringify({ error: { code: 'queue_full', message: 'full' } }))
+    expect(error).toBeInstanceOf(RateLimitError)
+    expect(error).toBeInstanceOf(APIError)
+    expect(error).toBeInstanceOf(PictaleError)
+    expect(error).toBeInstanceOf(Error)
+    expect(error).not.toBeInstanceOf(BadRequestError)
+    expect(error.name).toBe('RateLimitError')
+    expect(error.code).toBe('queue_full')
+    expect(error.requestId).toBe('req_1')
+    expect((error as InstanceType<typeof RateLimitError>).retryAfter).toBe(3000)
+  })
+
+  it('give every class its own kind, so no check matches a sibling', () => {
+    const classes = Object.values(sdk).filter(
+      (value): value is typeof PictaleError => typeof value === 'function' && (value === PictaleError || Object.prototype.isPrototypeOf.call(PictaleError.prototype, value.prototype)),
+    )
+    expect(classes.length).toBe(17)
+    const kinds = classes.map((cls) => (Object.prototype.hasOwnProperty.call(cls, 'kind') ? cls.kind : undefined))
+    expect(kinds).not.toContain(undefined)
+    expect(new Set(kinds).size).toBe(classes.length)
+    expect(kinds).toEqual(classes.map((cls) => cls.name))
+  })
+
+  it('survive two copies of the package', async () => {
+    vi.resetModules()
+    const copy = (await import('../../src/index?copy')) as typeof sdk
+    expect(copy.RateLimitError).not.toBe(RateLimitError)
+    const foreign = new copy.TimeoutError('idle', 5)
+    expect(foreign).toBeInstanceOf(TimeoutError)
+    expect(foreign).toBeInstanceOf(PictaleError)
+    expect(foreign).not.toBeInstanceOf(UserAbortError)
+    expect(TimeoutError.is(foreign)).toBe(true)
+    expect(new TimeoutError('total', 1)).toBeInstanceOf(copy.PictaleError)
+  })
+
+  it('reject look-alikes without the brand', () => {
+    expect(PictaleError.is(new Error('x'))).toBe(false)
+    expect(PictaleError.is({ code: 'timeout', name: 'TimeoutError' })).toBe(false)
+    expect(PictaleError.is(null)).toBe(false)
+  })
+
+  it('map bodies that are not the protocol shape by status', () => {
+    const html = errorFromResponse(502, headers(), '<html>Bad gateway</html>')
+    expect(html).toBeInstanceOf(ServerError)
+    expect(html.code).toBe('internal')
+    expect(html.body).toBe('<html>Bad gateway</html>')
+    const empty = errorFromResponse(503, headers({ 'retry-after-ms': '1500' }), '')
+    expect(empty).toBeInstanceOf(ServiceUnavailableError)
+    expect((empty as InstanceType<typeof ServiceUnavailableError>).retryAfter).toBe(1500)
+    expect(errorFromResponse(418, headers(), '').constructor).toBe(APIError)
+  })
+
+  it('separate a user abort from a timeout', () => {
+    const abort = new UserAbortError('bye')
+    expect(abort.code).toBe('aborted')
+    expect(abort.reason).toBe('bye')
+    expect(abort).not.toBeInstanceOf(TimeoutError)
+    expect(new TimeoutError('firstToken', 10)).toMatchObject({ code: 'timeout', phase: 'firstToken', timeoutMs: 10 })
+  })
+})
