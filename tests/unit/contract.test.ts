@@ -13,6 +13,8 @@ import {
   StreamEndedEarlyError,
   StreamError,
   ValidationError,
+  type PipelineEvent,
+  type TextRunEvent,
 } from '../../src/index'
 import { rawStream } from '../../src/testing'
 import { camelizeKeys } from '../../src/wire/case'
@@ -37,7 +39,7 @@ const health: { valid: unknown[]; invalid: unknown[] } = load('health.json')
 
 const { mock } = useMockServer()
 
-function start(route: string) {
+function start(route: string): PromiseLike<unknown> & AsyncIterable<TextRunEvent | PipelineEvent> {
   const client = testClient()
   const image = `data:image/png;base64,${PNG_BASE64}`
   if (route === '/v1/describe') return client.describe({ image })

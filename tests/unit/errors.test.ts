@@ -33,6 +33,7 @@ describe('error classes', () => {
 
   it('survive two copies of the package', async () => {
     vi.resetModules()
+    // @ts-expect-error the query suffix loads a second, independent copy of the module
     const copy = (await import('../../src/index?copy')) as typeof sdk
     expect(copy.RateLimitError).not.toBe(RateLimitError)
     const foreign = new copy.TimeoutError('idle', 5)
