@@ -136,7 +136,9 @@ SAMPLE_IMAGE = REPO_DIR / "examples" / "assets" / "sample.png"
 
 
 @app.local_entrypoint()
-def smoke(url: str = "", instruction: str = "Write a two-sentence bedtime story about this picture."):
+def smoke(
+    url: str = "", instruction: str = "Write a two-sentence bedtime story about this picture."
+):
     """Health, then a streamed pipeline on the bundled sample picture, printed as it arrives."""
     base_url = (url or os.environ.get("PICTALE_BASE_URL") or deployed_url()).rstrip("/")
     headers = auth_headers(os.environ)
@@ -153,7 +155,9 @@ def smoke(url: str = "", instruction: str = "Write a two-sentence bedtime story 
             if event == "error":
                 raise SystemExit(1)
     except urllib.error.HTTPError as error:
-        raise SystemExit(f"HTTP {error.code}: {error.read().decode(errors='replace')[:500]}") from None
+        raise SystemExit(
+            f"HTTP {error.code}: {error.read().decode(errors='replace')[:500]}"
+        ) from None
 
 
 # --- Plain helpers (no Modal objects; tests call them directly) -----------------------------------
@@ -173,8 +177,9 @@ def start_engine():
 
     settings = Settings()
     for model in missing_checkpoints(settings):
+        where = f"{model.repo_id}@{model.revision} in {settings.weights_dir}"
         print(
-            f"no prepared NF4 checkpoint for {model.repo_id}@{model.revision} in {settings.weights_dir}: "
+            f"no prepared NF4 checkpoint for {where}: "
             "run `modal run server/modal_app.py::prepare_weights`"
         )
     return WarmStart(load_engine(settings)), settings
@@ -188,9 +193,8 @@ def build_web_app(engine, settings):
 
 def warm_up(engine) -> None:
     """A tiny describe and narrate, so kernels, caches and graphs exist before real traffic."""
-    from PIL import Image
-
     from pictale_server.engine.base import Cancel, ChatMessage, Sampling
+    from PIL import Image
 
     sampling = Sampling(max_tokens=8, temperature=0.0)
     picture = Image.new("RGB", (112, 112), (200, 80, 60))
@@ -259,7 +263,9 @@ def sample_image_data_url() -> str:
 
 
 def http_json(url: str, headers: dict[str, str]) -> dict:
-    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=600) as answer:
+    with urllib.request.urlopen(
+        urllib.request.Request(url, headers=headers), timeout=600
+    ) as answer:
         return json.load(answer)
 
 

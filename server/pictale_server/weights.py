@@ -38,7 +38,16 @@ PARTIAL_SUFFIX = ".partial"
 FORMAT_VERSION = 1
 
 # Never downloaded: other serializations of the same weights.
-IGNORED_DOWNLOADS = ("*.bin", "*.pth", "*.pt", "*.gguf", "*.onnx", "*.msgpack", "*.h5", "original/*")
+IGNORED_DOWNLOADS = (
+    "*.bin",
+    "*.pth",
+    "*.pt",
+    "*.gguf",
+    "*.onnx",
+    "*.msgpack",
+    "*.h5",
+    "original/*",
+)
 # Files that save_pretrained writes for the quantized model; everything else in the snapshot
 # (tokenizer, processor, chat template) is copied over unchanged.
 MODEL_FILES = ("*.safetensors", "*.safetensors.index.json", "config.json", "generation_config.json")
@@ -77,23 +86,22 @@ Quantizer = Callable[[HubModel, Path, Path, bool], None]
 
 def hub_models(settings: Settings) -> list[HubModel]:
     """The Hub models the configured profile serves; local directories need no preparing."""
-    from pictale_server.engine import model_sources as sources
+    from pictale_server.engine import model_sources as ref
 
     if settings.profile == "custom":
-        wanted = [
-            ("vision", settings.vision_model or sources.REFERENCE_VISION_ID, settings.vision_revision),
-            ("writer", settings.writer_model or sources.REFERENCE_WRITER_ID, settings.writer_revision),
-        ]
+        vision_id = settings.vision_model or ref.REFERENCE_VISION_ID
+        writer_id = settings.writer_model or ref.REFERENCE_WRITER_ID
+        vision_revision = settings.vision_revision or "main"
+        writer_revision = settings.writer_revision or "main"
     else:
-        wanted = [
-            ("vision", sources.REFERENCE_VISION_ID, settings.vision_revision or sources.REFERENCE_VISION_REVISION),
-            ("writer", sources.REFERENCE_WRITER_ID, settings.writer_revision or sources.REFERENCE_WRITER_REVISION),
-        ]
-    return [
-        HubModel(role, repo_id, revision or "main")
-        for role, repo_id, revision in wanted
-        if not Path(repo_id).expanduser().is_dir()
+        vision_id, writer_id = ref.REFERENCE_VISION_ID, ref.REFERENCE_WRITER_ID
+        vision_revision = settings.vision_revision or ref.REFERENCE_VISION_REVISION
+        writer_revision = settings.writer_revision or ref.REFERENCE_WRITER_REVISION
+    models = [
+        HubModel("vision", vision_id, vision_revision),
+        HubModel("writer", writer_id, writer_revision),
     ]
+    return [model for model in models if not Path(model.repo_id).expanduser().is_dir()]
 
 
 def missing_checkpoints(settings: Settings) -> list[HubModel]:
@@ -238,7 +246,9 @@ def quantize_nf4(source: HubModel, snapshot: Path, output: Path, double_quant: b
     from pictale_server.engine.quantization import assert_quantization_layout, nf4_config
 
     # The same classes the engine loads them with (engine/transformers_engine.py).
-    model_class = Qwen2_5_VLForConditionalGeneration if source.role == "vision" else AutoModelForCausalLM
+    model_class = (
+        Qwen2_5_VLForConditionalGeneration if source.role == "vision" else AutoModelForCausalLM
+    )
     model = model_class.from_pretrained(
         snapshot,
         quantization_config=nf4_config(double_quant=double_quant),

@@ -9,8 +9,8 @@ lock file and the installed modal's own signatures.
 from __future__ import annotations
 
 import importlib
-import json
 import inspect
+import json
 import re
 import sys
 import threading
@@ -21,7 +21,6 @@ from pathlib import Path
 import modal
 import pytest
 from fastapi.testclient import TestClient
-
 from pictale_server.engine.base import Delta, Finished
 
 SERVER_DIR = Path(__file__).resolve().parents[1]
@@ -33,6 +32,8 @@ RECORDED = [
     (modal.App, "cls"),
     (modal.App, "function"),
     (modal.Image, "debian_slim"),
+    (modal.Image, "pip_install"),
+    (modal.Image, "uv_pip_install"),
     (modal.Image, "pip_install_from_requirements"),
     (modal.Image, "add_local_python_source"),
     (modal.Volume, "from_name"),
@@ -130,7 +131,10 @@ def test_serving_is_offline_and_gets_only_the_api_key_secret(recipe):
     module, calls = recipe
     table = deploy_table()
     secrets = {args[0]: kwargs.get("required_keys") for args, kwargs in calls["Secret.from_name"]}
-    assert secrets == {table["api_keys_secret"]: ["PICTALE_API_KEYS"], table["hf_secret"]: ["HF_TOKEN"]}
+    assert secrets == {
+        table["api_keys_secret"]: ["PICTALE_API_KEYS"],
+        table["hf_secret"]: ["HF_TOKEN"],
+    }
     _, options = one_call(calls, "App.cls")
     assert options["secrets"] == [module.api_keys_secret]
     assert options["env"]["HF_HUB_OFFLINE"] == "1"
@@ -167,34 +171,40 @@ def test_every_option_is_accepted_by_the_installed_modal(recipe):
 # --- the image: one source of truth for versions -----------------------------------------
 
 
-def test_image_installs_the_server_lock_on_python_3_11(recipe):
-    module, calls = recipe
+def test_image_installs_the_server_locks_on_python_3_11(recipe):
+    _, calls = recipe
     _, debian = one_call(calls, "Image.debian_slim")
     assert debian == {"python_version": "3.11"}
-    installed = [Path(args[1] if len(args) > 1 else kwargs["requirements_txt"]) for args, kwargs in calls["Image.pip_install_from_requirements"]]
-    assert installed == list(module.LOCK_FILES)
+    installed = [Path(args[1]) for args, _ in calls["Image.pip_install_from_requirements"]]
+    assert installed == [SERVER_DIR / "requirements.lock", SERVER_DIR / "requirements-gpu.lock"]
     assert all(path.is_file() for path in installed)
 
 
-def test_the_lock_pins_the_gpu_stack(recipe):
-    module, _ = recipe
+def test_the_locks_pin_the_gpu_stack_and_nothing_else_installs_packages(recipe):
+    module, calls = recipe
     pins = {}
     for path in module.LOCK_FILES:
         pins.update(lock_pins(path))
     assert {name: pins.get(name) for name in GPU_PINS} == GPU_PINS
     assert "modal" not in pins  # the deploy tool is not part of the server image
+    assert "flash-attn" not in pins  # SDPA, as docs/deploy.md explains
+    assert "Image.pip_install" not in calls and "Image.uv_pip_install" not in calls
 
 
-def test_the_package_is_added_with_its_data_files(recipe):
-    _, calls = recipe
+def test_the_package_is_added_with_its_data_files_and_without_caches(recipe):
+    module, calls = recipe
     args, kwargs = one_call(calls, "Image.add_local_python_source")
     assert args[1:] == ("pictale_server",)
-    assert not any(pattern.endswith(".json") for pattern in kwargs["ignore"])
+    ignored = modal.FilePatternMatcher(*kwargs["ignore"])
+    package = SERVER_DIR / "pictale_server"
+    data_files = list(package.rglob("*.json"))
+    assert data_files and not any(ignored(path.relative_to(SERVER_DIR)) for path in data_files)
+    assert ignored(Path("pictale_server/engine/__pycache__/base.cpython-311.pyc"))
 
 
 def test_deploy_doc_explains_the_attention_kernel_choice():
     text = DEPLOY_DOC.read_text()
-    assert "flash-attn" in text and "SDPA" in text
+    assert "## Attention kernel: PyTorch SDPA, not flash-attn" in text
 
 
 # --- the served app -------------------------------------------------------------------------
@@ -276,7 +286,9 @@ def test_warm_start_reports_loaded_only_after_the_warm_up(recipe):
     engine = FakeEngine()
     engine.release.set()
     seen_during_warm_up = []
-    warm = module.WarmStart(engine, warm=lambda inner: seen_during_warm_up.append(warm.vision_loaded))
+    warm = module.WarmStart(
+        engine, warm=lambda inner: seen_during_warm_up.append(warm.vision_loaded)
+    )
 
     assert not warm.vision_loaded
     warm.load()
@@ -422,8 +434,14 @@ def test_every_modal_command_in_the_guide_parses_with_the_installed_cli(monkeypa
     monkeypatch.chdir(REPO_DIR)  # the guide runs from the repository root
     commands = deploy_doc_commands("modal")
     shown = {" ".join(args[:2]) for args in commands}
-    assert {"setup", "secret create", "run server/modal_app.py::prepare_weights", "deploy server/modal_app.py",
-            "workspace proxy-tokens", "run server/modal_app.py::smoke"} <= shown
+    assert {
+        "setup",
+        "secret create",
+        "run server/modal_app.py::prepare_weights",
+        "deploy server/modal_app.py",
+        "workspace proxy-tokens",
+        "run server/modal_app.py::smoke",
+    } <= shown
     for args in commands:
         # --help stops before anything runs, after every option and function reference is checked
         result = CliRunner().invoke(entrypoint_cli, [*args, "--help"])

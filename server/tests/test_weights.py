@@ -10,9 +10,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from pictale_server import weights
-from pictale_server.weights import Manifest, HubModel
+from pictale_server.weights import HubModel, Manifest
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 VISION = HubModel("vision", "acme/vision-7b", COMMIT)
@@ -45,7 +44,9 @@ class FakeQuantizer:
 
     def __call__(self, source: HubModel, snapshot: Path, output: Path, double_quant: bool) -> None:
         self.calls.append((source.repo_id, double_quant))
-        (output / "config.json").write_text('{"quantization_config": {"quant_method": "bitsandbytes"}}')
+        (output / "config.json").write_text(
+            '{"quantization_config": {"quant_method": "bitsandbytes"}}'
+        )
         (output / "model.safetensors").write_bytes(b"nf4 weights")
         if source.repo_id == self.fail_on:
             raise RuntimeError("CUDA out of memory")
@@ -62,7 +63,9 @@ def run_prepare(root: Path, sources, *, double_quant=False, hub=None, quantizer=
 
 
 def test_checkpoint_dir_is_one_folder_per_model_under_nf4(tmp_path):
-    assert weights.checkpoint_dir(tmp_path, "acme/writer-12b") == tmp_path / "nf4" / "acme--writer-12b"
+    assert (
+        weights.checkpoint_dir(tmp_path, "acme/writer-12b") == tmp_path / "nf4" / "acme--writer-12b"
+    )
 
 
 @pytest.mark.parametrize("bad", ["writer", "a/b/c", "../x", "acme/..", "/x"])
@@ -141,7 +144,9 @@ def test_an_interrupted_build_leaves_no_checkpoint_that_looks_complete(tmp_path)
 
     [retry] = run_prepare(tmp_path, [VISION])
     assert not retry.skipped
-    assert weights.find_checkpoint(tmp_path, VISION.repo_id, COMMIT, double_quant=False) == retry.path
+    assert (
+        weights.find_checkpoint(tmp_path, VISION.repo_id, COMMIT, double_quant=False) == retry.path
+    )
     assert not (tmp_path / "nf4" / "acme--vision-7b.partial").exists()
 
 
@@ -167,7 +172,9 @@ def test_find_checkpoint_needs_a_matching_manifest(tmp_path):
     assert weights.find_checkpoint(tmp_path, VISION.repo_id, COMMIT, double_quant=False) is None
 
     weights.write_manifest(directory, Manifest(VISION.repo_id, COMMIT, COMMIT, double_quant=False))
-    assert weights.find_checkpoint(tmp_path, VISION.repo_id, COMMIT, double_quant=False) == directory
+    assert (
+        weights.find_checkpoint(tmp_path, VISION.repo_id, COMMIT, double_quant=False) == directory
+    )
     assert weights.find_checkpoint(tmp_path, VISION.repo_id, COMMIT, double_quant=True) is None
     assert weights.find_checkpoint(tmp_path, VISION.repo_id, "main", double_quant=False) is None
 
@@ -217,7 +224,10 @@ def test_custom_profile_prepares_its_hub_models_but_not_local_directories(tmp_pa
     from pictale_server.settings import Settings
 
     settings = Settings(
-        profile="custom", vision_model=str(tmp_path), writer_model="acme/writer-12b", writer_revision="v2"
+        profile="custom",
+        vision_model=str(tmp_path),
+        writer_model="acme/writer-12b",
+        writer_revision="v2",
     )
     assert weights.hub_models(settings) == [HubModel("writer", "acme/writer-12b", "v2")]
 
@@ -225,11 +235,21 @@ def test_custom_profile_prepares_its_hub_models_but_not_local_directories(tmp_pa
 def test_missing_checkpoints_lists_what_prepare_weights_has_not_made_yet(tmp_path):
     from pictale_server.settings import Settings
 
-    settings = Settings(profile="custom", weights_dir=tmp_path, vision_model=VISION.repo_id,
-                        vision_revision=COMMIT, writer_model=WRITER.repo_id)
-    assert [m.repo_id for m in weights.missing_checkpoints(settings)] == [VISION.repo_id, WRITER.repo_id]
+    settings = Settings(
+        profile="custom",
+        weights_dir=tmp_path,
+        vision_model=VISION.repo_id,
+        vision_revision=COMMIT,
+        writer_model=WRITER.repo_id,
+    )
+    assert [m.repo_id for m in weights.missing_checkpoints(settings)] == [
+        VISION.repo_id,
+        WRITER.repo_id,
+    ]
 
     run_prepare(tmp_path, [VISION])
 
     assert weights.missing_checkpoints(settings) == [WRITER]
-    assert weights.missing_checkpoints(Settings(profile="custom")) == []  # no weights_dir: Hub cache
+    assert (
+        weights.missing_checkpoints(Settings(profile="custom")) == []
+    )  # no weights_dir: Hub cache
