@@ -36,13 +36,16 @@ def _first_line(message: str) -> str:
     return message.split("\n", 1)[0]
 
 
+_NOT_AN_OBJECT = {"model_attributes_type", "dict_type", "model_type", "missing"}
+
+
 def validation_error(exc: RequestValidationError) -> ApiError:
     errors = list(exc.errors())
     if not errors:
         return ApiError("invalid_request", "The request is invalid.")
     if any(error.get("type") == "json_invalid" for error in errors):
         return ApiError("invalid_request", "The request body is not valid JSON.")
-    if any(_param(error.get("loc", ())) is None for error in errors):
+    if any(_param(e.get("loc", ())) is None and e.get("type") in _NOT_AN_OBJECT for e in errors):
         return ApiError(
             "invalid_request",
             "The request body must be a JSON object (sent with Content-Type: application/json).",
@@ -50,10 +53,13 @@ def validation_error(exc: RequestValidationError) -> ApiError:
     details = []
     for error in errors:
         param = _param(error.get("loc", ()))
-        details.append({"param": param, "message": _first_line(str(error.get("msg", "invalid")))})
+        detail = {"message": _first_line(str(error.get("msg", "invalid")))}
+        if param:
+            detail["param"] = param
+        details.append(detail)
     first = details[0]
-    message = f"{first['param']}: {first['message']}"
-    return ApiError("invalid_request", message, param=first["param"], details=details)
+    message = f"{first['param']}: {first['message']}" if "param" in first else first["message"]
+    return ApiError("invalid_request", message, param=first.get("param"), details=details)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     PlainValidator,
     StringConstraints,
     WithJsonSchema,
-    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -108,22 +108,20 @@ class HistoryTurn(_Body):
     content: str = Field(max_length=MAX_HISTORY_CHARS)
 
 
-def _history_total(history: list[HistoryTurn] | None) -> None:
+def _history_total(history: list[HistoryTurn] | None) -> list[HistoryTurn] | None:
     if history and sum(len(turn.content) for turn in history) > MAX_HISTORY_CHARS:
         raise PydanticCustomError(
             "history_too_long", f"history holds more than {MAX_HISTORY_CHARS} characters in all"
         )
+    return history
 
 
 class _NarrateFields(_SamplingFields):
     system: str | None = Field(None, max_length=8_000)
-    history: list[HistoryTurn] | None = Field(None, max_length=MAX_HISTORY_TURNS)
+    history: Annotated[
+        list[HistoryTurn] | None, AfterValidator(_history_total)
+    ] = Field(None, max_length=MAX_HISTORY_TURNS)
     max_tokens: int | None = Field(None, ge=1, le=4096)
-
-    @model_validator(mode="after")
-    def _history_fits(self) -> _NarrateFields:
-        _history_total(self.history)
-        return self
 
 
 class _Streamable(_Body):

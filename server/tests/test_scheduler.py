@@ -1,0 +1,161 @@
+"""The per-model worker: FIFO order, bounded depth, positions, withdrawal, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from fakes import WAIT_S
+from pictale_server.engine.base import Cancel
+from pictale_server.errors import ApiError
+from pictale_server.scheduler import Dropped, Ended, Job, LoopSink, ModelWorker, Queued, Started
+
+
+async def next_items(job: Job, count: int) -> list:
+    return [await asyncio.wait_for(job.sink.queue.get(), WAIT_S) for _ in range(count)]
+
+
+async def until_ended(job: Job) -> list:
+    items = []
+    while not items or not isinstance(items[-1], Ended):
+        items.append(await asyncio.wait_for(job.sink.queue.get(), WAIT_S))
+    return items
+
+
+def blocking_job(gate: threading.Event, ran: list[str], name: str) -> Job:
+    def work(emit):
+        ran.append(name)
+        gate.wait(WAIT_S)
+
+    return Job(work=work, cancel=Cancel(), sink=LoopSink(asyncio.get_running_loop()))
+
+
+def quick_job(ran: list[str], name: str) -> Job:
+    def work(emit):
+        ran.append(name)
+        emit(f"{name}-output")
+
+    return Job(work=work, cancel=Cancel(), sink=LoopSink(asyncio.get_running_loop()))
+
+
+@pytest.fixture
+def worker():
+    worker = ModelWorker("writer", depth=2)
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+def test_jobs_run_in_order_on_the_model_thread(worker):
+    async def scenario():
+        gate, ran = threading.Event(), []
+        first = blocking_job(gate, ran, "first")
+        second, third = quick_job(ran, "second"), quick_job(ran, "third")
+        worker.submit(first)
+        assert isinstance((await next_items(first, 1))[0], Started)
+        worker.submit(second)
+        worker.submit(third)
+        assert await next_items(second, 1) == [Queued(1)]
+        assert await next_items(third, 1) == [Queued(2)]
+        gate.set()
+        await until_ended(first)
+        second_items = await until_ended(second)
+        third_items = await until_ended(third)
+        assert ran == ["first", "second", "third"]
+        assert isinstance(second_items[0], Started) and second_items[1:] == ["second-output", Ended()]
+        assert third_items[0] == Queued(1)  # moved up when the second one started
+
+    asyncio.run(scenario())
+
+
+def test_a_full_queue_refuses_with_retry_after(worker):
+    async def scenario():
+        gate, ran = threading.Event(), []
+        running = blocking_job(gate, ran, "running")
+        worker.submit(running)
+        await next_items(running, 1)
+        worker.submit(quick_job(ran, "a"))
+        worker.submit(quick_job(ran, "b"))
+        with pytest.raises(ApiError) as refused:
+            worker.submit(quick_job(ran, "c"))
+        assert refused.value.code == "queue_full"
+        assert refused.value.retry_after >= 1
+        assert worker.waiting == 2
+        gate.set()
+
+    asyncio.run(scenario())
+
+
+def test_a_withdrawn_job_never_runs_and_the_queue_moves_up(worker):
+    async def scenario():
+        gate, ran = threading.Event(), []
+        running = blocking_job(gate, ran, "running")
+        worker.submit(running)
+        await next_items(running, 1)
+        leaving, staying = quick_job(ran, "leaving"), quick_job(ran, "staying")
+        worker.submit(leaving)
+        worker.submit(staying)
+        await next_items(staying, 1)
+        worker.withdraw(leaving)
+        assert await until_ended(leaving) == [Queued(1), Dropped(), Ended()]
+        assert await next_items(staying, 1) == [Queued(1)]
+        gate.set()
+        await until_ended(staying)
+        assert ran == ["running", "staying"]
+
+    asyncio.run(scenario())
+
+
+def test_a_job_cancelled_while_waiting_is_dropped_when_its_turn_comes(worker):
+    async def scenario():
+        gate, ran = threading.Event(), []
+        running = blocking_job(gate, ran, "running")
+        worker.submit(running)
+        await next_items(running, 1)
+        cancelled = quick_job(ran, "cancelled")
+        worker.submit(cancelled)
+        cancelled.cancel.set()
+        gate.set()
+        assert (await until_ended(cancelled))[-2:] == [Dropped(), Ended()]
+        assert ran == ["running"]
+
+    asyncio.run(scenario())
+
+
+def test_a_failing_job_reports_its_error_and_the_worker_goes_on(worker):
+    async def scenario():
+        def explode(emit):
+            raise ValueError("broken")
+
+        failing = Job(work=explode, cancel=Cancel(), sink=LoopSink(asyncio.get_running_loop()))
+        worker.submit(failing)
+        ended = (await until_ended(failing))[-1]
+        assert isinstance(ended.error, ValueError)
+        after = quick_job([], "after")
+        worker.submit(after)
+        assert (await until_ended(after))[-1] == Ended()
+
+    asyncio.run(scenario())
+
+
+def test_stopping_drops_waiting_jobs(worker):
+    async def scenario():
+        gate, ran = threading.Event(), []
+        running = blocking_job(gate, ran, "running")
+        worker.submit(running)
+        await next_items(running, 1)
+        waiting = quick_job(ran, "waiting")
+        worker.submit(waiting)
+        stopper = threading.Thread(target=worker.stop)
+        stopper.start()
+        gate.set()
+        stopper.join(WAIT_S)
+        assert (await until_ended(waiting))[-2:] == [Dropped(), Ended()]
+        assert ran == ["running"]
+        with pytest.raises(ApiError) as refused:
+            worker.submit(quick_job(ran, "late"))
+        assert refused.value.code == "not_ready"
+
+    asyncio.run(scenario())

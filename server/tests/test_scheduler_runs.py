@@ -1,0 +1,76 @@
+"""The run registry: cancel hooks, final states, retention, idempotency keys."""
+
+from __future__ import annotations
+
+from pictale_server.runs import RETENTION_S, RunRegistry
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_run_ids_have_the_contract_shape():
+    run = RunRegistry().create(arrived=0.0, caller="c", idempotency_key=None)
+    assert run.id.startswith("run_") and len(run.id) == 28
+    int(run.id[4:], 16)
+
+
+def test_cancel_runs_hooks_once_and_not_after_the_end():
+    registry = RunRegistry()
+    run = registry.create(0.0, "c", None)
+    calls = []
+    run.on_cancel(lambda: calls.append("hook"))
+    assert run.request_cancel() is True
+    assert run.cancel.is_set and calls == ["hook"]
+    registry.end(run, "cancelled")
+    assert run.request_cancel() is False
+    assert calls == ["hook"]
+
+
+def test_a_hook_added_after_cancelling_runs_at_once():
+    run = RunRegistry().create(0.0, "c", None)
+    run.request_cancel()
+    calls = []
+    run.on_cancel(lambda: calls.append("late"))
+    assert calls == ["late"]
+
+
+def test_ended_runs_are_remembered_for_ten_minutes():
+    clock = Clock()
+    registry = RunRegistry(clock=clock)
+    run = registry.create(0.0, "c", None)
+    registry.end(run, "done")
+    clock.now += RETENTION_S - 1
+    assert registry.get(run.id) is run
+    clock.now += 2
+    assert registry.get(run.id) is None
+
+
+def test_live_runs_are_never_forgotten():
+    clock = Clock()
+    registry = RunRegistry(clock=clock)
+    run = registry.create(0.0, "c", None)
+    clock.now += 10 * RETENTION_S
+    assert registry.get(run.id) is run
+    assert registry.live() == [run]
+
+
+def test_same_idempotency_key_cancels_the_live_run():
+    registry = RunRegistry()
+    first = registry.create(0.0, "caller-a", "key-1")
+    second = registry.create(0.0, "caller-a", "key-1")
+    assert first.cancel.is_set and not second.cancel.is_set
+
+
+def test_idempotency_keys_are_per_caller_and_per_live_run():
+    registry = RunRegistry()
+    mine = registry.create(0.0, "caller-a", "key-1")
+    registry.create(0.0, "caller-b", "key-1")
+    assert not mine.cancel.is_set  # another caller's key never touches my run
+    registry.end(mine, "done")
+    later = registry.create(0.0, "caller-a", "key-1")
+    assert not later.cancel.is_set and mine.state == "done"
