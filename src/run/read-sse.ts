@@ -9,14 +9,15 @@ export interface ReadSseOptions {
 }
 
 /**
- * The SSE messages of a response body, in order. Bytes are decoded as UTF-8 across chunk
+ * The SSE messages of a response body, in order, in batches (one per received chunk: one
+ * async step per chunk rather than per event). Bytes are decoded as UTF-8 across chunk
  * boundaries; CRLF, CR, comments and multi-line data are the parser's job. A trailing event
  * without its blank line is dropped, as the SSE spec says. Stopping early cancels the body.
  */
 export async function* readSse(
   body: ReadableStream<Uint8Array>,
   options: ReadSseOptions,
-): AsyncGenerator<EventSourceMessage> {
+): AsyncGenerator<EventSourceMessage[]> {
   const reader = body.getReader()
   const decoder = new TextDecoder()
   let queue: EventSourceMessage[] = []
@@ -36,10 +37,10 @@ export async function* readSse(
       if (queue.length > 0) {
         const ready = queue
         queue = []
-        yield* ready
+        yield ready
       }
     }
-    yield* queue
+    if (queue.length > 0) yield queue
   } finally {
     options.onWaiting(false)
     if (!finished) reader.cancel().catch(() => {})

@@ -183,19 +183,21 @@ export class Run<TResult, TEvent extends { type: string }> implements PromiseLik
       }
       if (!response.body) throw new StreamEndedEarlyError(this.#requestId)
       const messages = readSse(response.body, { signal, onWaiting: (waiting) => this.#onWaiting(waiting) })
-      for await (const message of messages) {
-        const event = decodeEvent(message, this.#spec.resultKind, this.#requestId)
-        if (event === undefined) continue
-        if (event.type === 'run') this.#runId = event.id as string
-        if (event.type === 'delta') clearTimeout(this.#firstTokenTimer)
-        if (event.type === 'done') {
-          this.#serverFinished = true
-          const { type: _type, ...result } = event
-          this.#finish({ ok: true, value: result as TResult })
+      for await (const batch of messages) {
+        for (const message of batch) {
+          const event = decodeEvent(message, this.#spec.resultKind, this.#requestId)
+          if (event === undefined) continue
+          if (event.type === 'run') this.#runId = event.id as string
+          if (event.type === 'delta') clearTimeout(this.#firstTokenTimer)
+          if (event.type === 'done') {
+            this.#serverFinished = true
+            const { type: _type, ...result } = event
+            this.#finish({ ok: true, value: result as TResult })
+            yield event as unknown as TEvent
+            return
+          }
           yield event as unknown as TEvent
-          return
         }
-        yield event as unknown as TEvent
       }
       throw new StreamEndedEarlyError(this.#requestId)
     } catch (error) {

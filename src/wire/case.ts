@@ -20,7 +20,7 @@ function mapKeys(value: unknown, rename: (key: string) => string): unknown {
 
 /** `finish_reason` → `finishReason`, recursively through plain objects and arrays. */
 export function camelizeKeys(value: unknown): unknown {
-  return mapKeys(value, (key) => key.replace(SNAKE, (_, c: string) => c.toUpperCase()))
+  return mapKeys(value, (key) => (key.includes('_') ? key.replace(SNAKE, (_, c: string) => c.toUpperCase()) : key))
 }
 
 /** `maxTokens` → `max_tokens`, recursively through plain objects and arrays. */

@@ -1,0 +1,64 @@
+// SDK benchmark: events per second the client sustains from a local SSE server, against raw
+// eventsource-parser over the same bytes in the same process, and the default entry's size.
+// Run: npm run bench:sdk
+import { cpus } from 'node:os'
+import { createParser } from 'eventsource-parser'
+import { createClient } from '../../src/index'
+import { defaultEntrySize } from './bundle-size'
+import { narrateStreamBody, startSseServer } from './sse-server'
+
+const DELTAS = 200_000
+const ROUNDS = 5
+const TOKEN = ' word'
+
+async function clientRun(url: string): Promise<number> {
+  const client = createClient({ baseURL: url, maxRetries: 0 })
+  let deltas = 0
+  for await (const event of client.narrate({ instruction: 'bench' })) if (event.type === 'delta') deltas++
+  return deltas
+}
+
+async function rawParserRun(url: string): Promise<number> {
+  const response = await fetch(`${url}/v1/narrate`, { method: 'POST', body: '{}' })
+  const reader = response.body!.getReader()
+  const decoder = new TextDecoder()
+  let deltas = 0
+  const parser = createParser({ onEvent: (message) => void (message.event === 'delta' && deltas++) })
+  for (;;) {
+    const { done, value } = await reader.read()
+    if (done) break
+    parser.feed(decoder.decode(value, { stream: true }))
+  }
+  return deltas
+}
+
+async function eventsPerSecond(run: () => Promise<number>): Promise<number> {
+  const rates: number[] = []
+  for (let round = 0; round < ROUNDS; round++) {
+    const start = performance.now()
+    const deltas = await run()
+    const seconds = (performance.now() - start) / 1000
+    if (deltas !== DELTAS) throw new Error(`expected ${DELTAS} deltas, got ${deltas}`)
+    rates.push(deltas / seconds)
+  }
+  rates.sort((a, b) => a - b)
+  return rates[Math.floor(rates.length / 2)]!
+}
+
+const { url, server } = await startSseServer(narrateStreamBody(DELTAS, TOKEN))
+try {
+  await clientRun(url) // warm-up
+  await rawParserRun(url)
+  const client = await eventsPerSecond(() => clientRun(url))
+  const raw = await eventsPerSecond(() => rawParserRun(url))
+  const size = await defaultEntrySize()
+  const kib = (bytes: number) => (bytes / 1024).toFixed(1)
+  console.log(`machine: ${cpus().length} cores, ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.versions.node}`)
+  console.log(`stream: ${DELTAS} delta events per run, median of ${ROUNDS} runs`)
+  console.log(`pictale client (parse + validate + camelCase): ${Math.round(client).toLocaleString('en')} events/s`)
+  console.log(`baseline, raw eventsource-parser, no validation: ${Math.round(raw).toLocaleString('en')} events/s`)
+  console.log(`client / baseline: ${(client / raw).toFixed(2)}`)
+  console.log(`default entry, bundled + minified: ${kib(size.minifiedBytes)} KiB; gzipped: ${kib(size.gzipBytes)} KiB`)
+} finally {
+  server.close()
+}
