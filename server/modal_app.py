@@ -191,19 +191,30 @@ def build_web_app(engine, settings):
     return create_app(engine, settings)
 
 
-def warm_up(engine) -> None:
-    """A tiny describe and narrate, so kernels, caches and graphs exist before real traffic."""
-    from pictale_server.engine.base import Cancel, ChatMessage, Sampling
+def warm_up(engine) -> dict[str, int]:
+    """A tiny describe and narrate, so kernels, caches and graphs exist before real traffic.
+
+    Returns the tokens each model generated.
+    """
     from PIL import Image
+
+    from pictale_server.engine.base import Cancel, ChatMessage, Finished, Sampling
 
     sampling = Sampling(max_tokens=8, temperature=0.0)
     picture = Image.new("RGB", (112, 112), (200, 80, 60))
     ask = [ChatMessage(role="user", content="Describe this picture in one sentence.")]
-    for _ in engine.stream_vision(picture, ask, sampling, Cancel()):
-        pass
     tell = [ChatMessage(role="user", content="Write one sentence about a red square.")]
-    for _ in engine.stream_writer(tell, sampling, Cancel()):
-        pass
+    streams = {
+        "vision": engine.stream_vision(picture, ask, sampling, Cancel()),
+        "writer": engine.stream_writer(tell, sampling, Cancel()),
+    }
+    generated = {}
+    for name, stream in streams.items():  # one after the other: generators start on first next()
+        for chunk in stream:
+            if isinstance(chunk, Finished):
+                generated[name] = chunk.output_tokens
+    print(f"warmed up: {generated}")
+    return generated
 
 
 class WarmStart:
@@ -213,7 +224,7 @@ class WarmStart:
     warm-up runs before the app's scheduler can send any job, so nothing races it for the GPU.
     """
 
-    def __init__(self, engine, warm: Callable[[object], None] = warm_up) -> None:
+    def __init__(self, engine, warm: Callable[[object], object] = warm_up) -> None:
         self._engine = engine
         self._warm = warm
         self._lock = threading.Lock()

@@ -21,6 +21,8 @@ from pathlib import Path
 import modal
 import pytest
 from fastapi.testclient import TestClient
+
+from engine_fixtures import dev_cache_dir, dev_engine, dev_model_paths  # noqa: F401
 from pictale_server.engine.base import Delta, Finished
 
 SERVER_DIR = Path(__file__).resolve().parents[1]
@@ -452,3 +454,10 @@ def test_the_guide_runs_an_npm_script_that_exists():
     scripts = json.loads((REPO_DIR / "package.json").read_text())["scripts"]
     for args in deploy_doc_commands("npm"):
         assert args[0] == "run" and args[1] in scripts, f"npm {' '.join(args)}"
+
+
+def test_the_warm_up_runs_on_the_real_dev_engine(recipe, dev_engine):
+    module, _ = recipe
+    generated = module.warm_up(dev_engine)
+    assert set(generated) == {"vision", "writer"}
+    assert all(0 < tokens <= 8 for tokens in generated.values())
