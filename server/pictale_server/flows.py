@@ -34,7 +34,8 @@ class FlowContext:
     run: Run
     engine: Engine
     scheduler: Scheduler
-    gate: Any  # SafetyGate: check_text(fields), check_image(image, engine)
+    gate: Any  # SafetyGate: check_text(fields, request_id=), check_image(image, engine, request_id=)
+    request_id: str
 
 
 def sampling_for(stage: str, style: str | None, overrides: dict[str, Any]) -> Sampling:
@@ -61,7 +62,7 @@ def _describe_runner(
     engine, cancel = ctx.engine, ctx.run.cancel
 
     def check_image() -> None:
-        ctx.gate.check_image(image, engine)
+        ctx.gate.check_image(image, engine, request_id=ctx.request_id)
 
     def check_unless_cancelled(finished: Finished) -> None:
         if finished.finish_reason != "cancelled":
@@ -147,7 +148,10 @@ class PipelineFlow:
             story = cancelled_result(ctx.engine.writer_id, run.arrived)
         else:
             overrides = self._request.narrate
-            ctx.gate.check_text({"instruction": self._request.instruction, "context": description["text"]})
+            ctx.gate.check_text(
+                {"instruction": self._request.instruction, "context": description["text"]},
+                request_id=ctx.request_id,
+            )
             messages = prompts.narrate_messages(
                 self._request.instruction, description["text"], overrides.system, _history(overrides)
             )

@@ -156,14 +156,17 @@ class FakeGate:
         self.refuse_images = refuse_images
         self.texts: list[dict[str, str]] = []
         self.image_threads: list[str] = []
+        self.request_ids: list[str | None] = []
 
-    def check_text(self, fields: dict[str, str]) -> None:
+    def check_text(self, fields: dict[str, str], *, request_id: str | None = None) -> None:
         self.texts.append(dict(fields))
+        self.request_ids.append(request_id)
         if any(self.refuse_marker in value for value in fields.values()):
             raise ApiError("content_refused", "This request was refused by the content policy (text).")
 
-    def check_image(self, image: Image, engine: object) -> None:
+    def check_image(self, image: Image, engine: object, *, request_id: str | None = None) -> None:
         self.image_threads.append(threading.current_thread().name)
+        self.request_ids.append(request_id)
         if self.refuse_images:
             raise ApiError(
                 "content_refused", "This request was refused by the content policy (image_minor)."

@@ -85,6 +85,7 @@ def test_describe_checks_the_image_only_for_a_custom_prompt(serve):
     assert custom.status_code == 403
     assert served.gate.image_threads == ["pictale-vision"]
     assert len(served.engine.calls) == 1  # the refused one never generated
+    assert served.gate.request_ids[-1] == custom.headers["x-request-id"]  # for the refusal log
 
 
 def test_pipeline_with_a_custom_describe_prompt_checks_the_image_first(serve):

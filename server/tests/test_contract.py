@@ -37,10 +37,10 @@ class TextGateOnly:
 
         self._gate = SafetyGate.from_settings(make_settings())
 
-    def check_text(self, fields: dict[str, str]) -> None:
-        self._gate.check_text(fields)
+    def check_text(self, fields: dict[str, str], *, request_id: str | None = None) -> None:
+        self._gate.check_text(fields, request_id=request_id)
 
-    def check_image(self, image: object, engine: object) -> None:
+    def check_image(self, image: object, engine: object, *, request_id: str | None = None) -> None:
         return None
 
 

@@ -78,7 +78,9 @@ async def _serve(
     run = services.runs.create(request.state.arrived, request.state.caller, idempotency_key)
     started = False
     try:
-        flow = build_flow(FlowContext(run, services.engine, services.scheduler, services.gate))
+        flow = build_flow(
+            FlowContext(run, services.engine, services.scheduler, services.gate, request.state.request_id)
+        )
         if services.loader.ready:
             flow.start()
             started = True
@@ -102,7 +104,9 @@ async def describe(
 ) -> Response:
     services: Services = request.app.state.services
     key = _idempotency_key(idempotency_key)
-    services.gate.check_text(_text_fields(prompt=body.prompt, system=body.system))
+    services.gate.check_text(
+        _text_fields(prompt=body.prompt, system=body.system), request_id=request.state.request_id
+    )
     stream = _wants_stream(request, body.stream)
     if not stream:
         services.loader.check_ready()
@@ -124,7 +128,7 @@ async def narrate(
     services.gate.check_text({
         **_text_fields(instruction=body.instruction, context=body.context, system=body.system),
         **_history_fields("history", body.history),
-    })
+    }, request_id=request.state.request_id)
     stream = _wants_stream(request, body.stream)
     if not stream:
         services.loader.check_ready()
@@ -149,7 +153,7 @@ async def pipeline(
             **{"narrate.system": body.narrate.system},
         ),
         **_history_fields("narrate.history", body.narrate.history),
-    })
+    }, request_id=request.state.request_id)
     stream = _wants_stream(request, body.stream)
     if not stream:
         services.loader.check_ready()
