@@ -38,6 +38,7 @@ export class PictaleError extends Error {
     return hasKind(value, (this as unknown as { kind: string }).kind)
   }
 
+  /** Makes `instanceof` use the brand, so it also recognises instances from another copy. */
   static override [Symbol.hasInstance](value: unknown): boolean {
     return hasKind(value, (this as unknown as { kind: string }).kind)
   }

@@ -111,6 +111,7 @@ export class Run<TResult, TEvent extends { type: string }> implements PromiseLik
     return this.#events()
   }
 
+  /** Awaits the result; sends the request first if nothing has consumed the run yet. */
   then<A = TResult, B = never>(
     onfulfilled?: ((value: TResult) => A | PromiseLike<A>) | null,
     onrejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
