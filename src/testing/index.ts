@@ -10,6 +10,7 @@
  * @packageDocumentation
  */
 export {
+  pictaleHandlers,
   pictaleMock,
   READY_HEALTH,
   type PictaleMock,

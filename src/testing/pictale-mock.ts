@@ -137,6 +137,11 @@ export function pictaleMock(options: PictaleMockOptions): PictaleMock {
   return mock
 }
 
+/** Just the msw handlers of {@link pictaleMock}, for tests that need no recording. */
+export function pictaleHandlers(options: PictaleMockOptions): HttpHandler[] {
+  return pictaleMock(options).handlers
+}
+
 function sequence(script: RouteScript | undefined): (request: RecordedRequest) => MockResponse | undefined {
   if (script === undefined) return () => undefined
   if (typeof script === 'function') return script

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest'
 import { ContentRefusedError, NotFoundError, StreamError } from '../../src/index'
-import { midStreamError, rateLimited, refused, refusedMidStream, tokenStream } from '../../src/testing'
-import { collect, rejectionOf, testClient, useMockServer } from './support/mock-server'
+import { midStreamError, pictaleHandlers, rateLimited, refused, refusedMidStream, tokenStream } from '../../src/testing'
+import { BASE_URL, collect, rejectionOf, testClient, useMockServer } from './support/mock-server'
 
-const { mock } = useMockServer()
+const { mock, server } = useMockServer()
 
 describe('pictale/testing', () => {
   it('plays a sequence of answers, repeating the last', async () => {
@@ -41,5 +41,10 @@ describe('pictale/testing', () => {
     expect(await rejectionOf(client.narrate({ instruction: 'busy' }))).toMatchObject({ status: 429, retryAfter: 1000 })
     expect((await client.narrate({ instruction: 'calm' })).text).toContain('circle')
     expect(await rejectionOf(client.describe({ image: 'https://example.com/a.png' }))).toBeInstanceOf(NotFoundError)
+  })
+
+  it('pictaleHandlers gives the handlers alone', async () => {
+    server.use(...pictaleHandlers({ baseURL: BASE_URL, narrate: tokenStream({ route: 'narrate', tokens: { narrate: ['ok'] } }) }))
+    expect((await testClient().narrate({ instruction: 'x' })).text).toBe('ok')
   })
 })
