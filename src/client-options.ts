@@ -108,8 +108,7 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
   if (typeof options?.baseURL !== 'string' || !/^https?:\/\//i.test(options.baseURL)) {
     throw new InvalidInputError('invalid_options', 'baseURL must be an http(s):// URL', 'baseURL')
   }
-  const fetchImpl = options.fetch ?? globalThis.fetch
-  if (typeof fetchImpl !== 'function') {
+  if (typeof (options.fetch ?? globalThis.fetch) !== 'function') {
     throw new InvalidInputError('invalid_options', 'no fetch available: pass options.fetch', 'fetch')
   }
   const maxRetries = options.maxRetries ?? 2
@@ -126,8 +125,9 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
     modal: options.modal,
     maxRetries,
     timeout: resolveTimeouts(DEFAULT_TIMEOUTS, options.timeout),
-    // Called unbound: some runtimes' fetch throws "Illegal invocation" when called as a method.
-    fetch: (input, init) => fetchImpl(input, init),
+    // Called unbound (some runtimes' fetch throws "Illegal invocation" as a method), and the
+    // global looked up per request, so a fetch patched later (msw, polyfills) is the one used.
+    fetch: options.fetch ? (input, init) => options.fetch!(input, init) : (input, init) => globalThis.fetch(input, init),
     headers: { ...options.headers },
     logger: options.logger,
     maxImageBytes,

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { InvalidInputError, type PipelineEvent } from '../../src/index'
 import { MOCK_RUN_ID, rawStream, tokenStream } from '../../src/testing'
 import { PNG_BASE64, collect, rejectionOf, testClient, useMockServer } from './support/mock-server'
@@ -130,5 +130,20 @@ describe('a run is one request you can await and iterate', () => {
   it('validates client options', () => {
     expect(() => testClient({ baseURL: 'localhost:8000' })).toThrow(InvalidInputError)
     expect(() => testClient({ maxRetries: -1 })).toThrow(/maxRetries/)
+  })
+
+  it('uses the global fetch of the moment, so one patched after createClient is seen', async () => {
+    const client = testClient()
+    const seen: string[] = []
+    vi.stubGlobal('fetch', async (input: string) => {
+      seen.push(input)
+      return new Response('{}', { status: 418 })
+    })
+    try {
+      await rejectionOf(client.health())
+    } finally {
+      vi.unstubAllGlobals()
+    }
+    expect(seen).toEqual(['http://pictale.test/health'])
   })
 })
