@@ -39,8 +39,8 @@ def resolve_profile(settings: Settings, *, cuda_available: bool) -> Profile:
     return "reference" if cuda_available else "dev"
 
 
-def _reference_source(settings: Settings, repo_id: str, revision: str) -> ModelSource:
-    """From a prepared NF4 checkpoint when one matches, else the Hub cache — offline either way."""
+def _hub_source(settings: Settings, repo_id: str, revision: str, *, offline: bool) -> ModelSource:
+    """From a prepared NF4 checkpoint when one matches, else from the Hub (cache)."""
     if settings.weights_dir is not None:
         from pictale_server.weights import find_checkpoint
 
@@ -49,14 +49,15 @@ def _reference_source(settings: Settings, repo_id: str, revision: str) -> ModelS
         )
         if checkpoint is not None:
             return ModelSource(repo_id, str(checkpoint), None, local_files_only=True)
-    return ModelSource(repo_id, repo_id, revision, local_files_only=True)
+    return ModelSource(repo_id, repo_id, revision, local_files_only=offline)
 
 
-def _custom_source(location: str, revision: str | None) -> ModelSource:
+def _custom_source(settings: Settings, location: str, revision: str | None) -> ModelSource:
+    """A local directory as it is, or any Hub id (downloaded on first load if not cached)."""
     local = Path(location).expanduser()
     if local.is_dir():
         return ModelSource(location, str(local), None, local_files_only=True)
-    return ModelSource(location, location, revision or "main", local_files_only=False)
+    return _hub_source(settings, location, revision or "main", offline=False)
 
 
 def model_sources(settings: Settings, profile: Profile) -> tuple[ModelSource, ModelSource]:
@@ -69,11 +70,12 @@ def model_sources(settings: Settings, profile: Profile) -> tuple[ModelSource, Mo
     vision_revision = settings.vision_revision or REFERENCE_VISION_REVISION
     writer_revision = settings.writer_revision or REFERENCE_WRITER_REVISION
     if profile == "reference":
+        # Serving never downloads the reference models: they are prepared ahead (weights.py).
         return (
-            _reference_source(settings, REFERENCE_VISION_ID, vision_revision),
-            _reference_source(settings, REFERENCE_WRITER_ID, writer_revision),
+            _hub_source(settings, REFERENCE_VISION_ID, vision_revision, offline=True),
+            _hub_source(settings, REFERENCE_WRITER_ID, writer_revision, offline=True),
         )
     return (
-        _custom_source(settings.vision_model or REFERENCE_VISION_ID, settings.vision_revision),
-        _custom_source(settings.writer_model or REFERENCE_WRITER_ID, settings.writer_revision),
+        _custom_source(settings, settings.vision_model or REFERENCE_VISION_ID, settings.vision_revision),
+        _custom_source(settings, settings.writer_model or REFERENCE_WRITER_ID, settings.writer_revision),
     )

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import PIL.Image
 import torch
 from PIL.Image import Image
 from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
@@ -84,6 +85,18 @@ class TransformersEngine:
                 self._vision, self._preprocessor = self._load_vision(self._vision_source)
             if self._writer is None:
                 self._writer = self._load_writer(self._writer_source)
+                self._warm_up()
+
+    def _warm_up(self) -> None:
+        """One short generation per model, so CUDA graphs are captured (and kernels tuned)
+        before serving: capture then never meets a request on the other model's thread, and
+        never lands in a request's time to first token."""
+        greedy = Sampling(max_tokens=3, temperature=0.0)
+        for _ in self.stream_writer([ChatMessage(role="user", content="Hello")], greedy, Cancel()):
+            pass
+        picture = PIL.Image.new("RGB", (56, 56), (128, 128, 128))
+        for _ in self.stream_vision(picture, [ChatMessage(role="user", content="Hello")], greedy, Cancel()):
+            pass
 
     def _resolve_dev_sources(self) -> None:
         if self._vision_source.location is not None and self._writer_source.location is not None:
