@@ -30,14 +30,18 @@ class ModelLoader:
         return self._engine.vision_loaded and self._engine.writer_loaded
 
     def start(self) -> None:
-        """Call on the event loop (the app's lifespan)."""
+        """Call on the event loop (the app's lifespan; it may run more than once)."""
+        self._done = asyncio.Event()
         if self.ready:
             self._done.set()
             return
         loop = asyncio.get_running_loop()
-        threading.Thread(target=self._load, args=(loop,), name="pictale-load", daemon=True).start()
+        done = self._done
+        threading.Thread(
+            target=self._load, args=(loop, done), name="pictale-load", daemon=True
+        ).start()
 
-    def _load(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _load(self, loop: asyncio.AbstractEventLoop, done: asyncio.Event) -> None:
         started = time.perf_counter()
         try:
             self._engine.load()
@@ -46,7 +50,7 @@ class ModelLoader:
             self.failed = True
             logger.error("model loading failed: %s", type(exc).__name__, exc_info=exc)
         try:
-            loop.call_soon_threadsafe(self._done.set)
+            loop.call_soon_threadsafe(done.set)
         except RuntimeError:  # the app shut down while loading
             pass
 

@@ -83,7 +83,13 @@ class ModelWorker:
             return len(self._waiting)
 
     def start(self) -> None:
-        self._thread.start()
+        """Start (or, after `stop`, restart) the thread; a no-op while it runs."""
+        with self._cond:
+            if self._thread.is_alive():
+                return
+            self._stopping = False
+            self._thread = threading.Thread(target=self._loop, name=self._thread.name, daemon=True)
+            self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Drop waiting jobs and end the thread once its current job (if any) returns."""

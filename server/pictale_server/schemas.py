@@ -30,10 +30,14 @@ SEED_MAX = 2**63 - 1
 
 _IMAGE_JSON_SCHEMA = {
     "anyOf": [
-        {"type": "string", "minLength": 1, "description": "https URL or data:image/...;base64 URL"},
+        {
+            "type": "string",
+            "pattern": "^(https?://|data:)",
+            "description": "an http(s) URL or a data:image/...;base64 URL",
+        },
         {
             "type": "object",
-            "properties": {"url": {"type": "string", "minLength": 1}},
+            "properties": {"url": {"type": "string", "pattern": "^https?://"}},
             "required": ["url"],
         },
         {

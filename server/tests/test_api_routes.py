@@ -163,3 +163,17 @@ def test_multibyte_text_survives_streaming(serve):
         events = read_events(response)
     assert [e.data["text"] for e in events if e.name == "delta"] == tokens
     assert events[-1].data["text"] == "".join(tokens)
+
+
+def test_the_app_serves_again_after_its_lifespan_restarts():
+    from starlette.testclient import TestClient
+
+    from conftest import make_settings
+    from fakes import FakeGate
+    from pictale_server.app import create_app
+
+    app = create_app(FakeEngine(), make_settings(), gate=FakeGate())
+    for _ in range(2):
+        with TestClient(app) as client:
+            response = client.post("/v1/narrate", json={"instruction": "Go."})
+            assert response.json()["text"] == "Once upon a time."

@@ -159,3 +159,19 @@ def test_stopping_drops_waiting_jobs(worker):
         assert refused.value.code == "not_ready"
 
     asyncio.run(scenario())
+
+
+def test_a_stopped_worker_can_start_again(worker):
+    # An app's lifespan can run more than once (test clients open it per session).
+    worker.stop()
+    worker.start()
+    worker.start()  # no-op while running
+
+    async def scenario():
+        ran: list[str] = []
+        job = quick_job(ran, "again")
+        worker.submit(job)
+        assert (await until_ended(job))[-1] == Ended()
+        assert ran == ["again"]
+
+    asyncio.run(scenario())

@@ -36,7 +36,17 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": "Error (docs/protocol.md, Errors)"}
     for status in _ERROR_STATUSES
 }
-_STREAM_CONTENT = {"text/event-stream": {"schema": {"type": "string"}}}
+# One SSE event as a fuzzer or client sees it: `data` is compact JSON (docs/protocol.md).
+_SSE_EVENT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "event": {"enum": ["run", "status", "stage-start", "delta", "stage-end", "done", "error"]},
+        "id": {"type": "string", "pattern": "^[1-9][0-9]*$"},
+        "data": {"type": "string", "pattern": "^\\{.*\\}$"},
+    },
+    "required": ["event", "id", "data"],
+}
+_STREAM_CONTENT = {"text/event-stream": {"schema": _SSE_EVENT_SCHEMA}}
 
 
 def _responses(result_model: type) -> dict[int | str, dict[str, Any]]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from ..errors import ApiError
-from ..schemas import CancelResult
+from ..schemas import CancelResult, ErrorBody
 
 router = APIRouter()
 
+_ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 404, 413, 500)}
 
-@router.post("/v1/runs/{run_id}/cancel", response_model=CancelResult)
+
+@router.post("/v1/runs/{run_id}/cancel", response_model=CancelResult, responses=_ERRORS)
 def cancel_run(run_id: str, request: Request) -> CancelResult:
     run = request.app.state.services.runs.get(run_id)
     if run is None:
