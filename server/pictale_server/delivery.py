@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from .errors import ApiError
 from .flows import Flow
@@ -78,30 +79,52 @@ def stream_response(
         finally:
             await queue.put(_END)
 
+    finished = False
+    producer: asyncio.Task | None = None
+
     async def body() -> AsyncIterator[bytes]:
+        nonlocal finished, producer
         encoder = EventEncoder()
         yield encoder.encode("run", {"id": run.id})
         queue: asyncio.Queue = asyncio.Queue()
         producer = asyncio.create_task(produce(queue))
-        finished = False
-        try:
-            while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), ping_interval_s)
-                except TimeoutError:
-                    yield PING
-                    continue
-                if item is _END:
-                    finished = True
-                    return
-                name, data = item
-                yield encoder.encode(name, data)
-        finally:
-            if not finished:  # the client went away mid-stream
-                run.request_cancel()
-            producer.cancel()
+        while True:
+            try:
+                item = await asyncio.wait_for(queue.get(), ping_interval_s)
+            except TimeoutError:
+                yield PING
+                continue
+            if item is _END:
+                finished = True
+                return
+            name, data = item
+            yield encoder.encode(name, data)
 
-    return StreamingResponse(body(), media_type=SSE_MEDIA_TYPE, headers=SSE_HEADERS)
+    def on_close() -> None:
+        if finished:
+            return
+        # The client went away, perhaps before the first byte: stop the run's work.
+        run.request_cancel()
+        if producer is not None:
+            producer.cancel()  # its iteration of the flow ends the run in the registry
+        elif not run.ended:
+            runs.end(run, "cancelled")
+
+    return _RunStreamResponse(body(), on_close=on_close)
+
+
+class _RunStreamResponse(StreamingResponse):
+    """An SSE response that calls `on_close` however it ends: done, error or disconnect."""
+
+    def __init__(self, content: AsyncIterator[bytes], *, on_close: Callable[[], None]) -> None:
+        super().__init__(content, media_type=SSE_MEDIA_TYPE, headers=SSE_HEADERS)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._on_close()
 
 
 async def _cancel_on_disconnect(request: Request, run: Run) -> None:

@@ -188,3 +188,42 @@ def test_idempotency_keys_are_validated(serve):
     response = served.client.post("/v1/narrate", json={"instruction": "A"}, headers={"Idempotency-Key": "a b"})
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "Idempotency-Key"
+
+
+def test_a_stream_whose_client_left_before_reading_is_cancelled():
+    import asyncio
+    import json
+
+    from conftest import make_settings
+    from fakes import FakeGate
+    from pictale_server.app import create_app
+
+    engine = held_engine()
+    app = create_app(engine, make_settings(), gate=FakeGate())
+    services = app.state.services
+    body = json.dumps({"instruction": "A", "stream": True}).encode()
+    scope = {
+        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
+        "method": "POST", "scheme": "http", "path": "/v1/narrate", "raw_path": b"/v1/narrate",
+        "query_string": b"", "root_path": "", "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 80),
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+    }
+
+    async def scenario() -> None:
+        services.scheduler.start()
+        services.loader.start()
+        inbox = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> dict:
+            return inbox.pop(0) if inbox else {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            return None
+
+        await app(scope, receive, send)
+
+    asyncio.run(scenario())
+    services.scheduler.stop()  # returns once the worker is idle: a held job would block it
+    assert services.runs.live() == []
+    assert all(call.finish_reason == "cancelled" for call in engine.calls)
