@@ -16,7 +16,10 @@ def main() -> None:
     engine = load_engine(settings)  # returns at once; the app loads the models in the background
     app = create_app(engine, settings)
     print(f"pictale server: http://{settings.host}:{settings.port}", flush=True)
-    print(f"  profile {engine.profile}: vision {engine.vision_id}, writer {engine.writer_id}", flush=True)
+    print(
+        f"  profile {engine.profile}: vision {engine.vision_id}, writer {engine.writer_id}",
+        flush=True,
+    )
     if engine.profile == "dev":
         print(
             "  dev profile: tiny random-weight models, so every output is random text;"

@@ -82,9 +82,13 @@ def create_app(
     install_error_handlers(app)
 
     authenticate = make_authenticate(settings.api_keys)
-    limiter = RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
+    limiter = (
+        RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
+    )
     app.include_router(health.router)
-    app.include_router(generate.router, dependencies=[Depends(make_rate_limit(limiter, authenticate))])
+    app.include_router(
+        generate.router, dependencies=[Depends(make_rate_limit(limiter, authenticate))]
+    )
     app.include_router(runs.router, dependencies=[Depends(authenticate)])
 
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)

@@ -35,11 +35,15 @@ def make_authenticate(api_keys: list[str]) -> Callable[[Request], str]:
 
     def authenticate(request: Request) -> str:
         if not keys:
-            request.state.caller = "client:" + (request.client.host if request.client else "unknown")
+            request.state.caller = "client:" + (
+                request.client.host if request.client else "unknown"
+            )
             return request.state.caller
         token = _bearer_token(request)
         if token is None:
-            raise ApiError("unauthorized", "Missing bearer token: send Authorization: Bearer <key>.")
+            raise ApiError(
+                "unauthorized", "Missing bearer token: send Authorization: Bearer <key>."
+            )
         presented = token.encode()
         # Compare against every key so the time taken does not tell which one nearly matched.
         matched = [hmac.compare_digest(presented, key) for key in keys]
@@ -51,7 +55,9 @@ def make_authenticate(api_keys: list[str]) -> Callable[[Request], str]:
     return authenticate
 
 
-def make_rate_limit(limiter: RateLimiter | None, authenticate: Callable[[Request], str]) -> Callable[[Request], str]:
+def make_rate_limit(
+    limiter: RateLimiter | None, authenticate: Callable[[Request], str]
+) -> Callable[[Request], str]:
     """A dependency for generation routes: authenticates, then counts the request."""
 
     def rate_limited_caller(request: Request) -> str:

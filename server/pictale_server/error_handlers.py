@@ -84,6 +84,8 @@ def install_error_handlers(app: FastAPI) -> None:
             )
             return error_json(request, error, status=405)
         if exc.status_code == 400:
-            return error_json(request, ApiError("invalid_request", "The request body could not be read."))
+            return error_json(
+                request, ApiError("invalid_request", "The request body could not be read.")
+            )
         error = ApiError("internal", "Internal server error.")
         return error_json(request, error)

@@ -17,7 +17,13 @@ from . import prompts
 from .engine.base import ChatMessage, Engine, Finished, Sampling
 from .runs import Run
 from .scheduler import Scheduler
-from .schemas import DescribeOverrides, DescribeRequest, NarrateOverrides, NarrateRequest, PipelineRequest
+from .schemas import (
+    DescribeOverrides,
+    DescribeRequest,
+    NarrateOverrides,
+    NarrateRequest,
+    PipelineRequest,
+)
 from .stages import Event, StageRunner, cancelled_result, generation_work
 
 _SAMPLING_FIELDS = {f.name for f in fields(Sampling)}
@@ -34,7 +40,9 @@ class FlowContext:
     run: Run
     engine: Engine
     scheduler: Scheduler
-    gate: Any  # SafetyGate: check_text(fields, request_id=), check_image(image, engine, request_id=)
+    gate: (
+        Any  # SafetyGate: check_text(fields, request_id=), check_image(image, engine, request_id=)
+    )
     request_id: str
 
 
@@ -54,8 +62,13 @@ def _history(request: NarrateRequest | NarrateOverrides) -> list[ChatMessage]:
 
 
 def _describe_runner(
-    ctx: FlowContext, image: Image, request: DescribeRequest | DescribeOverrides, style: str,
-    *, check_before: bool, check_after: bool,
+    ctx: FlowContext,
+    image: Image,
+    request: DescribeRequest | DescribeOverrides,
+    style: str,
+    *,
+    check_before: bool,
+    check_after: bool,
 ) -> StageRunner:
     messages = prompts.describe_messages(style, request.prompt, request.system)
     sampling = sampling_for("describe", style, request.sampling_overrides())
@@ -90,8 +103,12 @@ class DescribeFlow:
     def __init__(self, ctx: FlowContext, image: Image, request: DescribeRequest) -> None:
         self._ctx = ctx
         self._stage = _describe_runner(
-            ctx, image, request, request.style or "detailed",
-            check_before=has_custom_vision_prompt(request), check_after=False,
+            ctx,
+            image,
+            request,
+            request.style or "detailed",
+            check_before=has_custom_vision_prompt(request),
+            check_after=False,
         )
 
     def start(self) -> None:
@@ -132,8 +149,12 @@ class PipelineFlow:
         self._request = request
         custom = has_custom_vision_prompt(request.describe)
         self._describe = _describe_runner(
-            ctx, image, request.describe, request.describe.style or "scene",
-            check_before=custom, check_after=not custom,
+            ctx,
+            image,
+            request.describe,
+            request.describe.style or "scene",
+            check_before=custom,
+            check_after=not custom,
         )
 
     def start(self) -> None:
@@ -153,7 +174,10 @@ class PipelineFlow:
                 request_id=ctx.request_id,
             )
             messages = prompts.narrate_messages(
-                self._request.instruction, description["text"], overrides.system, _history(overrides)
+                self._request.instruction,
+                description["text"],
+                overrides.system,
+                _history(overrides),
             )
             narrate = _narrate_runner(
                 ctx, messages, sampling_for("narrate", None, overrides.sampling_overrides())

@@ -37,7 +37,9 @@ def request_id_from(scope: Scope) -> str:
     return new_request_id()
 
 
-def error_response_messages(error: ApiError, request_id: str, status: int | None = None) -> list[Message]:
+def error_response_messages(
+    error: ApiError, request_id: str, status: int | None = None
+) -> list[Message]:
     body = json.dumps(error.body(request_id), separators=(",", ":")).encode()
     headers = [
         (b"content-type", b"application/json"),
@@ -70,7 +72,9 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                headers = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"
+                ]
                 headers.append((b"x-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)

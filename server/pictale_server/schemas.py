@@ -122,9 +122,9 @@ def _history_total(history: list[HistoryTurn] | None) -> list[HistoryTurn] | Non
 
 class _NarrateFields(_SamplingFields):
     system: str | None = Field(None, max_length=8_000)
-    history: Annotated[
-        list[HistoryTurn] | None, AfterValidator(_history_total)
-    ] = Field(None, max_length=MAX_HISTORY_TURNS)
+    history: Annotated[list[HistoryTurn] | None, AfterValidator(_history_total)] = Field(
+        None, max_length=MAX_HISTORY_TURNS
+    )
     max_tokens: int | None = Field(None, ge=1, le=4096)
 
 
@@ -219,4 +219,3 @@ class ErrorInfo(BaseModel):
 
 class ErrorBody(BaseModel):
     error: ErrorInfo
-

@@ -76,7 +76,11 @@ def stage_result(model: str, text: str, outcome: StageOutcome, arrived: float) -
     finished = outcome.finished
     first = outcome.first_token if outcome.first_token is not None else outcome.ended
     decoding = outcome.ended - first
-    rate = (finished.output_tokens - 1) / decoding if finished.output_tokens >= 2 and decoding > 0 else 0.0
+    rate = (
+        (finished.output_tokens - 1) / decoding
+        if finished.output_tokens >= 2 and decoding > 0
+        else 0.0
+    )
     return {
         "text": text,
         "finish_reason": finished.finish_reason,

@@ -22,7 +22,9 @@ from pictale_server.app import create_app
 from pictale_server.settings import Settings
 
 
-def png_data_url(size: tuple[int, int] = (8, 6), colour: tuple[int, int, int] = (200, 30, 30)) -> str:
+def png_data_url(
+    size: tuple[int, int] = (8, 6), colour: tuple[int, int, int] = (200, 30, 30)
+) -> str:
     buffer = io.BytesIO()
     Image.new("RGB", size, colour).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
@@ -40,7 +42,11 @@ def make_settings(**overrides: Any) -> Settings:
 @contextmanager
 def live_server(app: Any) -> Iterator[str]:
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", lifespan="on",
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        lifespan="on",
         timeout_graceful_shutdown=1,
     )
     server = uvicorn.Server(config)
@@ -126,7 +132,9 @@ def names(events: list[SseEvent]) -> list[str]:
 class LiveStream:
     """A streaming request read step by step: `until(...)` reads just as far as needed."""
 
-    def __init__(self, client: httpx.Client, path: str, body: dict[str, Any], **kwargs: Any) -> None:
+    def __init__(
+        self, client: httpx.Client, path: str, body: dict[str, Any], **kwargs: Any
+    ) -> None:
         self._context = client.stream("POST", path, json={**body, "stream": True}, **kwargs)
         self.response = self._context.__enter__()
         self._items = iter_sse(self.response)

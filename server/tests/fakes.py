@@ -162,7 +162,9 @@ class FakeGate:
         self.texts.append(dict(fields))
         self.request_ids.append(request_id)
         if any(self.refuse_marker in value for value in fields.values()):
-            raise ApiError("content_refused", "This request was refused by the content policy (text).")
+            raise ApiError(
+                "content_refused", "This request was refused by the content policy (text)."
+            )
 
     def check_image(self, image: Image, engine: object, *, request_id: str | None = None) -> None:
         self.image_threads.append(threading.current_thread().name)

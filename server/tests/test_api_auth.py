@@ -19,7 +19,12 @@ def test_keys_are_required_on_every_route_but_health(serve):
         ("/v1/runs/run_000000000000000000000000/cancel", {}),
     ]
     for path, body in requests:
-        for headers in [{}, bearer("wrong"), {"authorization": "key-one"}, {"authorization": "Basic a2V5LW9uZQ=="}]:
+        for headers in [
+            {},
+            bearer("wrong"),
+            {"authorization": "key-one"},
+            {"authorization": "Basic a2V5LW9uZQ=="},
+        ]:
             response = served.client.post(path, json=body, headers=headers)
             assert response.status_code == 401, (path, headers)
             assert response.json()["error"]["code"] == "unauthorized"
@@ -30,9 +35,13 @@ def test_keys_are_required_on_every_route_but_health(serve):
 def test_each_configured_key_works(serve):
     served = serve(api_keys=["key-one", "key-two"])
     for key in ("key-one", "key-two"):
-        response = served.client.post("/v1/narrate", json={"instruction": "Go."}, headers=bearer(key))
+        response = served.client.post(
+            "/v1/narrate", json={"instruction": "Go."}, headers=bearer(key)
+        )
         assert response.status_code == 200
-    unknown_run = served.client.post("/v1/runs/run_000000000000000000000000/cancel", headers=bearer("key-two"))
+    unknown_run = served.client.post(
+        "/v1/runs/run_000000000000000000000000/cancel", headers=bearer("key-two")
+    )
     assert unknown_run.status_code == 404
 
 
@@ -44,14 +53,22 @@ def test_no_keys_configured_means_open(serve):
 def test_rate_limit_per_key_answers_429_with_retry_after(serve):
     served = serve(api_keys=["key-one", "key-two"], rate_limit_per_minute=2)
     for _ in range(2):
-        ok = served.client.post("/v1/narrate", json={"instruction": "Go."}, headers=bearer("key-one"))
+        ok = served.client.post(
+            "/v1/narrate", json={"instruction": "Go."}, headers=bearer("key-one")
+        )
         assert ok.status_code == 200
-    limited = served.client.post("/v1/narrate", json={"instruction": "Go."}, headers=bearer("key-one"))
+    limited = served.client.post(
+        "/v1/narrate", json={"instruction": "Go."}, headers=bearer("key-one")
+    )
     assert limited.status_code == 429
     assert limited.json()["error"]["code"] == "rate_limited"
     assert 1 <= int(limited.headers["retry-after"]) <= 60
-    other = served.client.post("/v1/narrate", json={"instruction": "Go."}, headers=bearer("key-two"))
+    other = served.client.post(
+        "/v1/narrate", json={"instruction": "Go."}, headers=bearer("key-two")
+    )
     assert other.status_code == 200
     # Cancelling is never rate limited: a caller must always be able to stop its own work.
-    cancel = served.client.post("/v1/runs/run_000000000000000000000000/cancel", headers=bearer("key-one"))
+    cancel = served.client.post(
+        "/v1/runs/run_000000000000000000000000/cancel", headers=bearer("key-one")
+    )
     assert cancel.status_code == 404

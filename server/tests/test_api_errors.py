@@ -33,7 +33,9 @@ def test_every_response_carries_a_request_id(serve):
         served.client.get("/nowhere"),
     ]:
         assert GENERATED_ID.match(response.headers["x-request-id"])
-    with served.client.stream("POST", "/v1/narrate", json={"instruction": "Go.", "stream": True}) as stream:
+    with served.client.stream(
+        "POST", "/v1/narrate", json={"instruction": "Go.", "stream": True}
+    ) as stream:
         assert GENERATED_ID.match(stream.headers["x-request-id"])
 
 
@@ -56,14 +58,30 @@ def test_a_valid_client_request_id_is_echoed_and_an_invalid_one_replaced(serve):
         ("/v1/narrate", {"instruction": "Hi", "max_tokens": "5"}, "max_tokens"),
         ("/v1/narrate", {"instruction": "Hi", "top_p": 0}, "top_p"),
         ("/v1/narrate", {"instruction": "Hi", "stop": [""]}, "stop.0"),
-        ("/v1/narrate", {"instruction": "Hi", "history": [{"role": "system", "content": "x"}]}, "history.0.role"),
-        ("/v1/narrate", {"instruction": "Hi", "history": [{"role": "user", "content": "x" * 40_000}] * 2}, "history"),
+        (
+            "/v1/narrate",
+            {"instruction": "Hi", "history": [{"role": "system", "content": "x"}]},
+            "history.0.role",
+        ),
+        (
+            "/v1/narrate",
+            {"instruction": "Hi", "history": [{"role": "user", "content": "x" * 40_000}] * 2},
+            "history",
+        ),
         ("/v1/narrate", {"instruction": "Hi", "stream": "yes"}, "stream"),
         ("/v1/describe", {"image": IMAGE, "max_tokens": 2049}, "max_tokens"),
         ("/v1/describe", {"image": {"href": "x"}}, "image"),
         ("/v1/describe", {"image": IMAGE, "style": "poem"}, "style"),
-        ("/v1/pipeline", {"image": IMAGE, "instruction": "Hi", "narrate": {"max_tokens": 0}}, "narrate.max_tokens"),
-        ("/v1/pipeline", {"image": IMAGE, "instruction": "Hi", "describe": {"style": 3}}, "describe.style"),
+        (
+            "/v1/pipeline",
+            {"image": IMAGE, "instruction": "Hi", "narrate": {"max_tokens": 0}},
+            "narrate.max_tokens",
+        ),
+        (
+            "/v1/pipeline",
+            {"image": IMAGE, "instruction": "Hi", "describe": {"style": 3}},
+            "describe.style",
+        ),
     ],
 )
 def test_validation_errors_are_invalid_request_with_a_dotted_param(serve, path, body, param):
@@ -77,7 +95,11 @@ def test_every_field_error_is_listed(serve):
     served = serve()
     body = {"instruction": "", "temperature": 3, "top_k": -1}
     error = served.client.post("/v1/narrate", json=body).json()["error"]
-    assert {detail["param"] for detail in error["details"]} == {"instruction", "temperature", "top_k"}
+    assert {detail["param"] for detail in error["details"]} == {
+        "instruction",
+        "temperature",
+        "top_k",
+    }
 
 
 @pytest.mark.parametrize("content", [b"{not json", b"", b"[1, 2]", b'"text"', b"\xff\xfe"])

@@ -57,13 +57,22 @@ def test_narrate_plain_passes_fields_to_the_prompt_builder(serve):
             "instruction": "Write about the harbour.",
             "context": "A quiet harbour.",
             "system": "You write vivid prose.",
-            "history": [{"role": "user", "content": "Begin."}, {"role": "assistant", "content": "Waves."}],
+            "history": [
+                {"role": "user", "content": "Begin."},
+                {"role": "assistant", "content": "Waves."},
+            ],
         },
     )
     assert response.status_code == 200
     assert_stage_result(response.json(), "Once upon a time.", "fake/writer", 3)
     text = " ".join(m["content"] for m in served.engine.calls[0].messages)
-    for part in ("Write about the harbour.", "A quiet harbour.", "You write vivid prose.", "Begin.", "Waves."):
+    for part in (
+        "Write about the harbour.",
+        "A quiet harbour.",
+        "You write vivid prose.",
+        "Begin.",
+        "Waves.",
+    ):
         assert part in text
 
 
@@ -106,11 +115,26 @@ def test_describe_streamed(serve, how):
 
 def test_narrate_streamed(serve):
     served = serve()
-    with served.client.stream("POST", "/v1/narrate", json={"instruction": "Go.", "stream": True}) as response:
+    with served.client.stream(
+        "POST", "/v1/narrate", json={"instruction": "Go.", "stream": True}
+    ) as response:
         events = read_events(response)
-    assert names(events) == ["run", "status", "stage-start", "delta", "delta", "delta", "stage-end", "done"]
+    assert names(events) == [
+        "run",
+        "status",
+        "stage-start",
+        "delta",
+        "delta",
+        "delta",
+        "stage-end",
+        "done",
+    ]
     assert events[-1].data["text"] == "Once upon a time."
-    assert all(e.data["stage"] == "narrate" for e in events if e.name in ("delta", "stage-start", "stage-end"))
+    assert all(
+        e.data["stage"] == "narrate"
+        for e in events
+        if e.name in ("delta", "stage-start", "stage-end")
+    )
 
 
 def test_pipeline_streamed_runs_both_stages_in_order(serve):
@@ -120,8 +144,19 @@ def test_pipeline_streamed_runs_both_stages_in_order(serve):
     ) as response:
         events = read_events(response)
     assert names(events) == [
-        "run", "status", "stage-start", "delta", "delta", "stage-end",
-        "status", "stage-start", "delta", "delta", "delta", "stage-end", "done",
+        "run",
+        "status",
+        "stage-start",
+        "delta",
+        "delta",
+        "stage-end",
+        "status",
+        "stage-start",
+        "delta",
+        "delta",
+        "delta",
+        "stage-end",
+        "done",
     ]
     stages = [e.data["stage"] for e in events if e.name == "stage-start"]
     assert stages == ["describe", "narrate"]
@@ -159,7 +194,9 @@ def test_max_tokens_cut_reports_length(serve):
 def test_multibyte_text_survives_streaming(serve):
     tokens = ["Snow fell — ", "雪 — softly.", " 🌙"]
     served = serve(FakeEngine(writer=Script(tokens)))
-    with served.client.stream("POST", "/v1/narrate", json={"instruction": "Go.", "stream": True}) as response:
+    with served.client.stream(
+        "POST", "/v1/narrate", json={"instruction": "Go.", "stream": True}
+    ) as response:
         events = read_events(response)
     assert [e.data["text"] for e in events if e.name == "delta"] == tokens
     assert events[-1].data["text"] == "".join(tokens)

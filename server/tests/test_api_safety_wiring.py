@@ -70,8 +70,12 @@ def test_pipeline_refuses_when_the_description_trips_the_text_gate(serve):
 
 def test_describe_checks_prompt_and_system_text(serve):
     served = serve()
-    assert served.client.post("/v1/describe", json={"image": IMAGE, "system": MARK}).status_code == 403
-    assert served.client.post("/v1/describe", json={"image": IMAGE, "prompt": MARK}).status_code == 403
+    assert (
+        served.client.post("/v1/describe", json={"image": IMAGE, "system": MARK}).status_code == 403
+    )
+    assert (
+        served.client.post("/v1/describe", json={"image": IMAGE, "prompt": MARK}).status_code == 403
+    )
     assert served.engine.calls == []
 
 
@@ -81,7 +85,9 @@ def test_describe_checks_the_image_only_for_a_custom_prompt(serve):
     assert plain.status_code == 200
     assert served.gate.image_threads == []
 
-    custom = served.client.post("/v1/describe", json={"image": IMAGE, "prompt": "Tell a story about it."})
+    custom = served.client.post(
+        "/v1/describe", json={"image": IMAGE, "prompt": "Tell a story about it."}
+    )
     assert custom.status_code == 403
     assert served.gate.image_threads == ["pictale-vision"]
     assert len(served.engine.calls) == 1  # the refused one never generated
@@ -90,7 +96,12 @@ def test_describe_checks_the_image_only_for_a_custom_prompt(serve):
 
 def test_pipeline_with_a_custom_describe_prompt_checks_the_image_first(serve):
     served = serve(gate=FakeGate(refuse_images=True))
-    body = {"image": IMAGE, "instruction": "Go.", "describe": {"system": "Be exact."}, "stream": True}
+    body = {
+        "image": IMAGE,
+        "instruction": "Go.",
+        "describe": {"system": "Be exact."},
+        "stream": True,
+    }
     with served.client.stream("POST", "/v1/pipeline", json=body) as response:
         events = read_events(response)
     assert [e.name for e in events] == ["run", "status", "stage-start", "error"]
@@ -111,5 +122,7 @@ def test_logs_carry_ids_and_codes_but_never_content(serve, caplog):
     joined = "\n".join(messages)
     assert secret not in joined and "Once upon" not in joined and "iVBOR" not in joined
     access = [m for m in messages if m.startswith("request_id=")]
-    assert any(ok.headers["x-request-id"] in m and "status=200" in m and "/v1/narrate" in m for m in access)
+    assert any(
+        ok.headers["x-request-id"] in m and "status=200" in m and "/v1/narrate" in m for m in access
+    )
     assert any(refused.headers["x-request-id"] in m and "code=content_refused" in m for m in access)

@@ -160,7 +160,9 @@ def test_plain_request_cancelled_by_route_returns_partial_text(serve):
     served.engine.wait_for_calls(1)
     # The run id is not known to a plain caller; a retry with the same key cancels it.
     retry = served.client.post(
-        "/v1/narrate", json={"instruction": "A", "max_tokens": 1}, headers={"Idempotency-Key": "plain-1"}
+        "/v1/narrate",
+        json={"instruction": "A", "max_tokens": 1},
+        headers={"Idempotency-Key": "plain-1"},
     )
     thread.join()
     assert result["body"]["finish_reason"] == "cancelled"
@@ -172,10 +174,14 @@ def test_idempotent_retry_replaces_a_queued_job(serve):
     served = serve(held_engine(), queue_depth=1)
     running = LiveStream(served.client, "/v1/narrate", {"instruction": "A"})
     running.until_name("delta")
-    first_try = LiveStream(served.client, "/v1/narrate", {"instruction": "B"}, headers={"Idempotency-Key": "k-1"})
+    first_try = LiveStream(
+        served.client, "/v1/narrate", {"instruction": "B"}, headers={"Idempotency-Key": "k-1"}
+    )
     first_try.until_name("status")
     # The queue is full, but the retry takes its own earlier attempt's place.
-    retry = LiveStream(served.client, "/v1/narrate", {"instruction": "B"}, headers={"Idempotency-Key": "k-1"})
+    retry = LiveStream(
+        served.client, "/v1/narrate", {"instruction": "B"}, headers={"Idempotency-Key": "k-1"}
+    )
     assert retry.until_name("status").data == {"state": "queued", "position": 1}
     assert first_try.rest()[-1].data["finish_reason"] == "cancelled"
     served.engine.release.set()
@@ -185,7 +191,9 @@ def test_idempotent_retry_replaces_a_queued_job(serve):
 
 def test_idempotency_keys_are_validated(serve):
     served = serve()
-    response = served.client.post("/v1/narrate", json={"instruction": "A"}, headers={"Idempotency-Key": "a b"})
+    response = served.client.post(
+        "/v1/narrate", json={"instruction": "A"}, headers={"Idempotency-Key": "a b"}
+    )
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "Idempotency-Key"
 
@@ -203,11 +211,21 @@ def test_a_stream_whose_client_left_before_reading_is_cancelled():
     services = app.state.services
     body = json.dumps({"instruction": "A", "stream": True}).encode()
     scope = {
-        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
-        "method": "POST", "scheme": "http", "path": "/v1/narrate", "raw_path": b"/v1/narrate",
-        "query_string": b"", "root_path": "", "client": ("127.0.0.1", 5000),
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/narrate",
+        "raw_path": b"/v1/narrate",
+        "query_string": b"",
+        "root_path": "",
+        "client": ("127.0.0.1", 5000),
         "server": ("127.0.0.1", 80),
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
     }
 
     async def scenario() -> None:

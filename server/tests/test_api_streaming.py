@@ -31,7 +31,17 @@ def test_loading_server_streams_status_then_runs(serve):
     assert stream.until_name("status").data == {"state": "loading"}
     load_gate.set()
     events = stream.rest()
-    assert names(events) == ["run", "status", "status", "stage-start", "delta", "delta", "delta", "stage-end", "done"]
+    assert names(events) == [
+        "run",
+        "status",
+        "status",
+        "stage-start",
+        "delta",
+        "delta",
+        "delta",
+        "stage-end",
+        "done",
+    ]
     assert events[2].data == {"state": "running"}
     assert served.client.get("/health").json()["status"] == "ok"
 
@@ -40,7 +50,10 @@ def test_loading_server_answers_plain_requests_503(serve):
     load_gate = threading.Event()
     served = serve(FakeEngine(loaded=False, load_gate=load_gate))
     try:
-        for path, body in [("/v1/narrate", {"instruction": "Go."}), ("/v1/describe", {"image": IMAGE})]:
+        for path, body in [
+            ("/v1/narrate", {"instruction": "Go."}),
+            ("/v1/describe", {"image": IMAGE}),
+        ]:
             response = served.client.post(path, json=body)
             assert response.status_code == 503
             assert response.json()["error"]["code"] == "not_ready"
@@ -51,7 +64,9 @@ def test_loading_server_answers_plain_requests_503(serve):
 
 def test_engine_failure_mid_stream_is_an_error_event(serve):
     served = serve(FakeEngine(writer=Script(["Hel", "lo"], fail_after=1)))
-    with served.client.stream("POST", "/v1/narrate", json={"instruction": "Go.", "stream": True}) as response:
+    with served.client.stream(
+        "POST", "/v1/narrate", json={"instruction": "Go.", "stream": True}
+    ) as response:
         events = read_events(response)
     assert names(events) == ["run", "status", "stage-start", "delta", "error"]
     error = events[-1].data
@@ -76,7 +91,9 @@ def test_engine_refusing_the_prompt_keeps_its_code(serve):
     served = serve(FakeEngine(writer=Script(["x"], error_first=too_long)))
     plain = served.client.post("/v1/narrate", json={"instruction": "Go."})
     assert plain.status_code == 400 and plain.json()["error"]["code"] == "invalid_request"
-    with served.client.stream("POST", "/v1/narrate", json={"instruction": "Go.", "stream": True}) as response:
+    with served.client.stream(
+        "POST", "/v1/narrate", json={"instruction": "Go.", "stream": True}
+    ) as response:
         events = read_events(response)
     assert events[-1].name == "error"
     assert events[-1].data["code"] == "invalid_request"
@@ -107,11 +124,14 @@ def test_pipeline_image_refusal_plain_is_403(serve):
 def test_stream_errors_before_opening_are_plain_http_errors(serve):
     served = serve(gate=FakeGate())
     response = served.client.post(
-        "/v1/narrate", json={"instruction": "REFUSE-ME", "stream": True},
+        "/v1/narrate",
+        json={"instruction": "REFUSE-ME", "stream": True},
         headers={"accept": "text/event-stream"},
     )
     assert response.status_code == 403
     assert response.headers["content-type"].startswith("application/json")
-    bad_image = served.client.post("/v1/describe", json={"image": "data:image/png;base64,@@@", "stream": True})
+    bad_image = served.client.post(
+        "/v1/describe", json={"image": "data:image/png;base64,@@@", "stream": True}
+    )
     assert bad_image.status_code == 400
     assert bad_image.json()["error"]["code"] == "invalid_image"

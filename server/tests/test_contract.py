@@ -72,17 +72,26 @@ def test_invalid_requests_get_the_recorded_error(contract_client, case):
     ErrorBody.model_validate(response.json())
 
 
-@pytest.mark.parametrize("case", ERRORS, ids=lambda case: f"{case['status']}-{case['body']['error']['code']}")
+@pytest.mark.parametrize(
+    "case", ERRORS, ids=lambda case: f"{case['status']}-{case['body']['error']['code']}"
+)
 def test_error_fixtures_have_the_shape_the_server_produces(case):
     fixture = case["body"]["error"]
     ErrorBody.model_validate(case["body"])
     status, retryable = ERROR_CODES[fixture["code"]]
-    assert case["status"] == status or (fixture["code"] == "invalid_request" and case["status"] == 422)
+    assert case["status"] == status or (
+        fixture["code"] == "invalid_request" and case["status"] == 422
+    )
     retry_after = int(case["headers"]["retry-after"]) if "retry-after" in case["headers"] else None
-    assert (retry_after is not None) == (fixture["code"] in ("queue_full", "rate_limited", "not_ready"))
+    assert (retry_after is not None) == (
+        fixture["code"] in ("queue_full", "rate_limited", "not_ready")
+    )
     error = ApiError(
-        fixture["code"], fixture["message"], param=fixture.get("param"),
-        details=fixture.get("details"), retry_after=retry_after,
+        fixture["code"],
+        fixture["message"],
+        param=fixture.get("param"),
+        details=fixture.get("details"),
+        retry_after=retry_after,
     )
     assert error.body(fixture["request_id"]) == case["body"]
     headers = {k.lower(): v for k, v in error.response_headers().items()}
@@ -108,20 +117,25 @@ def test_the_encoder_writes_the_recorded_streams_byte_for_byte(stream):
     raw = (CONTRACT / stream["file"]).read_bytes()
     encoder = EventEncoder()
     encoded = b"".join(
-        PING if item is None else encoder.encode(*item) for item in parse_sse_file(raw.decode("utf-8"))
+        PING if item is None else encoder.encode(*item)
+        for item in parse_sse_file(raw.decode("utf-8"))
     )
     assert encoded == raw
 
 
 @pytest.mark.parametrize("stream", STREAMS, ids=lambda stream: stream["name"])
 def test_recorded_results_fit_the_result_models(stream):
-    items = [item for item in parse_sse_file((CONTRACT / stream["file"]).read_text("utf-8")) if item]
+    items = [
+        item for item in parse_sse_file((CONTRACT / stream["file"]).read_text("utf-8")) if item
+    ]
     model = PipelineResult if stream["route"] == "/v1/pipeline" else StageRunResult
     for name, data in items:
         if name == "done":
             assert model.model_validate(data).model_dump() == data == stream["result"]
         if name == "stage-end":
-            StageRunResult.model_validate({"id": "run_0", **{k: v for k, v in data.items() if k != "stage"}})
+            StageRunResult.model_validate(
+                {"id": "run_0", **{k: v for k, v in data.items() if k != "stage"}}
+            )
         if name == "error":
             assert set(data) <= {"code", "message", "retryable", "request_id"}
             assert data["retryable"] == ERROR_CODES[data["code"]][1]

@@ -64,7 +64,10 @@ def test_jobs_run_in_order_on_the_model_thread(worker):
         second_items = await until_ended(second)
         third_items = await until_ended(third)
         assert ran == ["first", "second", "third"]
-        assert isinstance(second_items[0], Started) and second_items[1:] == ["second-output", Ended()]
+        assert isinstance(second_items[0], Started) and second_items[1:] == [
+            "second-output",
+            Ended(),
+        ]
         assert third_items[0] == Queued(1)  # moved up when the second one started
 
     asyncio.run(scenario())

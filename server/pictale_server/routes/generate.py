@@ -89,7 +89,9 @@ async def _serve(
     started = False
     try:
         flow = build_flow(
-            FlowContext(run, services.engine, services.scheduler, services.gate, request.state.request_id)
+            FlowContext(
+                run, services.engine, services.scheduler, services.gate, request.state.request_id
+            )
         )
         if services.loader.ready:
             flow.start()
@@ -99,8 +101,12 @@ async def _serve(
         raise
     if stream:
         return stream_response(
-            request, services.runs, run, flow,
-            loader=services.loader, started=started,
+            request,
+            services.runs,
+            run,
+            flow,
+            loader=services.loader,
+            started=started,
             ping_interval_s=services.settings.ping_interval_s,
         )
     return await json_response(request, services.runs, run, flow)
@@ -122,7 +128,10 @@ async def describe(
         services.loader.check_ready()
     image = await services.load_image(body.image)
     return await _serve(
-        request, services, stream=stream, idempotency_key=key,
+        request,
+        services,
+        stream=stream,
+        idempotency_key=key,
         build_flow=lambda ctx: DescribeFlow(ctx, image, body),
     )
 
@@ -135,15 +144,21 @@ async def narrate(
 ) -> Response:
     services: Services = request.app.state.services
     key = _idempotency_key(idempotency_key)
-    services.gate.check_text({
-        **_text_fields(instruction=body.instruction, context=body.context, system=body.system),
-        **_history_fields("history", body.history),
-    }, request_id=request.state.request_id)
+    services.gate.check_text(
+        {
+            **_text_fields(instruction=body.instruction, context=body.context, system=body.system),
+            **_history_fields("history", body.history),
+        },
+        request_id=request.state.request_id,
+    )
     stream = _wants_stream(request, body.stream)
     if not stream:
         services.loader.check_ready()
     return await _serve(
-        request, services, stream=stream, idempotency_key=key,
+        request,
+        services,
+        stream=stream,
+        idempotency_key=key,
         build_flow=lambda ctx: NarrateFlow(ctx, body),
     )
 
@@ -156,19 +171,28 @@ async def pipeline(
 ) -> Response:
     services: Services = request.app.state.services
     key = _idempotency_key(idempotency_key)
-    services.gate.check_text({
-        **_text_fields(
-            instruction=body.instruction,
-            **{"describe.prompt": body.describe.prompt, "describe.system": body.describe.system},
-            **{"narrate.system": body.narrate.system},
-        ),
-        **_history_fields("narrate.history", body.narrate.history),
-    }, request_id=request.state.request_id)
+    services.gate.check_text(
+        {
+            **_text_fields(
+                instruction=body.instruction,
+                **{
+                    "describe.prompt": body.describe.prompt,
+                    "describe.system": body.describe.system,
+                },
+                **{"narrate.system": body.narrate.system},
+            ),
+            **_history_fields("narrate.history", body.narrate.history),
+        },
+        request_id=request.state.request_id,
+    )
     stream = _wants_stream(request, body.stream)
     if not stream:
         services.loader.check_ready()
     image = await services.load_image(body.image)
     return await _serve(
-        request, services, stream=stream, idempotency_key=key,
+        request,
+        services,
+        stream=stream,
+        idempotency_key=key,
         build_flow=lambda ctx: PipelineFlow(ctx, image, body),
     )
