@@ -8,7 +8,6 @@ waits for the ASGI `http.disconnect` message.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator, Callable
 
 from fastapi import Request
@@ -21,8 +20,6 @@ from .readiness import ModelLoader
 from .runs import Run, RunRegistry
 from .sse import PING, SSE_HEADERS, SSE_MEDIA_TYPE, EventEncoder
 from .stages import Event, internal_error
-
-logger = logging.getLogger("pictale.server")
 
 _END = object()
 
@@ -137,14 +134,18 @@ async def _cancel_on_disconnect(request: Request, run: Run) -> None:
 
 async def json_response(request: Request, runs: RunRegistry, run: Run, flow: Flow) -> JSONResponse:
     watcher = asyncio.create_task(_cancel_on_disconnect(request, run))
+    result: dict | None = None
     try:
+        # Iterated to the end (`done` is last), so the run is recorded as ended before answering.
         async for name, data in _drive(runs, run, flow):
             if name == "done":
-                return JSONResponse(data)
+                result = data
     except ApiError:
         raise
     except Exception as exc:
         raise internal_error(exc) from exc
     finally:
         watcher.cancel()
-    raise internal_error(RuntimeError("the flow ended without a result"))
+    if result is None:
+        raise internal_error(RuntimeError("the flow ended without a result"))
+    return JSONResponse(result)

@@ -168,6 +168,9 @@ def test_plain_request_cancelled_by_route_returns_partial_text(serve):
     assert result["body"]["finish_reason"] == "cancelled"
     assert result["body"]["text"] == "Once"
     assert retry.json()["finish_reason"] == "length"
+    for body, state in [(result["body"], "cancelled"), (retry.json(), "done")]:
+        answer = served.client.post(f"/v1/runs/{body['id']}/cancel").json()
+        assert answer == {"id": body["id"], "cancelled": False, "state": state}
 
 
 def test_idempotent_retry_replaces_a_queued_job(serve):
