@@ -17,8 +17,12 @@ from .errors import ApiError
 from .rate_limit import RateLimiter
 
 
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
 def _caller_for_key(key: str) -> str:
-    return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+    return "key:" + _digest(key).hex()[:16]
 
 
 def _bearer_token(request: Request) -> str | None:
@@ -31,7 +35,8 @@ def _bearer_token(request: Request) -> str | None:
 
 def make_authenticate(api_keys: list[str]) -> Callable[[Request], str]:
     """A FastAPI dependency returning the caller id, or raising 401 `unauthorized`."""
-    keys = [key.encode() for key in api_keys]
+    # Digests have one length, so the comparison does not leak the keys' lengths either.
+    keys = [_digest(key) for key in api_keys]
 
     def authenticate(request: Request) -> str:
         if not keys:
@@ -44,7 +49,7 @@ def make_authenticate(api_keys: list[str]) -> Callable[[Request], str]:
             raise ApiError(
                 "unauthorized", "Missing bearer token: send Authorization: Bearer <key>."
             )
-        presented = token.encode()
+        presented = _digest(token)
         # Compare against every key so the time taken does not tell which one nearly matched.
         matched = [hmac.compare_digest(presented, key) for key in keys]
         if not any(matched):
