@@ -45,6 +45,10 @@ class Run:
         if self.cancel.is_set:
             hook()
 
+    def drop_hooks(self) -> None:
+        """Once the run has ended: its hooks hold the request's work (image, prompts)."""
+        self._on_cancel.clear()
+
     def request_cancel(self) -> bool:
         """Set the stop flag; False if the run had already ended."""
         if self.ended:
@@ -87,6 +91,7 @@ class RunRegistry:
         with self._lock:
             run.state = state
             run.ended_at = self._clock()
+            run.drop_hooks()
             if run.idempotency and self._by_key.get(run.idempotency) is run:
                 del self._by_key[run.idempotency]
 

@@ -74,3 +74,27 @@ def test_idempotency_keys_are_per_caller_and_per_live_run():
     registry.end(mine, "done")
     later = registry.create(0.0, "caller-a", "key-1")
     assert not later.cancel.is_set and mine.state == "done"
+
+
+def test_an_ended_run_keeps_nothing_of_its_request():
+    import gc
+    import weakref
+
+    class Work:  # stands in for a job's image and prompts
+        pass
+
+    def hook_holding(work: Work):
+        return lambda: work
+
+    registry = RunRegistry()
+    run = registry.create(0.0, "c", None)
+    work = Work()
+    run.on_cancel(hook_holding(work))
+    alive = weakref.ref(work)
+    del work
+    gc.collect()
+    assert alive() is not None  # a live run holds its work, to cancel it
+    registry.end(run, "done")
+    gc.collect()
+    assert alive() is None
+    assert registry.get(run.id) is run
