@@ -18,7 +18,7 @@ Stage = Literal["describe", "narrate"]
 VISION_SYSTEM_PROMPT = (
     "You describe pictures accurately for a creative-writing application. Describe only what "
     "is visible; do not guess names or identities. When something is unclear, say so briefly. "
-    "Write plain prose without preamble such as \"This image shows\"."
+    'Write plain prose without preamble such as "This image shows".'
 )
 
 DESCRIBE_INSTRUCTIONS: dict[str, str] = {
@@ -39,7 +39,7 @@ DESCRIBE_INSTRUCTIONS: dict[str, str] = {
         "Mood: the atmosphere the picture conveys.\n"
         "Lighting: light sources, direction, colour and contrast.\n"
         "Notable objects: things a story could use, with their position.\n"
-        "Write \"none\" under a heading that does not apply."
+        'Write "none" under a heading that does not apply.'
     ),
 }
 
@@ -91,7 +91,9 @@ def describe_messages(
         raise ValueError(f"unknown describe style {style!r}")
     return [
         ChatMessage(role="system", content=system if system is not None else VISION_SYSTEM_PROMPT),
-        ChatMessage(role="user", content=prompt if prompt is not None else DESCRIBE_INSTRUCTIONS[style]),
+        ChatMessage(
+            role="user", content=prompt if prompt is not None else DESCRIBE_INSTRUCTIONS[style]
+        ),
     ]
 
 
@@ -106,10 +108,14 @@ def narrate_messages(
     history: Sequence[ChatMessage] | None = None,
 ) -> list[ChatMessage]:
     """Messages for the writer: system prompt, scene context, history, then the instruction."""
-    messages = [ChatMessage(role="system", content=system if system is not None else WRITER_SYSTEM_PROMPT)]
+    messages = [
+        ChatMessage(role="system", content=system if system is not None else WRITER_SYSTEM_PROMPT)
+    ]
     if context and context.strip():
         messages.append(ChatMessage(role="system", content=scene_context(context)))
-    messages.extend(ChatMessage(role=turn["role"], content=turn["content"]) for turn in history or [])
+    messages.extend(
+        ChatMessage(role=turn["role"], content=turn["content"]) for turn in history or []
+    )
     messages.append(ChatMessage(role="user", content=instruction))
     return messages
 
@@ -118,7 +124,9 @@ def default_sampling(stage: str, style: str | None = None) -> dict[str, Any]:
     """The contract's default sampling settings for a stage (and describe style)."""
     if stage not in DEFAULT_SAMPLING:
         raise ValueError(f"unknown stage {stage!r}")
-    values = {key: (list(v) if isinstance(v, list) else v) for key, v in DEFAULT_SAMPLING[stage].items()}
+    values = {
+        key: (list(v) if isinstance(v, list) else v) for key, v in DEFAULT_SAMPLING[stage].items()
+    }
     if stage == "describe":
         style = style or DEFAULT_DESCRIBE_STYLE
         if style not in DESCRIBE_MAX_TOKENS:

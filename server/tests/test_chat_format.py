@@ -1,13 +1,14 @@
 import pytest
 from transformers import AutoTokenizer
 
-from engine_fixtures import dev_cache_dir, dev_model_paths  # noqa: F401
 from pictale_server.engine.chat_format import (
     NEUTRAL_USER_TURN,
     format_chatml,
     format_tekken,
     normalize,
 )
+
+pytest_plugins = ["engine_fixtures"]
 
 
 def m(role, content):
@@ -33,7 +34,12 @@ def test_tekken_multi_turn_places_merged_system_in_the_last_user_turn():
 
 
 def test_tekken_folds_consecutive_turns_and_opens_with_a_user_turn():
-    messages = [m("assistant", "Once upon a time."), m("assistant", "The end?"), m("user", "Go on"), m("user", "Longer")]
+    messages = [
+        m("assistant", "Once upon a time."),
+        m("assistant", "The end?"),
+        m("user", "Go on"),
+        m("user", "Longer"),
+    ]
     assert format_tekken(messages) == (
         f"<s>[INST]{NEUTRAL_USER_TURN}[/INST]Once upon a time.\n\nThe end?</s>[INST]Go on\n\nLonger[/INST]"
     )
@@ -61,7 +67,9 @@ def test_chatml_puts_the_image_at_the_start_of_the_last_user_turn():
 
 def test_chatml_merges_system_messages():
     prompt = format_chatml([m("system", "A"), m("system", "B"), m("user", "u")], with_image=False)
-    assert prompt.startswith("<|im_start|>system\nA\n\nB<|im_end|>\n<|im_start|>user\nu<|im_end|>\n")
+    assert prompt.startswith(
+        "<|im_start|>system\nA\n\nB<|im_end|>\n<|im_start|>user\nu<|im_end|>\n"
+    )
 
 
 def _as_template_messages(messages):
@@ -74,7 +82,13 @@ def _as_template_messages(messages):
     "messages",
     [
         [m("system", "S"), m("user", "u")],
-        [m("system", "S1"), m("user", "u1"), m("assistant", "a1"), m("system", "S2"), m("user", "u2")],
+        [
+            m("system", "S1"),
+            m("user", "u1"),
+            m("assistant", "a1"),
+            m("system", "S2"),
+            m("user", "u2"),
+        ],
         [m("user", "only")],
     ],
 )
@@ -90,5 +104,9 @@ def test_python_chatml_format_matches_the_dev_tokenizers_jinja_template(dev_mode
         m("system", "Describe."),
         {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What?"}]},
     ]
-    rendered = tokenizer.apply_chat_template(template_messages, tokenize=False, add_generation_prompt=True)
-    assert format_chatml([m("system", "Describe."), m("user", "What?")], with_image=True) == rendered
+    rendered = tokenizer.apply_chat_template(
+        template_messages, tokenize=False, add_generation_prompt=True
+    )
+    assert (
+        format_chatml([m("system", "Describe."), m("user", "What?")], with_image=True) == rendered
+    )

@@ -2,14 +2,16 @@
 
 import pytest
 import torch
+from engine_fixtures import scene_image
 from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
-from engine_fixtures import dev_cache_dir, dev_model_paths, scene_image  # noqa: F401
 from pictale_server.engine.base import Sampling
 from pictale_server.engine.chat_format import format_chatml, format_tekken
 from pictale_server.engine.decode_loop import DecodeLoop
 from pictale_server.engine.runners import CausalLMRunner, QwenVLRunner, WriterPrompt
 from pictale_server.engine.vision_inputs import VisionPreprocessor
+
+pytest_plugins = ["engine_fixtures"]
 
 GREEDY = Sampling(max_tokens=24, temperature=0.0)
 CPU = torch.device("cpu")
@@ -17,11 +19,17 @@ CPU = torch.device("cpu")
 
 @pytest.fixture(scope="module")
 def writer(dev_model_paths):
-    model = AutoModelForCausalLM.from_pretrained(dev_model_paths.writer, dtype=torch.float32, attn_implementation="sdpa")
+    model = AutoModelForCausalLM.from_pretrained(
+        dev_model_paths.writer, dtype=torch.float32, attn_implementation="sdpa"
+    )
     tokenizer = AutoTokenizer.from_pretrained(dev_model_paths.writer)
     loop = DecodeLoop(
-        CausalLMRunner(model.eval()), config=model.config, cache_tokens=256,
-        vocab_size=model.config.vocab_size, device=CPU, path="eager",
+        CausalLMRunner(model.eval()),
+        config=model.config,
+        cache_tokens=256,
+        vocab_size=model.config.vocab_size,
+        device=CPU,
+        path="eager",
     )
     return model, tokenizer, loop
 
@@ -35,8 +43,10 @@ def test_greedy_tokens_match_hf_generate(writer):
     model, tokenizer, loop = writer
     ids = writer_prompt(tokenizer)
     ours = list(loop.tokens(WriterPrompt(ids), ids, GREEDY, seed=0))
-    reference = model.generate(ids, max_new_tokens=GREEDY.max_tokens, do_sample=False, eos_token_id=None)
-    assert ours == reference[0, ids.shape[1]:].tolist()
+    reference = model.generate(
+        ids, max_new_tokens=GREEDY.max_tokens, do_sample=False, eos_token_id=None
+    )
+    assert ours == reference[0, ids.shape[1] :].tolist()
 
 
 def test_step_logits_match_a_full_forward_over_the_sequence(writer):
@@ -44,7 +54,9 @@ def test_step_logits_match_a_full_forward_over_the_sequence(writer):
     ids = writer_prompt(tokenizer)
     step_logits = []
     tokens = []
-    for token in loop.tokens(WriterPrompt(ids), ids, Sampling(max_tokens=12, temperature=0.9, seed=3), seed=3):
+    for token in loop.tokens(
+        WriterPrompt(ids), ids, Sampling(max_tokens=12, temperature=0.9, seed=3), seed=3
+    ):
         step_logits.append(loop.logits.clone())
         tokens.append(token)
     full = torch.cat([ids, torch.tensor([tokens[:-1]])], dim=1)
@@ -59,7 +71,11 @@ def test_the_cache_is_reset_between_requests(writer):
     short_ids = writer_prompt(tokenizer)
     first = list(loop.tokens(WriterPrompt(short_ids), short_ids, GREEDY, seed=0))
     for _ in range(3):  # more total steps than the cache holds, across requests
-        list(loop.tokens(WriterPrompt(long_ids), long_ids, Sampling(max_tokens=60, temperature=1.0), seed=1))
+        list(
+            loop.tokens(
+                WriterPrompt(long_ids), long_ids, Sampling(max_tokens=60, temperature=1.0), seed=1
+            )
+        )
     again = list(loop.tokens(WriterPrompt(short_ids), short_ids, GREEDY, seed=0))
     assert again == first
     assert loop.written_tokens() == short_ids.shape[1] + GREEDY.max_tokens - 1
@@ -68,7 +84,9 @@ def test_the_cache_is_reset_between_requests(writer):
 def test_sampling_with_a_seed_is_reproducible(writer):
     _, tokenizer, loop = writer
     ids = writer_prompt(tokenizer)
-    settings = Sampling(max_tokens=30, temperature=1.0, top_p=0.95, min_p=0.02, repetition_penalty=1.1)
+    settings = Sampling(
+        max_tokens=30, temperature=1.0, top_p=0.95, min_p=0.02, repetition_penalty=1.1
+    )
     runs = [list(loop.tokens(WriterPrompt(ids), ids, settings, seed=s)) for s in (11, 11, 12)]
     assert runs[0] == runs[1] != runs[2]
 
@@ -77,12 +95,21 @@ def test_vision_greedy_tokens_match_hf_generate(dev_model_paths):
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
         dev_model_paths.vision, dtype=torch.float32, attn_implementation="sdpa"
     ).eval()
-    preprocessor = VisionPreprocessor.from_pretrained(dev_model_paths.vision, max_pixels=1280 * 28 * 28)
-    prompt = format_chatml([{"role": "system", "content": "Describe."}, {"role": "user", "content": "What?"}], with_image=True)
+    preprocessor = VisionPreprocessor.from_pretrained(
+        dev_model_paths.vision, max_pixels=1280 * 28 * 28
+    )
+    prompt = format_chatml(
+        [{"role": "system", "content": "Describe."}, {"role": "user", "content": "What?"}],
+        with_image=True,
+    )
     inputs = preprocessor(scene_image(), prompt)
     loop = DecodeLoop(
-        QwenVLRunner(model), config=model.config, cache_tokens=512,
-        vocab_size=model.config.text_config.vocab_size, device=CPU, path="eager",
+        QwenVLRunner(model),
+        config=model.config,
+        cache_tokens=512,
+        vocab_size=model.config.text_config.vocab_size,
+        device=CPU,
+        path="eager",
     )
     ours = list(loop.tokens(inputs, inputs.input_ids, GREEDY, seed=0))
     reference = model.generate(
@@ -100,7 +127,11 @@ def test_vision_greedy_tokens_match_hf_generate(dev_model_paths):
 def test_the_graph_path_falls_back_to_eager_without_cuda(writer):
     model, _, _ = writer
     loop = DecodeLoop(
-        CausalLMRunner(model), config=model.config, cache_tokens=64,
-        vocab_size=model.config.vocab_size, device=CPU, path="graph",
+        CausalLMRunner(model),
+        config=model.config,
+        cache_tokens=64,
+        vocab_size=model.config.vocab_size,
+        device=CPU,
+        path="graph",
     )
     assert loop.path == "eager"

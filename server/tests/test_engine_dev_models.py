@@ -3,10 +3,18 @@ import json
 import torch
 from transformers import AutoConfig, AutoTokenizer
 
-from engine_fixtures import dev_cache_dir, dev_model_paths  # noqa: F401
 from pictale_server.engine.dev.models import ensure_dev_models, recipe_hash
 
-QWEN_SPECIALS = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|endoftext|>"]
+pytest_plugins = ["engine_fixtures"]
+
+QWEN_SPECIALS = [
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|endoftext|>",
+]
 TEKKEN_SPECIALS = {"<unk>": 0, "<s>": 1, "</s>": 2, "[INST]": 3, "[/INST]": 4}
 
 
@@ -24,7 +32,9 @@ def test_the_tiny_vision_config_is_consistent(dev_model_paths):
     assert sum(text.rope_parameters["mrope_section"]) == head_dim // 2
     tokenizer = AutoTokenizer.from_pretrained(dev_model_paths.vision)
     assert text.eos_token_id == tokenizer.convert_tokens_to_ids("<|im_end|>")
-    assert text.bos_token_id == text.pad_token_id == tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    assert (
+        text.bos_token_id == text.pad_token_id == tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    )
     assert config.image_token_id == tokenizer.convert_tokens_to_ids("<|image_pad|>")
     assert text.vocab_size == len(tokenizer)
     assert config.vision_config.out_hidden_size == text.hidden_size

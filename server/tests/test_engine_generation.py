@@ -4,12 +4,14 @@ import math
 
 import pytest
 import torch
+from engine_fixtures import dev_settings, scene_image
 
-from engine_fixtures import dev_cache_dir, dev_engine, dev_model_paths, dev_settings, scene_image  # noqa: F401
 from pictale_server import prompts
 from pictale_server.engine.base import Cancel, Delta, Finished, Sampling
 from pictale_server.engine.loader import load_engine
 from pictale_server.errors import ApiError
+
+pytest_plugins = ["engine_fixtures"]
 
 NARRATE = prompts.narrate_messages("Tell a short story.", "A red circle beside the calm water.")
 DESCRIBE = prompts.describe_messages("caption")
@@ -23,7 +25,11 @@ def collect(chunks):
 
 
 def writer(engine, **sampling):
-    return collect(engine.stream_writer(NARRATE, Sampling(**{"max_tokens": 40, "seed": 5, **sampling}), Cancel()))
+    return collect(
+        engine.stream_writer(
+            NARRATE, Sampling(**{"max_tokens": 40, "seed": 5, **sampling}), Cancel()
+        )
+    )
 
 
 def test_the_dev_engine_reports_its_profile_and_models(dev_engine):
@@ -75,7 +81,9 @@ def test_cancel_mid_generation_stops_before_another_decode_step(dev_engine, monk
     monkeypatch.setattr(runner, "decode", lambda *args: steps.append(1) or original(*args))
     cancel = Cancel()
     chunks = []
-    for chunk in dev_engine.stream_writer(NARRATE, Sampling(max_tokens=200, temperature=0.0), cancel):
+    for chunk in dev_engine.stream_writer(
+        NARRATE, Sampling(max_tokens=200, temperature=0.0), cancel
+    ):
         chunks.append(chunk)
         if len(chunks) == 3:
             cancel.set()
@@ -93,12 +101,18 @@ def test_a_prompt_over_the_context_limit_is_refused_before_generating(dev_cache_
     assert (error.value.code, error.value.param) == ("invalid_request", "context")
     history = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello " * 40}]
     with pytest.raises(ApiError) as error:
-        engine.stream_writer(prompts.narrate_messages("Go on.", None, None, history), Sampling(max_tokens=16), Cancel())
+        engine.stream_writer(
+            prompts.narrate_messages("Go on.", None, None, history),
+            Sampling(max_tokens=16),
+            Cancel(),
+        )
     assert error.value.param == "history"
 
 
 def test_vision_streams_a_description(dev_engine):
-    text, finished = collect(dev_engine.stream_vision(scene_image(), DESCRIBE, Sampling(max_tokens=16, seed=1), Cancel()))
+    _, finished = collect(
+        dev_engine.stream_vision(scene_image(), DESCRIBE, Sampling(max_tokens=16, seed=1), Cancel())
+    )
     assert finished.input_tokens > 100  # the image tokens count as input
     assert 0 < finished.output_tokens <= 16
 
@@ -107,7 +121,9 @@ def test_vision_refuses_an_image_the_processor_cannot_take(dev_engine):
     from PIL import Image
 
     with pytest.raises(ApiError) as error:
-        dev_engine.stream_vision(Image.new("RGB", (6000, 20)), DESCRIBE, Sampling(max_tokens=4), Cancel())
+        dev_engine.stream_vision(
+            Image.new("RGB", (6000, 20)), DESCRIBE, Sampling(max_tokens=4), Cancel()
+        )
     assert error.value.code == "invalid_image"
 
 
@@ -122,12 +138,16 @@ def test_score_vision_options_gives_teacher_forced_log_probs(dev_engine):
     # Same number from a plain forward with the pixels (the engine reuses the image features).
     vision = dev_engine._vision
     prompt = dev_engine._vision_inputs(scene_image(), DESCRIBE)
-    answer = vision.tokenizer("No" + CHATML_ANSWER_END, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    answer = vision.tokenizer(
+        "No" + CHATML_ANSWER_END, add_special_tokens=False, return_tensors="pt"
+    )["input_ids"]
     full = dev_engine._vision_inputs(scene_image(), DESCRIBE, answer="No" + CHATML_ANSWER_END)
     assert full.input_ids[0, prompt.length :].tolist() == answer[0].tolist()
     with torch.no_grad():
         logits = vision.model(
-            input_ids=full.input_ids, pixel_values=full.pixel_values, image_grid_thw=full.image_grid_thw,
+            input_ids=full.input_ids,
+            pixel_values=full.pixel_values,
+            image_grid_thw=full.image_grid_thw,
             mm_token_type_ids=full.mm_token_type_ids,
         ).logits[0, prompt.length - 1 : full.length - 1]
     expected = torch.log_softmax(logits.float(), -1).gather(-1, answer[0].unsqueeze(-1)).sum()

@@ -31,13 +31,19 @@ def test_profile_defaults_to_dev_without_cuda_and_reference_with_it():
 def test_load_engine_picks_the_dev_profile_without_cuda_and_loads_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     engine = load_engine(Settings(cache_dir=tmp_path))
-    assert (engine.profile, engine.vision_id, engine.writer_id) == ("dev", DEV_VISION_ID, DEV_WRITER_ID)
+    assert (engine.profile, engine.vision_id, engine.writer_id) == (
+        "dev",
+        DEV_VISION_ID,
+        DEV_WRITER_ID,
+    )
     assert list(tmp_path.iterdir()) == []
 
 
 def test_reference_models_come_from_the_hub_cache_offline_at_the_pinned_revision():
     vision, writer = model_sources(Settings(), "reference")
-    assert vision == ModelSource(REFERENCE_VISION_ID, REFERENCE_VISION_ID, REFERENCE_VISION_REVISION, True)
+    assert vision == ModelSource(
+        REFERENCE_VISION_ID, REFERENCE_VISION_ID, REFERENCE_VISION_REVISION, True
+    )
     assert writer.id == REFERENCE_WRITER_ID and writer.local_files_only
 
 
@@ -59,7 +65,9 @@ def test_a_prepared_nf4_checkpoint_is_preferred(tmp_path):
 
 
 def test_custom_models_may_be_local_directories_or_hub_ids(tmp_path):
-    settings = Settings(vision_model=str(tmp_path), writer_model="acme/writer", writer_revision="v2")
+    settings = Settings(
+        vision_model=str(tmp_path), writer_model="acme/writer", writer_revision="v2"
+    )
     vision, writer = model_sources(settings, "custom")
     assert vision == ModelSource(str(tmp_path), str(tmp_path), None, True)
     assert writer == ModelSource("acme/writer", "acme/writer", "v2", False)
@@ -69,7 +77,12 @@ def test_cpu_loads_float32_with_sdpa_and_no_quantization():
     plan = plan_for(HUB, device=torch.device("cpu"), quantize=True, double_quant=True)
     assert plan == LoadPlan(torch.device("cpu"), torch.float32, quantize=False, double_quant=False)
     kwargs = from_pretrained_kwargs(HUB, plan)
-    assert kwargs == {"local_files_only": True, "revision": "main", "dtype": torch.float32, "attn_implementation": "sdpa"}
+    assert kwargs == {
+        "local_files_only": True,
+        "revision": "main",
+        "dtype": torch.float32,
+        "attn_implementation": "sdpa",
+    }
 
 
 def test_gpu_loads_bf16_nf4_onto_the_card(monkeypatch):
@@ -79,7 +92,11 @@ def test_gpu_loads_bf16_nf4_onto_the_card(monkeypatch):
     kwargs = from_pretrained_kwargs(HUB, plan)
     assert kwargs["device_map"] == {"": 0}
     config = kwargs["quantization_config"]
-    assert config.bnb_4bit_quant_type == "nf4" and config.llm_int8_skip_modules == ["model.visual", "visual", "lm_head"]
+    assert config.bnb_4bit_quant_type == "nf4" and config.llm_int8_skip_modules == [
+        "model.visual",
+        "visual",
+        "lm_head",
+    ]
 
 
 def test_a_prequantized_checkpoint_is_not_quantized_again(monkeypatch):
@@ -93,4 +110,7 @@ def test_a_prequantized_checkpoint_is_not_quantized_again(monkeypatch):
 def test_double_quant_follows_the_setting(monkeypatch, double_quant):
     monkeypatch.setattr(loading, "is_prequantized", lambda source: False)
     plan = plan_for(HUB, device=torch.device("cuda", 0), quantize=True, double_quant=double_quant)
-    assert from_pretrained_kwargs(HUB, plan)["quantization_config"].bnb_4bit_use_double_quant is double_quant
+    assert (
+        from_pretrained_kwargs(HUB, plan)["quantization_config"].bnb_4bit_use_double_quant
+        is double_quant
+    )

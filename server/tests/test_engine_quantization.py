@@ -18,7 +18,7 @@ class Linear4bit(nn.Linear):
 
 
 def fake_vlm(*, visual_4bit=False, head_4bit=False) -> nn.Module:
-    linear = lambda four_bit: (Linear4bit if four_bit else nn.Linear)(4, 4)  # noqa: E731
+    linear = lambda four_bit: (Linear4bit if four_bit else nn.Linear)(4, 4)
     model = nn.Module()
     model.model = nn.Module()
     model.model.visual = nn.Module()

@@ -14,7 +14,10 @@ LOGITS = torch.tensor([[2.0, 1.0, 0.5, -1.0, 3.0, 0.0]])
 
 def params(**values) -> SamplingTensors:
     tensors = SamplingTensors.allocate("cpu")
-    tensors.assign(Sampling(max_tokens=1, **{k: v for k, v in values.items() if k != "seed"}), values.get("seed", 0))
+    tensors.assign(
+        Sampling(max_tokens=1, **{k: v for k, v in values.items() if k != "seed"}),
+        values.get("seed", 0),
+    )
     return tensors
 
 
@@ -81,7 +84,9 @@ def test_same_seed_same_tokens_and_different_seeds_differ():
 
 def test_sampled_frequencies_follow_the_distribution():
     logits = torch.tensor([[0.0, 1.0, 2.0]])
-    counts = torch.bincount(torch.tensor(draw(params(temperature=1.0, seed=1), 3000, logits)), minlength=3)
+    counts = torch.bincount(
+        torch.tensor(draw(params(temperature=1.0, seed=1), 3000, logits)), minlength=3
+    )
     expected = torch.softmax(logits, dim=-1)[0] * 3000
     assert torch.allclose(counts.float(), expected, rtol=0.1)
 

@@ -1,10 +1,11 @@
 import pytest
 from transformers import AutoTokenizer
 
-from engine_fixtures import dev_cache_dir, dev_model_paths  # noqa: F401
 from pictale_server.engine.base import Cancel, Delta, Finished
 from pictale_server.engine.chunk_stream import stream_chunks
 from pictale_server.engine.text_stream import REPLACEMENT, IncrementalDetokenizer, StopStringFilter
+
+pytest_plugins = ["engine_fixtures"]
 
 TEXT = "Café au lait — 🌍 über Zürich, naïve déjà vu 42."
 
@@ -61,7 +62,11 @@ def test_the_earliest_of_several_stop_strings_wins():
 
 def test_chunk_stream_deltas_concatenate_to_the_decoded_text(tokenizer):
     ids = tokenizer.encode(TEXT, add_special_tokens=False)
-    chunks = list(stream_chunks(iter(ids), tokenizer=tokenizer, end_ids={2}, stop=(), input_tokens=5, cancel=Cancel()))
+    chunks = list(
+        stream_chunks(
+            iter(ids), tokenizer=tokenizer, end_ids={2}, stop=(), input_tokens=5, cancel=Cancel()
+        )
+    )
     assert isinstance(chunks[-1], Finished)
     assert "".join(c.text for c in chunks[:-1]) == tokenizer.decode(ids)
     assert chunks[-1] == Finished("length", 5, len(ids))
@@ -70,7 +75,14 @@ def test_chunk_stream_deltas_concatenate_to_the_decoded_text(tokenizer):
 def test_chunk_stream_stops_at_the_end_token_without_counting_it(tokenizer):
     ids = tokenizer.encode("Hello there", add_special_tokens=False)
     chunks = list(
-        stream_chunks(iter(ids + [2] + ids), tokenizer=tokenizer, end_ids={2}, stop=(), input_tokens=1, cancel=Cancel())
+        stream_chunks(
+            iter(ids + [2] + ids),
+            tokenizer=tokenizer,
+            end_ids={2},
+            stop=(),
+            input_tokens=1,
+            cancel=Cancel(),
+        )
     )
     assert "".join(c.text for c in chunks if isinstance(c, Delta)) == "Hello there"
     assert chunks[-1] == Finished("stop", 1, len(ids))
@@ -79,7 +91,14 @@ def test_chunk_stream_stops_at_the_end_token_without_counting_it(tokenizer):
 def test_chunk_stream_with_a_stop_string_finishes_with_stop(tokenizer):
     ids = tokenizer.encode("The calm water. The mood is calm.", add_special_tokens=False)
     chunks = list(
-        stream_chunks(iter(ids), tokenizer=tokenizer, end_ids=set(), stop=("mood",), input_tokens=1, cancel=Cancel())
+        stream_chunks(
+            iter(ids),
+            tokenizer=tokenizer,
+            end_ids=set(),
+            stop=("mood",),
+            input_tokens=1,
+            cancel=Cancel(),
+        )
     )
     assert "".join(c.text for c in chunks if isinstance(c, Delta)) == "The calm water. The "
     assert chunks[-1].finish_reason == "stop"
@@ -95,6 +114,10 @@ def test_chunk_stream_reports_cancelled_when_the_flag_is_set_before_starting(tok
             pulled.append(token)
             yield token
 
-    chunks = list(stream_chunks(tokens(), tokenizer=tokenizer, end_ids=set(), stop=(), input_tokens=3, cancel=cancel))
+    chunks = list(
+        stream_chunks(
+            tokens(), tokenizer=tokenizer, end_ids=set(), stop=(), input_tokens=3, cancel=cancel
+        )
+    )
     assert pulled == []
     assert chunks == [Finished("cancelled", 3, 0)]

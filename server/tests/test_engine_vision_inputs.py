@@ -1,9 +1,11 @@
 import pytest
+from engine_fixtures import scene_image
 from PIL import Image
 
-from engine_fixtures import dev_cache_dir, dev_model_paths, scene_image  # noqa: F401
 from pictale_server.engine.chat_format import format_chatml
 from pictale_server.engine.vision_inputs import MIN_PIXELS, VisionPreprocessor
+
+pytest_plugins = ["engine_fixtures"]
 
 MAX_PIXELS = 1280 * 28 * 28
 PROMPT = format_chatml([{"role": "user", "content": "Describe."}], with_image=True)

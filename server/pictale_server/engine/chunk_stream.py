@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 
-from pictale_server.engine.base import Cancel, Chunk, Delta, FinishReason, Finished
+from pictale_server.engine.base import Cancel, Chunk, Delta, Finished, FinishReason
 from pictale_server.engine.text_stream import IncrementalDetokenizer, StopStringFilter
 
 

@@ -30,7 +30,9 @@ class ModelRunner(Protocol):
     def prefill(self, inputs: object, cache: StaticCache) -> torch.Tensor:
         """Run the prompt through the model, filling the cache; return (1, vocab) last logits."""
 
-    def decode(self, token: torch.Tensor, position: torch.Tensor, cache: StaticCache) -> torch.Tensor:
+    def decode(
+        self, token: torch.Tensor, position: torch.Tensor, cache: StaticCache
+    ) -> torch.Tensor:
         """One token (1, 1) at cache slot `position` (1,) → (1, vocab) logits. Graph-safe."""
 
 
@@ -106,7 +108,14 @@ class DecodeLoop:
 
     def _state_tensors(self) -> list[torch.Tensor]:
         p = self.params
-        return [self.token, self.position, self.seen, self.logits, p.step, *cache_write_counters(self.cache)]
+        return [
+            self.token,
+            self.position,
+            self.seen,
+            self.logits,
+            p.step,
+            *cache_write_counters(self.cache),
+        ]
 
     def _run_step(self) -> None:
         if self.path == "graph":

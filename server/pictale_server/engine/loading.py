@@ -36,7 +36,9 @@ def is_prequantized(source: ModelSource) -> bool:
     return getattr(config, "quantization_config", None) is not None
 
 
-def plan_for(source: ModelSource, *, device: torch.device, quantize: bool, double_quant: bool) -> LoadPlan:
+def plan_for(
+    source: ModelSource, *, device: torch.device, quantize: bool, double_quant: bool
+) -> LoadPlan:
     """bf16 + NF4 on a GPU (unless the checkpoint is NF4 already); float32 on CPU."""
     if device.type != "cuda":
         return LoadPlan(device, torch.float32, quantize=False, double_quant=False)

@@ -76,6 +76,10 @@ def model_sources(settings: Settings, profile: Profile) -> tuple[ModelSource, Mo
             _hub_source(settings, REFERENCE_WRITER_ID, writer_revision, offline=True),
         )
     return (
-        _custom_source(settings, settings.vision_model or REFERENCE_VISION_ID, settings.vision_revision),
-        _custom_source(settings, settings.writer_model or REFERENCE_WRITER_ID, settings.writer_revision),
+        _custom_source(
+            settings, settings.vision_model or REFERENCE_VISION_ID, settings.vision_revision
+        ),
+        _custom_source(
+            settings, settings.writer_model or REFERENCE_WRITER_ID, settings.writer_revision
+        ),
     )

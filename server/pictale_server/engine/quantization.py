@@ -32,7 +32,7 @@ def attention_implementation(*, cuda: bool) -> str:
     if cuda and importlib.util.find_spec("flash_attn") is not None:
         try:
             import flash_attn  # noqa: F401
-        except Exception:  # a broken build must not stop the server: SDPA has its own flash kernel
+        except Exception:  # noqa: BLE001 — a broken build must not stop the server: SDPA has its own flash kernel
             return "sdpa"
         return "flash_attention_2"
     return "sdpa"
@@ -59,6 +59,8 @@ def assert_quantization_layout(model: torch.nn.Module) -> None:
     errors = quantization_layout_errors(model)
     if errors:
         shown = "; ".join(errors[:5])
-        raise RuntimeError(f"quantization left {len(errors)} layer(s) 4-bit that must not be: {shown}")
+        raise RuntimeError(
+            f"quantization left {len(errors)} layer(s) 4-bit that must not be: {shown}"
+        )
     if not any(_is_4bit(module) for module in model.modules()):
         raise RuntimeError("quantization was requested but no layer is 4-bit")

@@ -24,12 +24,20 @@ class CausalLMRunner:
     def prefill(self, inputs: WriterPrompt, cache: StaticCache) -> torch.Tensor:
         ids = inputs.input_ids.to(self.model.device)
         positions = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0)
-        out = self.model(input_ids=ids, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1)
+        out = self.model(
+            input_ids=ids, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1
+        )
         return out.logits[:, -1, :]
 
-    def decode(self, token: torch.Tensor, position: torch.Tensor, cache: StaticCache) -> torch.Tensor:
+    def decode(
+        self, token: torch.Tensor, position: torch.Tensor, cache: StaticCache
+    ) -> torch.Tensor:
         out = self.model(
-            input_ids=token, position_ids=position.view(1, 1), cache=cache, use_cache=True, logits_to_keep=1
+            input_ids=token,
+            position_ids=position.view(1, 1),
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
         )
         return out.logits[:, -1, :]
 
@@ -63,9 +71,11 @@ class QwenVLRunner:
 
     def forward_full(self, inputs: VisionInputs, image_features=None, cache=None, logits_to_keep=0):
         positions = self.positions(inputs)
-        kwargs = {"pixel_values": inputs.pixel_values} if image_features is None else {
-            "mm_encoder_outputs": {"image": image_features}
-        }
+        kwargs = (
+            {"pixel_values": inputs.pixel_values}
+            if image_features is None
+            else {"mm_encoder_outputs": {"image": image_features}}
+        )
         return self.model(
             input_ids=inputs.input_ids,
             image_grid_thw=inputs.image_grid_thw,
@@ -79,8 +89,12 @@ class QwenVLRunner:
     def prefill(self, inputs: VisionInputs, cache: StaticCache) -> torch.Tensor:
         return self.forward_full(inputs, cache=cache, logits_to_keep=1)[:, -1, :]
 
-    def decode(self, token: torch.Tensor, position: torch.Tensor, cache: StaticCache) -> torch.Tensor:
+    def decode(
+        self, token: torch.Tensor, position: torch.Tensor, cache: StaticCache
+    ) -> torch.Tensor:
         slot = position.view(1, 1, 1)
         positions = torch.cat([slot, (slot + self.rope_delta).expand(3, 1, 1)], dim=0)
-        out = self.model(input_ids=token, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1)
+        out = self.model(
+            input_ids=token, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1
+        )
         return out.logits[:, -1, :]

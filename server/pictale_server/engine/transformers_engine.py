@@ -95,7 +95,9 @@ class TransformersEngine:
         for _ in self.stream_writer([ChatMessage(role="user", content="Hello")], greedy, Cancel()):
             pass
         picture = PIL.Image.new("RGB", (56, 56), (128, 128, 128))
-        for _ in self.stream_vision(picture, [ChatMessage(role="user", content="Hello")], greedy, Cancel()):
+        for _ in self.stream_vision(
+            picture, [ChatMessage(role="user", content="Hello")], greedy, Cancel()
+        ):
             pass
 
     def _resolve_dev_sources(self) -> None:
@@ -109,7 +111,10 @@ class TransformersEngine:
 
     def _plan(self, source: ModelSource) -> LoadPlan:
         return plan_for(
-            source, device=self._device, quantize=self._quantize, double_quant=self._settings.double_quant
+            source,
+            device=self._device,
+            quantize=self._quantize,
+            double_quant=self._settings.double_quant,
         )
 
     def _finish_loading(self, model: torch.nn.Module, plan: LoadPlan) -> torch.nn.Module:
@@ -143,7 +148,9 @@ class TransformersEngine:
 
     def _load_writer(self, source: ModelSource) -> LoadedModel:
         plan = self._plan(source)
-        model = AutoModelForCausalLM.from_pretrained(source.location, **from_pretrained_kwargs(source, plan))
+        model = AutoModelForCausalLM.from_pretrained(
+            source.location, **from_pretrained_kwargs(source, plan)
+        )
         model = self._finish_loading(model, plan)
         tokenizer = AutoTokenizer.from_pretrained(source.location, **hub_kwargs(source))
         loop = DecodeLoop(
@@ -213,10 +220,17 @@ class TransformersEngine:
         try:
             return self._preprocessor(image, prompt + answer)
         except ValueError as error:  # e.g. an aspect ratio the processor refuses
-            raise ApiError("invalid_image", f"the image cannot be processed: {error}", param="image") from error
+            raise ApiError(
+                "invalid_image", f"the image cannot be processed: {error}", param="image"
+            ) from error
 
     def _stream(
-        self, loaded: LoadedModel, inputs: object, prompt_ids: torch.Tensor, sampling: Sampling, cancel: Cancel
+        self,
+        loaded: LoadedModel,
+        inputs: object,
+        prompt_ids: torch.Tensor,
+        sampling: Sampling,
+        cancel: Cancel,
     ) -> Iterator[Chunk]:
         seed = sampling.seed if sampling.seed is not None else secrets.randbits(63)
         return stream_chunks(
@@ -258,7 +272,9 @@ def _located(source: ModelSource, path: Path) -> ModelSource:
 def _append_answer(prompt: VisionInputs, answer: torch.Tensor) -> VisionInputs:
     return VisionInputs(
         input_ids=torch.cat([prompt.input_ids, answer], dim=1),
-        mm_token_type_ids=torch.cat([prompt.mm_token_type_ids, torch.zeros_like(answer, dtype=torch.int32)], dim=1),
+        mm_token_type_ids=torch.cat(
+            [prompt.mm_token_type_ids, torch.zeros_like(answer, dtype=torch.int32)], dim=1
+        ),
         pixel_values=prompt.pixel_values,
         image_grid_thw=prompt.image_grid_thw,
     )
