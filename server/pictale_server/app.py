@@ -23,11 +23,11 @@ from .request_context import RequestContextMiddleware
 from .routes import generate, health, runs
 from .runs import RunRegistry
 from .scheduler import Scheduler
-from .services import ImageLoader, Services
+from .services import Gate, ImageLoader, Services
 from .settings import Settings
 
 
-def _default_gate(settings: Settings) -> Any:
+def _default_gate(settings: Settings) -> Gate:
     from .safety.gate import SafetyGate
 
     return SafetyGate.from_settings(settings)
@@ -48,7 +48,7 @@ def create_app(
     engine: Engine,
     settings: Settings,
     *,
-    gate: Any | None = None,
+    gate: Gate | None = None,
     image_loader: ImageLoader | None = None,
 ) -> FastAPI:
     services = Services(

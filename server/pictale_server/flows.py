@@ -24,6 +24,7 @@ from .schemas import (
     NarrateRequest,
     PipelineRequest,
 )
+from .services import Gate
 from .stages import Event, StageRunner, cancelled_result, generation_work
 
 _SAMPLING_FIELDS = {f.name for f in fields(Sampling)}
@@ -40,9 +41,7 @@ class FlowContext:
     run: Run
     engine: Engine
     scheduler: Scheduler
-    gate: (
-        Any  # SafetyGate: check_text(fields, request_id=), check_image(image, engine, request_id=)
-    )
+    gate: Gate
     request_id: str
 
 

@@ -145,6 +145,7 @@ class ModelWorker:
             try:
                 self._run(job)
             finally:
+                del job  # hold no finished request's image or prompts while idle
                 with self._cond:
                     self._busy = False
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from PIL.Image import Image
 
@@ -17,6 +17,16 @@ from .settings import Settings
 ImageLoader = Callable[[Any], Awaitable[Image]]
 
 
+class Gate(Protocol):
+    """The safety gate as the routes use it (pictale_server.safety.gate.SafetyGate)."""
+
+    def check_text(self, fields: dict[str, str], *, request_id: str | None = None) -> None:
+        """Raise ApiError content_refused; cheap, called on the event loop before queueing."""
+
+    def check_image(self, image: Image, engine: Engine, *, request_id: str | None = None) -> None:
+        """Raise ApiError content_refused; blocking, called on the vision worker thread."""
+
+
 @dataclass
 class Services:
     engine: Engine
@@ -24,5 +34,5 @@ class Services:
     scheduler: Scheduler
     runs: RunRegistry
     loader: ModelLoader
-    gate: Any  # safety.gate.SafetyGate or a stand-in with check_text / check_image
+    gate: Gate
     load_image: ImageLoader
