@@ -14,7 +14,6 @@ export {
   APIError,
   AuthenticationError,
   BadRequestError,
-  ContentRefusedError,
   NotFoundError,
   RateLimitError,
   ServerError,
@@ -22,6 +21,11 @@ export {
   type APIErrorInit,
   type FieldError,
 } from './errors/api-error'
+export {
+  ContentRefusedError,
+  type ContentRefusedInit,
+  type RefusalSource,
+} from './errors/content-refused-error'
 export {
   ConnectionError,
   InvalidImageError,

@@ -63,11 +63,6 @@ export class AuthenticationError extends APIError {
   static override readonly kind: string = 'AuthenticationError'
 }
 
-/** `403 content_refused`: the server's safety gate refused the request. */
-export class ContentRefusedError extends APIError {
-  static override readonly kind: string = 'ContentRefusedError'
-}
-
 /** `404`: unknown route or run id. */
 export class NotFoundError extends APIError {
   static override readonly kind: string = 'NotFoundError'

@@ -5,13 +5,13 @@ import {
   APIError,
   AuthenticationError,
   BadRequestError,
-  ContentRefusedError,
   NotFoundError,
   RateLimitError,
   ServerError,
   ServiceUnavailableError,
   type APIErrorInit,
 } from './api-error'
+import { ContentRefusedError } from './content-refused-error'
 
 const FALLBACK_CODES: Record<number, string> = {
   400: 'invalid_request',
@@ -29,7 +29,11 @@ const FALLBACK_CODES: Record<number, string> = {
  * The typed error for an HTTP error response. Bodies that are not the protocol's error shape
  * (a proxy's HTML page, an empty 502) still map by status.
  */
-export function errorFromResponse(status: number, headers: Headers, bodyText: string): APIError {
+export function errorFromResponse(
+  status: number,
+  headers: Headers,
+  bodyText: string,
+): APIError | ContentRefusedError {
   let body: unknown = bodyText
   try {
     body = JSON.parse(bodyText)
@@ -49,13 +53,14 @@ export function errorFromResponse(status: number, headers: Headers, bodyText: st
     headers,
     body,
   }
-  return new (errorClassFor(status, init.code))(init)
+  if (status === 403 && init.code === 'content_refused') return new ContentRefusedError({ source: 'http', ...init })
+  return new (errorClassFor(status))(init)
 }
 
-function errorClassFor(status: number, code: string): new (init: APIErrorInit) => APIError {
+function errorClassFor(status: number): new (init: APIErrorInit) => APIError {
   if (status === 400 || status === 413 || status === 415 || status === 422) return BadRequestError
   if (status === 401) return AuthenticationError
-  if (status === 403) return code === 'content_refused' ? ContentRefusedError : AuthenticationError
+  if (status === 403) return AuthenticationError
   if (status === 404) return NotFoundError
   if (status === 429) return RateLimitError
   if (status === 503) return ServiceUnavailableError

@@ -44,6 +44,14 @@ export class PictaleError extends Error {
   }
 }
 
+/**
+ * Adds class names to an instance's brand, for an error that belongs to a second family
+ * without inheriting from it (see `ContentRefusedError`). Internal: not exported by the package.
+ */
+export function brandAlso(error: PictaleError, ...kinds: string[]): void {
+  ;(error as unknown as { [KINDS]: string[] })[KINDS].push(...kinds)
+}
+
 function hasKind(value: unknown, kind: string): boolean {
   if (typeof value !== 'object' || value === null) return false
   const kinds = (value as { [KINDS]?: unknown })[KINDS]

@@ -1,5 +1,6 @@
 import type { EventSourceMessage } from 'eventsource-parser'
 import { StreamError, ValidationError } from '../errors/client-errors'
+import { ContentRefusedError } from '../errors/content-refused-error'
 import { ErrorEventDataSchema, doneSchemas, progressEventSchemas } from '../schemas/events'
 import { camelizeKeys } from '../wire/case'
 
@@ -12,7 +13,8 @@ export type DecodedEvent = { type: string } & Record<string, unknown>
 /**
  * Turns one SSE message into a validated event. Returns undefined for event names this
  * version does not know (the protocol may add events). Throws {@link ValidationError} for
- * data that breaks its schema and {@link StreamError} for an `error` event.
+ * data that breaks its schema and {@link StreamError} for an `error` event
+ * ({@link ContentRefusedError}, itself branded a stream error, for `content_refused`).
  */
 export function decodeEvent(
   message: EventSourceMessage,
@@ -40,6 +42,9 @@ export function decodeEvent(
   }
   if (type === 'error') {
     const data = parsed.data as { code: string; message: string; retryable: boolean; requestId?: string }
+    if (data.code === 'content_refused') {
+      throw new ContentRefusedError({ source: 'stream', message: data.message, requestId: data.requestId ?? requestId })
+    }
     throw new StreamError(data.code, data.message, {
       retryable: data.retryable,
       requestId: data.requestId ?? requestId,

@@ -2,7 +2,18 @@ import { describe, expect, it, vi } from 'vitest'
 import * as sdk from '../../src/index'
 import { errorFromResponse } from '../../src/errors/error-from-response'
 
-const { APIError, BadRequestError, PictaleError, RateLimitError, ServiceUnavailableError, ServerError, TimeoutError, UserAbortError } = sdk
+const {
+  APIError,
+  BadRequestError,
+  ContentRefusedError,
+  PictaleError,
+  RateLimitError,
+  ServiceUnavailableError,
+  ServerError,
+  StreamError,
+  TimeoutError,
+  UserAbortError,
+} = sdk
 
 const headers = (entries: Record<string, string> = {}) => new Headers(entries)
 
@@ -59,6 +70,22 @@ describe('error classes', () => {
     expect(empty).toBeInstanceOf(ServiceUnavailableError)
     expect((empty as InstanceType<typeof ServiceUnavailableError>).retryAfter).toBe(1500)
     expect(errorFromResponse(418, headers(), '').constructor).toBe(APIError)
+  })
+
+  it('make a refusal one class whichever way it arrived', () => {
+    const body = { error: { code: 'content_refused', message: 'refused', param: 'instruction' } }
+    const http = errorFromResponse(403, headers({ 'x-request-id': 'req_2' }), JSON.stringify(body))
+    expect(http).toBeInstanceOf(ContentRefusedError)
+    expect(http).toBeInstanceOf(APIError)
+    expect(http).not.toBeInstanceOf(StreamError)
+    expect(http).toMatchObject({ source: 'http', status: 403, code: 'content_refused', param: 'instruction', requestId: 'req_2', retryable: false })
+    expect(http.name).toBe('ContentRefusedError')
+
+    const stream = new ContentRefusedError({ source: 'stream', message: 'refused', requestId: 'req_3' })
+    expect(stream).toBeInstanceOf(StreamError)
+    expect(stream).not.toBeInstanceOf(APIError)
+    expect(stream).toMatchObject({ source: 'stream', status: undefined, code: 'content_refused', requestId: 'req_3', retryable: false })
+    expect(errorFromResponse(403, headers(), JSON.stringify({ error: { code: 'forbidden', message: 'no' } }))).not.toBeInstanceOf(ContentRefusedError)
   })
 
   it('separate a user abort from a timeout', () => {

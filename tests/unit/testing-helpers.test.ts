@@ -27,8 +27,9 @@ describe('pictale/testing', () => {
   it('scripts refusals and failures after the stream opened', async () => {
     mock({ pipeline: refusedMidStream(), narrate: midStreamError({ code: 'internal' }) })
     const refusal = await rejectionOf(testClient().pipeline({ image: 'https://example.com/a.png', instruction: 'x' }))
+    expect(refusal).toBeInstanceOf(ContentRefusedError)
     expect(refusal).toBeInstanceOf(StreamError)
-    expect(refusal).toMatchObject({ code: 'content_refused', retryable: false })
+    expect(refusal).toMatchObject({ code: 'content_refused', source: 'stream', status: undefined, retryable: false })
     expect(await rejectionOf(testClient().narrate({ instruction: 'x' }))).toMatchObject({ code: 'internal', retryable: true })
   })
 
