@@ -44,6 +44,7 @@ class FakeEngine:
     writer: Script = field(default_factory=lambda: Script(["Once ", "upon ", "a time."]))
     loaded: bool = True
     load_gate: threading.Event | None = None  # load() blocks on it when given
+    load_error: Exception | None = None  # load() raises it when given
     profile: str = "dev"
     vision_id: str = "fake/vision"
     writer_id: str = "fake/writer"
@@ -67,6 +68,8 @@ class FakeEngine:
     def load(self) -> None:
         if self.load_gate is not None:
             self.load_gate.wait(WAIT_S)
+        if self.load_error is not None:
+            raise self.load_error
         self.loaded = True
 
     def stream_vision(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from conftest import IMAGE
 
 
@@ -72,3 +74,20 @@ def test_rate_limit_per_key_answers_429_with_retry_after(serve):
         "/v1/runs/run_000000000000000000000000/cancel", headers=bearer("key-one")
     )
     assert cancel.status_code == 404
+
+
+def test_the_rate_window_slides():
+    from pictale_server.errors import ApiError
+    from pictale_server.rate_limit import RateLimiter
+
+    now = [100.0]
+    limiter = RateLimiter(2, clock=lambda: now[0])
+    limiter.hit("a")
+    now[0] += 30
+    limiter.hit("a")
+    with pytest.raises(ApiError) as refused:
+        limiter.hit("a")
+    assert refused.value.code == "rate_limited"
+    assert refused.value.retry_after == 30  # until the first hit leaves the window
+    now[0] += 30
+    limiter.hit("a")  # the first hit has left the window
