@@ -93,7 +93,8 @@ async def _serve(
                 run, services.engine, services.scheduler, services.gate, request.state.request_id
             )
         )
-        if services.loader.ready:
+        # Only a stream may wait for the models (plain requests were answered 503 before).
+        if services.loader.ready or not stream:
             flow.start()
             started = True
     except Exception:
