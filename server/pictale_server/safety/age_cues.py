@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .patterns import alternation, term_pattern
+from .patterns import term_pattern
 
 ADULT_AGE = 18
 
@@ -52,7 +52,7 @@ _ORDINALS = ("first second third fourth fifth sixth seventh eighth ninth tenth e
 ORDINAL_WORDS: dict[str, int] = {word: index + 1 for index, word in enumerate(_ORDINALS)}
 
 # A unit after a number means it is not an age ("under 10 minutes", "she was 14 pages in").
-_NOT_AGE_UNIT = (r"(?!\s*(?:%|percent|minutes?|mins?|hours?|hrs?|seconds?|secs?|days?|weeks?|"
+_NOT_AGE_UNIT = (r"(?!\s{0,3}(?:%|percent|minutes?|mins?|hours?|hrs?|seconds?|secs?|days?|weeks?|"
                  r"months?|miles?|km|kilometers?|meters?|metres?|feet|foot|ft|inch|inches|cm|"
                  r"pounds?|lbs?|kg|kilos?|dollars?|euros?|people|men|women|times|pages?|points?))")
 _SCHOOL = r"(?:elementary|primary|grade|middle|junior[\s-]?high|high)[\s-]?school"
@@ -69,10 +69,10 @@ AGE_RULES: tuple[tuple[str, str | int, str], ...] = (
                   r"(?:only\s+|just\s+|barely\s+|still\s+|now\s+)?{n}(?=\s*(?:$|[^\w\s]|and\b|but\b|"
                   r"now\b|so\b|years?\b|yrs?\b))"),
     # A name and an age: "Lily is 14.", "Lily, 14,", "Lily (14)".
-    ("en", "age", r"[^\W\d_]{2,}\s+(?:is|was)\s+(?:only\s+|just\s+|barely\s+|still\s+|now\s+)?{n}"
+    ("en", "age", r"(?<![^\W_])[^\W\d_]{2,}\s+(?:is|was)\s+(?:only\s+|just\s+|barely\s+|still\s+|now\s+)?{n}"
                   r"(?=\s*(?:$|[^\w\s]|and\b|but\b|years?\b))"),
-    ("en", "age", r"[^\W\d_]{2,}\s*,\s*(?P<n>\d{1,2})\s*(?:[,;)]|\.(?!\d)|$)"),
-    ("en", "age", r"[^\W\d_]{2,}\s*\(\s*(?P<n>\d{1,2})\s*\)"),
+    ("en", "age", r"(?<![^\W_])[^\W\d_]{2,}\s*,\s*(?P<n>\d{1,2})\s*(?:[,;)]|\.(?!\d)|$)"),
+    ("en", "age", r"(?<![^\W_])[^\W\d_]{2,}\s*\(\s*(?P<n>\d{1,2})\s*\)"),
     ("en", "age", r"\bturn(?:s|ed|ing)?\s+{n}\b" + _NOT_AGE_UNIT),
     ("en", "age", r"{o}\s+birthday"),
     ("en", "under", r"\b(?:under|below|younger\s+than|not\s+yet)\s+(?:the\s+age\s+of\s+)?{n}" + _NOT_AGE_UNIT),
@@ -140,8 +140,10 @@ class AgeCue:
 
 
 def _word_alternation(words: list[str], compounds: bool = False) -> str:
-    suffix = "*" if compounds else ""
-    return "(?<![^\\W_]-)(?:" + alternation([w + suffix for w in words]) + ")"
+    """Number words, spelled plainly: ages are rarely disguised, and this keeps compiling fast."""
+    body = "|".join(re.escape(w).replace("\\-", "[\\s-]?") for w in sorted(words, key=len, reverse=True))
+    right = "" if compounds else r"(?![^\W_])"
+    return rf"(?<![^\W_])(?<![^\W_]-)(?:{body}){right}"
 
 
 def _number_group(lang: str) -> str:
@@ -164,13 +166,18 @@ class _Rule:
     pattern: re.Pattern[str]
 
 
+def _bounded(template: str) -> str:
+    """Bound whitespace runs: adjacent unbounded \\s* let a crafted run backtrack quadratically."""
+    return template.replace(r"\s*", r"\s{0,3}").replace(r"\s+", r"\s{1,3}")
+
+
 _RULES = tuple(
-    _Rule(lang, kind, re.compile(template.replace("{n}", _number_group(lang)).replace("{o}", _ordinal_group())))
+    _Rule(lang, kind, re.compile(_bounded(template).replace("{n}", _number_group(lang)).replace("{o}", _ordinal_group())))
     for lang, kind, template in AGE_RULES
 )
 _ENNE = re.compile("|".join(term_pattern(word) for word in _ITALIAN_ENNE))
-_WORD_MATCHERS = {
-    lang: [(re.compile(term_pattern(word)), value) for word, value in words.items()]
+_WORD_VALUES = {
+    lang: {word.replace("-", ""): value for word, value in words.items()}
     for lang, words in {**NUMBER_WORDS, "ordinal": ORDINAL_WORDS}.items()
 }
 
@@ -188,10 +195,7 @@ def _number_value(token: str, lang: str) -> int | None:
         return int(digits.group(0))
     if lang == "cjk":
         return _kanji_value(token)
-    for matcher, value in _WORD_MATCHERS[lang]:
-        if matcher.fullmatch(token):
-            return value
-    return None
+    return _WORD_VALUES[lang].get(re.sub(r"[\s-]", "", token))
 
 
 def _age_from(rule: _Rule, match: re.Match[str], text: str) -> int | None:

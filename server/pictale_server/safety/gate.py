@@ -16,6 +16,7 @@ from .classifiers import ImageClassifier, classifier_refusal, load_classifiers
 from .image_assessment import Unparseable, assess_image
 from .image_policy import UNPARSEABLE, decide_image
 from .refusal import refusal
+from .text_cues import compiled_patterns
 from .text_policy import decide_text
 
 
@@ -25,7 +26,9 @@ class SafetyGate:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SafetyGate:
-        return cls(load_classifiers(settings.image_classifiers))
+        gate = cls(load_classifiers(settings.image_classifiers))
+        compiled_patterns()
+        return gate
 
     @property
     def classifiers(self) -> tuple[ImageClassifier, ...]:
