@@ -28,7 +28,9 @@ def _set_value(annotation: object) -> list[object]:
         return [v for a in args for v in _set_value(a)]
     if origin is list:
         return [["off"]]
-    return {bool: [True, False], int: [0, 1], float: [0.0], str: ["off"], Path: [Path("off")]}.get(annotation, [])
+    return {bool: [True, False], int: [0, 1], float: [0.0], str: ["off"], Path: [Path("off")]}.get(
+        annotation, []
+    )
 
 
 def settings_with_every_field_set() -> list[Settings]:
@@ -37,7 +39,10 @@ def settings_with_every_field_set() -> list[Settings]:
     untested = [name for name, values in choices.items() if not values]
     assert not untested, f"teach this test to set {untested}"
     rounds = max(len(values) for values in choices.values())
-    return [Settings(**{name: values[i % len(values)] for name, values in choices.items()}) for i in range(rounds)]
+    return [
+        Settings(**{name: values[i % len(values)] for name, values in choices.items()})
+        for i in range(rounds)
+    ]
 
 
 def test_gate_from_any_settings_still_refuses() -> None:
@@ -49,9 +54,17 @@ def test_gate_from_any_settings_still_refuses() -> None:
 
 @pytest.mark.parametrize(
     "variable",
-    ["PICTALE_SAFETY", "PICTALE_SAFETY_GATE", "PICTALE_DISABLE_SAFETY", "PICTALE_SAFE_MODE", "PICTALE_NSFW_FILTER"],
+    [
+        "PICTALE_SAFETY",
+        "PICTALE_SAFETY_GATE",
+        "PICTALE_DISABLE_SAFETY",
+        "PICTALE_SAFE_MODE",
+        "PICTALE_NSFW_FILTER",
+    ],
 )
-def test_environment_cannot_disable_the_gate(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+def test_environment_cannot_disable_the_gate(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
     monkeypatch.setenv(variable, "off")
     monkeypatch.setenv("PICTALE_PROFILE", "dev")
     with pytest.raises(ApiError):
@@ -65,5 +78,14 @@ def test_request_fields_are_text_not_switches() -> None:
 
 def test_gate_api_has_no_switch() -> None:
     assert list(inspect.signature(SafetyGate).parameters) == ["classifiers"]
-    assert list(inspect.signature(SafetyGate.check_text).parameters) == ["self", "fields", "request_id"]
-    assert list(inspect.signature(SafetyGate.check_image).parameters) == ["self", "image", "engine", "request_id"]
+    assert list(inspect.signature(SafetyGate.check_text).parameters) == [
+        "self",
+        "fields",
+        "request_id",
+    ]
+    assert list(inspect.signature(SafetyGate.check_image).parameters) == [
+        "self",
+        "image",
+        "engine",
+        "request_id",
+    ]

@@ -43,7 +43,8 @@ def refusal_message(gate: SafetyGate, engine: Assessor) -> str | None:
 
 def test_loaded_from_the_environment_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(
-        "PICTALE_IMAGE_CLASSIFIERS", "safety_classifier_samples:allowing, safety_classifier_samples:refusing"
+        "PICTALE_IMAGE_CLASSIFIERS",
+        "safety_classifier_samples:allowing, safety_classifier_samples:refusing",
     )
     gate = SafetyGate.from_settings(Settings())
     assert [c.name for c in gate.classifiers] == ["always-allow", "always-refuse"]
@@ -59,7 +60,9 @@ def test_classifier_can_refuse_what_the_model_allows() -> None:
 
 
 def test_classifier_runs_when_the_model_sees_no_people() -> None:
-    assert "classifier:always-refuse" in (refusal_message(gate_with("safety_classifier_samples:refusing"), Assessor(NO_PEOPLE)) or "")
+    assert "classifier:always-refuse" in (
+        refusal_message(gate_with("safety_classifier_samples:refusing"), Assessor(NO_PEOPLE)) or ""
+    )
 
 
 def test_classifier_cannot_allow_what_the_model_refused() -> None:
@@ -73,12 +76,19 @@ def test_classifier_cannot_allow_what_the_model_refused() -> None:
 
 
 def test_allowing_classifier_lets_an_allowed_image_through() -> None:
-    assert refusal_message(gate_with("safety_classifier_samples:allowing"), Assessor(PEOPLE, ADULT)) is None
+    assert (
+        refusal_message(gate_with("safety_classifier_samples:allowing"), Assessor(PEOPLE, ADULT))
+        is None
+    )
 
 
-@pytest.mark.parametrize(("factory", "code"), [("broken", "classifier:broken"), ("vague", "classifier:vague")])
+@pytest.mark.parametrize(
+    ("factory", "code"), [("broken", "classifier:broken"), ("vague", "classifier:vague")]
+)
 def test_failing_or_vague_classifier_refuses(factory: str, code: str) -> None:
-    message = refusal_message(gate_with(f"safety_classifier_samples:{factory}"), Assessor(NO_PEOPLE))
+    message = refusal_message(
+        gate_with(f"safety_classifier_samples:{factory}"), Assessor(NO_PEOPLE)
+    )
     assert message == f"This request was refused by the content policy ({code})."
 
 

@@ -40,7 +40,9 @@ def refusal_code(engine: ScriptedAssessor) -> str | None:
         SafetyGate().check_image(PICTURE, engine)  # type: ignore[arg-type]
     except ApiError as error:
         assert error.code == "content_refused" and error.status == 403
-        return error.message.removeprefix("This request was refused by the content policy (").removesuffix(").")
+        return error.message.removeprefix(
+            "This request was refused by the content policy ("
+        ).removesuffix(").")
     return None
 
 
@@ -64,7 +66,10 @@ def test_adult_is_allowed() -> None:
         ((0.2, 0.7, 0.05, 0.05), "image_minor"),  # teenager
         ((0.1, 0.1, 0.1, 0.7), "image_uncertain"),  # unclear
         ((0.45, 0.2, 0.15, 0.2), "image_uncertain"),  # adult, but not a majority
-        ((0.6, 0.3, 0.0001, 0.0999), "image_uncertain"),  # adult majority, too much weight on a minor
+        (
+            (0.6, 0.3, 0.0001, 0.0999),
+            "image_uncertain",
+        ),  # adult majority, too much weight on a minor
         ((0.25, 0.25, 0.25, 0.25), "image_uncertain"),
     ],
 )
@@ -117,10 +122,16 @@ def test_refusal_is_logged_with_code_and_request_id_only(caplog: pytest.LogCaptu
     engine = ScriptedAssessor(logprobs(0.1, 0.9), logprobs(0.05, 0.05, 0.85, 0.05))
     with caplog.at_level(logging.INFO, logger="pictale.safety"), pytest.raises(ApiError):
         SafetyGate().check_image(PICTURE, engine, request_id="req_123")  # type: ignore[arg-type]
-    assert [r.getMessage() for r in caplog.records] == ["content refused: code=image_minor request_id=req_123"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "content refused: code=image_minor request_id=req_123"
+    ]
 
 
 def test_text_refusal_log_carries_no_content(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="pictale.safety"), pytest.raises(ApiError):
-        SafetyGate().check_text({"instruction": "a sex scene with a 14-year-old"}, request_id="req_9")
-    assert [r.getMessage() for r in caplog.records] == ["content refused: code=text_minor_sexual request_id=req_9"]
+        SafetyGate().check_text(
+            {"instruction": "a sex scene with a 14-year-old"}, request_id="req_9"
+        )
+    assert [r.getMessage() for r in caplog.records] == [
+        "content refused: code=text_minor_sexual request_id=req_9"
+    ]

@@ -18,23 +18,30 @@ from .patterns import term_pattern
 
 ADULT_AGE = 18
 
-_EN_UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-             "fifteen sixteen seventeen eighteen nineteen").split()
-_EN_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
-_ES = ("cero uno dos tres cuatro cinco seis siete ocho nueve diez once doce trece catorce quince "
-       "dieciseis diecisiete dieciocho diecinueve").split()
-_FR = ("zero un deux trois quatre cinq six sept huit neuf dix onze douze treize quatorze quinze "
-       "seize dix-sept dix-huit dix-neuf").split()
-_DE = ("null eins zwei drei vier funf sechs sieben acht neun zehn elf zwolf dreizehn vierzehn "
-       "funfzehn sechzehn siebzehn achtzehn neunzehn").split()
-_PT = ("zero um dois tres quatro cinco seis sete oito nove dez onze doze treze catorze quinze "
-       "dezesseis dezessete dezoito dezenove").split()
-_IT = ("zero uno due tre quattro cinque sei sette otto nove dieci undici dodici tredici "
-       "quattordici quindici sedici diciassette diciotto diciannove").split()
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+# Word lists and rules read best packed, so the formatter leaves them alone.
+# fmt: off
+_EN_UNITS = _words("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+                   "fifteen sixteen seventeen eighteen nineteen")
+_EN_TENS = _words("twenty thirty forty fifty sixty seventy eighty ninety")
+_ES = _words("cero uno dos tres cuatro cinco seis siete ocho nueve diez once doce trece catorce quince "
+             "dieciseis diecisiete dieciocho diecinueve")
+_FR = _words("zero un deux trois quatre cinq six sept huit neuf dix onze douze treize quatorze quinze "
+             "seize dix-sept dix-huit dix-neuf")
+_DE = _words("null eins zwei drei vier funf sechs sieben acht neun zehn elf zwolf dreizehn vierzehn "
+             "funfzehn sechzehn siebzehn achtzehn neunzehn")
+_PT = _words("zero um dois tres quatro cinco seis sete oito nove dez onze doze treze catorze quinze "
+             "dezesseis dezessete dezoito dezenove")
+_IT = _words("zero uno due tre quattro cinque sei sette otto nove dieci undici dodici tredici "
+             "quattordici quindici sedici diciassette diciotto diciannove")
 # Genitive stems used in compounds: "четырнадцатилетняя" (fourteen-year-old).
-_RU = ("нуля одно двух трех четырех пяти шести семи восьми девяти десяти одиннадцати двенадцати "
-       "тринадцати четырнадцати пятнадцати шестнадцати семнадцати восемнадцати "
-       "девятнадцати").split()
+_RU = _words("нуля одно двух трех четырех пяти шести семи восьми девяти десяти одиннадцати двенадцати "
+             "тринадцати четырнадцати пятнадцати шестнадцати семнадцати восемнадцати "
+             "девятнадцати")
 
 NUMBER_WORDS: dict[str, dict[str, int]] = {
     "en": {**dict(zip(_EN_UNITS, range(20))), **{w: 20 + 10 * i for i, w in enumerate(_EN_TENS)}},
@@ -47,8 +54,8 @@ NUMBER_WORDS: dict[str, dict[str, int]] = {
     "ru": {**dict(zip(_RU, range(20))), "двадцати": 20, "тридцати": 30},
     "cjk": {},
 }
-_ORDINALS = ("first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth "
-             "thirteenth fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth").split()
+_ORDINALS = _words("first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth "
+                   "thirteenth fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth")
 ORDINAL_WORDS: dict[str, int] = {word: index + 1 for index, word in enumerate(_ORDINALS)}
 
 # A unit after a number means it is not an age ("under 10 minutes", "she was 14 pages in").
@@ -65,12 +72,12 @@ AGE_RULES: tuple[tuple[str, str | int, str], ...] = (
     ("en", "age", r"{n}\s*(?:y\s*/\s*o|y\.\s*o\b\.?|yo|yrs?\s*old)(?![^\W_])"),
     ("en", "age", r"{n}\s*-?\s*months?\s*-?\s*olds?"),
     ("en", "age", r"\bage[sd]?\s*(?:of\s+)?[:=]?\s*{n}" + _NOT_AGE_UNIT),
-    ("en", "age", r"\b(?:she|he|they|i|you|we)\s*(?:'s|'m|'re|\s+is|\s+was|\s+are|\s+am|\s+were)\s+"
-                  r"(?:only\s+|just\s+|barely\s+|still\s+|now\s+)?{n}(?=\s*(?:$|[^\w\s]|and\b|but\b|"
-                  r"now\b|so\b|years?\b|yrs?\b))"),
+    ("en", "age", (r"\b(?:she|he|they|i|you|we)\s*(?:'s|'m|'re|\s+is|\s+was|\s+are|\s+am|\s+were)\s+"
+                   r"(?:only\s+|just\s+|barely\s+|still\s+|now\s+)?{n}(?=\s*(?:$|[^\w\s]|and\b|but\b|"
+                   r"now\b|so\b|years?\b|yrs?\b))")),
     # A name and an age: "Lily is 14.", "Lily, 14,", "Lily (14)".
-    ("en", "age", r"(?<![^\W_])[^\W\d_]{2,}\s+(?:is|was)\s+(?:only\s+|just\s+|barely\s+|still\s+|now\s+)?{n}"
-                  r"(?=\s*(?:$|[^\w\s]|and\b|but\b|years?\b))"),
+    ("en", "age", (r"(?<![^\W_])[^\W\d_]{2,}\s+(?:is|was)\s+(?:only\s+|just\s+|barely\s+|still\s+|now\s+)?{n}"
+                   r"(?=\s*(?:$|[^\w\s]|and\b|but\b|years?\b))")),
     ("en", "age", r"(?<![^\W_])[^\W\d_]{2,}\s*,\s*(?P<n>\d{1,2})\s*(?:[,;)]|\.(?!\d)|$)"),
     ("en", "age", r"(?<![^\W_])[^\W\d_]{2,}\s*\(\s*(?P<n>\d{1,2})\s*\)"),
     ("en", "age", r"\bturn(?:s|ed|ing)?\s+{n}\b" + _NOT_AGE_UNIT),
@@ -82,23 +89,23 @@ AGE_RULES: tuple[tuple[str, str | int, str], ...] = (
     ("en", 15, _SCHOOL + r"(?:ers?\b|\s+" + _PUPIL + r"\b)"),
     ("en", 15, r"\b(?:freshm[ae]n|sophomores?|juniors?|seniors?)\s+(?:in|at)\s+" + _SCHOOL),
     ("en", 15, r"\b(?:is|are|'s|'re|still)\s+in\s+" + _SCHOOL),
-    ("es", "age", r"\b(?:tiene|tenia|cumplio|cumple|cumplir|con|a\s+sus|de)\s+{n}\s+(?:años|añitos)"
-                  r"(?!\s+(?:de\s+(?!edad)|atras|antes|despues|mas))"),
+    ("es", "age", (r"\b(?:tiene|tenia|cumplio|cumple|cumplir|con|a\s+sus|de)\s+{n}\s+(?:años|añitos)"
+                   r"(?!\s+(?:de\s+(?!edad)|atras|antes|despues|mas))")),
     ("es", "age", r"{n}\s+(?:años|añitos)\s+de\s+edad"),
     ("es", "under", r"\b(?:menor(?:es)?|menos)\s+de\s+{n}(?:\s+años)?" + _NOT_AGE_UNIT),
-    ("fr", "age", r"(?:(?<!y )\ba|\bavait|\baura|\bagee?s?\s+de|\bde|\bfete\s+ses|\bvient\s+d'avoir)\s+{n}\s+ans"
-                  r"(?!\s+(?:de\s+(?:mariage|prison|vie|travail)|plus\s+tot|plus\s+tard))"),
+    ("fr", "age", (r"(?:(?<!y )\ba|\bavait|\baura|\bagee?s?\s+de|\bde|\bfete\s+ses|\bvient\s+d'avoir)\s+{n}\s+ans"
+                   r"(?!\s+(?:de\s+(?:mariage|prison|vie|travail)|plus\s+tot|plus\s+tard))")),
     ("fr", "under", r"\bmoins\s+de\s+{n}\s+ans"),
     ("de", "age", r"{n}\s*-?\s*jahrig\w*"),
     ("de", "age", r"{n}\s+jahre?\s+alt"),
-    ("de", "age", r"\b(?:sie|er|ich|du)\s+(?:ist|war|bin|bist)\s+(?:erst\s+|gerade\s+|noch\s+)?{n}"
-                  r"(?=\s*(?:$|[^\w\s]|und\b|jahre))"),
+    ("de", "age", (r"\b(?:sie|er|ich|du)\s+(?:ist|war|bin|bist)\s+(?:erst\s+|gerade\s+|noch\s+)?{n}"
+                   r"(?=\s*(?:$|[^\w\s]|und\b|jahre))")),
     ("de", "age", r"\bmit\s+{n}(?=\s*(?:$|[,.;!?]|jahren\b))"),
     ("de", "under", r"\bunter\s+{n}(?:\s+jahren)?(?=\s*(?:$|[^\w\s]|jahren?\b))"),
     ("de", "grade", r"\b{n}\.?\s*klasse\b"),
     ("de", 12, r"\b\w*klassler(?:in|innen)?\b"),
-    ("pt", "age", r"\b(?:tem|tinha|fez|faz|completou|com|de)\s+{n}\s+anos"
-                  r"(?!\s+(?:de\s+(?!idade)|atras|antes|depois|mais))"),
+    ("pt", "age", (r"\b(?:tem|tinha|fez|faz|completou|com|de)\s+{n}\s+anos"
+                   r"(?!\s+(?:de\s+(?!idade)|atras|antes|depois|mais))")),
     ("pt", "age", r"{n}\s+anos\s+de\s+idade"),
     ("pt", "under", r"\bmenor(?:es)?\s+de\s+{n}(?:\s+anos)?" + _NOT_AGE_UNIT),
     ("it", "age", r"\b(?:ha|aveva|compie|compiuto|di|a)\s+{n}\s+anni(?!\s+(?:di\s|fa\b|prima|dopo))"),
@@ -112,8 +119,9 @@ AGE_RULES: tuple[tuple[str, str | int, str], ...] = (
     ("cjk", "under", r"(?:未满|未滿)\s*{n}\s*(?:岁|周岁|歲|週歲)"),
     ("cjk", 14, r"(?:小学|中学|高校|初中|高中|小學|中學)\s*(?:[1-6一二三四五六])\s*年"),
 )
-_ITALIAN_ENNE = ("decenne undicenne dodicenne tredicenne quattordicenne quindicenne sedicenne "
-                 "diciassettenne").split()
+_ITALIAN_ENNE = _words("decenne undicenne dodicenne tredicenne quattordicenne quindicenne sedicenne "
+                       "diciassettenne")
+# fmt: on
 
 # Languages that write "fourteen-year-old" as one word: number words may run into the next.
 _COMPOUNDING = {"de", "ru"}
@@ -141,7 +149,9 @@ class AgeCue:
 
 def _word_alternation(words: list[str], compounds: bool = False) -> str:
     """Number words, spelled plainly: ages are rarely disguised, and this keeps compiling fast."""
-    body = "|".join(re.escape(w).replace("\\-", "[\\s-]?") for w in sorted(words, key=len, reverse=True))
+    body = "|".join(
+        re.escape(w).replace("\\-", "[\\s-]?") for w in sorted(words, key=len, reverse=True)
+    )
     right = "" if compounds else r"(?![^\W_])"
     return rf"(?<![^\W_])(?<![^\W_]-)(?:{body}){right}"
 
@@ -156,7 +166,12 @@ def _number_group(lang: str) -> str:
 
 
 def _ordinal_group() -> str:
-    return "(?P<o>" + r"(?<!\d)\d{1,2}(?:st|nd|rd|th)\b|" + _word_alternation(list(ORDINAL_WORDS)) + ")"
+    return (
+        "(?P<o>"
+        + r"(?<!\d)\d{1,2}(?:st|nd|rd|th)\b|"
+        + _word_alternation(list(ORDINAL_WORDS))
+        + ")"
+    )
 
 
 @dataclass(frozen=True)
@@ -172,7 +187,13 @@ def _bounded(template: str) -> str:
 
 
 _RULES = tuple(
-    _Rule(lang, kind, re.compile(_bounded(template).replace("{n}", _number_group(lang)).replace("{o}", _ordinal_group())))
+    _Rule(
+        lang,
+        kind,
+        re.compile(
+            _bounded(template).replace("{n}", _number_group(lang)).replace("{o}", _ordinal_group())
+        ),
+    )
     for lang, kind, template in AGE_RULES
 )
 _ENNE = re.compile("|".join(term_pattern(word) for word in _ITALIAN_ENNE))
@@ -186,7 +207,9 @@ def _kanji_value(text: str) -> int:
     if "十" not in text:
         return _KANJI_DIGITS.index(text) + 1
     tens, _, units = text.partition("十")
-    return (_KANJI_DIGITS.index(tens) + 1 if tens else 1) * 10 + (_KANJI_DIGITS.index(units) + 1 if units else 0)
+    return (_KANJI_DIGITS.index(tens) + 1 if tens else 1) * 10 + (
+        _KANJI_DIGITS.index(units) + 1 if units else 0
+    )
 
 
 def _number_value(token: str, lang: str) -> int | None:
@@ -203,9 +226,13 @@ def _age_from(rule: _Rule, match: re.Match[str], text: str) -> int | None:
         return rule.kind
     group = "o" if "o" in match.re.groupindex else "n"
     token = match.group(group)
-    if not token[0].isdigit() and _TENS_BEFORE.search(text, max(0, match.start(group) - 30), match.start(group)):
+    if not token[0].isdigit() and _TENS_BEFORE.search(
+        text, max(0, match.start(group) - 30), match.start(group)
+    ):
         return None
-    value = _number_value(token, "ordinal" if group == "o" and not token[0].isdigit() else rule.lang)
+    value = _number_value(
+        token, "ordinal" if group == "o" and not token[0].isdigit() else rule.lang
+    )
     if value is None:
         return None
     return {"age": value, "under": value - 1, "grade": value + 5, "year": value + 4}[rule.kind]

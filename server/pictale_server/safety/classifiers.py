@@ -45,7 +45,9 @@ def load_classifier(spec: str) -> ImageClassifier:
     try:
         factory = getattr(importlib.import_module(module_name), factory_name)
     except (ImportError, AttributeError) as error:
-        raise ClassifierConfigError(f"image classifier {spec!r} cannot be loaded: {error}") from error
+        raise ClassifierConfigError(
+            f"image classifier {spec!r} cannot be loaded: {error}"
+        ) from error
     classifier = factory()
     if not isinstance(classifier, ImageClassifier):
         raise ClassifierConfigError(f"image classifier {spec!r} has no name and classify(image)")
@@ -65,7 +67,7 @@ def classifier_refusal(classifier: ImageClassifier, image: Image) -> str | None:
     code = f"classifier:{classifier.name}"
     try:
         verdict = classifier.classify(image)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a failing classifier refuses, whatever it raised
         return code
     if not isinstance(verdict, ClassifierVerdict) or verdict.refuse is not False:
         return code

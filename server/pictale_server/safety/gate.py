@@ -34,7 +34,9 @@ class SafetyGate:
     def classifiers(self) -> tuple[ImageClassifier, ...]:
         return self._classifiers
 
-    def check_text(self, fields: Mapping[str, str | None], *, request_id: str | None = None) -> None:
+    def check_text(
+        self, fields: Mapping[str, str | None], *, request_id: str | None = None
+    ) -> None:
         """Raise `content_refused` when the request's texts pair minors with sexual content.
 
         `fields` maps each user-supplied text to its request path ("instruction", "system",
@@ -45,7 +47,9 @@ class SafetyGate:
             if text is None:
                 continue
             if not isinstance(text, str):
-                raise TypeError(f"check_text field {name!r} must be a string, not {type(text).__name__}")
+                raise TypeError(
+                    f"check_text field {name!r} must be a string, not {type(text).__name__}"
+                )
             if text:
                 texts[name] = text
         decision = decide_text(texts)

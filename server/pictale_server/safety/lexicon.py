@@ -17,6 +17,8 @@ Stated ages, school grades and "under 18" are structural and live in age_cues.py
 
 from __future__ import annotations
 
+# Word lists read best packed, so the formatter leaves this module alone.
+# fmt: off
 MINOR_TERMS: dict[str, tuple[str, ...]] = {
     "en": (
         "underage", "under-age", "underaged", "minors",
@@ -174,3 +176,4 @@ EXEMPT_PHRASES: tuple[str, ...] = (
     "minor change", "minor changes", "minor chord", "minor planet", "minor god", "minor gods",
     "sex of the baby", "child of the night", "children of the night",
 )
+# fmt: on

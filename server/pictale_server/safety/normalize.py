@@ -26,9 +26,9 @@ def normalize_text(text: str) -> str:
         category = unicodedata.category(char)
         if category == "Cf":
             continue
-        if category in ("Mn", "Me") and char not in _KEPT_MARKS:
-            if not (char == _TILDE and kept and kept[-1] == "n"):
-                continue
+        is_mark = category in ("Mn", "Me") and char not in _KEPT_MARKS
+        if is_mark and not (char == _TILDE and kept and kept[-1] == "n"):
+            continue
         code = ord(char)
         if _REGIONAL_INDICATOR_A <= code < _REGIONAL_INDICATOR_A + 26:
             char = chr(ord("a") + code - _REGIONAL_INDICATOR_A)

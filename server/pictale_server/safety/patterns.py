@@ -68,7 +68,10 @@ def _lookalike_groups() -> dict[str, set[str]]:
 
 
 _GROUPS = _lookalike_groups()
-_CLASSES = {char: "[" + "".join(re.escape(c) for c in sorted(group)) + "]" for char, group in _GROUPS.items()}
+_CLASSES = {
+    char: "[" + "".join(re.escape(c) for c in sorted(group)) + "]"
+    for char, group in _GROUPS.items()
+}
 
 
 def script_of(char: str) -> str:
@@ -128,7 +131,11 @@ def _parts(term: str) -> tuple[str, str, list[str]]:
         if char.isspace():
             rest.append(_INNER_SPACE)
             continue
-        inner = index < len(runs) - 1 and not runs[index - 1][0].isspace() and not runs[index + 1][0].isspace()
+        inner = (
+            index < len(runs) - 1
+            and not runs[index - 1][0].isspace()
+            and not runs[index + 1][0].isspace()
+        )
         rest.append(_letter(char, count, censorable=inner and script_of(char) == "LATIN"))
     left, right = _boundaries(word[0])
     right = "" if stem else _boundaries(word[-1])[1]

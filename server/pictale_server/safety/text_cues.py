@@ -26,8 +26,11 @@ class Cue:
 
 
 def _all(table: dict[str, tuple[str, ...]]) -> list[str]:
-    return [normalize_text(term.rstrip("*")) + ("*" if term.endswith("*") else "")
-            for terms in table.values() for term in terms]
+    return [
+        normalize_text(term.rstrip("*")) + ("*" if term.endswith("*") else "")
+        for terms in table.values()
+        for term in terms
+    ]
 
 
 def _compile(table: dict[str, tuple[str, ...]]) -> re.Pattern[str]:
@@ -72,7 +75,9 @@ def find_cues(normalized: str) -> list[Cue]:
         (patterns.near_minor, "minor", False),
         (patterns.sexual, "sexual", True),
     ):
-        cues += [Cue(kind, *m.span(), specific) for m in pattern.finditer(normalized) if kept(*m.span())]
+        cues += [
+            Cue(kind, *m.span(), specific) for m in pattern.finditer(normalized) if kept(*m.span())
+        ]
     for match in patterns.minor_sexual.finditer(normalized):
         cues += [Cue("minor", *match.span()), Cue("sexual", *match.span())]
     cues += [Cue("minor", age.start, age.end) for age in find_age_cues(normalized) if age.is_minor]
