@@ -69,7 +69,8 @@ _PUPIL = r"(?:students?|girls?|boys?|kids?|pupils?|child|children|freshm[ae]n|so
 # (US grade n), "year" (UK year n), or a number: the age a phrase implies.
 AGE_RULES: tuple[tuple[str, str | int, str], ...] = (
     ("en", "age", r"{n}\s*-?\s*(?:years?|yrs?|y)\s*-?\s*olds?"),
-    ("en", "age", r"{n}\s*(?:y\s*/\s*o|y\.\s*o\b\.?|yo|yrs?\s*old)(?![^\W_])"),
+    ("en", "age", r"{n}\s*-?\s*(?:y\s*/\s*o|y\.\s*o\b\.?|yo|yrs?\s*old)(?![^\W_])"),
+    ("en", "age", r"{n}\s*-?\s*years?\s+of\s+age"),
     ("en", "age", r"{n}\s*-?\s*months?\s*-?\s*olds?"),
     ("en", "age", r"\bage[sd]?\s*(?:of\s+)?[:=]?\s*{n}" + _NOT_AGE_UNIT),
     ("en", "age", (r"\b(?:she|he|they|i|you|we)\s*(?:'s|'m|'re|\s+is|\s+was|\s+are|\s+am|\s+were)\s+"

@@ -24,7 +24,7 @@ MINOR_TERMS: dict[str, tuple[str, ...]] = {
         "underage", "under-age", "underaged", "minors",
         "preteen", "preteens", "pre-teen", "pre-teens", "tween", "tweens", "teen", "teens",
         "teenage", "teenager", "teenagers", "adolescent", "adolescents", "pubescent",
-        "prepubescent", "pre-pubescent", "child-like", "childlike", "little girl", "little girls",
+        "prepubescent", "pre-pubescent", "little girl", "little girls",
         "little boy", "little boys", "young girl", "young girls", "young boy", "young boys",
         "schoolgirl", "schoolgirls", "schoolboy", "schoolboys", "toddler", "toddlers", "infant",
         "infants", "newborn", "newborns", "kindergartner", "kindergartener", "preschooler",
@@ -49,7 +49,7 @@ MINOR_TERMS: dict[str, tuple[str, ...]] = {
         "minderjährig*", "kleines mädchen", "kleine mädchen", "kleinen mädchen", "kleiner junge",
         "kleinen jungen", "schulmädchen", "schülerin", "schülerinnen", "grundschüler*",
         "teenager", "teenagerin", "jugendliche", "jugendlicher", "jugendlichen", "kleinkind*",
-        "säugling*", "gymnasiastin", "vorpubertär*", "kindlich*",
+        "säugling*", "gymnasiastin", "vorpubertär*",
     ),
     "pt": (
         "menor de idade", "menores de idade", "criança", "crianças", "menininha", "menininhas",
@@ -78,12 +78,13 @@ MINOR_TERMS: dict[str, tuple[str, ...]] = {
 }
 
 NEAR_MINOR_TERMS: dict[str, tuple[str, ...]] = {
-    "en": ("child", "children", "kid", "kids", "kiddo", "kiddie", "kiddies", "minor", "a minor", "the minor", "girlchild"),
+    "en": ("child", "children", "kid", "kids", "kiddo", "kiddie", "kiddies", "minor", "a minor", "the minor", "girlchild",
+           "childlike", "child-like"),
     "es": ("una menor", "un menor", "nena", "chiquilla", "crío", "cría", "infantil"),
     "fr": ("enfant", "enfants", "gamin", "gamine", "gamines", "gosse", "gosses"),
     "de": (
         "ein kind", "das kind", "dem kind", "einem kind", "kleines kind", "die kinder",
-        "den kindern", "kindes", "mädchen",
+        "den kindern", "kindes", "mädchen", "kindlich*",
     ),
     "pt": ("menino", "meninos", "bebê"),
     "it": ("bimba", "bimbi", "alle medie", "alle elementari"),
@@ -174,6 +175,8 @@ EXEMPT_PHRASES: tuple[str, ...] = (
     "minor detail", "minor details", "minor character", "minor characters", "minor role",
     "minor key", "minor injury", "minor injuries", "minor league", "minor issue",
     "minor change", "minor changes", "minor chord", "minor planet", "minor god", "minor gods",
-    "sex of the baby", "child of the night", "children of the night",
+    "sex of the baby", "child of the night", "children of the night", "childlike wonder",
+    "childlike sense of", "childlike joy", "childlike glee", "childlike delight",
+    "childlike curiosity", "childlike enthusiasm",
 )
 # fmt: on
