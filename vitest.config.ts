@@ -19,6 +19,8 @@ export default defineConfig({
           name: 'integration',
           include: ['tests/integration/**/*.test.ts'],
           globalSetup: ['tests/integration/global-setup.ts'],
+          // One file at a time: they share one server, and its CPU-bound models are the bottleneck.
+          fileParallelism: false,
           environment: 'node',
           testTimeout: 120_000,
           hookTimeout: 180_000,
