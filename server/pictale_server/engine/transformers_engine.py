@@ -132,7 +132,10 @@ class TransformersEngine:
         )
         model = self._finish_loading(model, plan)
         preprocessor = VisionPreprocessor.from_pretrained(
-            source.location, max_pixels=self._settings.max_pixels, **hub_kwargs(source)
+            source.location,
+            max_pixels=self._settings.max_pixels,
+            device=self._device,
+            **hub_kwargs(source),
         )
         tokenizer = preprocessor.tokenizer
         end_ids = {tokenizer.convert_tokens_to_ids(t) for t in (CHATML_ANSWER_END, "<|endoftext|>")}

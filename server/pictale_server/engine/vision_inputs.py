@@ -15,6 +15,8 @@ from PIL.Image import Image
 from transformers import AutoTokenizer
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
+from pictale_server.engine.pixel_patches import PatchSpec, image_to_patches
+
 IMAGE_PAD = "<|image_pad|>"
 MIN_PIXELS = 56 * 56
 
@@ -40,15 +42,30 @@ class VisionInputs:
 
 
 class VisionPreprocessor:
-    def __init__(self, image_processor: Qwen2VLImageProcessorPil, tokenizer) -> None:
+    def __init__(
+        self, image_processor: Qwen2VLImageProcessorPil, tokenizer, device: torch.device | None = None
+    ) -> None:
         self.image_processor = image_processor
         self.tokenizer = tokenizer
+        self.device = device or torch.device("cpu")
+        size = image_processor.size
+        self.patch_spec = PatchSpec.from_image_processor(
+            image_processor,
+            min_pixels=_size_value(size, "shortest_edge"),
+            max_pixels=_size_value(size, "longest_edge"),
+        )
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_PAD)
         self.merge_length = image_processor.merge_size**2
 
     @classmethod
     def from_pretrained(
-        cls, source: str | Path, *, max_pixels: int, min_pixels: int = MIN_PIXELS, **hub_kwargs
+        cls,
+        source: str | Path,
+        *,
+        max_pixels: int,
+        min_pixels: int = MIN_PIXELS,
+        device: torch.device | None = None,
+        **hub_kwargs,
     ) -> VisionPreprocessor:
         # The Hub config allows 16k visual tokens; the pixel budget always comes from settings.
         image_processor = Qwen2VLImageProcessorPil.from_pretrained(
@@ -56,7 +73,7 @@ class VisionPreprocessor:
         )
         image_processor.size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
         tokenizer = AutoTokenizer.from_pretrained(source, **hub_kwargs)
-        return cls(image_processor, tokenizer)
+        return cls(image_processor, tokenizer, device)
 
     def image_tokens(self, image_grid_thw: torch.Tensor) -> int:
         return int(image_grid_thw.prod().item()) // self.merge_length
@@ -64,13 +81,16 @@ class VisionPreprocessor:
     def __call__(self, image: Image, prompt: str) -> VisionInputs:
         if prompt.count(IMAGE_PAD) != 1:
             raise ValueError("the vision prompt must hold exactly one image placeholder")
-        pixels = self.image_processor(images=[image.convert("RGB")], return_tensors="pt")
-        grid = pixels["image_grid_thw"]
+        pixel_values, grid = image_to_patches(image, self.patch_spec, self.device)
         expanded = prompt.replace(IMAGE_PAD, IMAGE_PAD * self.image_tokens(grid))
         ids = self.tokenizer(expanded, add_special_tokens=False, return_tensors="pt")["input_ids"]
         return VisionInputs(
             input_ids=ids,
             mm_token_type_ids=(ids == self.image_token_id).to(torch.int32),
-            pixel_values=pixels["pixel_values"],
+            pixel_values=pixel_values,
             image_grid_thw=grid,
         )
+
+
+def _size_value(size, key: str) -> int:
+    return int(size[key] if isinstance(size, dict) else getattr(size, key))
