@@ -135,3 +135,22 @@ def test_the_graph_path_falls_back_to_eager_without_cuda(writer):
         path="graph",
     )
     assert loop.path == "eager"
+
+
+def test_chunked_prefill_gives_the_same_tokens_and_logits(writer):
+    model, tokenizer, loop = writer
+    ids = writer_prompt(tokenizer, "The old lighthouse looks toward the evening sky. " * 3)
+    whole = list(loop.tokens(WriterPrompt(ids), ids, GREEDY, seed=0))
+    whole_logits = loop.logits.clone()
+    chunked_loop = DecodeLoop(
+        CausalLMRunner(model, prefill_chunk_tokens=7),
+        config=model.config,
+        cache_tokens=256,
+        vocab_size=model.config.vocab_size,
+        device=CPU,
+        path="eager",
+    )
+    assert ids.shape[1] > 3 * 7  # several chunks, the last one partial
+    chunked = list(chunked_loop.tokens(WriterPrompt(ids), ids, GREEDY, seed=0))
+    assert chunked == whole
+    assert torch.allclose(chunked_loop.logits, whole_logits, atol=1e-4, rtol=1e-4)
