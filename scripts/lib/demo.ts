@@ -14,7 +14,7 @@ async function shutdown(exitCode: number): Promise<never> {
     stopping = true
     if (server) {
       await server.stop()
-      console.log(dim('› stopped the local server'))
+      console.log(dim(`\n› ${exitCode === 130 ? 'interrupted: ' : ''}stopped the local server`))
     }
   }
   process.exit(exitCode)
