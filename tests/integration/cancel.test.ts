@@ -26,7 +26,7 @@ describe('abort mid-stream', () => {
     expect(await rejectionOf(run)).toBeInstanceOf(UserAbortError)
 
     // The SDK asked the server to cancel; the job ended cancelled, not done.
-    await vi.waitFor(() => expect(cancelAnswers).toHaveLength(1))
+    await vi.waitFor(() => expect(cancelAnswers).toHaveLength(1), { timeout: 10_000 })
     expect(await cancelAnswers[0]).toMatchObject({ id: run.id, state: 'cancelled' })
 
     // The writer is free for the next job: it starts long before the cancelled job's
