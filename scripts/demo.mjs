@@ -5,7 +5,10 @@ import { spawnSync } from 'node:child_process'
 import { ensureNodeModules } from './ensure-node-modules.mjs'
 
 const remote = Boolean(process.env.PICTALE_BASE_URL)
-console.log('pictale demo: a picture goes in, a description and a story come out.\n')
+const plan = remote
+  ? `It sends examples/assets/sample.png to ${process.env.PICTALE_BASE_URL}: a vision model describes\nthe picture, then a writer model writes a story from that description.`
+  : 'It starts a local pictale server and sends it examples/assets/sample.png: a vision model describes\nthe picture, then a writer model writes a story from that description. Then it stops the server.'
+console.log(`pictale demo: a picture goes in, a description and a story come out.\n${plan}\n`)
 ensureNodeModules()
 if (!remote) {
   console.log('› Python environment for the local server (server/.venv; the first run installs CPU torch, ~1.5 GB, a few minutes)')
