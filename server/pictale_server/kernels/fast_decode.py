@@ -1,0 +1,234 @@
+"""Routing a model's decode-time NF4 matmuls to the fused kernel: `enable_fast_nf4(model)`.
+
+Every bitsandbytes `Linear4bit` gets a forward that sends inputs of 1..max_rows rows (decode)
+to `nf4_gemv` and everything else (prefill, fp16 inputs, autograd) to bitsandbytes. Sibling
+projections that read the same input are fused: q/k/v and gate/up are computed by one launch
+of the kernel on row-concatenated weights (the first projection called computes all of them,
+the others return their slice of that output when they receive the very same input tensor).
+
+The kernel needs Triton and a CUDA GPU of compute capability 8.0 or newer (A10G, H100, H200),
+or Triton's interpreter on CPU (tests). Elsewhere nothing is patched and the handle says why.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .fuse import can_fuse, fuse_rows
+from .nf4_format import PackedNF4, UnsupportedNF4Weight, packed_from_quant_state
+
+MAX_ROWS = 8  # the kernel's limit (nf4_gemv.MAX_ROWS); Triton is imported only when used
+
+FUSED_SIBLINGS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
+
+
+def kernel_lookup_for(device: torch.device) -> tuple[str | None, str]:
+    """('asm' | 'plain', '') when the kernel can run on `device`, else (None, why not)."""
+    if importlib.util.find_spec("triton") is None:
+        return None, "triton is not installed"
+    interpreting = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    if device.type == "cpu":
+        return ("plain", "") if interpreting else (None, "the kernel needs a CUDA GPU")
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return None, f"unsupported device {device}"
+    if interpreting:
+        return None, "TRITON_INTERPRET is set: kernels run on CPU tensors only"
+    if torch.cuda.get_device_capability(device) < (8, 0):
+        return None, "the kernel needs compute capability 8.0 or newer"
+    return "asm", ""
+
+
+@dataclass
+class _Group:
+    """One launch's worth of projections: a single weight, or fused siblings."""
+
+    kernel_weight: Any  # NF4KernelWeight
+    bias: torch.Tensor | None
+    splits: list[int]
+    last_input: torch.Tensor | None = None
+    last_output: torch.Tensor | None = None
+
+
+@dataclass
+class FastNF4Handle:
+    """What `enable_fast_nf4` did; `disable()` restores bitsandbytes' forwards."""
+
+    enabled: bool
+    reason: str = ""
+    lookup: str | None = None
+    max_rows: int = MAX_ROWS
+    patched: list[torch.nn.Module] = field(default_factory=list)
+    fused_groups: int = 0
+    _shapes: set[tuple[int, int, str, str]] = field(default_factory=set)
+
+    def warmup(self, rows: tuple[int, ...] = (1,)) -> None:
+        """Compile and tune the kernel for every weight shape and row count used.
+
+        Call once after enabling and before capturing CUDA graphs: the first call per shape
+        compiles and benchmarks (and synchronizes), which must not happen during capture.
+        """
+        from .nf4_gemv import nf4_gemv
+
+        for n, k, device, _ in sorted(self._shapes):
+            for m in rows:
+                x = torch.zeros(m, k, dtype=torch.bfloat16, device=device)
+                for module in self.patched:
+                    group = module._fast_nf4_group
+                    if group.kernel_weight.out_features == n and group.kernel_weight.in_features == k:
+                        nf4_gemv(x, group.kernel_weight, group.bias)
+                        break
+
+    def disable(self) -> None:
+        for module in self.patched:
+            del module.forward
+            del module._fast_nf4_group
+        self.patched.clear()
+        self.enabled = False
+        self.reason = "disabled"
+
+
+def _packed_weight(module) -> PackedNF4:
+    weight = module.weight
+    if getattr(weight, "quant_state", None) is None:
+        raise UnsupportedNF4Weight("weight is not quantized yet")
+    return packed_from_quant_state(weight.data, weight.quant_state)
+
+
+def _repoint(module, view: PackedNF4) -> None:
+    """Make a Linear4bit read its (unchanged) data from a slice of a fused buffer."""
+    weight = module.weight
+    weight.data = view.packed.view(weight.data.dtype).reshape(weight.data.shape)
+    state = weight.quant_state
+    state.absmax = view.absmax
+    if view.nested is not None:
+        state.state2.absmax = view.nested.absmax2
+
+
+def _eligible(x: torch.Tensor, k: int, max_rows: int, device: torch.device) -> bool:
+    return (
+        x.dtype == torch.bfloat16
+        and x.device == device
+        and x.shape[-1] == k
+        and 1 <= x.numel() // k <= max_rows
+        and x.stride(-1) == 1
+        and not (x.requires_grad and torch.is_grad_enabled())
+    )
+
+
+def _rows(x: torch.Tensor) -> torch.Tensor | None:
+    """x as [M, K] without copying, or None when its rows are not 4-byte aligned."""
+    x2d = x.reshape(-1, x.shape[-1])
+    if x2d.stride(0) % 2 or x2d.data_ptr() % 4:
+        return None
+    return x2d
+
+
+def _install(module, group: _Group, index: int, max_rows: int) -> None:
+    from . import nf4_gemv as kernel
+
+    original = module.forward
+    start = sum(group.splits[:index])
+    width = group.splits[index]
+    k = group.kernel_weight.in_features
+    device = group.kernel_weight.words.device
+    single = len(group.splits) == 1
+
+    def forward(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        if args or kwargs or not _eligible(x, k, max_rows, device):
+            return original(x, *args, **kwargs)
+        if not single and index > 0 and group.last_input is x:
+            out = group.last_output
+        else:
+            x2d = _rows(x)
+            if x2d is None:
+                return original(x)
+            out = kernel.nf4_gemv(x2d, group.kernel_weight, group.bias)
+            if not single:
+                group.last_input, group.last_output = x, out
+        if not single:
+            out = out[:, start : start + width]
+        return out.view(*x.shape[:-1], width)
+
+    module._fast_nf4_group = group
+    module.forward = forward
+
+
+def _siblings(model: torch.nn.Module, is_4bit) -> list[list[torch.nn.Module]]:
+    groups = []
+    for parent in model.modules():
+        for names in FUSED_SIBLINGS:
+            members = [getattr(parent, name, None) for name in names]
+            if all(is_4bit(m) for m in members):
+                groups.append(members)
+    return groups
+
+
+def enable_fast_nf4(
+    model: torch.nn.Module, *, fuse: bool = True, max_rows: int = MAX_ROWS
+) -> FastNF4Handle:
+    """Route the decode-time matmuls of every bitsandbytes NF4 layer of `model` to the kernel.
+
+    Call after the model is loaded and on its device, before capturing CUDA graphs, then
+    `handle.warmup(rows)`. Safe to call anywhere: where the kernel cannot run (no Triton, no
+    CUDA, an older GPU) it changes nothing and returns a handle with `enabled=False` and the
+    reason. Layers it cannot read (not NF4, blocksize other than 64) keep bitsandbytes.
+    """
+    import bitsandbytes as bnb
+
+    if not 1 <= max_rows <= MAX_ROWS:
+        raise ValueError(f"max_rows must be within 1..{MAX_ROWS}, got {max_rows}")
+
+    def is_4bit(module) -> bool:
+        return isinstance(module, bnb.nn.Linear4bit) and not hasattr(module, "_fast_nf4_group")
+
+    layers = [m for m in model.modules() if is_4bit(m)]
+    if not layers:
+        return FastNF4Handle(enabled=False, reason="the model has no bitsandbytes 4-bit layers")
+    device = layers[0].weight.device
+    lookup, why_not = kernel_lookup_for(device)
+    if lookup is None:
+        return FastNF4Handle(enabled=False, reason=why_not)
+
+    from .nf4_gemv import NF4KernelWeight
+
+    handle = FastNF4Handle(enabled=True, lookup=lookup, max_rows=max_rows)
+    plans: list[list[torch.nn.Module]] = _siblings(model, is_4bit) if fuse else []
+    in_groups = {id(m) for members in plans for m in members}
+    plans += [[m] for m in layers if id(m) not in in_groups]
+    for members in plans:
+        try:
+            packed = [_packed_weight(m) for m in members]
+        except UnsupportedNF4Weight:
+            continue
+        if len(members) > 1 and can_fuse(packed) is None:
+            fused, views = fuse_rows(packed)
+            for module, view in zip(members, views):
+                _repoint(module, view)
+            biases = [m.bias for m in members]
+            bias = None
+            if any(b is not None for b in biases):
+                bias = torch.cat([
+                    b.detach().float() if b is not None else torch.zeros(m.out_features, device=device)
+                    for b, m in zip(biases, members)
+                ])
+            group = _Group(NF4KernelWeight(fused, lookup=lookup), bias, [m.out_features for m in members])
+            for index, module in enumerate(members):
+                _install(module, group, index, max_rows)
+                handle.patched.append(module)
+            handle.fused_groups += 1
+            handle._shapes.add((fused.out_features, fused.in_features, str(device), lookup))
+        else:
+            for module, weight in zip(members, packed):
+                bias = module.bias.detach() if module.bias is not None else None
+                group = _Group(NF4KernelWeight(weight, lookup=lookup), bias, [weight.out_features])
+                _install(module, group, 0, max_rows)
+                handle.patched.append(module)
+                handle._shapes.add((weight.out_features, weight.in_features, str(device), lookup))
+    if lookup == "asm":
+        torch.cuda.empty_cache()
+    return handle
