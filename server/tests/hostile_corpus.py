@@ -7,6 +7,7 @@ that only the `guarded` server may reach (see the test module).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -267,9 +268,10 @@ LIMITS = [
         lambda: iter([b'{"instruction": "', *[b"y" * samples.MiB] * 31, b'"}']),
         "request_too_large",
     ),
-    image(
+    bad(
         "image of 21 MiB (base64 in a 28 MiB body)",
-        {"data": "__OVERSIZED__"},
+        "/v1/describe",
+        lambda: json.dumps({"image": {"data": samples.b64(samples.oversized_image())}}).encode(),
         "image_too_large",
         "image.data",
     ),

@@ -81,10 +81,7 @@ def _content(case: Bad, local_images: str) -> bytes | Iterator[bytes] | None:
         return body()
     if isinstance(body, bytes):
         return body
-    text = json.dumps(body).replace(LOCAL, local_images)
-    if "__OVERSIZED__" in text:
-        text = text.replace("__OVERSIZED__", samples.b64(samples.oversized_image()))
-    return text.encode()
+    return json.dumps(body).replace(LOCAL, local_images).encode()
 
 
 def send(servers: Servers, case: Bad) -> httpx.Response:
