@@ -1,11 +1,13 @@
 """The engine's own decode loop: prefill, then one step per token over a static KV cache.
 
-Each model owns one `StaticCache` for its lifetime and resets its write counters per request
-(the cache writes at its own counter, not at the positions it is given, so a counter left over
-from an earlier request would run past the buffer). A decode step is forward + sampling +
+Each model owns one KV buffer for its lifetime, seen through caches of doubling length
+(kv_buckets.py): a request runs on the shortest one that holds it, so decode attention reads
+only about as many slots as the request can fill. Write counters are reset per request (a
+static cache writes at its own counter, not at the positions it is given, so a counter left
+over from an earlier request would run past the buffer). A decode step is forward + sampling +
 feeding the token back, reading and writing only fixed device buffers, so on CUDA it is
-captured once as a CUDA graph and replayed (`decode_path="graph"`); the eager path runs the
-very same step function.
+captured once per cache length as a CUDA graph and replayed (`decode_path="graph"`); the eager
+path runs the very same step function.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from transformers import StaticCache
 
 from pictale_server.engine.base import Sampling
+from pictale_server.engine.kv_buckets import KVBuckets
 from pictale_server.engine.sampling import SamplingTensors, sample_next_token
 
 DecodePath = Literal["graph", "eager"]
@@ -56,14 +59,17 @@ class DecodeLoop:
         self.runner = runner
         self.path: DecodePath = path
         self.cache_tokens = cache_tokens
-        self.cache = StaticCache(config=config, max_cache_len=cache_tokens)
+        self.buckets = KVBuckets(config, cache_tokens, dtype=runner.model.dtype, device=device)
+        self.bucket = cache_tokens
+        self.cache: StaticCache = self.buckets.caches[cache_tokens]
         self.device = device
         self.params = SamplingTensors.allocate(device)
         self.token = torch.zeros((1, 1), dtype=torch.int64, device=device)
         self.position = torch.zeros((1,), dtype=torch.int64, device=device)
         self.seen = torch.zeros((1, vocab_size), dtype=torch.bool, device=device)
         self.logits = torch.zeros((1, vocab_size), dtype=torch.float32, device=device)
-        self._graph: torch.cuda.CUDAGraph | None = None
+        self._graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self._graph_pool = None
 
     # -- the step (captured as one CUDA graph on the graph path) -------------------------------
 
@@ -83,6 +89,8 @@ class DecodeLoop:
     # -- per request ---------------------------------------------------------------------------
 
     def _reset(self, sampling: Sampling, seed: int, prompt_ids: torch.Tensor) -> None:
+        self.bucket = self.buckets.length_for(prompt_ids.shape[-1] + sampling.max_tokens)
+        self.cache = self.buckets.caches[self.bucket]
         for counter in cache_write_counters(self.cache):
             counter.zero_()
         self.params.assign(sampling, seed)
@@ -99,12 +107,14 @@ class DecodeLoop:
             for _ in range(2):
                 self._step()
         torch.cuda.current_stream().wait_stream(side)
+        if self._graph_pool is None:
+            self._graph_pool = torch.cuda.graph_pool_handle()  # graphs never replay at once
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+        with torch.cuda.graph(graph, pool=self._graph_pool, capture_error_mode="thread_local"):
             self._step()
         for tensor, value in zip(self._state_tensors(), saved):
             tensor.copy_(value)
-        self._graph = graph
+        self._graphs[self.bucket] = graph
 
     def _state_tensors(self) -> list[torch.Tensor]:
         p = self.params
@@ -119,9 +129,9 @@ class DecodeLoop:
 
     def _run_step(self) -> None:
         if self.path == "graph":
-            if self._graph is None:
+            if self.bucket not in self._graphs:
                 self._capture()
-            self._graph.replay()
+            self._graphs[self.bucket].replay()
         else:
             self._step()
 
@@ -144,3 +154,14 @@ class DecodeLoop:
     def written_tokens(self) -> int:
         """The cache's own write counter (tests check it stays in step with positions)."""
         return int(cache_write_counters(self.cache)[0].item())
+
+    def capture_graphs(self, inputs: object, prompt_ids: torch.Tensor) -> None:
+        """Capture the decode step of every cache length now (at load, not in a request)."""
+        if self.path != "graph":
+            return
+        for length in self.buckets.lengths:
+            sampling = Sampling(max_tokens=length - prompt_ids.shape[-1], temperature=0.0)
+            steps = self.tokens(inputs, prompt_ids, sampling, seed=0)
+            for _ in zip(range(2), steps):
+                pass
+            steps.close()

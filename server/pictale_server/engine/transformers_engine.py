@@ -88,9 +88,9 @@ class TransformersEngine:
                 self._warm_up()
 
     def _warm_up(self) -> None:
-        """One short generation per model, so CUDA graphs are captured (and kernels tuned)
-        before serving: capture then never meets a request on the other model's thread, and
-        never lands in a request's time to first token."""
+        """One short generation per model, then the decode graph of every cache length, so
+        capture (and kernel tuning) happens before serving: it then never meets a request on
+        the other model's thread, and never lands in a request's time to first token."""
         greedy = Sampling(max_tokens=3, temperature=0.0)
         for _ in self.stream_writer([ChatMessage(role="user", content="Hello")], greedy, Cancel()):
             pass
@@ -99,6 +99,12 @@ class TransformersEngine:
             picture, [ChatMessage(role="user", content="Hello")], greedy, Cancel()
         ):
             pass
+        hello = [ChatMessage(role="user", content="Hello")]
+        ids = self.writer_prompt_ids(hello)
+        self._require(self._writer).loop.capture_graphs(WriterPrompt(ids), ids)
+        vision = self._require(self._vision)
+        inputs = self._vision_inputs(picture, hello).to(self._device, vision.model.dtype)
+        vision.loop.capture_graphs(inputs, inputs.input_ids)
 
     def _resolve_dev_sources(self) -> None:
         if self._vision_source.location is not None and self._writer_source.location is not None:
