@@ -81,7 +81,7 @@ def test_cpu_loads_float32_with_sdpa_and_no_quantization():
         "local_files_only": True,
         "revision": "main",
         "dtype": torch.float32,
-        "attn_implementation": "sdpa",
+        "attn_implementation": "pictale_sdpa",
     }
 
 

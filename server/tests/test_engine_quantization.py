@@ -60,10 +60,10 @@ def test_a_model_with_no_4bit_layer_fails():
         assert_quantization_layout(nn.Sequential(nn.Linear(2, 2)))
 
 
-def test_attention_is_sdpa_without_a_gpu_or_without_flash_attn(monkeypatch):
-    assert attention_implementation(cuda=False) == "sdpa"
+def test_attention_is_sdpa_with_the_decode_path_without_a_gpu_or_flash_attn(monkeypatch):
+    assert attention_implementation(cuda=False) == "pictale_sdpa"
     monkeypatch.setattr(quantization.importlib.util, "find_spec", lambda name: None)
-    assert attention_implementation(cuda=True) == "sdpa"
+    assert attention_implementation(cuda=True) == "pictale_sdpa"
 
 
 def test_attention_is_flash_attention_2_when_it_imports(monkeypatch):
@@ -80,5 +80,5 @@ def test_a_broken_flash_attn_install_falls_back_to_sdpa(monkeypatch):
 
     monkeypatch.setattr(quantization.importlib.util, "find_spec", lambda name: object())
     monkeypatch.setitem(sys.modules, "flash_attn", None)  # import raises ImportError
-    assert attention_implementation(cuda=True) == "sdpa"
+    assert attention_implementation(cuda=True) == "pictale_sdpa"
     assert importlib.util is quantization.importlib.util

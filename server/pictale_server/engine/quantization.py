@@ -11,6 +11,8 @@ import importlib.util
 
 import torch
 
+from pictale_server.engine.decode_attention import register as register_decode_attention
+
 SKIP_MODULES = ["model.visual", "visual", "lm_head"]
 VISION_TOWER_PREFIXES = ("model.visual", "visual")
 
@@ -28,14 +30,15 @@ def nf4_config(*, double_quant: bool):
 
 
 def attention_implementation(*, cuda: bool) -> str:
-    """flash-attn 2 when it is installed (and a GPU is there), else PyTorch SDPA."""
+    """flash-attn 2 when it is installed (and a GPU is there), else PyTorch SDPA with the
+    engine's decode-step attention (decode_attention.py) for single-token queries."""
     if cuda and importlib.util.find_spec("flash_attn") is not None:
         try:
             import flash_attn  # noqa: F401
         except Exception:  # noqa: BLE001 — a broken build must not stop the server: SDPA has its own flash kernel
-            return "sdpa"
+            return register_decode_attention()
         return "flash_attention_2"
-    return "sdpa"
+    return register_decode_attention()
 
 
 def _is_4bit(module: torch.nn.Module) -> bool:
