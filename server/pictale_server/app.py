@@ -86,9 +86,11 @@ def create_app(
         RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
     )
     app.include_router(health.router)
-    app.include_router(
-        generate.router, dependencies=[Depends(make_rate_limit(limiter, authenticate))]
-    )
+    admit = make_rate_limit(limiter, authenticate)
+    # FastAPI decodes a JSON body before it runs route dependencies; the validation handler
+    # admits the caller first, so a malformed body never answers before the key is checked.
+    app.state.admit_generation = admit
+    app.include_router(generate.router, dependencies=[Depends(admit)])
     app.include_router(runs.router, dependencies=[Depends(authenticate)])
 
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)

@@ -62,6 +62,11 @@ def validation_error(exc: RequestValidationError) -> ApiError:
     return ApiError("invalid_request", message, param=first.get("param"), details=details)
 
 
+def _body_never_decoded(exc: RequestValidationError) -> bool:
+    """A body that is not JSON fails before any route dependency has run."""
+    return any(error.get("type") == "json_invalid" for error in exc.errors())
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def on_api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -69,6 +74,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if _body_never_decoded(exc):
+            admit = getattr(request.app.state, "admit_generation", None)
+            if admit is not None:
+                try:
+                    admit(request)  # auth and rate limit, which the route never reached
+                except ApiError as error:
+                    return error_json(request, error)
         return error_json(request, validation_error(exc))
 
     @app.exception_handler(StarletteHTTPException)

@@ -58,7 +58,6 @@ class Settings(BaseSettings):
     double_quant: bool = False
     decode_path: Literal["graph", "eager"] = "graph"
     max_context_tokens: int = 16384
-    log_content: bool = False
 
     @field_validator("api_keys", "url_allowlist", "image_classifiers", mode="before")
     @classmethod

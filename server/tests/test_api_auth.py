@@ -91,3 +91,19 @@ def test_the_rate_window_slides():
     assert refused.value.retry_after == 30  # until the first hit leaves the window
     now[0] += 30
     limiter.hit("a")  # the first hit has left the window
+
+
+def test_a_body_that_is_not_json_is_not_answered_before_the_key_is_checked(serve):
+    served = serve(api_keys=["key-one"], rate_limit_per_minute=1)
+    garbage = {"content": b"{not json", "headers": {"content-type": "application/json"}}
+    for path in ("/v1/narrate", "/v1/describe", "/v1/pipeline"):
+        response = served.client.post(path, **garbage)
+        assert response.status_code == 401, path
+        assert response.json()["error"]["code"] == "unauthorized"
+    with_key = {**garbage, "headers": {**garbage["headers"], **bearer("key-one")}}
+    first = served.client.post("/v1/narrate", **with_key)
+    assert first.status_code == 400
+    assert first.json()["error"]["code"] == "invalid_request"
+    second = served.client.post("/v1/narrate", **with_key)  # malformed bodies count too
+    assert second.status_code == 429
+    assert second.json()["error"]["code"] == "rate_limited"
