@@ -1,0 +1,361 @@
+"""GPU benchmark of the server's own engine, with the seed design as baseline, in one run.
+
+    python3 bench/gpu/engine_bench.py            # every phase, each in its own process
+
+Phases (each a subprocess so its memory cap and peak are its own):
+  build     full-size random bf16 checkpoints of both models (uncapped: bf16 does not fit 24 GB)
+  seed      the original design: HF `generate`, eager, NF4 + double quant, dynamic cache,
+            sampling with repetition penalty — writer decode speed
+  quantize  the engine loads both bf16 checkpoints, quantizing to NF4 on load (timed), then
+            saves pre-quantized NF4 checkpoints
+  engine    the engine loads both NF4 checkpoints under the A10G cap (timed) and is measured:
+            describe TTFT, vision decode, writer TTFT and decode, context, pipeline, peak
+Results: $OUT/gpu-<date>.json (bench/results/ keeps the copy that is committed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT / "server"), str(ROOT / "bench" / "gpu")]
+
+WORK = Path(os.environ.get("PICTALE_BENCH_DIR", "/dev/shm/pictale-bench"))
+OUT = Path(os.environ.get("OUT", "/tmp/pictale-bench-out"))
+PROMPT_TOKENS = 512
+DECODE_TOKENS = 256
+
+
+def phase_build() -> dict:
+    from full_size_models import build_vision, build_writer
+
+    result = {}
+    if not (WORK / "writer-bf16" / "config.json").exists():
+        result.update(build_writer(WORK / "writer-bf16"))
+    if not (WORK / "vision-bf16" / "config.json").exists():
+        result.update(build_vision(WORK / "vision-bf16"))
+    return result
+
+
+def _writer_prompt(tokenizer, n_tokens: int) -> str:
+    """Plain prose of about n_tokens tokens in this tokenizer."""
+    sentence = "The lighthouse keeper counted the ships that passed the harbour at dusk. "
+    ids = tokenizer(sentence * (n_tokens // 4 + 16), add_special_tokens=False)["input_ids"][:n_tokens]
+    return tokenizer.decode(ids)
+
+
+def phase_seed() -> dict:
+    import torch
+    from gpu_env import cap_to_a10g, peak_gib
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from pictale_server.engine.quantization import nf4_config
+
+    cap = cap_to_a10g()
+    path = WORK / "writer-bf16"
+    start = time.perf_counter()
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=torch.bfloat16, device_map={"": 0}, quantization_config=nf4_config(double_quant=True)
+    )
+    load_s = time.perf_counter() - start
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    ids = tokenizer(_writer_prompt(tokenizer, PROMPT_TOKENS), return_tensors="pt")["input_ids"].to("cuda")
+    kwargs = dict(do_sample=True, temperature=0.8, top_p=0.95, repetition_penalty=1.1, pad_token_id=tokenizer.pad_token_id)
+
+    def timed(new_tokens: int) -> tuple[float, int]:
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        out = model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **kwargs)
+        torch.cuda.synchronize()
+        return time.perf_counter() - t, out.shape[1] - ids.shape[1]
+
+    timed(4)  # warm-up
+    first_s, _ = timed(1)
+    total_s, produced = timed(128)
+    return {
+        **cap,
+        "seed_load_from_bf16_s": load_s,
+        "seed_writer_ttft_ms_512": first_s * 1000,
+        "seed_writer_decode_tok_s": (produced - 1) / (total_s - first_s),
+        "seed_peak_gib": peak_gib(),
+    }
+
+
+def _engine(weights: str, **overrides):
+    from pictale_server.engine.loader import load_engine
+    from pictale_server.settings import Settings
+
+    settings = Settings(
+        profile="custom",
+        vision_model=str(WORK / f"vision-{weights}"),
+        writer_model=str(WORK / f"writer-{weights}"),
+        **overrides,
+    )
+    engine = load_engine(settings)
+    start = time.perf_counter()
+    engine.load()
+    return engine, time.perf_counter() - start
+
+
+def phase_quantize() -> dict:
+    import torch
+    from gpu_env import cap_to_a10g
+
+    cap = cap_to_a10g()
+    engine, load_s = _engine("bf16")
+    resident = torch.cuda.memory_allocated() / 2**30
+    for name, loaded in (("vision", engine._vision), ("writer", engine._writer)):
+        target = WORK / f"{name}-nf4"
+        loaded.model.save_pretrained(target)
+        source = WORK / f"{name}-bf16"
+        for extra in source.iterdir():
+            if extra.suffix in (".json", ".jinja", ".txt", ".model") and not (target / extra.name).exists():
+                (target / extra.name).write_bytes(extra.read_bytes())
+    return {**cap, "load_from_bf16_s": load_s, "resident_gib_after_quantize": resident}
+
+
+class Clock:
+    """Times one generation: start → first chunk → last chunk, and the token count."""
+
+    def __init__(self, chunks, cancel=None, stop_after: int | None = None) -> None:
+        import torch
+
+        start = time.perf_counter()
+        first = None
+        self.finished = None
+        self.text = ""
+        deltas = 0
+        for chunk in chunks:
+            if first is None:
+                torch.cuda.synchronize()
+                first = time.perf_counter()
+            if hasattr(chunk, "finish_reason"):
+                self.finished = chunk
+            else:
+                self.text += chunk.text
+                deltas += 1
+                if stop_after is not None and deltas >= stop_after:
+                    cancel.set()
+        torch.cuda.synchronize()
+        end = time.perf_counter()
+        self.ttft_ms = ((first or end) - start) * 1000
+        self.total_s = end - start
+        produced = self.finished.output_tokens if self.finished else 0
+        self.decode_tok_s = (produced - 1) / (end - first) if first and produced > 1 and end > first else 0.0
+        self.output_tokens = produced
+        self.input_tokens = self.finished.input_tokens if self.finished else 0
+
+
+def phase_engine() -> dict:
+    import numpy as np
+    import torch
+    from gpu_env import cap_to_a10g, peak_gib
+    from PIL import Image
+
+    from pictale_server.engine.base import Cancel, Sampling
+    from pictale_server.prompts import describe_messages, narrate_messages
+    from pictale_server.safety.gate import SafetyGate
+    from pictale_server.settings import Settings
+
+    cap = cap_to_a10g()
+    result: dict = dict(cap)
+    engine, load_s = _engine("nf4")
+    result["load_s"] = load_s
+    result["resident_gib_both"] = torch.cuda.memory_allocated() / 2**30
+    result["decode_path"] = engine._writer.loop.path
+    result["writer_cache_tokens"] = engine._writer.loop.cache_tokens
+    result["writer_weight_bytes_per_token"] = weight_bytes(engine._writer.model)
+    result["vision_text_weight_bytes_per_token"] = weight_bytes(engine._vision.model, skip="visual")
+
+    rng = np.random.default_rng(0)
+
+    def image(w: int, h: int) -> Image.Image:
+        return Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+
+    def describe(img, max_tokens: int) -> Clock:
+        sampling = Sampling(max_tokens=max_tokens, temperature=0.2, top_p=0.9, repetition_penalty=1.05)
+        return Clock(engine.stream_vision(img, describe_messages("detailed"), sampling, Cancel()))
+
+    def context_of(total_tokens: int) -> str:
+        """A scene context whose templated writer prompt is about total_tokens long."""
+        overhead = engine.writer_prompt_ids(narrate_messages("Continue the story.", "x")).shape[1]
+        return _writer_prompt(tokenizer, max(total_tokens - overhead, 1))
+
+    def narrate(context: str, max_tokens: int, stop_after: int | None = None, temperature: float = 0.8) -> Clock:
+        sampling = Sampling(
+            max_tokens=max_tokens, temperature=temperature, min_p=0.05, repetition_penalty=1.05, seed=7
+        )
+        cancel = Cancel()
+        chunks = engine.stream_writer(narrate_messages("Continue the story.", context), sampling, cancel)
+        return Clock(chunks, cancel, stop_after)
+
+    tokenizer = engine._writer.tokenizer
+    errors: dict[str, str] = {}
+
+    def section(fn):
+        """Run one measurement; a failure is recorded, and the rest still run."""
+        try:
+            fn()
+        except Exception as error:  # noqa: BLE001
+            errors[fn.__name__] = f"{type(error).__name__}: {error}"[:500]
+        result["errors"] = errors
+        (OUT / "phase-engine.json").write_text(json.dumps(result, indent=1))
+        return fn
+
+    @section
+    def warm_up():
+        describe(image(1000, 1000), 8)  # includes graph capture
+        narrate(context_of(256), 8)
+        torch.cuda.reset_peak_memory_stats()
+
+    @section
+    def describe_ttft():
+        for label, (w, h) in {"1mp": (1000, 1000), "4000x3000": (4000, 3000), "1080x2400": (1080, 2400)}.items():
+            img = image(w, h)
+            runs = [describe(img, 1) for _ in range(3)]
+            result[f"describe_ttft_ms_{label}"] = sorted(r.ttft_ms for r in runs)[1]
+            result[f"describe_input_tokens_{label}"] = runs[0].input_tokens
+
+    @section
+    def vision_decode():
+        result["vision_decode_tok_s"] = describe(image(1000, 1000), DECODE_TOKENS).decode_tok_s
+
+    @section
+    def writer_ttft():
+        for n in (2048, 8192):
+            runs = [narrate(context_of(n), 1) for _ in range(2)]
+            result[f"writer_ttft_ms_{n // 1024}k"] = min(r.ttft_ms for r in runs)
+            result[f"writer_input_tokens_{n // 1024}k"] = runs[0].input_tokens
+        result["peak_gib_both_resident"] = peak_gib()  # after 1 MP describes + an 8k narrate
+
+    @section
+    def writer_decode():
+        decode = [narrate(context_of(PROMPT_TOKENS), DECODE_TOKENS) for _ in range(3)]
+        result["writer_decode_tok_s"] = sorted(r.decode_tok_s for r in decode)[1]
+        result["writer_decode_output_tokens"] = decode[0].output_tokens
+        result["writer_decode_bucket"] = engine._writer.loop.bucket
+
+    @section
+    def writer_decode_full_cache():
+        # The same request on the full 16k-slot cache view (what the engine did before buckets).
+        limit = engine._settings.max_context_tokens
+        clock = narrate(context_of(PROMPT_TOKENS), limit - PROMPT_TOKENS - 64, stop_after=DECODE_TOKENS)
+        result["writer_decode_tok_s_full_cache"] = clock.decode_tok_s
+        result["writer_decode_full_cache_bucket"] = engine._writer.loop.bucket
+
+    @section
+    def writer_decode_eager_loop():
+        loop = engine._writer.loop
+        path, loop.path = loop.path, "eager"
+        try:
+            clock = narrate(context_of(PROMPT_TOKENS), 64)
+            result["writer_decode_tok_s_eager_loop"] = clock.decode_tok_s
+            result["writer_decode_eager_loop_tokens"] = clock.output_tokens
+        finally:
+            loop.path = path
+
+    @section
+    def graph_matches_eager():
+        loop = engine._writer.loop
+        context = context_of(PROMPT_TOKENS)
+        graph_text = narrate(context, 48, temperature=0.0).text
+        path, loop.path = loop.path, "eager"
+        try:
+            eager_text = narrate(context, 48, temperature=0.0).text
+        finally:
+            loop.path = path
+        result["writer_graph_matches_eager_greedy_48"] = graph_text == eager_text
+
+    @section
+    def longest_context():
+        limit = engine._settings.max_context_tokens
+        clock = narrate(context_of(limit - 64 - 256), 64)
+        result["writer_context_tested_tokens"] = clock.input_tokens + clock.output_tokens
+        result["peak_gib_longest_context"] = peak_gib()
+        spare = cap["allocator_cap_gib"] * 2**30 - torch.cuda.max_memory_reserved()
+        result["headroom_gib_at_longest_context"] = spare / 2**30
+
+    @section
+    def pipeline():
+        gate = SafetyGate.from_settings(Settings())
+        img = image(1000, 1000)
+        start = time.perf_counter()
+        description = describe(img, 256)
+        gate_start = time.perf_counter()
+        try:
+            gate.check_image(img, engine)
+            result["pipeline_gate_verdict"] = "allowed"
+        except Exception as error:  # noqa: BLE001 — random weights: the verdict is noise, the time is not
+            result["pipeline_gate_verdict"] = getattr(error, "code", type(error).__name__)
+        result["pipeline_gate_ms"] = (time.perf_counter() - gate_start) * 1000
+        story = narrate(context_of(PROMPT_TOKENS), 1024)
+        result["pipeline_s_256_1024"] = time.perf_counter() - start
+        result["pipeline_tokens"] = [description.output_tokens, story.output_tokens]
+
+    return result
+
+
+def weight_bytes(model, skip: str | None = None) -> int:
+    """Bytes of parameters and buffers one decode step reads (everything but the embedding)."""
+    total = 0
+    for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
+        if "embed_tokens" in name or (skip and skip in name):
+            continue
+        total += tensor.numel() * tensor.element_size()
+        state = getattr(tensor, "quant_state", None)
+        if state is not None:
+            total += state.absmax.numel() * state.absmax.element_size()
+    return total
+
+
+PHASES = {"build": phase_build, "seed": phase_seed, "quantize": phase_quantize, "engine": phase_engine}
+
+
+def main() -> None:
+    if len(sys.argv) > 1:
+        name = sys.argv[1]
+        result = PHASES[name]()
+        (OUT / f"phase-{name}.json").write_text(json.dumps(result, indent=1))
+        print(json.dumps(result, indent=1), flush=True)
+        return
+    OUT.mkdir(parents=True, exist_ok=True)
+    WORK.mkdir(parents=True, exist_ok=True)
+    import torch
+    from gpu_env import copy_bandwidth_tb_s, device_facts
+
+    summary = {"date": dt.date.today().isoformat(), **device_facts(), "copy_tb_s": copy_bandwidth_tb_s()}
+    torch.cuda.empty_cache()
+    phases = os.environ.get("PICTALE_BENCH_PHASES", "build,seed,quantize,engine").split(",")
+    for name in phases:
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, __file__, name])
+        summary[f"{name}_phase_s"] = time.perf_counter() - start
+        path = OUT / f"phase-{name}.json"
+        if proc.returncode != 0:
+            summary[f"{name}_failed"] = proc.returncode
+        if path.exists():
+            summary.update(json.loads(path.read_text()))
+    bw = summary["copy_tb_s"] * 1e12
+    if "writer_weight_bytes_per_token" in summary:
+        per_token = summary["writer_weight_bytes_per_token"] + 160 * 1024 * (PROMPT_TOKENS + DECODE_TOKENS // 2)
+        summary["writer_bytes_per_token"] = per_token
+        summary["writer_bound_tok_s"] = bw / per_token
+        if summary.get("writer_decode_tok_s"):
+            summary["writer_decode_of_bound"] = summary["writer_decode_tok_s"] / summary["writer_bound_tok_s"]
+            if summary.get("seed_writer_decode_tok_s"):
+                summary["writer_decode_vs_seed"] = summary["writer_decode_tok_s"] / summary["seed_writer_decode_tok_s"]
+    if "vision_text_weight_bytes_per_token" in summary:
+        summary["vision_bound_tok_s"] = bw / summary["vision_text_weight_bytes_per_token"]
+    out = OUT / f"gpu-{summary['date']}.json"
+    out.write_text(json.dumps(summary, indent=1))
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
