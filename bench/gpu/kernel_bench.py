@@ -26,12 +26,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "server"))
 
-import bitsandbytes as bnb  # noqa: E402
-import bitsandbytes.functional as bnbf  # noqa: E402
-import triton  # noqa: E402
+import bitsandbytes as bnb
+import bitsandbytes.functional as bnbf
+import triton
 
-from pictale_server.kernels.nf4_format import packed_from_quant_state  # noqa: E402
-from pictale_server.kernels.nf4_gemv import NF4KernelWeight, default_test_config, kernels, nf4_gemv  # noqa: E402
+from pictale_server.kernels.nf4_format import packed_from_quant_state
+from pictale_server.kernels.nf4_gemv import NF4KernelWeight, default_test_config, kernels, nf4_gemv
 
 SHAPES = [  # (model, name, N, K)
     ("writer", "q", 4096, 5120),

@@ -15,10 +15,9 @@ import sys
 
 import pytest
 import torch
-
 import triton.language as tl
-
 from nf4_fixtures import bnb_reference, quantize, relative_error
+
 from pictale_server.kernels.fuse import can_fuse, fuse_rows
 from pictale_server.kernels.nf4_format import packed_from_quant_state, reference_linear
 from pictale_server.kernels.nf4_gemv import NF4KernelWeight, nf4_gemv

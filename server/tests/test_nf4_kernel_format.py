@@ -6,8 +6,8 @@ import random
 
 import pytest
 import torch
-
 from nf4_fixtures import NF4_CODE, quantize
+
 from pictale_server.kernels.nf4_format import (
     UnsupportedNF4Weight,
     dequantize,

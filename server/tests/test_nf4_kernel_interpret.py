@@ -19,7 +19,7 @@ def test_kernel_cases_under_the_triton_interpreter() -> None:
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(TESTS / "nf4_interpreter_cases.py")],
-        cwd=TESTS.parent, env=env, capture_output=True, text=True, timeout=600,
+        cwd=TESTS.parent, env=env, capture_output=True, text=True, timeout=600, check=False,
     )
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr[-2000:]
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]

@@ -65,6 +65,9 @@ class FastNF4Handle:
     patched: list[torch.nn.Module] = field(default_factory=list)
     fused_groups: int = 0
     _shapes: set[tuple[int, int, str, str]] = field(default_factory=set)
+    # Kernel weights of disabled layers: CUDA graphs captured while enabled keep the raw
+    # pointers of their buffers (the lookup table, fused biases, ...), so they stay alive.
+    _retired: list[Any] = field(default_factory=list)
 
     def warmup(self, rows: tuple[int, ...] = (1,)) -> None:
         """Compile and tune the kernel for every weight shape and row count used.
@@ -84,7 +87,13 @@ class FastNF4Handle:
                         break
 
     def disable(self) -> None:
+        """Give the layers bitsandbytes' forward back (the fused storage stays in place).
+
+        Graphs captured while enabled still run the kernel when replayed; the handle keeps the
+        buffers they read alive, so keep the handle as long as such graphs exist.
+        """
         for module in self.patched:
+            self._retired.append(module._fast_nf4_group)
             del module.forward
             del module._fast_nf4_group
         self.patched.clear()
@@ -169,7 +178,7 @@ def _siblings(model: torch.nn.Module, is_4bit) -> list[list[torch.nn.Module]]:
 
 
 def enable_fast_nf4(
-    model: torch.nn.Module, *, fuse: bool = True, max_rows: int = MAX_ROWS
+    model: torch.nn.Module, *, fuse: bool = True, max_rows: int = MAX_ROWS, products: str = "fp32"
 ) -> FastNF4Handle:
     """Route the decode-time matmuls of every bitsandbytes NF4 layer of `model` to the kernel.
 
@@ -177,6 +186,8 @@ def enable_fast_nf4(
     `handle.warmup(rows)`. Safe to call anywhere: where the kernel cannot run (no Triton, no
     CUDA, an older GPU) it changes nothing and returns a handle with `enabled=False` and the
     reason. Layers it cannot read (not NF4, blocksize other than 64) keep bitsandbytes.
+    `products="bf16x2"` sums each 8 products with packed bf16 FMAs (GPU only; ~10-15% faster
+    on an H200, relative error ~3.6e-3 instead of ~2.6e-3; bitsandbytes' own is ~3.3e-3).
     """
     import bitsandbytes as bnb
 
@@ -193,6 +204,10 @@ def enable_fast_nf4(
     lookup, why_not = kernel_lookup_for(device)
     if lookup is None:
         return FastNF4Handle(enabled=False, reason=why_not)
+    if products not in ("fp32", "bf16x2"):
+        raise ValueError(f"products must be 'fp32' or 'bf16x2', got {products!r}")
+    if lookup == "plain":
+        products = "fp32"
 
     from .nf4_gemv import NF4KernelWeight
 
@@ -216,7 +231,7 @@ def enable_fast_nf4(
                     b.detach().float() if b is not None else torch.zeros(m.out_features, device=device)
                     for b, m in zip(biases, members)
                 ])
-            group = _Group(NF4KernelWeight(fused, lookup=lookup), bias, [m.out_features for m in members])
+            group = _Group(NF4KernelWeight(fused, lookup=lookup, products=products), bias, [m.out_features for m in members])
             for index, module in enumerate(members):
                 _install(module, group, index, max_rows)
                 handle.patched.append(module)
@@ -225,7 +240,7 @@ def enable_fast_nf4(
         else:
             for module, weight in zip(members, packed):
                 bias = module.bias.detach() if module.bias is not None else None
-                group = _Group(NF4KernelWeight(weight, lookup=lookup), bias, [weight.out_features])
+                group = _Group(NF4KernelWeight(weight, lookup=lookup, products=products), bias, [weight.out_features])
                 _install(module, group, 0, max_rows)
                 handle.patched.append(module)
                 handle._shapes.add((weight.out_features, weight.in_features, str(device), lookup))

@@ -2,10 +2,11 @@
 
 One program owns BLOCK_N output features and walks K in steps of GROUPS blocks of 64 elements.
 Each step loads the packed codes as 32-bit words ([BLOCK_N, GROUPS, 8] words, 8 codes each),
-turns each word into 8 fp32 values (in registers with `prmt`, see nf4_prmt.py, or with a plain
-table gather where inline PTX cannot run), multiplies them with the matching x values, sums
-each 64-element block in fp32 and applies the block's absmax once per block. One pass over the
-weight bytes, no host synchronization, no allocation beyond the output.
+turns each word into 8 values (in registers with `prmt`, see nf4_prmt.py, or with a plain
+table gather where inline PTX cannot run), sums their products with the matching x values
+and scales that sum by the block's absmax (once per 8 weights, not per weight). One pass over
+the weight bytes, no host synchronization, no allocation beyond the output. docs/kernels.md
+explains the layout choices.
 
 Rows of x (M, 1..8) are a compile-time constant: each row has its own accumulator, and every
 dequantized weight is used M times.
@@ -19,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .nf4_format import NF4_BLOCKSIZE, PackedNF4
+from .nf4_format import PackedNF4
 from .nf4_prmt import (
     LOOKUP_CONSTRAINTS,
     PAIR_DOT_ASM,
@@ -36,10 +37,12 @@ MAX_ROWS = 8
 _SHIFTS = (4, 0, 12, 8, 20, 16, 28, 24)
 
 
+@triton.jit
 def _plain_lookup(words, CODE, SHIFT: tl.constexpr):
     return tl.load(CODE + ((words >> SHIFT) & 0xF))
 
 
+@triton.jit
 def _load_b32(pointers, VIA_ASM: tl.constexpr):
     """A 32-bit load. Through PTX it is invisible to Triton's load coalescing, so the loaded
     tensor keeps the layout of the arithmetic around it (see the kernel's docstring)."""
@@ -51,6 +54,7 @@ def _load_b32(pointers, VIA_ASM: tl.constexpr):
         return tl.load(pointers)
 
 
+@triton.jit
 def _in_registers(shape_of, TABLE_WORD):
     """Word `TABLE_WORD` of the lookup table as a tensor shaped like `shape_of`, kept in
     ordinary registers.
@@ -67,12 +71,14 @@ def _in_registers(shape_of, TABLE_WORD):
     )
 
 
+@triton.jit
 def _bf16_pair(X_WORDS, index, VIA_ASM: tl.constexpr):
     """Two consecutive bf16 values of x, loaded as one 32-bit word, widened to fp32."""
     pair = _load_b32(X_WORDS + index, VIA_ASM)
     return (pair << 16).to(tl.float32, bitcast=True), (pair & -65536).to(tl.float32, bitcast=True)
 
 
+@triton.jit
 def _row_partial(acc, X_WORDS, x_index, scale, e0, e1, e2, e3, e4, e5, e6, e7, VIA_ASM: tl.constexpr,
                  PAIRS: tl.constexpr = False):
     """acc[n, g, w] += absmax[n, g] * sum_j w[n, k] * x[k] over the 8 elements k of word w.
@@ -104,6 +110,7 @@ def _row_partial(acc, X_WORDS, x_index, scale, e0, e1, e2, e3, e4, e5, e6, e7, V
     return acc + dot * scale
 
 
+@triton.jit
 def _load_step(WORDS, ABSMAX, CODE2, ABSMAX2, OFFSETS, block, word_in_group,
                NESTED: tl.constexpr, BLOCKSIZE2: tl.constexpr, VIA_ASM: tl.constexpr):
     """The packed words [rows, groups, 8] and fp32 scales [rows, groups, 1] of blocks `block`.
@@ -123,6 +130,7 @@ def _load_step(WORDS, ABSMAX, CODE2, ABSMAX2, OFFSETS, block, word_in_group,
     return words, scale
 
 
+@triton.jit
 def _store_row(acc, OUT_ROW, BIAS, rows, row_ok, HAS_BIAS: tl.constexpr):
     out = tl.sum(tl.sum(acc, axis=2), axis=1)
     if HAS_BIAS:
@@ -130,6 +138,7 @@ def _store_row(acc, OUT_ROW, BIAS, rows, row_ok, HAS_BIAS: tl.constexpr):
     tl.store(OUT_ROW + rows, out.to(OUT_ROW.dtype.element_ty), mask=row_ok)
 
 
+@triton.jit
 def _nf4_gemv_kernel(
     X_WORDS, WORDS, ABSMAX, CODE, TABLE, CODE2, ABSMAX2, OFFSETS, BIAS, OUT,
     N, stride_xm, stride_om,
@@ -281,6 +290,7 @@ def _configs() -> list[triton.Config]:
     choices = [  # (BLOCK_N, GROUPS, num_warps)
         (2, 8, 1), (4, 8, 1), (8, 8, 1), (2, 16, 1), (4, 16, 1), (4, 16, 2), (8, 16, 2),
         (2, 32, 2), (4, 32, 2), (2, 64, 4), (4, 64, 4), (8, 32, 4), (1, 16, 2), (2, 32, 4),
+        (4, 16, 4), (8, 16, 4), (8, 8, 2),
     ]
     return [
         triton.Config({"BLOCK_N": block_n, "GROUPS": groups}, num_warps=warps, num_stages=1)
@@ -302,23 +312,11 @@ def _prune(configs, named_args, **kwargs):
     return kept
 
 
-_JIT_FUNCTIONS = (
-    "_plain_lookup", "_load_b32", "_in_registers", "_bf16_pair", "_row_partial", "_load_step", "_store_row", "_nf4_gemv_kernel",
-)
-
-
 @functools.cache
 def kernels():
-    """(kernel, autotuned kernel), made on first use.
-
-    Decorating lazily lets Triton's interpreter (TRITON_INTERPRET=1, read when a function is
-    decorated) be switched on by whoever first runs the kernel rather than by import order.
-    Autotuning runs once per (N, K, rows, format) and GPU; Triton caches the choice on disk.
-    """
-    namespace = globals()
-    for name in _JIT_FUNCTIONS:
-        namespace[name] = triton.jit(namespace[name])
-    kernel = namespace["_nf4_gemv_kernel"]
+    """(kernel, autotuned kernel). Autotuning runs once per (N, K, rows, format) and GPU;
+    Triton caches the choice on disk."""
+    kernel = _nf4_gemv_kernel
     tuned = triton.autotune(
         configs=_configs(),
         key=["N", "K", "M", "NESTED", "PAIRS"],
@@ -388,15 +386,15 @@ def nf4_gemv(
         weight.offsets, bias if bias is not None else weight.code, out,
         n, x.stride(0) // 2, out.stride(0),
     )
-    flags = dict(
-        K=k, M=m, NESTED=weight.nested, BLOCKSIZE2=weight.blocksize2, HAS_BIAS=bias is not None,
-        LOOKUP_ASM=weight.lookup_asm, PAIRS=weight.pairs,
-    )
+    flags = {
+        "K": k, "M": m, "NESTED": weight.nested, "BLOCKSIZE2": weight.blocksize2,
+        "HAS_BIAS": bias is not None, "LOOKUP_ASM": weight.lookup_asm, "PAIRS": weight.pairs,
+    }
     kernel, tuned = kernels()
     if config is None and x.device.type == "cpu":  # Triton's interpreter: nothing to tune
         config = default_test_config()
     if config is None:
-        grid = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
+        grid = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]),)
         tuned[grid](*args, **flags)
     else:
         launch = dict(config)
@@ -411,4 +409,4 @@ def default_test_config() -> dict:
     return {"BLOCK_N": 16, "GROUPS": 8, "num_warps": 1, "num_stages": 1}
 
 
-__all__ = ["MAX_ROWS", "NF4KernelWeight", "nf4_gemv", "default_test_config", "kernels"]
+__all__ = ["MAX_ROWS", "NF4KernelWeight", "default_test_config", "kernels", "nf4_gemv"]
