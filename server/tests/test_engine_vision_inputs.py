@@ -54,6 +54,13 @@ def test_image_placeholder_is_expanded_between_vision_markers(preprocessor):
     assert set(ids[start + 1 : end]) == {preprocessor.image_token_id}
 
 
+def test_ids_equal_tokenizing_the_expanded_prompt(preprocessor):
+    inputs = preprocessor(scene_image(), PROMPT)
+    expanded = PROMPT.replace("<|image_pad|>", "<|image_pad|>" * image_tokens(inputs))
+    expected = preprocessor.tokenizer(expanded, add_special_tokens=False)["input_ids"]
+    assert inputs.input_ids[0].tolist() == expected
+
+
 def test_a_prompt_without_exactly_one_image_placeholder_is_refused(preprocessor):
     with pytest.raises(ValueError):
         preprocessor(scene_image(), "no image here")
