@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     max_pixels: int = 1280 * 28 * 28
     double_quant: bool = False
     decode_path: Literal["graph", "eager"] = "graph"
+    # Decode-time NF4 matmuls: the fused Triton kernel (docs/kernels.md), its bf16x2 variant,
+    # or "off" for bitsandbytes' own. Only NF4 models on a GPU are affected.
+    nf4_kernel: Literal["off", "fp32", "bf16x2"] = "fp32"
     max_context_tokens: int = 16384
 
     @field_validator("api_keys", "url_allowlist", "image_classifiers", mode="before")

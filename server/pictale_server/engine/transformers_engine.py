@@ -6,6 +6,7 @@ Implements engine.base.Engine for every profile; only where the checkpoints come
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 from collections.abc import Iterator, Sequence
@@ -28,6 +29,8 @@ from pictale_server.engine.runners import CausalLMRunner, QwenVLRunner, WriterPr
 from pictale_server.engine.vision_inputs import VisionInputs, VisionPreprocessor
 from pictale_server.errors import ApiError
 from pictale_server.settings import Settings
+
+logger = logging.getLogger("pictale.engine")
 
 # Room for the largest describe request the contract allows: ~1,280 image tokens, a long
 # prompt and system text, and 2,048 new tokens.
@@ -67,6 +70,7 @@ class TransformersEngine:
         self._vision: LoadedModel | None = None
         self._writer: LoadedModel | None = None
         self._preprocessor: VisionPreprocessor | None = None
+        self._nf4_kernels: list[object] = []
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -127,9 +131,24 @@ class TransformersEngine:
         model.eval()
         if plan.cuda and getattr(model.config, "quantization_config", None) is not None:
             assert_quantization_layout(model)
+            self._enable_nf4_kernel(model)
         if not plan.cuda:
             model.to(plan.device)
         return model
+
+    def _enable_nf4_kernel(self, model: torch.nn.Module) -> None:
+        """Decode-time NF4 matmuls through the fused kernel (settings.nf4_kernel), before any
+        graph is captured; prefill stays bitsandbytes'. Where it cannot run, bitsandbytes."""
+        if self._settings.nf4_kernel == "off":
+            return
+        from pictale_server.kernels import enable_fast_nf4
+
+        handle = enable_fast_nf4(model, products=self._settings.nf4_kernel)
+        if handle.enabled:
+            handle.warmup(rows=(1,))
+            self._nf4_kernels.append(handle)  # captured graphs point into its buffers
+        else:
+            logger.warning("NF4 decode kernel not used: %s", handle.reason)
 
     def _load_vision(self, source: ModelSource) -> tuple[LoadedModel, VisionPreprocessor]:
         plan = self._plan(source)
