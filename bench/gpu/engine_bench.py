@@ -108,7 +108,9 @@ def phase_quantize() -> dict:
     from gpu_env import cap_to_a10g
 
     cap = cap_to_a10g()
-    engine, load_s = _engine("bf16")
+    # Saved checkpoints are bitsandbytes' own: the decode kernel (which re-points fused
+    # weights) stays off while quantizing.
+    engine, load_s = _engine("bf16", nf4_kernel="off")
     resident = torch.cuda.memory_allocated() / 2**30
     for name, loaded in (("vision", engine._vision), ("writer", engine._writer)):
         target = WORK / f"{name}-nf4"
@@ -147,12 +149,11 @@ class Clock:
         self.ttft_ms = ((first or end) - start) * 1000
         self.total_s = end - start
         produced = self.finished.output_tokens if self.finished else 0
-        self.decode_tok_s = (produced - 1) / (end - first) if first and produced > 1 and end > first else 0.0
         self.output_tokens = produced
         self.input_tokens = self.finished.input_tokens if self.finished else 0
 
 
-def phase_engine() -> dict:
+def phase_engine(kernel: str = "fp32", full: bool = True) -> dict:
     import numpy as np
     import torch
     from gpu_env import cap_to_a10g, peak_gib
@@ -165,7 +166,7 @@ def phase_engine() -> dict:
 
     cap = cap_to_a10g()
     result: dict = dict(cap)
-    engine, load_s = _engine("nf4")
+    engine, load_s = _engine("nf4", nf4_kernel=kernel)
     result["load_s"] = load_s
     result["resident_gib_both"] = torch.cuda.memory_allocated() / 2**30
     result["decode_path"] = engine._writer.loop.path
@@ -179,7 +180,7 @@ def phase_engine() -> dict:
         return Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
 
     def describe(img, max_tokens: int) -> Clock:
-        sampling = Sampling(max_tokens=max_tokens, temperature=0.2, top_p=0.9, repetition_penalty=1.05)
+        sampling = Sampling(max_tokens=max_tokens, temperature=0.2, top_p=0.9, repetition_penalty=1.05, seed=5)
         return Clock(engine.stream_vision(img, describe_messages("detailed"), sampling, Cancel()))
 
     def context_of(total_tokens: int) -> str:
@@ -195,6 +196,17 @@ def phase_engine() -> dict:
         chunks = engine.stream_writer(narrate_messages("Continue the story.", context), sampling, cancel)
         return Clock(chunks, cancel, stop_after)
 
+    def rate(generate) -> float:
+        """Decode tokens/s from two runs of the same seeded request that differ only in length.
+
+        Timed start to finish, so prefill cancels out and nothing depends on when text chunks
+        appear (random weights sample ids the small test tokenizer cannot spell, so chunks are
+        held back to the end).
+        """
+        short = generate(16)
+        long = generate(16 + DECODE_TOKENS)
+        return (long.output_tokens - short.output_tokens) / (long.total_s - short.total_s)
+
     tokenizer = engine._writer.tokenizer
     errors: dict[str, str] = {}
 
@@ -205,7 +217,7 @@ def phase_engine() -> dict:
         except Exception as error:  # noqa: BLE001
             errors[fn.__name__] = f"{type(error).__name__}: {error}"[:500]
         result["errors"] = errors
-        (OUT / "phase-engine.json").write_text(json.dumps(result, indent=1))
+        (OUT / f"phase-{sys.argv[1]}.json").write_text(json.dumps(result, indent=1))
         return fn
 
     @section
@@ -213,6 +225,24 @@ def phase_engine() -> dict:
         describe(image(1000, 1000), 8)  # includes graph capture
         narrate(context_of(256), 8)
         torch.cuda.reset_peak_memory_stats()
+
+    @section
+    def first_decode_logits():
+        # Prefill is bitsandbytes' on every variant; the first decode step is where they differ.
+        narrate(context_of(PROMPT_TOKENS), 2, temperature=0.0)
+        torch.save(engine._writer.loop.logits.float().cpu(), WORK / f"logits-{kernel}.pt")
+
+    if not full:
+        @section
+        def writer_decode():
+            context = context_of(PROMPT_TOKENS)
+            runs = [rate(lambda n: narrate(context, n)) for _ in range(3)]
+            result[f"writer_decode_tok_s_kernel_{kernel}"] = sorted(runs)[1]
+            img = image(1000, 1000)
+            result["vision_decode_tok_s_kernel_" + kernel] = rate(lambda n: describe(img, n))
+
+        result[f"load_s_kernel_{kernel}"] = load_s
+        return {k: v for k, v in result.items() if "kernel" in k or k == "errors"}
 
     @section
     def describe_ttft():
@@ -224,7 +254,8 @@ def phase_engine() -> dict:
 
     @section
     def vision_decode():
-        result["vision_decode_tok_s"] = describe(image(1000, 1000), DECODE_TOKENS).decode_tok_s
+        img = image(1000, 1000)
+        result["vision_decode_tok_s"] = rate(lambda n: describe(img, n))
 
     @section
     def writer_ttft():
@@ -236,27 +267,30 @@ def phase_engine() -> dict:
 
     @section
     def writer_decode():
-        decode = [narrate(context_of(PROMPT_TOKENS), DECODE_TOKENS) for _ in range(3)]
-        result["writer_decode_tok_s"] = sorted(r.decode_tok_s for r in decode)[1]
-        result["writer_decode_output_tokens"] = decode[0].output_tokens
+        context = context_of(PROMPT_TOKENS)
+        runs = [rate(lambda n: narrate(context, n)) for _ in range(3)]
+        result["writer_decode_tok_s"] = sorted(runs)[1]
         result["writer_decode_bucket"] = engine._writer.loop.bucket
 
     @section
     def writer_decode_full_cache():
         # The same request on the full 16k-slot cache view (what the engine did before buckets).
-        limit = engine._settings.max_context_tokens
-        clock = narrate(context_of(PROMPT_TOKENS), limit - PROMPT_TOKENS - 64, stop_after=DECODE_TOKENS)
-        result["writer_decode_tok_s_full_cache"] = clock.decode_tok_s
-        result["writer_decode_full_cache_bucket"] = engine._writer.loop.bucket
+        buckets = engine._writer.loop.buckets
+        context = context_of(PROMPT_TOKENS)
+        buckets.length_for = lambda tokens: buckets.max_tokens  # every request on the full view
+        try:
+            result["writer_decode_tok_s_full_cache"] = rate(lambda n: narrate(context, n))
+            result["writer_decode_full_cache_bucket"] = engine._writer.loop.bucket
+        finally:
+            del buckets.length_for
 
     @section
     def writer_decode_eager_loop():
         loop = engine._writer.loop
         path, loop.path = loop.path, "eager"
         try:
-            clock = narrate(context_of(PROMPT_TOKENS), 64)
-            result["writer_decode_tok_s_eager_loop"] = clock.decode_tok_s
-            result["writer_decode_eager_loop_tokens"] = clock.output_tokens
+            context = context_of(PROMPT_TOKENS)
+            result["writer_decode_tok_s_eager_loop"] = rate(lambda n: narrate(context, n))
         finally:
             loop.path = path
 
@@ -314,7 +348,15 @@ def weight_bytes(model, skip: str | None = None) -> int:
     return total
 
 
-PHASES = {"build": phase_build, "seed": phase_seed, "quantize": phase_quantize, "engine": phase_engine}
+PHASES = {
+    "build": phase_build,
+    "seed": phase_seed,
+    "quantize": phase_quantize,
+    "engine": phase_engine,  # the engine as configured by default (NF4 kernel fp32)
+    "engine_bnb": lambda: phase_engine("off", full=False),
+    "engine_without_kernel": lambda: phase_engine("off", full=True),  # only if "engine" failed
+    "engine_bf16x2": lambda: phase_engine("bf16x2", full=False),
+}
 
 
 def main() -> None:
@@ -331,10 +373,17 @@ def main() -> None:
 
     summary = {"date": dt.date.today().isoformat(), **device_facts(), "copy_tb_s": copy_bandwidth_tb_s()}
     torch.cuda.empty_cache()
-    phases = os.environ.get("PICTALE_BENCH_PHASES", "build,seed,quantize,engine").split(",")
+    phases = os.environ.get("PICTALE_BENCH_PHASES", "build,seed,quantize,engine,engine_bnb,engine_bf16x2").split(",")
+    if "engine" in phases:
+        phases.insert(phases.index("engine") + 1, "engine_without_kernel")
     for name in phases:
+        if name == "engine_without_kernel" and "engine_failed" not in summary:
+            continue
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, __file__, name])
+        proc = subprocess.run([sys.executable, __file__, name], stderr=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            (OUT / f"phase-{name}.stderr.txt").write_text(proc.stderr[-20000:])
+            print(proc.stderr[-3000:], flush=True)
         summary[f"{name}_phase_s"] = time.perf_counter() - start
         path = OUT / f"phase-{name}.json"
         if proc.returncode != 0:
@@ -350,6 +399,14 @@ def main() -> None:
             summary["writer_decode_of_bound"] = summary["writer_decode_tok_s"] / summary["writer_bound_tok_s"]
             if summary.get("seed_writer_decode_tok_s"):
                 summary["writer_decode_vs_seed"] = summary["writer_decode_tok_s"] / summary["seed_writer_decode_tok_s"]
+    reference = WORK / "logits-off.pt"
+    for variant in ("fp32", "bf16x2"):
+        path = WORK / f"logits-{variant}.pt"
+        if reference.exists() and path.exists():
+            ours, theirs = torch.load(path), torch.load(reference)
+            summary[f"kernel_{variant}_vs_bnb_first_step_logits_rel"] = float((ours - theirs).norm() / theirs.norm())
+    if summary.get("writer_decode_tok_s_kernel_off"):
+        summary["writer_decode_kernel_speedup"] = summary["writer_decode_tok_s"] / summary["writer_decode_tok_s_kernel_off"]
     if "vision_text_weight_bytes_per_token" in summary:
         summary["vision_bound_tok_s"] = bw / summary["vision_text_weight_bytes_per_token"]
     out = OUT / f"gpu-{summary['date']}.json"
