@@ -11,7 +11,7 @@ const plan = remote
 console.log(`pictale demo: a picture goes in, a description and a story come out.\n${plan}\n`)
 ensureNodeModules()
 if (!remote) {
-  console.log('› Python environment for the local server (server/.venv; the first run installs CPU torch, ~1.5 GB, a few minutes)')
+  console.log('› Python environment for the local server (server/.venv; the first run installs CPU torch and friends, ~2 GB, a few minutes)')
   const venv = spawnSync(process.execPath, ['scripts/server-venv.mjs'], { stdio: 'inherit' })
   if (venv.status !== 0) process.exit(venv.status ?? 1)
 }
