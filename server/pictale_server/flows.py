@@ -96,7 +96,22 @@ def _narrate_runner(
     return StageRunner(ctx.run, "narrate", ctx.scheduler.writer, engine.writer_id, work)
 
 
-class DescribeFlow:
+class _SingleStageFlow:
+    """A flow of one stage: its events, then `done` with its result."""
+
+    _ctx: FlowContext
+    _stage: StageRunner
+
+    def start(self) -> None:
+        self._stage.submit()
+
+    async def events(self) -> AsyncIterator[Event]:
+        async for event in self._stage.events():
+            yield event
+        yield "done", {"id": self._ctx.run.id, **self._stage.result}
+
+
+class DescribeFlow(_SingleStageFlow):
     """The image gate runs only for a custom prompt or system (docs/server.md says why)."""
 
     def __init__(self, ctx: FlowContext, image: Image, request: DescribeRequest) -> None:
@@ -110,16 +125,8 @@ class DescribeFlow:
             check_after=False,
         )
 
-    def start(self) -> None:
-        self._stage.submit()
 
-    async def events(self) -> AsyncIterator[Event]:
-        async for event in self._stage.events():
-            yield event
-        yield "done", {"id": self._ctx.run.id, **self._stage.result}
-
-
-class NarrateFlow:
+class NarrateFlow(_SingleStageFlow):
     def __init__(self, ctx: FlowContext, request: NarrateRequest) -> None:
         self._ctx = ctx
         messages = prompts.narrate_messages(
@@ -127,14 +134,6 @@ class NarrateFlow:
         )
         sampling = sampling_for("narrate", None, request.sampling_overrides())
         self._stage = _narrate_runner(ctx, messages, sampling)
-
-    def start(self) -> None:
-        self._stage.submit()
-
-    async def events(self) -> AsyncIterator[Event]:
-        async for event in self._stage.events():
-            yield event
-        yield "done", {"id": self._ctx.run.id, **self._stage.result}
 
 
 class PipelineFlow:

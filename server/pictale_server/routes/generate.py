@@ -7,6 +7,7 @@ stream opens is a plain HTTP error; after that it is an `error` event.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from typing import Any
@@ -113,20 +114,28 @@ async def _serve(
     return await json_response(request, services.runs, run, flow)
 
 
+async def _admit(
+    request: Request, body_stream: bool, idempotency_key: str | None, texts: dict[str, str]
+) -> tuple[Services, bool, str | None]:
+    """What every generation route does before its image: the Idempotency-Key's form, the text
+    gate (in a thread: a maximal request takes a few hundred ms), readiness for plain requests."""
+    services: Services = request.app.state.services
+    key = _idempotency_key(idempotency_key)
+    await asyncio.to_thread(services.gate.check_text, texts, request_id=request.state.request_id)
+    stream = _wants_stream(request, body_stream)
+    if not stream:
+        services.loader.check_ready()
+    return services, stream, key
+
+
 @router.post("/v1/describe", response_model=StageRunResult, responses=_responses(StageRunResult))
 async def describe(
     body: DescribeRequest,
     request: Request,
     idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
 ) -> Response:
-    services: Services = request.app.state.services
-    key = _idempotency_key(idempotency_key)
-    services.gate.check_text(
-        _text_fields(prompt=body.prompt, system=body.system), request_id=request.state.request_id
-    )
-    stream = _wants_stream(request, body.stream)
-    if not stream:
-        services.loader.check_ready()
+    texts = _text_fields(prompt=body.prompt, system=body.system)
+    services, stream, key = await _admit(request, body.stream, idempotency_key, texts)
     image = await services.load_image(body.image)
     return await _serve(
         request,
@@ -143,18 +152,11 @@ async def narrate(
     request: Request,
     idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
 ) -> Response:
-    services: Services = request.app.state.services
-    key = _idempotency_key(idempotency_key)
-    services.gate.check_text(
-        {
-            **_text_fields(instruction=body.instruction, context=body.context, system=body.system),
-            **_history_fields("history", body.history),
-        },
-        request_id=request.state.request_id,
-    )
-    stream = _wants_stream(request, body.stream)
-    if not stream:
-        services.loader.check_ready()
+    texts = {
+        **_text_fields(instruction=body.instruction, context=body.context, system=body.system),
+        **_history_fields("history", body.history),
+    }
+    services, stream, key = await _admit(request, body.stream, idempotency_key, texts)
     return await _serve(
         request,
         services,
@@ -170,25 +172,18 @@ async def pipeline(
     request: Request,
     idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
 ) -> Response:
-    services: Services = request.app.state.services
-    key = _idempotency_key(idempotency_key)
-    services.gate.check_text(
-        {
-            **_text_fields(
-                instruction=body.instruction,
-                **{
-                    "describe.prompt": body.describe.prompt,
-                    "describe.system": body.describe.system,
-                },
-                **{"narrate.system": body.narrate.system},
-            ),
-            **_history_fields("narrate.history", body.narrate.history),
-        },
-        request_id=request.state.request_id,
-    )
-    stream = _wants_stream(request, body.stream)
-    if not stream:
-        services.loader.check_ready()
+    texts = {
+        **_text_fields(
+            instruction=body.instruction,
+            **{
+                "describe.prompt": body.describe.prompt,
+                "describe.system": body.describe.system,
+                "narrate.system": body.narrate.system,
+            },
+        ),
+        **_history_fields("narrate.history", body.narrate.history),
+    }
+    services, stream, key = await _admit(request, body.stream, idempotency_key, texts)
     image = await services.load_image(body.image)
     return await _serve(
         request,
