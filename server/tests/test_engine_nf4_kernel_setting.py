@@ -34,3 +34,24 @@ def test_a_model_the_kernel_cannot_run_keeps_bitsandbytes_and_says_why(tmp_path,
 def test_the_setting_accepts_only_known_values():
     with pytest.raises(ValueError):
         Settings(nf4_kernel="fast")
+
+
+def test_a_kernel_that_fails_to_compile_falls_back_to_bitsandbytes(tmp_path, monkeypatch, caplog):
+    class Handle:
+        enabled = True
+        disabled = False
+
+        def warmup(self, rows):
+            raise RuntimeError("ptxas: unsupported instruction")
+
+        def disable(self):
+            self.disabled = True
+
+    handle = Handle()
+    monkeypatch.setattr(kernels, "enable_fast_nf4", lambda model, products: handle)
+    engine = engine_with(tmp_path, "fp32")
+    with caplog.at_level(logging.ERROR, logger="pictale.engine"):
+        engine._enable_nf4_kernel(torch.nn.Linear(4, 4))
+    assert handle.disabled
+    assert engine._nf4_kernels == []
+    assert "failed to compile" in caplog.text

@@ -144,11 +144,16 @@ class TransformersEngine:
         from pictale_server.kernels import enable_fast_nf4
 
         handle = enable_fast_nf4(model, products=self._settings.nf4_kernel)
-        if handle.enabled:
-            handle.warmup(rows=(1,))
-            self._nf4_kernels.append(handle)  # captured graphs point into its buffers
-        else:
+        if not handle.enabled:
             logger.warning("NF4 decode kernel not used: %s", handle.reason)
+            return
+        try:
+            handle.warmup(rows=(1,))
+        except Exception:  # a GPU or Triton build it has never met: serve on bitsandbytes
+            logger.exception("NF4 decode kernel failed to compile; using bitsandbytes")
+            handle.disable()  # before any graph is captured, so nothing points into it
+            return
+        self._nf4_kernels.append(handle)  # captured graphs point into its buffers
 
     def _load_vision(self, source: ModelSource) -> tuple[LoadedModel, VisionPreprocessor]:
         plan = self._plan(source)
