@@ -104,35 +104,54 @@ def tiny_writer_config(vocab_size: int, bos_id: int, eos_id: int, pad_id: int) -
     return MistralConfig(**values)
 
 
-def tiny_vision_config(tokenizer) -> Qwen2_5_VLConfig:
-    values = _reference_config("qwen2_5_vl_7b.config.json")
+def qwen_token_ids(tokenizer) -> dict[str, int]:
+    """The special-token ids a Qwen2.5-VL config needs, from the tokenizer that encodes prompts."""
     token_id = tokenizer.convert_tokens_to_ids
-    text = copy.deepcopy(values["text_config"])
-    text.update(TINY_TEXT)
-    text.update(
-        vocab_size=len(tokenizer),
-        max_position_embeddings=32768,
-        max_window_layers=TINY_TEXT["num_hidden_layers"],
-        rope_scaling={"type": "mrope", "mrope_section": TINY_MROPE_SECTION},
-        bos_token_id=token_id("<|endoftext|>"),
-        eos_token_id=token_id("<|im_end|>"),
-        pad_token_id=token_id("<|endoftext|>"),
-    )
-    vision = copy.deepcopy(values["vision_config"])
-    vision.update(TINY_VISION, out_hidden_size=TINY_TEXT["hidden_size"])
+    return {
+        "bos_token_id": token_id("<|endoftext|>"),
+        "eos_token_id": token_id("<|im_end|>"),
+        "pad_token_id": token_id("<|endoftext|>"),
+        "vision_start_token_id": token_id("<|vision_start|>"),
+        "vision_end_token_id": token_id("<|vision_end|>"),
+        "vision_token_id": token_id("<|vision_pad|>"),
+        "image_token_id": token_id("<|image_pad|>"),
+        "video_token_id": token_id("<|video_pad|>"),
+    }
+
+
+def vision_config(tokenizer, *, text: dict, vision: dict) -> Qwen2_5_VLConfig:
+    """A Qwen2.5-VL config from the reference one, `text`/`vision` overrides and the tokenizer."""
+    values = _reference_config("qwen2_5_vl_7b.config.json")
+    ids = qwen_token_ids(tokenizer)
+    text_config = {**copy.deepcopy(values["text_config"]), **text}
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        text_config[key] = ids[key]
     return Qwen2_5_VLConfig(
-        text_config=text,
-        vision_config=vision,
-        bos_token_id=token_id("<|endoftext|>"),
-        eos_token_id=token_id("<|im_end|>"),
-        pad_token_id=token_id("<|endoftext|>"),
-        vision_start_token_id=token_id("<|vision_start|>"),
-        vision_end_token_id=token_id("<|vision_end|>"),
-        vision_token_id=token_id("<|vision_pad|>"),
-        image_token_id=token_id("<|image_pad|>"),
-        video_token_id=token_id("<|video_pad|>"),
+        text_config=text_config,
+        vision_config={**copy.deepcopy(values["vision_config"]), **vision},
         tie_word_embeddings=False,
         dtype="bfloat16",
+        **ids,
+    )
+
+
+def image_processor() -> Qwen2VLImageProcessorPil:
+    return Qwen2VLImageProcessorPil(
+        min_pixels=56 * 56, max_pixels=28 * 28 * 1280, image_mean=IMAGE_MEAN, image_std=IMAGE_STD
+    )
+
+
+def tiny_vision_config(tokenizer) -> Qwen2_5_VLConfig:
+    return vision_config(
+        tokenizer,
+        text={
+            **TINY_TEXT,
+            "vocab_size": len(tokenizer),
+            "max_position_embeddings": 32768,
+            "max_window_layers": TINY_TEXT["num_hidden_layers"],
+            "rope_scaling": {"type": "mrope", "mrope_section": TINY_MROPE_SECTION},
+        },
+        vision={**TINY_VISION, "out_hidden_size": TINY_TEXT["hidden_size"]},
     )
 
 
@@ -157,13 +176,7 @@ def _build_vision(target: Path) -> None:
     model = Qwen2_5_VLForConditionalGeneration(config)
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
-    image_processor = Qwen2VLImageProcessorPil(
-        min_pixels=56 * 56,
-        max_pixels=28 * 28 * 1280,
-        image_mean=IMAGE_MEAN,
-        image_std=IMAGE_STD,
-    )
-    image_processor.save_pretrained(target)
+    image_processor().save_pretrained(target)
 
 
 def ensure_dev_models(cache_dir: Path) -> DevModelPaths:
