@@ -31,6 +31,7 @@ import bitsandbytes.functional as bnbf
 import triton
 
 from pictale_server.kernels.nf4_format import packed_from_quant_state
+from pictale_server.kernels.nf4_cuda import CudaNF4Weight, candidates, cuda_gemv, default_launch, launch_gemv
 from pictale_server.kernels.nf4_gemv import NF4KernelWeight, default_test_config, kernels, nf4_gemv
 
 SHAPES = [  # (model, name, N, K)
@@ -102,10 +103,20 @@ def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     return ((out.float() - ref.float()).norm() / ref.float().norm().clamp_min(1e-30)).item()
 
 
-def kernel_weight_for(packed, state, variant: str) -> NF4KernelWeight:
-    """variant: "asm" (fp32 products), "asm-bf16x2" (bf16x2 products) or "plain"."""
+def kernel_weight_for(packed, state, variant: str, bias=None):
+    """variant: "asm" (fp32 products), "asm-bf16x2" (bf16x2 products), "plain" (Triton), or
+    "cuda-fp32" / "cuda-pairs" (the shared-memory-table CUDA kernel, launched by its rule)."""
+    packed_nf4 = packed_from_quant_state(packed, state)
+    if variant.startswith("cuda"):
+        return CudaNF4Weight(packed_nf4, bias, pairs="pairs" in variant)
     lookup, _, products = variant.partition("-")
-    return NF4KernelWeight(packed_from_quant_state(packed, state), lookup=lookup, products=products or "fp32")
+    return NF4KernelWeight(packed_nf4, lookup=lookup, products=products or "fp32")
+
+
+def run_variant(variant: str, x, weight, bias=None, out=None, config=None):
+    if variant.startswith("cuda"):
+        return cuda_gemv(x, weight, out)
+    return nf4_gemv(x, weight, bias, out, config=config)
 
 
 def check_case(name, n, k, m, nested=False, x_kind="randn", zero_blocks=False, lookup="asm"):
@@ -117,7 +128,7 @@ def check_case(name, n, k, m, nested=False, x_kind="randn", zero_blocks=False, l
     if x_kind == "outliers":
         x[:, torch.randperm(k, device="cuda")[: max(1, k // 100)]] *= 300
     bias = torch.randn(n, dtype=torch.bfloat16, device="cuda")
-    out = nf4_gemv(x, kernel_weight_for(packed, state, lookup), bias, config=CHECK_CONFIG)
+    out = run_variant(lookup, x, kernel_weight_for(packed, state, lookup, bias), bias, config=CHECK_CONFIG)
     ref = x.float() @ bnbf.dequantize_4bit(packed, state).float().t() + bias.float()
     bnb_out = bnb.matmul_4bit(x, packed.t(), bias=bias, quant_state=state)
     return {
@@ -142,7 +153,36 @@ def correctness() -> list[dict]:
         results.append(check_case(*case, lookup="asm-bf16x2"))
     results.append(check_case("outliers", 2048, 4096, 2, x_kind="outliers", lookup="asm-bf16x2"))
     results.append(check_case("double quant", 333, 3584, 8, nested=True, lookup="asm-bf16x2"))
+    for variant in ("cuda-fp32", "cuda-pairs"):
+        for n, k, m in ((4096, 5120, 1), (6144, 5120, 2), (5120, 14336, 1), (1000, 3584, 3),
+                        (4608, 3584, 4), (77, 192, 1), (1, 64, 2), (37888, 3584, 1)):
+            results.append(check_case("cuda", n, k, m, lookup=variant))
+        results.append(check_case("outliers", 2048, 4096, 2, x_kind="outliers", lookup=variant))
+        results.append(check_case("zero blocks", 2048, 4096, 1, zero_blocks=True, lookup=variant))
     return results
+
+
+def sweep(n: int, k: int, rows: int, copy_bw: float) -> list[dict]:
+    """Every launch candidate of the CUDA kernel on one shape (for the launch rule)."""
+    packed, state = quantize(n, k)
+    weight_bytes = packed.numel() + state.absmax.numel() * 4
+    copies = max(2, min(64, math.ceil(ROTATION_BYTES / weight_bytes)))
+    x = torch.randn(rows, k, dtype=torch.bfloat16, device="cuda")
+    rows_out = []
+    for pairs in (True, False):
+        weights = [CudaNF4Weight(packed_from_quant_state(packed.clone(), state), None, pairs=pairs) for _ in range(copies)]
+        outs = [torch.empty(rows, n, dtype=torch.bfloat16, device="cuda") for _ in weights]
+        for launch in candidates(k):
+            try:
+                seconds = graph_time([lambda w=w, o=o, l=launch: launch_gemv(x, w, o, l) for w, o in zip(weights, outs)], replays=10)
+            except Exception as exc:  # noqa: BLE001
+                rows_out.append({"N": n, "K": k, "rows": rows, "pairs": pairs, "launch": list(vars(launch).values()), "error": repr(exc)[:200]})
+                continue
+            rows_out.append({"N": n, "K": k, "rows": rows, "pairs": pairs, "launch": list(vars(launch).values()),
+                             "us": seconds * 1e6, "pct_copy": 100 * weight_bytes / seconds / copy_bw})
+        del weights, outs
+        torch.cuda.empty_cache()
+    return rows_out
 
 
 def bench_shape(model, name, n, k, rows, copy_bw, variants):
@@ -162,13 +202,18 @@ def bench_shape(model, name, n, k, rows, copy_bw, variants):
         weights = [kernel_weight_for(p, s, lookup) for p, s in zip(packs, states)]
         outs = [torch.empty(rows, n, dtype=torch.bfloat16, device="cuda") for _ in weights]
         try:
+            if lookup.startswith("cuda") and rows > 4:
+                continue
             for w, o in zip(weights, outs):  # tunes + compiles outside the graph
-                nf4_gemv(x, w, out=o)
-            seconds = graph_time([lambda w=w, o=o: nf4_gemv(x, w, out=o) for w, o in zip(weights, outs)])
+                run_variant(lookup, x, w, out=o)
+            seconds = graph_time([lambda w=w, o=o: run_variant(lookup, x, w, out=o) for w, o in zip(weights, outs)])
             result[f"kernel_{lookup}_us"] = seconds * 1e6
             result[f"kernel_{lookup}_gb_s"] = kernel_weight_bytes / seconds / 1e9
             result[f"kernel_{lookup}_pct_copy"] = 100 * kernel_weight_bytes / seconds / copy_bw
-            best = getattr(kernels()[1], "best_config", None)
+            if lookup.startswith("cuda"):
+                best = default_launch(n, k, rows)
+            else:
+                best = getattr(kernels()[1], "best_config", None)
             result[f"kernel_{lookup}_config"] = str(best) if best is not None else None
         except Exception as exc:  # noqa: BLE001
             result[f"kernel_{lookup}_error"] = repr(exc)[:500]
@@ -198,6 +243,7 @@ def main() -> None:
                         help="asm (fp32 products), asm-bf16x2, plain (table gather)")
     parser.add_argument("--shapes", default="", help="comma-separated shape indices (default all)")
     parser.add_argument("--skip-check", action="store_true")
+    parser.add_argument("--sweep", default="", help="comma-separated shape indices to sweep every CUDA launch on")
     parser.add_argument("--out", default=os.path.join(os.environ.get("OUT", "."), "nf4_kernel_bench.json"))
     args = parser.parse_args()
     report = {
@@ -211,6 +257,11 @@ def main() -> None:
         report["correctness"] = correctness()
         for row in report["correctness"]:
             print(json.dumps(row), flush=True)
+    report["sweep"] = []
+    for index in filter(None, args.sweep.split(",")):
+        _, _, n, k = SHAPES[int(index)]
+        report["sweep"] += sweep(n, k, 1, report["copy_tb_s"] * 1e12)
+        Path(args.out).write_text(json.dumps(report, indent=1))
     shapes = SHAPES if not args.shapes else [SHAPES[int(i)] for i in args.shapes.split(",")]
     report["timings"] = []
     for rows in args.rows:

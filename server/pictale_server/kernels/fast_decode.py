@@ -13,6 +13,7 @@ or Triton's interpreter on CPU (tests). Elsewhere nothing is patched and the han
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,8 @@ import torch
 
 from .fuse import can_fuse, fuse_rows
 from .nf4_format import PackedNF4, UnsupportedNF4Weight, packed_from_quant_state
+
+log = logging.getLogger(__name__)
 
 MAX_ROWS = 8  # the kernel's limit (nf4_gemv.MAX_ROWS); Triton is imported only when used
 
@@ -50,6 +53,7 @@ class _Group:
     kernel_weight: Any  # NF4KernelWeight
     bias: torch.Tensor | None
     splits: list[int]
+    cuda_weight: Any = None  # CudaNF4Weight, when the CUDA kernel is on
     last_input: torch.Tensor | None = None
     last_output: torch.Tensor | None = None
 
@@ -64,6 +68,7 @@ class FastNF4Handle:
     max_rows: int = MAX_ROWS
     patched: list[torch.nn.Module] = field(default_factory=list)
     fused_groups: int = 0
+    cuda: bool = False  # the CUDA kernel serves 1..4 rows where it can (see nf4_cuda.py)
     _shapes: set[tuple[int, int, str, str]] = field(default_factory=set)
     # Kernel weights of disabled layers: CUDA graphs captured while enabled keep the raw
     # pointers of their buffers (the lookup table, fused biases, ...), so they stay alive.
@@ -77,14 +82,42 @@ class FastNF4Handle:
         """
         from .nf4_gemv import nf4_gemv
 
+        groups = {id(m._fast_nf4_group): m._fast_nf4_group for m in self.patched}.values()
+        if self.cuda:
+            self._warm_cuda(groups, rows)
+        from .nf4_cuda import MAX_ROWS as CUDA_ROWS
+
         for n, k, device, _ in sorted(self._shapes):
             for m in rows:
                 x = torch.zeros(m, k, dtype=torch.bfloat16, device=device)
-                for module in self.patched:
-                    group = module._fast_nf4_group
+                for group in groups:
                     if group.kernel_weight.out_features == n and group.kernel_weight.in_features == k:
-                        nf4_gemv(x, group.kernel_weight, group.bias)
+                        if group.cuda_weight is None or m > CUDA_ROWS:  # else Triton never runs
+                            nf4_gemv(x, group.kernel_weight, group.bias)
                         break
+
+    def _warm_cuda(self, groups, rows: tuple[int, ...]) -> None:
+        """Compile the CUDA kernel for every shape; if it cannot be built here, every group
+        stays on the Triton kernel (logged), which is how the handle then reports itself."""
+        from .nf4_cuda import MAX_ROWS as CUDA_ROWS
+        from .nf4_cuda import CudaKernelUnavailable, cuda_gemv
+
+        done = set()
+        try:
+            for group in groups:
+                weight = group.cuda_weight
+                if weight is None or (weight.out_features, weight.in_features) in done:
+                    continue
+                done.add((weight.out_features, weight.in_features))
+                for m in rows:
+                    if m <= CUDA_ROWS:
+                        x = torch.zeros(m, weight.in_features, dtype=torch.bfloat16, device=weight.codes.device)
+                        cuda_gemv(x, weight)
+        except CudaKernelUnavailable as exc:
+            log.warning("CUDA NF4 kernel unavailable, using the Triton kernel: %s", exc)
+            for group in groups:
+                group.cuda_weight = None
+            self.cuda = False
 
     def disable(self) -> None:
         """Give the layers bitsandbytes' forward back (the fused storage stays in place).
@@ -138,6 +171,7 @@ def _rows(x: torch.Tensor) -> torch.Tensor | None:
 
 
 def _install(module, group: _Group, index: int, max_rows: int) -> None:
+    from . import nf4_cuda
     from . import nf4_gemv as kernel
 
     original = module.forward
@@ -156,7 +190,10 @@ def _install(module, group: _Group, index: int, max_rows: int) -> None:
             x2d = _rows(x)
             if x2d is None:
                 return original(x)
-            out = kernel.nf4_gemv(x2d, group.kernel_weight, group.bias)
+            if group.cuda_weight is not None and nf4_cuda.accepts(x2d):
+                out = nf4_cuda.cuda_gemv(x2d, group.cuda_weight)
+            else:
+                out = kernel.nf4_gemv(x2d, group.kernel_weight, group.bias)
             if not single:
                 group.last_input, group.last_output = x, out
         if not single:
@@ -178,7 +215,8 @@ def _siblings(model: torch.nn.Module, is_4bit) -> list[list[torch.nn.Module]]:
 
 
 def enable_fast_nf4(
-    model: torch.nn.Module, *, fuse: bool = True, max_rows: int = MAX_ROWS, products: str = "fp32"
+    model: torch.nn.Module, *, fuse: bool = True, max_rows: int = MAX_ROWS, products: str = "fp32",
+    cuda: bool = False,
 ) -> FastNF4Handle:
     """Route the decode-time matmuls of every bitsandbytes NF4 layer of `model` to the kernel.
 
@@ -188,6 +226,8 @@ def enable_fast_nf4(
     reason. Layers it cannot read (not NF4, blocksize other than 64) keep bitsandbytes.
     `products="bf16x2"` sums each 8 products with packed bf16 FMAs (GPU only; ~10-15% faster
     on an H200, relative error ~3.6e-3 instead of ~2.6e-3; bitsandbytes' own is ~3.3e-3).
+    `cuda=True` sends 1..4 rows to the shared-memory-table CUDA kernel (nf4_cuda.py; bf16x2
+    products, fp32 absmax only) and keeps the Triton kernel for the rest.
     """
     import bitsandbytes as bnb
 
@@ -211,7 +251,16 @@ def enable_fast_nf4(
 
     from .nf4_gemv import NF4KernelWeight
 
-    handle = FastNF4Handle(enabled=True, lookup=lookup, max_rows=max_rows)
+    cuda = cuda and lookup == "asm"
+    handle = FastNF4Handle(enabled=True, lookup=lookup, max_rows=max_rows, cuda=cuda)
+
+    def cuda_weight(packed: PackedNF4, bias: torch.Tensor | None):
+        if not cuda or packed.nested is not None:
+            return None
+        from .nf4_cuda import CudaNF4Weight
+
+        return CudaNF4Weight(packed, bias, pairs=True)
+
     plans: list[list[torch.nn.Module]] = _siblings(model, is_4bit) if fuse else []
     in_groups = {id(m) for members in plans for m in members}
     plans += [[m] for m in layers if id(m) not in in_groups]
@@ -231,7 +280,8 @@ def enable_fast_nf4(
                     b.detach().float() if b is not None else torch.zeros(m.out_features, device=device)
                     for b, m in zip(biases, members)
                 ])
-            group = _Group(NF4KernelWeight(fused, lookup=lookup, products=products), bias, [m.out_features for m in members])
+            group = _Group(NF4KernelWeight(fused, lookup=lookup, products=products), bias,
+                           [m.out_features for m in members], cuda_weight(fused, bias))
             for index, module in enumerate(members):
                 _install(module, group, index, max_rows)
                 handle.patched.append(module)
@@ -240,7 +290,8 @@ def enable_fast_nf4(
         else:
             for module, weight in zip(members, packed):
                 bias = module.bias.detach() if module.bias is not None else None
-                group = _Group(NF4KernelWeight(weight, lookup=lookup, products=products), bias, [weight.out_features])
+                group = _Group(NF4KernelWeight(weight, lookup=lookup, products=products), bias,
+                               [weight.out_features], cuda_weight(weight, bias))
                 _install(module, group, 0, max_rows)
                 handle.patched.append(module)
                 handle._shapes.add((weight.out_features, weight.in_features, str(device), lookup))

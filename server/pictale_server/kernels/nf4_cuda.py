@@ -1,0 +1,203 @@
+"""The shared-memory-table NF4 GEMV (nf4_cuda_source.py): compiling, choosing a launch, calling.
+
+Compiled at run time by NVRTC, which ships with PyTorch's CUDA wheels (no toolkit, no build
+step), for the GPU at hand: sm_80 and newer (A10G is sm_86, H100/H200 sm_90). One binary per
+(K, tile rows, chunks per thread, x rows, products, bias); compiling one takes ~0.2 s.
+
+A launch is (tile rows NT, 16-byte chunks per thread CPT, blocks per SM), picked by a rule
+(`default_launch`) drawn from a sweep of every candidate on an H200 (bench/gpu/kernel_bench.py
+--sweep; docs/kernels.md). No timing at load: a per-shape tuner timed on one weight measured
+the L2 cache rather than memory and chose worse launches than the rule.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import threading
+from dataclasses import dataclass
+
+import torch
+
+from .nf4_cuda_source import SOURCE
+from .nf4_format import PackedNF4
+
+MAX_ROWS = 4  # rows of x this kernel takes; more go to the Triton kernel
+TABLE_BYTES = 256 * 32 * 4
+
+
+class CudaKernelUnavailable(RuntimeError):
+    """NVRTC or the driver could not build or load the kernel here."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    tile_rows: int  # NT
+    chunks_per_thread: int  # CPT
+    blocks_per_sm: int
+
+    def threads(self, k: int) -> int:
+        chunks = k // 32
+        per_thread = -(-chunks // self.chunks_per_thread)
+        return min(1024, -(-per_thread // 32) * 32)
+
+
+def pair_table(code: torch.Tensor) -> torch.Tensor:
+    """256 int32 words: word b holds bf16(code[b >> 4]) in its low half and bf16(code[b & 15])
+    in its high half -- the two weights of a packed byte (high nibble = even element), in the
+    order x's bf16 pairs are stored."""
+    bits = code.detach().float().cpu().to(torch.bfloat16).view(torch.int16).to(torch.int64) & 0xFFFF
+    byte = torch.arange(256)
+    words = bits[byte >> 4] | (bits[byte & 15] << 16)
+    return torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
+
+
+def _nvrtc_cubin(source: str, arch: str) -> bytes:
+    from torch.cuda import _utils as cuda_utils
+
+    nvrtc = cuda_utils._get_gpu_rtc_library()
+    program = ctypes.c_void_p()
+
+    def check(result: int, what: str) -> None:
+        if result != 0:
+            raise CudaKernelUnavailable(f"NVRTC {what} failed with code {result}")
+
+    check(nvrtc.nvrtcCreateProgram(ctypes.byref(program), source.encode(), b"nf4_gemv.cu", 0, None, None), "create")
+    try:
+        options = [f"--gpu-architecture=sm_{arch}".encode(), b"--std=c++17"]
+        array = (ctypes.c_char_p * len(options))(*options)
+        if nvrtc.nvrtcCompileProgram(program, len(options), array) != 0:
+            size = ctypes.c_size_t()
+            nvrtc.nvrtcGetProgramLogSize(program, ctypes.byref(size))
+            text = ctypes.create_string_buffer(size.value)
+            nvrtc.nvrtcGetProgramLog(program, text)
+            raise CudaKernelUnavailable(f"NVRTC compilation failed:\n{text.value.decode(errors='replace')}")
+        size = ctypes.c_size_t()
+        check(nvrtc.nvrtcGetCUBINSize(program, ctypes.byref(size)), "cubin size")
+        cubin = ctypes.create_string_buffer(size.value)
+        check(nvrtc.nvrtcGetCUBIN(program, cubin), "cubin")
+        return cubin.raw
+    finally:
+        nvrtc.nvrtcDestroyProgram(ctypes.byref(program))
+
+
+_compile_lock = threading.Lock()
+
+
+@functools.cache
+def _compiled(arch: str, k: int, launch: Launch, rows: int, pairs: bool, has_bias: bool):
+    from torch.cuda import _utils as cuda_utils
+
+    defines = {
+        "NT": launch.tile_rows, "CPT": launch.chunks_per_thread, "THREADS": launch.threads(k),
+        "MX": rows, "CHUNKS": k // 32, "PAIRS": int(pairs), "HAS_BIAS": int(has_bias),
+    }
+    header = "".join(f"#define {name} {value}\n" for name, value in defines.items())
+    with _compile_lock:
+        try:
+            cubin = _nvrtc_cubin(header + SOURCE, arch)
+            kernel = cuda_utils._cuda_load_module(cubin, ["nf4_gemv_cuda"])["nf4_gemv_cuda"]
+        except CudaKernelUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - private torch API or driver refused the module
+            raise CudaKernelUnavailable(f"loading the kernel failed: {exc!r}") from exc
+    return kernel
+
+
+def shared_bytes(k: int, launch: Launch, rows: int) -> int:
+    return TABLE_BYTES + 2 * (launch.threads(k) // 32) * launch.tile_rows * rows * 4
+
+
+class CudaNF4Weight:
+    """A PackedNF4 (fp32 absmax, K a multiple of 64) ready for the CUDA kernel."""
+
+    def __init__(self, weight: PackedNF4, bias: torch.Tensor | None, *, pairs: bool) -> None:
+        if weight.nested is not None:
+            raise ValueError("the CUDA kernel reads fp32 absmax only (no double quantization)")
+        if weight.in_features % 64:
+            raise ValueError("K must be a multiple of 64")
+        device = weight.packed.device
+        self.weight = weight
+        self.out_features = weight.out_features
+        self.in_features = weight.in_features
+        self.pairs = pairs
+        self.codes = weight.packed
+        self.absmax = weight.absmax
+        self.table = pair_table(weight.code).to(device)
+        self.bias = bias.detach().float().contiguous() if bias is not None else None
+        self._dummy = self.table
+        props = torch.cuda.get_device_properties(device)
+        self.arch = f"{props.major}{props.minor}"
+        self.sms = props.multi_processor_count
+
+
+def _arguments(x: torch.Tensor, weight: CudaNF4Weight, out: torch.Tensor) -> list:
+    return [
+        weight.codes, weight.absmax, weight.table, x, x.stride(0) // 2, out, out.stride(0),
+        weight.bias if weight.bias is not None else weight._dummy, weight.out_features,
+    ]
+
+
+def launch_gemv(x: torch.Tensor, weight: CudaNF4Weight, out: torch.Tensor, launch: Launch) -> torch.Tensor:
+    rows, k = x.shape
+    kernel = _compiled(weight.arch, k, launch, rows, weight.pairs, weight.bias is not None)
+    tiles = -(-weight.out_features // launch.tile_rows)
+    grid = min(tiles, weight.sms * launch.blocks_per_sm)
+    kernel(
+        grid=(grid, 1, 1), block=(launch.threads(k), 1, 1),
+        args=_arguments(x, weight, out), shared_mem=shared_bytes(k, launch, rows),
+    )
+    return out
+
+
+def accepts(x: torch.Tensor) -> bool:
+    """x [M, K] in a layout the kernel reads: bf16, M <= 4, rows 16-byte aligned."""
+    return (
+        x.dtype == torch.bfloat16
+        and 1 <= x.shape[0] <= MAX_ROWS
+        and x.stride(1) == 1
+        and x.data_ptr() % 16 == 0
+        and (x.shape[0] == 1 or x.stride(0) % 8 == 0)
+    )
+
+
+def candidates(k: int) -> list[Launch]:
+    found = []
+    for tile_rows in (2, 4, 8):
+        for chunks_per_thread in (1, 2, 4):
+            launch_probe = Launch(tile_rows, chunks_per_thread, 1)
+            threads = launch_probe.threads(k)
+            if threads * chunks_per_thread < k // 32 or threads * (chunks_per_thread - 1) >= k // 32:
+                continue  # does not cover K, or some thread would have no chunk at all
+            for blocks_per_sm in (1, 2, 3, 4):
+                found.append(Launch(tile_rows, chunks_per_thread, blocks_per_sm))
+    return found
+
+
+def default_launch(n: int, k: int, rows: int) -> Launch:
+    """The rule used without tuning: 4-row tiles, one chunk per thread (two past 512 chunks),
+    and as many blocks per SM as fit about 1024 threads, at most 4. On an H200 it is within
+    ~10% of the best of 36 launches on the large shapes (docs/kernels.md)."""
+    chunks = k // 32
+    chunks_per_thread = 1 if chunks <= 512 else 2
+    threads = Launch(4, chunks_per_thread, 1).threads(k)
+    return Launch(tile_rows=4, chunks_per_thread=chunks_per_thread, blocks_per_sm=max(1, min(4, 1024 // threads)))
+
+
+def cuda_gemv(
+    x: torch.Tensor, weight: CudaNF4Weight, out: torch.Tensor | None = None, *, launch: Launch | None = None
+) -> torch.Tensor:
+    """out[M, N] = x[M, K] @ W^T (+ bias), M <= 4, launched by `default_launch` unless given.
+    The first call per shape compiles: warm up before capturing a CUDA graph."""
+    if not accepts(x) or x.shape[1] != weight.in_features:
+        raise ValueError(f"x of shape {tuple(x.shape)} / strides {x.stride()} does not fit the CUDA kernel")
+    if out is None:
+        out = torch.empty((x.shape[0], weight.out_features), dtype=x.dtype, device=x.device)
+    if launch is None:
+        launch = default_launch(weight.out_features, weight.in_features, x.shape[0])
+    return launch_gemv(x, weight, out, launch)
+
+__all__ = [
+    "MAX_ROWS", "CudaKernelUnavailable", "CudaNF4Weight", "Launch",
+    "accepts", "candidates", "cuda_gemv", "default_launch", "launch_gemv", "pair_table",
+]

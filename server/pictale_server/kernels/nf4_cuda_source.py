@@ -1,0 +1,241 @@
+"""CUDA C source of the shared-memory-table NF4 GEMV (compiled at run time by NVRTC).
+
+Why CUDA and not Triton: the codebook lookup is the whole cost of an NF4 GEMV, and the cheapest
+lookup is one shared-memory load per byte from a 256-entry table of bf16 *pairs* (FLUTE's
+idea): a byte holds two codes, so one load yields both dequantized values, ready for a packed
+bf16 FMA. The table is stored 32 times, one copy per lane, at `byte * 128 + lane * 4`, so the
+32 lanes of a warp always hit 32 different banks. Triton cannot index shared memory per thread.
+
+Per 32-bit word of codes (8 weights): 8 integer ops for addresses, 4 shared loads, 4 FMAs and
+2 to widen (pairs mode) -- about 2.5 instructions per weight, against ~5.5 for the register
+(`prmt`) lookup of the Triton kernel.
+
+Layout: a thread block owns NT rows at a time ("tile") and walks the whole of K: thread t takes
+the 16-byte chunks t, t + THREADS, ... (CPT of them) of every row, so its x values are the
+same for every tile and are loaded once, into registers. Blocks are persistent (a few per SM)
+and walk tiles with a grid stride, loading the next tile's codes before computing this one.
+A tile ends with a warp-shuffle + shared-memory reduction per row.
+
+Compile-time constants (prepended as #defines): NT, CPT, THREADS, MX (rows of x, 1..4),
+CHUNKS (= K / 32), PAIRS (1: the 8 products of a word summed with bf16x2 FMAs then widened;
+0: widened first, fp32 FMAs), HAS_BIAS.
+"""
+
+SOURCE = r"""
+typedef unsigned int u32;
+typedef unsigned short u16;
+struct __align__(16) Words { u32 a, b, c, d; };
+
+#define WARPS (THREADS / 32)
+#define BLOCKS (CHUNKS / 2)
+
+extern __shared__ u32 smem[];
+
+__device__ __forceinline__ Words load_stream(const Words* p) {
+    Words v;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(v.a), "=r"(v.b), "=r"(v.c), "=r"(v.d) : "l"(p));
+    return v;
+}
+
+__device__ __forceinline__ float load_scale(const float* p) {
+    float v;
+    asm("ld.global.nc.L1::no_allocate.f32 %0, [%1];" : "=f"(v) : "l"(p));
+    return v;
+}
+
+__device__ __forceinline__ float bits_to_float(u32 u) {
+    float f;
+    asm("mov.b32 %0, %1;" : "=f"(f) : "r"(u));
+    return f;
+}
+
+__device__ __forceinline__ u32 float_to_bits(float f) {
+    u32 u;
+    asm("mov.b32 %0, %1;" : "=r"(u) : "f"(f));
+    return u;
+}
+
+__device__ __forceinline__ u32 fma_bf16x2(u32 a, u32 b, u32 c) {
+    u32 d;
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+}
+
+__device__ __forceinline__ float shuffle_xor(float v, int mask) {
+    float r;
+    asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=f"(r) : "f"(v), "r"(mask));
+    return r;
+}
+
+// The pair of values for the byte at bits 7..14 of `offset` (this lane's copy of the table).
+__device__ __forceinline__ u32 pair_at(u32 offset) {
+    return *reinterpret_cast<const u32*>(reinterpret_cast<const char*>(smem) + offset);
+}
+
+// Bits 7..14 of the offset hold byte 0, 1, 2 or 3 of the word; bits 2..6 the lane.
+#define BYTE0(w) ((((w) << 7) & 0x7F80u) | lane4)
+#define BYTE1(w) ((((w) >> 1) & 0x7F80u) | lane4)
+#define BYTE2(w) ((((w) >> 9) & 0x7F80u) | lane4)
+#define BYTE3(w) ((((w) >> 17) & 0x7F80u) | lane4)
+
+#if PAIRS
+typedef u32 XValue;          // two bf16 values of x
+#define X_PER_CHUNK 16
+__device__ __forceinline__ float word_dot(u32 w, const XValue* xv, u32 lane4) {
+    u32 p = fma_bf16x2(pair_at(BYTE0(w)), xv[0], 0x80008000u);
+    p = fma_bf16x2(pair_at(BYTE1(w)), xv[1], p);
+    p = fma_bf16x2(pair_at(BYTE2(w)), xv[2], p);
+    p = fma_bf16x2(pair_at(BYTE3(w)), xv[3], p);
+    return bits_to_float(p << 16) + bits_to_float(p & 0xFFFF0000u);
+}
+#else
+typedef float XValue;        // one x value, widened
+#define X_PER_CHUNK 32
+__device__ __forceinline__ float pair_dot(u32 pair, const XValue* xv, float s) {
+    s = bits_to_float(pair << 16) * xv[0] + s;
+    return bits_to_float(pair & 0xFFFF0000u) * xv[1] + s;
+}
+__device__ __forceinline__ float word_dot(u32 w, const XValue* xv, u32 lane4) {
+    float s = pair_dot(pair_at(BYTE0(w)), xv + 0, 0.0f);
+    s = pair_dot(pair_at(BYTE1(w)), xv + 2, s);
+    s = pair_dot(pair_at(BYTE2(w)), xv + 4, s);
+    return pair_dot(pair_at(BYTE3(w)), xv + 6, s);
+}
+#endif
+
+__device__ __forceinline__ u16 to_bf16(float f) {
+    u32 u = float_to_bits(f);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (u16)((u >> 16) | 0x40u);  // NaN stays NaN
+    return (u16)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+__device__ __forceinline__ void load_tile(
+    int tile, int n, const Words* __restrict__ weight, const float* __restrict__ absmax,
+    const bool* valid, Words (&w)[NT][CPT], float (&s)[NT][CPT])
+{
+    #pragma unroll
+    for (int r = 0; r < NT; ++r) {
+        const int row = min(tile * NT + r, n - 1);
+        #pragma unroll
+        for (int c = 0; c < CPT; ++c) {
+            const int chunk = threadIdx.x + c * THREADS;
+            if (valid[c]) {
+                w[r][c] = load_stream(weight + (long)row * CHUNKS + chunk);
+                s[r][c] = load_scale(absmax + (long)row * BLOCKS + (chunk >> 1));
+            } else {
+                w[r][c] = Words{0u, 0u, 0u, 0u};
+                s[r][c] = 0.0f;
+            }
+        }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(THREADS) nf4_gemv_cuda(
+    const Words* __restrict__ weight, const float* __restrict__ absmax,
+    const u32* __restrict__ pair_table, const u32* __restrict__ x, int x_stride,
+    u16* __restrict__ out, int out_stride, const float* __restrict__ bias, int n)
+{
+    const int tid = threadIdx.x;
+    for (int i = tid; i < 256 * 32; i += THREADS) smem[i] = pair_table[i >> 5];
+    const u32 lane4 = (tid & 31) * 4;
+    const int warp = tid >> 5;
+
+    bool valid[CPT];
+    XValue xv[MX][CPT][X_PER_CHUNK];
+    #pragma unroll
+    for (int c = 0; c < CPT; ++c) {
+        const int chunk = tid + c * THREADS;
+        valid[c] = chunk < CHUNKS;
+        #pragma unroll
+        for (int m = 0; m < MX; ++m) {
+            const Words* xp = reinterpret_cast<const Words*>(x + (long)m * x_stride) + chunk * 4;
+            #pragma unroll
+            for (int q = 0; q < 4; ++q) {
+                const Words v = valid[c] ? xp[q] : Words{0u, 0u, 0u, 0u};
+                const u32 vw[4] = {v.a, v.b, v.c, v.d};
+                #pragma unroll
+                for (int e = 0; e < 4; ++e) {
+#if PAIRS
+                    xv[m][c][q * 4 + e] = vw[e];
+#else
+                    xv[m][c][q * 8 + e * 2] = bits_to_float(vw[e] << 16);
+                    xv[m][c][q * 8 + e * 2 + 1] = bits_to_float(vw[e] & 0xFFFF0000u);
+#endif
+                }
+            }
+        }
+    }
+    __syncthreads();
+
+    float* reduce = reinterpret_cast<float*>(smem + 256 * 32);  // [2][WARPS][NT * MX]
+    const int tiles = (n + NT - 1) / NT;
+    int tile = blockIdx.x;
+    if (tile >= tiles) return;
+    Words w[NT][CPT];
+    float s[NT][CPT];
+    load_tile(tile, n, weight, absmax, valid, w, s);
+    int parity = 0;
+    for (; tile < tiles; tile += gridDim.x) {
+        Words next_w[NT][CPT];
+        float next_s[NT][CPT];
+        const int next = tile + gridDim.x;
+        if (next < tiles) load_tile(next, n, weight, absmax, valid, next_w, next_s);
+
+        float acc[NT][MX];
+        #pragma unroll
+        for (int r = 0; r < NT; ++r) {
+            #pragma unroll
+            for (int m = 0; m < MX; ++m) {
+                float a = 0.0f;
+                #pragma unroll
+                for (int c = 0; c < CPT; ++c) {
+                    const XValue* xc = xv[m][c];
+                    const int step = X_PER_CHUNK / 4;
+                    float chunk_sum = word_dot(w[r][c].a, xc, lane4);
+                    chunk_sum += word_dot(w[r][c].b, xc + step, lane4);
+                    chunk_sum += word_dot(w[r][c].c, xc + 2 * step, lane4);
+                    chunk_sum += word_dot(w[r][c].d, xc + 3 * step, lane4);
+                    a = chunk_sum * s[r][c] + a;
+                }
+                acc[r][m] = a;
+            }
+        }
+
+        float* slot = reduce + parity * (WARPS * NT * MX);
+        #pragma unroll
+        for (int j = 0; j < NT * MX; ++j) {
+            float v = acc[j / MX][j % MX];
+            #pragma unroll
+            for (int mask = 16; mask > 0; mask >>= 1) v += shuffle_xor(v, mask);
+            if ((tid & 31) == 0) slot[warp * (NT * MX) + j] = v;
+        }
+        __syncthreads();
+        if (tid < NT * MX) {
+            float v = 0.0f;
+            #pragma unroll
+            for (int k = 0; k < WARPS; ++k) v += slot[k * (NT * MX) + tid];
+            const int row = tile * NT + tid / MX;
+            const int m = tid % MX;
+            if (row < n) {
+#if HAS_BIAS
+                v += bias[row];
+#endif
+                out[(long)m * out_stride + row] = to_bf16(v);
+            }
+        }
+        parity ^= 1;
+
+        if (next < tiles) {
+            #pragma unroll
+            for (int r = 0; r < NT; ++r) {
+                #pragma unroll
+                for (int c = 0; c < CPT; ++c) {
+                    w[r][c] = next_w[r][c];
+                    s[r][c] = next_s[r][c];
+                }
+            }
+        }
+    }
+}
+"""

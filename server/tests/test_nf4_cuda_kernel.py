@@ -1,0 +1,115 @@
+"""The CUDA NF4 kernel's host side and arithmetic, checked without a GPU.
+
+The kernel itself only runs on a GPU (bench/gpu/kernel_bench.py checks it there against
+bitsandbytes on every decode shape). Here: the pair table, the byte-offset arithmetic of the
+kernel emulated word by word against bitsandbytes' dequantization, the launch rule's coverage
+of K, and the fallback to the Triton kernel when NVRTC cannot build it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from nf4_fixtures import NF4_CODE, quantize
+
+from pictale_server.kernels import fast_decode, nf4_cuda
+from pictale_server.kernels.nf4_cuda import Launch, accepts, candidates, default_launch, pair_table, shared_bytes
+from pictale_server.kernels.nf4_format import dequantize, packed_from_quant_state
+
+SHAPES = [(6144, 5120), (5120, 4096), (28672, 5120), (5120, 14336), (4608, 3584), (37888, 3584), (3584, 18944)]
+
+
+def bf16_bits(values: torch.Tensor) -> torch.Tensor:
+    return values.to(torch.bfloat16).view(torch.int16).to(torch.int64) & 0xFFFF
+
+
+def test_pair_table_holds_both_codes_of_a_byte_high_nibble_first() -> None:
+    table = pair_table(NF4_CODE).to(torch.int64) & 0xFFFFFFFF
+    codes = bf16_bits(NF4_CODE)
+    for byte in range(256):
+        assert table[byte] & 0xFFFF == codes[byte >> 4]  # even element: low half, as x pairs
+        assert table[byte] >> 16 == codes[byte & 15]
+
+
+def emulated_word_dots(words: torch.Tensor, x_pairs: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """The kernel's BYTE0..BYTE3 offsets (byte * 128 + lane * 4) turned back into table rows,
+    each pair widened and multiplied in fp32 (the `PAIRS=0` arithmetic)."""
+    table = table.to(torch.int64) & 0xFFFFFFFF
+    total = torch.zeros(words.shape[0], dtype=torch.float64)
+    lane4 = 4 * 7
+    for index, shift in enumerate((-7, 1, 9, 17)):
+        offsets = ((words << -shift) if shift < 0 else (words >> shift)) & 0x7F80 | lane4
+        pairs = table[offsets >> 7]
+        low = ((pairs & 0xFFFF) << 16).to(torch.int32).view(torch.float32).double()
+        high = (pairs & 0xFFFF0000).to(torch.int32).view(torch.float32).double()
+        total += low * x_pairs[:, 2 * index] + high * x_pairs[:, 2 * index + 1]
+    return total
+
+
+def test_kernel_byte_offsets_decode_bitsandbytes_words() -> None:
+    torch.manual_seed(0)
+    weight = torch.randn(8, 64)
+    packed, state = quantize(weight)
+    nf4 = packed_from_quant_state(packed, state)
+    codes_only = dequantize(nf4).double() / nf4.absmax.double().repeat_interleave(64).view(8, 64)
+    words = packed.view(-1).view(torch.int32).to(torch.int64) & 0xFFFFFFFF  # 8 weights a word
+    x = torch.randn(words.shape[0], 8, dtype=torch.float64)
+    expected = (codes_only.view(-1, 8).to(torch.bfloat16).double() * x).sum(-1)
+    got = emulated_word_dots(words, x, pair_table(nf4.code))
+    torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize("n,k", SHAPES + [(77, 192), (1, 64)])
+def test_the_launch_rule_covers_k_and_fits_shared_memory(n, k) -> None:
+    for rows in (1, 2, 4):
+        launch = default_launch(n, k, rows)
+        threads = launch.threads(k)
+        assert threads % 32 == 0 and threads <= 1024
+        assert threads * launch.chunks_per_thread >= k // 32  # every chunk has a thread
+        assert shared_bytes(k, launch, rows) < 48 * 1024  # no opt-in needed on sm_80..sm_90
+        assert 1 <= launch.blocks_per_sm <= 4
+
+
+@pytest.mark.parametrize("k", [5120, 4096, 14336, 3584, 18944, 192])
+def test_candidates_give_every_thread_a_chunk(k) -> None:
+    found = candidates(k)
+    assert found
+    for launch in found:
+        threads = launch.threads(k)
+        assert threads * launch.chunks_per_thread >= k // 32
+        assert threads * (launch.chunks_per_thread - 1) < k // 32
+
+
+def test_inputs_the_kernel_cannot_read_are_refused() -> None:
+    x = torch.zeros(1, 5120, dtype=torch.bfloat16)
+    assert accepts(x)
+    assert not accepts(x.float())
+    assert not accepts(torch.zeros(5, 5120, dtype=torch.bfloat16))  # more rows than it takes
+    assert not accepts(torch.zeros(1, 5124, dtype=torch.bfloat16)[:, 4:])  # off 16-byte alignment
+    assert not accepts(torch.zeros(2, 5124, dtype=torch.bfloat16)[:, :5120])  # row stride unaligned
+
+
+def test_a_kernel_nvrtc_cannot_build_leaves_the_triton_kernel_in_charge(monkeypatch, caplog) -> None:
+    class Weight:
+        out_features, in_features = 64, 64
+        codes = torch.zeros(1)
+
+    group = fast_decode._Group(kernel_weight=None, bias=None, splits=[64], cuda_weight=Weight())
+
+    def unavailable(x, weight):
+        raise nf4_cuda.CudaKernelUnavailable("NVRTC compilation failed")
+
+    monkeypatch.setattr(nf4_cuda, "cuda_gemv", unavailable)
+    handle = fast_decode.FastNF4Handle(enabled=True, cuda=True)
+    with caplog.at_level(logging.WARNING):
+        handle._warm_cuda([group], rows=(1,))
+    assert group.cuda_weight is None and handle.cuda is False
+    assert "using the Triton kernel" in caplog.text
+
+
+def test_launch_threads_round_up_to_whole_warps() -> None:
+    assert Launch(4, 1, 4).threads(5120) == 160
+    assert Launch(4, 2, 2).threads(14336) == 224
+    assert Launch(4, 1, 4).threads(3584) == 128  # 112 chunks: the last warp half idle
