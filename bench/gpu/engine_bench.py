@@ -153,7 +153,36 @@ class Clock:
         self.input_tokens = self.finished.input_tokens if self.finished else 0
 
 
-def phase_engine(kernel: str = "fp32", full: bool = True) -> dict:
+def decode_profile(run_decode, steps: int) -> dict:
+    """Kernels one decode step runs, and GPU time by kind, from the profiler (graph replays
+    included), for `steps` decode steps of `run_decode()`."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        run_decode()
+        torch.cuda.synchronize()
+    kinds: dict[str, list] = {}
+    for event in prof.events():
+        if event.device_type != torch.autograd.DeviceType.CUDA:
+            continue
+        name = event.name
+        kind = ("nf4_cuda" if "nf4_gemv_cuda" in name else "nf4_triton" if "nf4_gemv" in name
+                else "fused_ops" if any(k in name for k in ("_rms_norm", "_rotary", "_silu_mul")) else
+                "gemm" if any(k in name for k in ("gemm", "gemv", "cublas", "cutlass", "sm90", "sm80")) else
+                "softmax" if "softmax" in name.lower() else "other")
+        entry = kinds.setdefault(kind, [0, 0.0, {}])
+        entry[0] += 1
+        entry[1] += event.device_time_total if hasattr(event, "device_time_total") else event.cuda_time_total
+        entry[2][name[:80]] = entry[2].get(name[:80], 0) + 1
+    return {
+        kind: {"kernels_per_step": count / steps, "us_per_step": us / steps,
+               "top": sorted(names.items(), key=lambda kv: -kv[1])[:6]}
+        for kind, (count, us, names) in kinds.items()
+    }
+
+
+def phase_engine(kernel: str = "cuda", full: bool = True, fused: bool = True) -> dict:
     import numpy as np
     import torch
     from gpu_env import cap_to_a10g, peak_gib
@@ -166,7 +195,9 @@ def phase_engine(kernel: str = "fp32", full: bool = True) -> dict:
 
     cap = cap_to_a10g()
     result: dict = dict(cap)
-    engine, load_s = _engine("nf4", nf4_kernel=kernel)
+    engine, load_s = _engine("nf4", nf4_kernel=kernel, fused_decode_ops=fused)
+    result["nf4_kernel"], result["fused_decode_ops"] = kernel, fused
+    label = f"{kernel}_{'fused' if fused else 'unfused'}"
     result["load_s"] = load_s
     result["resident_gib_both"] = torch.cuda.memory_allocated() / 2**30
     result["decode_path"] = engine._writer.loop.path
@@ -230,19 +261,25 @@ def phase_engine(kernel: str = "fp32", full: bool = True) -> dict:
     def first_decode_logits():
         # Prefill is bitsandbytes' on every variant; the first decode step is where they differ.
         narrate(context_of(PROMPT_TOKENS), 2, temperature=0.0)
-        torch.save(engine._writer.loop.logits.float().cpu(), WORK / f"logits-{kernel}.pt")
+        torch.save(engine._writer.loop.logits.float().cpu(), WORK / f"logits-{label}.pt")
 
     if not full:
         @section
         def writer_decode():
             context = context_of(PROMPT_TOKENS)
             runs = [rate(lambda n: narrate(context, n)) for _ in range(3)]
-            result[f"writer_decode_tok_s_kernel_{kernel}"] = sorted(runs)[1]
+            result[f"writer_decode_tok_s_{label}"] = sorted(runs)[1]
             img = image(1000, 1000)
-            result["vision_decode_tok_s_kernel_" + kernel] = rate(lambda n: describe(img, n))
+            result[f"vision_decode_tok_s_{label}"] = rate(lambda n: describe(img, n))
 
-        result[f"load_s_kernel_{kernel}"] = load_s
-        return {k: v for k, v in result.items() if "kernel" in k or k == "errors"}
+        @section
+        def profile_step():
+            context = context_of(PROMPT_TOKENS)
+            narrate(context, 8)
+            result[f"decode_profile_{label}"] = decode_profile(lambda: narrate(context, 65), 64)
+
+        result[f"load_s_{label}"] = load_s
+        return {k: v for k, v in result.items() if label in k or k == "errors"}
 
     @section
     def describe_ttft():
@@ -352,10 +389,15 @@ PHASES = {
     "build": phase_build,
     "seed": phase_seed,
     "quantize": phase_quantize,
-    "engine": phase_engine,  # the engine as configured by default (NF4 kernel fp32)
-    "engine_bnb": lambda: phase_engine("off", full=False),
+    "engine": phase_engine,  # the engine as configured by default (CUDA NF4 kernel, fused ops)
     "engine_without_kernel": lambda: phase_engine("off", full=True),  # only if "engine" failed
-    "engine_bf16x2": lambda: phase_engine("bf16x2", full=False),
+    # variants, decode only: the previous default (Triton fp32 kernel, no fused ops) first
+    "engine_fp32_unfused": lambda: phase_engine("fp32", full=False, fused=False),
+    "engine_fp32_fused": lambda: phase_engine("fp32", full=False, fused=True),
+    "engine_cuda_unfused": lambda: phase_engine("cuda", full=False, fused=False),
+    "engine_cuda_fused": lambda: phase_engine("cuda", full=False, fused=True),
+    "engine_bnb": lambda: phase_engine("off", full=False, fused=True),
+    "engine_bnb_unfused": lambda: phase_engine("off", full=False, fused=False),
 }
 
 
@@ -373,7 +415,7 @@ def main() -> None:
 
     summary = {"date": dt.date.today().isoformat(), **device_facts(), "copy_tb_s": copy_bandwidth_tb_s()}
     torch.cuda.empty_cache()
-    phases = os.environ.get("PICTALE_BENCH_PHASES", "build,seed,quantize,engine,engine_bnb,engine_bf16x2").split(",")
+    phases = os.environ.get("PICTALE_BENCH_PHASES", "build,seed,quantize,engine,engine_fp32_unfused,engine_fp32_fused,engine_cuda_unfused,engine_bnb").split(",")
     if "engine" in phases:
         phases.insert(phases.index("engine") + 1, "engine_without_kernel")
     for name in phases:
@@ -399,14 +441,14 @@ def main() -> None:
             summary["writer_decode_of_bound"] = summary["writer_decode_tok_s"] / summary["writer_bound_tok_s"]
             if summary.get("seed_writer_decode_tok_s"):
                 summary["writer_decode_vs_seed"] = summary["writer_decode_tok_s"] / summary["seed_writer_decode_tok_s"]
-    reference = WORK / "logits-off.pt"
-    for variant in ("fp32", "bf16x2"):
+    reference = WORK / "logits-off_unfused.pt"
+    for variant in ("fp32_unfused", "fp32_fused", "cuda_unfused", "cuda_fused", "off_fused"):
         path = WORK / f"logits-{variant}.pt"
         if reference.exists() and path.exists():
             ours, theirs = torch.load(path), torch.load(reference)
             summary[f"kernel_{variant}_vs_bnb_first_step_logits_rel"] = float((ours - theirs).norm() / theirs.norm())
-    if summary.get("writer_decode_tok_s_kernel_off"):
-        summary["writer_decode_kernel_speedup"] = summary["writer_decode_tok_s"] / summary["writer_decode_tok_s_kernel_off"]
+    if summary.get("writer_decode_tok_s_off_fused"):
+        summary["writer_decode_kernel_speedup"] = summary["writer_decode_tok_s"] / summary["writer_decode_tok_s_off_fused"]
     if "vision_text_weight_bytes_per_token" in summary:
         summary["vision_bound_tok_s"] = bw / summary["vision_text_weight_bytes_per_token"]
     out = OUT / f"gpu-{summary['date']}.json"

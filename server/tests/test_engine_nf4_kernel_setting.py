@@ -22,7 +22,7 @@ def test_off_never_touches_the_model(tmp_path, monkeypatch):
     engine_with(tmp_path, "off")._enable_nf4_kernel(torch.nn.Linear(4, 4))
 
 
-@pytest.mark.parametrize("kernel", ["fp32", "bf16x2"])
+@pytest.mark.parametrize("kernel", ["fp32", "bf16x2", "cuda"])
 def test_a_model_the_kernel_cannot_run_keeps_bitsandbytes_and_says_why(tmp_path, kernel, caplog):
     engine = engine_with(tmp_path, kernel)
     with caplog.at_level(logging.WARNING, logger="pictale.engine"):
@@ -48,7 +48,7 @@ def test_a_kernel_that_fails_to_compile_falls_back_to_bitsandbytes(tmp_path, mon
             self.disabled = True
 
     handle = Handle()
-    monkeypatch.setattr(kernels, "enable_fast_nf4", lambda model, products: handle)
+    monkeypatch.setattr(kernels, "enable_fast_nf4", lambda model, **options: handle)
     engine = engine_with(tmp_path, "fp32")
     with caplog.at_level(logging.ERROR, logger="pictale.engine"):
         engine._enable_nf4_kernel(torch.nn.Linear(4, 4))

@@ -71,6 +71,7 @@ class TransformersEngine:
         self._writer: LoadedModel | None = None
         self._preprocessor: VisionPreprocessor | None = None
         self._nf4_kernels: list[object] = []
+        self._fused_ops: list[object] = []
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -132,6 +133,8 @@ class TransformersEngine:
         if plan.cuda and getattr(model.config, "quantization_config", None) is not None:
             assert_quantization_layout(model)
             self._enable_nf4_kernel(model)
+        if plan.cuda and self._settings.fused_decode_ops:
+            self._enable_fused_ops(model)
         if not plan.cuda:
             model.to(plan.device)
         return model
@@ -143,7 +146,8 @@ class TransformersEngine:
             return
         from pictale_server.kernels import enable_fast_nf4
 
-        handle = enable_fast_nf4(model, products=self._settings.nf4_kernel)
+        kernel = self._settings.nf4_kernel
+        handle = enable_fast_nf4(model, products="bf16x2" if kernel == "cuda" else kernel, cuda=kernel == "cuda")
         if not handle.enabled:
             logger.warning("NF4 decode kernel not used: %s", handle.reason)
             return
@@ -154,6 +158,17 @@ class TransformersEngine:
             handle.disable()  # before any graph is captured, so nothing points into it
             return
         self._nf4_kernels.append(handle)  # captured graphs point into its buffers
+
+    def _enable_fused_ops(self, model: torch.nn.Module) -> None:
+        """Decode-time RMSNorm, rotary and SiLU gate as one kernel each (before any graph is
+        captured; they compile during the capture's warm-up steps)."""
+        from pictale_server.kernels.fused_layers import enable_fused_decode_ops
+
+        handle = enable_fused_decode_ops(model)
+        if not handle.enabled:
+            logger.warning("fused decode ops not used: %s", handle.reason)
+            return
+        self._fused_ops.append(handle)
 
     def _load_vision(self, source: ModelSource) -> tuple[LoadedModel, VisionPreprocessor]:
         plan = self._plan(source)

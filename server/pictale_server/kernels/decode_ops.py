@@ -1,0 +1,137 @@
+"""One-kernel versions of the small element-wise steps of a decode step.
+
+At batch 1 every launch inside the captured decode graph costs ~2 us however little it
+computes, and transformers writes these steps as chains of PyTorch ops: RMSNorm is 8 kernels
+(cast, pow, mean, add, rsqrt, mul, cast, mul), rotary embedding 10 (q and k: mul, neg, cat,
+mul, add), the SiLU gate 2. On the 40-layer writer that is ~800 launches per token. Each op
+here is one Triton kernel that rounds exactly where the PyTorch chain rounds (bf16 after each
+PyTorch op on bf16 tensors, fp32 inside RMSNorm), so outputs match to the last bit except
+where fp32 sums are reordered or rsqrt/sigmoid approximations differ by an ulp.
+
+Each function takes the few-row tensors of a decode step; `fused_layers.py` decides when to
+call them and otherwise leaves transformers' code in place.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _round(x, DTYPE: tl.constexpr):
+    """fp32 -> DTYPE, round to nearest even (as PyTorch rounds). bf16 is rounded by hand:
+    Triton's interpreter truncates, and the tests compare against PyTorch bit for bit."""
+    if DTYPE == tl.bfloat16:
+        bits = x.to(tl.int32, bitcast=True)
+        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) & -65536
+        rounded = tl.where((bits & 0x7FFFFFFF) > 0x7F800000, bits | 0x400000, rounded)  # NaN
+        return (rounded >> 16).to(tl.int16).to(tl.bfloat16, bitcast=True)
+    return x.to(DTYPE)
+
+
+@triton.jit
+def _rms_norm_kernel(X, W, Y, stride_x, stride_y, N, eps, BLOCK: tl.constexpr):
+    row = tl.program_id(0)
+    cols = tl.arange(0, BLOCK)
+    mask = cols < N
+    x = tl.load(X + row * stride_x + cols, mask=mask, other=0.0).to(tl.float32)
+    variance = tl.sum(x * x, axis=0) / N
+    normed = _round(x * (1.0 / tl.sqrt(variance + eps)), X.dtype.element_ty)
+    w = tl.load(W + cols, mask=mask, other=0.0)
+    y = w.to(tl.float32) * normed.to(tl.float32)
+    tl.store(Y + row * stride_y + cols, _round(y, Y.dtype.element_ty), mask=mask)
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """weight * (x.float() * rsqrt(mean(x.float()**2) + eps)).to(x.dtype), per row of the last dim."""
+    n = x.shape[-1]
+    rows = x.reshape(-1, n)
+    out_dtype = torch.result_type(weight, rows[:0])
+    out = torch.empty(rows.shape, dtype=out_dtype, device=x.device)
+    block = triton.next_power_of_2(n)
+    _rms_norm_kernel[(rows.shape[0],)](
+        rows, weight, out, rows.stride(0), out.stride(0), n, eps,
+        BLOCK=block, num_warps=8 if block >= 4096 else 4,
+    )
+    return out.view(x.shape)
+
+
+@triton.jit
+def _rotary_kernel(
+    Q, K, COS, SIN, Q_OUT, K_OUT,
+    q_heads, stride_qb, stride_qh, stride_kb, stride_kh, stride_cb,
+    k_heads, D: tl.constexpr,
+):
+    """Program (b, h): head h of q (h < q_heads) or of k, at batch row b, one position."""
+    b = tl.program_id(0)
+    h = tl.program_id(1)
+    half: tl.constexpr = D // 2
+    d = tl.arange(0, D)
+    partner = (d + half) % D
+    sign = tl.where(d < half, -1.0, 1.0)
+    cos = tl.load(COS + b * stride_cb + d).to(tl.float32)
+    sin = tl.load(SIN + b * stride_cb + d).to(tl.float32)
+    if h < q_heads:
+        base = Q + b * stride_qb + h * stride_qh
+        out = Q_OUT + (b * q_heads + h) * D
+    else:
+        base = K + b * stride_kb + (h - q_heads) * stride_kh
+        out = K_OUT + (b * k_heads + h - q_heads) * D
+    x = tl.load(base + d)
+    rotated = tl.load(base + partner) * sign  # rotate_half: cat(-x2, x1); negation is exact
+    a = _round(x.to(tl.float32) * cos, x.dtype)
+    c = _round(rotated.to(tl.float32) * sin, x.dtype)
+    tl.store(out + d, _round(a.to(tl.float32) + c.to(tl.float32), x.dtype))
+
+
+def rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+    """transformers' apply_rotary_pos_emb(q, k, cos, sin) for one position.
+
+    q [B, Hq, 1, D] and k [B, Hk, 1, D] (any strides with a unit last one), cos/sin [B, 1, D].
+    Returns new contiguous tensors of q's and k's shapes.
+    """
+    batch, q_heads, _, dim = q.shape
+    k_heads = k.shape[1]
+    q_out = torch.empty((batch, q_heads, 1, dim), dtype=q.dtype, device=q.device)
+    k_out = torch.empty((batch, k_heads, 1, dim), dtype=k.dtype, device=k.device)
+    cos2 = cos.reshape(batch, dim)
+    sin2 = sin.reshape(batch, dim)
+    if sin2.stride() != cos2.stride():
+        sin2 = sin2.contiguous()
+        cos2 = cos2.contiguous()
+    _rotary_kernel[(batch, q_heads + k_heads)](
+        q, k, cos2, sin2, q_out, k_out,
+        q_heads, q.stride(0), q.stride(1), k.stride(0), k.stride(1), cos2.stride(0),
+        k_heads, D=dim, num_warps=1,
+    )
+    return q_out, k_out
+
+
+@triton.jit
+def _silu_mul_kernel(G, U, Y, stride_g, stride_u, N, BLOCK: tl.constexpr):
+    row = tl.program_id(0)
+    cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    mask = cols < N
+    g = tl.load(G + row * stride_g + cols, mask=mask, other=0.0)
+    u = tl.load(U + row * stride_u + cols, mask=mask, other=0.0)
+    gf = g.to(tl.float32)
+    act = _round(gf / (1.0 + tl.exp(-gf)), g.dtype)
+    tl.store(Y + row * N + cols, _round(act.to(tl.float32) * u.to(tl.float32), g.dtype), mask=mask)
+
+
+def silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """silu(gate) * up, each rounded to the input dtype as PyTorch does (rows may be strided)."""
+    n = gate.shape[-1]
+    g = gate.reshape(-1, n)
+    u = up.reshape(-1, n)
+    out = torch.empty(g.shape, dtype=gate.dtype, device=gate.device)
+    block = 2048
+    _silu_mul_kernel[(g.shape[0], triton.cdiv(n, block))](
+        g, u, out, g.stride(0), u.stride(0), n, BLOCK=block, num_warps=4,
+    )
+    return out.view(gate.shape)
+
+
+__all__ = ["rms_norm", "rotary", "silu_mul"]

@@ -1,0 +1,118 @@
+"""The fused decode ops (kernels/decode_ops.py) under Triton's interpreter, against the
+PyTorch chains they replace in transformers.
+
+Run by test_decode_ops_interpret.py in a process of its own with TRITON_INTERPRET=1.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import triton.language as tl
+from transformers import MistralConfig, MistralForCausalLM
+from transformers.models.mistral import modeling_mistral
+from transformers.models.mistral.modeling_mistral import MistralRMSNorm
+
+from pictale_server.kernels.decode_ops import rms_norm, rotary, silu_mul
+from pictale_server.kernels.fused_layers import enable_fused_decode_ops
+
+if type(tl.zeros).__name__ == "JITFunction":
+    raise RuntimeError("run with TRITON_INTERPRET=1 set before anything imports triton")
+
+
+def bf16_ulps(a: torch.Tensor, b: torch.Tensor) -> int:
+    """Largest distance in bf16 steps between two bf16 tensors of the same shape."""
+    ia = a.contiguous().view(torch.int16).int()
+    ib = b.contiguous().view(torch.int16).int()
+    ia = torch.where(ia < 0, -32768 - ia, ia)
+    ib = torch.where(ib < 0, -32768 - ib, ib)
+    return int((ia - ib).abs().max())
+
+
+@pytest.mark.parametrize("rows,hidden", [(1, 5120), (3, 96), (8, 3584), (1, 100)])
+def test_rms_norm_matches_transformers(rows, hidden):
+    torch.manual_seed(rows)
+    norm = MistralRMSNorm(hidden, eps=1e-5).to(torch.bfloat16)
+    norm.weight.data = torch.randn(hidden, dtype=torch.bfloat16)
+    x = torch.randn(1, rows, hidden, dtype=torch.bfloat16) * 3
+    assert bf16_ulps(rms_norm(x, norm.weight, norm.variance_epsilon), norm(x)) <= 1
+
+
+def test_rms_norm_with_fp32_weight_returns_fp32_like_transformers():
+    norm = MistralRMSNorm(64)
+    x = torch.randn(1, 1, 64, dtype=torch.bfloat16)
+    out = rms_norm(x, norm.weight, norm.variance_epsilon)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, norm(x), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch,q_heads,k_heads,dim", [(1, 32, 8, 128), (2, 4, 2, 16), (1, 28, 4, 128)])
+def test_rotary_matches_transformers(batch, q_heads, k_heads, dim):
+    torch.manual_seed(dim)
+    fused = torch.randn(batch, 1, (q_heads + 2 * k_heads) * dim, dtype=torch.bfloat16)
+    # q and k as the attention layer makes them: views into one projection output
+    q = fused[..., : q_heads * dim].view(batch, 1, q_heads, dim).transpose(1, 2)
+    k = fused[..., q_heads * dim : (q_heads + k_heads) * dim].view(batch, 1, k_heads, dim).transpose(1, 2)
+    angles = torch.rand(batch, 1, dim // 2) * 100
+    emb = torch.cat((angles, angles), dim=-1)
+    cos, sin = emb.cos().to(torch.bfloat16), emb.sin().to(torch.bfloat16)
+    q_ref, k_ref = modeling_mistral.apply_rotary_pos_emb(q, k, cos, sin)
+    q_out, k_out = rotary(q, k, cos, sin)
+    assert q_out.shape == q_ref.shape and k_out.shape == k_ref.shape
+    assert bf16_ulps(q_out, q_ref) == 0
+    assert bf16_ulps(k_out, k_ref) == 0
+
+
+@pytest.mark.parametrize("rows,width", [(1, 14336), (2, 3000), (1, 7)])
+def test_silu_mul_matches_pytorch_on_strided_slices(rows, width):
+    torch.manual_seed(width)
+    both = torch.randn(rows, 2 * width, dtype=torch.bfloat16) * 4
+    gate, up = both[:, :width], both[:, width:]
+    expected = torch.nn.functional.silu(gate) * up
+    assert bf16_ulps(silu_mul(gate, up), expected) <= 1
+
+
+def tiny_mistral() -> MistralForCausalLM:
+    config = MistralConfig(
+        vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=256,
+    )
+    torch.manual_seed(0)
+    return MistralForCausalLM(config).to(torch.bfloat16).eval()
+
+
+def test_a_model_decodes_the_same_greedy_tokens_with_the_fused_ops():
+    model = tiny_mistral()
+    prompt = torch.randint(0, 256, (1, 12))
+    plain = model.generate(prompt, max_new_tokens=12, do_sample=False)
+    handle = enable_fused_decode_ops(model)
+    assert handle.enabled and handle.rotary
+    assert len(handle.patched) == 2 * 2 + 1 + 2  # norms per layer + final norm + MLPs
+    try:
+        fused = model.generate(prompt, max_new_tokens=12, do_sample=False)
+    finally:
+        handle.disable()
+    assert torch.equal(plain, fused)
+    assert modeling_mistral.apply_rotary_pos_emb.__qualname__ == "apply_rotary_pos_emb"
+    assert not any("forward" in vars(m) for m in model.modules())
+
+
+def test_prefill_keeps_transformers_code():
+    model = tiny_mistral()
+    calls = []
+    import pictale_server.kernels.decode_ops as ops
+
+    original = ops.rms_norm
+    ops.rms_norm = lambda *a: calls.append(a) or original(*a)
+    handle = enable_fused_decode_ops(model)  # binds the counting wrapper
+    try:
+        with torch.inference_mode():
+            model(torch.randint(0, 256, (1, 12)))  # 12 rows: more than a decode step
+            assert calls == []
+            model(torch.randint(0, 256, (1, 1)))
+            assert len(calls) == 5
+        model(torch.randint(0, 256, (1, 1)))  # with autograd on: transformers' code
+        assert len(calls) == 5
+    finally:
+        ops.rms_norm = original
+        handle.disable()
