@@ -169,6 +169,7 @@ def decode_profile(run_decode, steps: int) -> dict:
         name = event.name
         kind = ("nf4_cuda" if "nf4_gemv_cuda" in name else "nf4_triton" if "nf4_gemv" in name
                 else "fused_ops" if any(k in name for k in ("_rms_norm", "_rotary", "_silu_mul")) else
+                "attention_kernel" if any(k in name for k in ("_partial_kernel", "_combine_kernel")) else
                 "gemm" if any(k in name for k in ("gemm", "gemv", "cublas", "cutlass", "sm90", "sm80")) else
                 "softmax" if "softmax" in name.lower() else "other")
         entry = kinds.setdefault(kind, [0, 0.0, {}])
@@ -310,6 +311,11 @@ def phase_engine(kernel: str = "cuda", full: bool = True, fused: bool = True) ->
         result["writer_decode_bucket"] = engine._writer.loop.bucket
 
     @section
+    def writer_decode_profile():
+        context = context_of(PROMPT_TOKENS)
+        result[f"decode_profile_{label}"] = decode_profile(lambda: narrate(context, 65), 64)
+
+    @section
     def writer_decode_full_cache():
         # The same request on the full 16k-slot cache view (what the engine did before buckets).
         buckets = engine._writer.loop.buckets
@@ -415,7 +421,7 @@ def main() -> None:
 
     summary = {"date": dt.date.today().isoformat(), **device_facts(), "copy_tb_s": copy_bandwidth_tb_s()}
     torch.cuda.empty_cache()
-    phases = os.environ.get("PICTALE_BENCH_PHASES", "build,seed,quantize,engine,engine_fp32_unfused,engine_fp32_fused,engine_cuda_unfused,engine_bnb").split(",")
+    phases = os.environ.get("PICTALE_BENCH_PHASES", "build,seed,quantize,engine,engine_fp32_unfused,engine_cuda_unfused,engine_bnb").split(",")
     if "engine" in phases:
         phases.insert(phases.index("engine") + 1, "engine_without_kernel")
     for name in phases:

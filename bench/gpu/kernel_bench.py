@@ -169,7 +169,7 @@ def sweep(n: int, k: int, rows: int, copy_bw: float) -> list[dict]:
     copies = max(2, min(64, math.ceil(ROTATION_BYTES / weight_bytes)))
     x = torch.randn(rows, k, dtype=torch.bfloat16, device="cuda")
     rows_out = []
-    for pairs in (True, False):
+    for pairs in (True,):
         weights = [CudaNF4Weight(packed_from_quant_state(packed.clone(), state), None, pairs=pairs) for _ in range(copies)]
         outs = [torch.empty(rows, n, dtype=torch.bfloat16, device="cuda") for _ in weights]
         for launch in candidates(k):

@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     # Decode-time NF4 matmuls: the fused Triton kernel (docs/kernels.md), its bf16x2 variant,
     # "cuda" (the shared-memory-table CUDA kernel for 1-4 rows, Triton bf16x2 elsewhere), or
     # "off" for bitsandbytes' own. Only NF4 models on a GPU are affected.
-    nf4_kernel: Literal["off", "fp32", "bf16x2", "cuda"] = "fp32"
+    nf4_kernel: Literal["off", "fp32", "bf16x2", "cuda"] = "cuda"
     # Decode-time RMSNorm, rotary embedding and SiLU-gate as one kernel each instead of 5-8
     # small ones (kernels/decode_ops.py). GPU only; prefill keeps transformers' code.
     fused_decode_ops: bool = True

@@ -13,6 +13,7 @@ from transformers import MistralConfig, MistralForCausalLM
 from transformers.models.mistral import modeling_mistral
 from transformers.models.mistral.modeling_mistral import MistralRMSNorm
 
+from pictale_server.engine.decode_attention import SPLIT_KERNEL_FLAG
 from pictale_server.kernels.decode_ops import rms_norm, rotary, silu_mul
 from pictale_server.kernels.fused_layers import enable_fused_decode_ops
 
@@ -88,10 +89,13 @@ def test_a_model_decodes_the_same_greedy_tokens_with_the_fused_ops():
     handle = enable_fused_decode_ops(model)
     assert handle.enabled and handle.rotary
     assert len(handle.patched) == 2 * 2 + 1 + 2  # norms per layer + final norm + MLPs
+    attention = [layer.self_attn for layer in model.model.layers]
+    assert all(getattr(a, SPLIT_KERNEL_FLAG) for a in attention)
     try:
         fused = model.generate(prompt, max_new_tokens=12, do_sample=False)
     finally:
         handle.disable()
+    assert not any(hasattr(a, SPLIT_KERNEL_FLAG) for a in attention)
     assert torch.equal(plain, fused)
     assert modeling_mistral.apply_rotary_pos_emb.__qualname__ == "apply_rotary_pos_emb"
     assert not any("forward" in vars(m) for m in model.modules())
@@ -116,3 +120,38 @@ def test_prefill_keeps_transformers_code():
     finally:
         ops.rms_norm = original
         handle.disable()
+
+
+def reference_attention(query, key, value, mask, scale):
+    from pictale_server.engine.decode_attention import decode_attention
+
+    return decode_attention(query.float(), key.float(), value.float(), mask, scale)
+
+
+@pytest.mark.parametrize(
+    "batch,q_heads,kv_heads,length,mask_kind",
+    [(1, 32, 8, 1024, "bool"), (1, 28, 4, 200, "bool"), (2, 8, 2, 130, "float"), (1, 4, 4, 64, None)],
+)
+def test_split_decode_attention_matches_the_pytorch_path(batch, q_heads, kv_heads, length, mask_kind):
+    from pictale_server.kernels.decode_attention_kernel import accepts, split_decode_attention
+
+    torch.manual_seed(length)
+    dim = 128 if q_heads >= 28 else 64
+    query = torch.randn(batch, q_heads, 1, dim, dtype=torch.bfloat16)
+    # the cache as the engine sees it: a view of the first `length` slots of a longer buffer
+    key = torch.randn(batch, kv_heads, length + 40, dim, dtype=torch.bfloat16)[:, :, :length]
+    value = torch.randn(batch, kv_heads, length + 40, dim, dtype=torch.bfloat16)[:, :, :length]
+    mask = None
+    if mask_kind == "bool":
+        mask = torch.arange(length).view(1, 1, 1, length).expand(batch, 1, 1, length) < length - 17
+        mask = mask.contiguous()
+    elif mask_kind == "float":
+        mask = torch.zeros(batch, 1, 1, length)
+        mask[..., length // 2 :] = float("-inf")
+    assert accepts(query, key, value, mask)
+    scale = dim ** -0.5
+    got = split_decode_attention(query, key, value, mask, scale)
+    expected = reference_attention(query, key, value, mask, scale)
+    assert got.shape == expected.shape == (batch, 1, q_heads, dim)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), expected, rtol=2e-2, atol=2e-2)

@@ -1,4 +1,5 @@
-"""Routing a model's decode-time RMSNorm, rotary embedding and SiLU gate to decode_ops.py.
+"""Routing a model's decode-time RMSNorm, rotary embedding, SiLU gate and attention to
+one kernel each (decode_ops.py, decode_attention_kernel.py).
 
 `enable_fused_decode_ops(model)` gives every RMSNorm and SiLU MLP of the known families a
 forward that takes the fused kernel for inputs of at most MAX_ROWS rows (a decode step) and
@@ -6,6 +7,8 @@ transformers' own code for everything else (prefill, the vision tower's patches)
 rotary embedding is a module-level function that its attention looks up at call time, so it
 is replaced in that module by a dispatcher that does the same (one replacement per process,
 undone when the last handle is disabled). Qwen2.5-VL's multimodal rotary keeps its code.
+Attention layers are marked for the split-K decode kernel, which the "pictale_sdpa" attention
+(engine/decode_attention.py) then uses for single-token queries on a GPU.
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ from dataclasses import dataclass, field
 
 import torch
 
+from pictale_server.engine.decode_attention import SPLIT_KERNEL_FLAG
+
 MAX_ROWS = 8
 NORM_CLASSES = ("MistralRMSNorm", "Qwen2RMSNorm", "Qwen2_5_VLRMSNorm")
 MLP_CLASSES = ("MistralMLP", "Qwen2MLP")
+ATTENTION_CLASSES = ("MistralAttention", "Qwen2_5_VLAttention")
 
 
 def fused_ops_unavailable(device: torch.device) -> str:
@@ -122,12 +128,16 @@ class FusedOpsHandle:
     enabled: bool
     reason: str = ""
     patched: list[torch.nn.Module] = field(default_factory=list)
+    attention: list[torch.nn.Module] = field(default_factory=list)
     rotary: bool = False
 
     def disable(self) -> None:
         for module in self.patched:
             del module.forward
         self.patched.clear()
+        for module in self.attention:
+            delattr(module, SPLIT_KERNEL_FLAG)
+        self.attention.clear()
         if self.rotary:
             _MistralRotary.release()
             self.rotary = False
@@ -154,11 +164,14 @@ def enable_fused_decode_ops(model: torch.nn.Module) -> FusedOpsHandle:
         elif name in MLP_CLASSES and _is_silu(module):
             _patch_mlp(module, device)
             handle.patched.append(module)
-        elif name == "MistralAttention" and not handle.rotary:
+        if name in ATTENTION_CLASSES:
+            setattr(module, SPLIT_KERNEL_FLAG, True)  # decode attention: one split-K kernel
+            handle.attention.append(module)
+        if name == "MistralAttention" and not handle.rotary:
             _MistralRotary.acquire()
             handle.rotary = True
-    if not handle.patched and not handle.rotary:
-        return FusedOpsHandle(enabled=False, reason="no RMSNorm, SiLU MLP or Mistral attention to fuse")
+    if not handle.patched and not handle.attention:
+        return FusedOpsHandle(enabled=False, reason="no RMSNorm, SiLU MLP or attention layer to fuse")
     return handle
 
 

@@ -169,7 +169,7 @@ def candidates(k: int) -> list[Launch]:
             threads = launch_probe.threads(k)
             if threads * chunks_per_thread < k // 32 or threads * (chunks_per_thread - 1) >= k // 32:
                 continue  # does not cover K, or some thread would have no chunk at all
-            for blocks_per_sm in (1, 2, 3, 4):
+            for blocks_per_sm in (1, 2, 3, 4, 5, 6, 8):
                 found.append(Launch(tile_rows, chunks_per_thread, blocks_per_sm))
     return found
 

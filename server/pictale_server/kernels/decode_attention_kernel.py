@@ -1,0 +1,157 @@
+"""Split-K attention for one query token over the KV cache ("flash decoding"), in two launches.
+
+The decode attention in engine/decode_attention.py is six to eight PyTorch kernels per layer
+(scores product, scale, mask, softmax, cast, weighted sum, copies); at batch 1 each costs ~2-7 us
+whatever it reads. Here the cache is cut into chunks along its length; one program per (batch,
+KV head, chunk) computes the scores of that head's grouped queries on tensor cores, an online
+softmax and the weighted values, and a second launch merges the chunks. Scores and the running
+softmax are fp32; the probabilities meet V in bf16 (as the PyTorch path, which casts the
+softmax to V's dtype before its product), accumulated in fp32.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+BLOCK_L = 64
+
+
+@triton.jit
+def _partial_kernel(
+    Q, K, V, MASK, ACC, MAX, SUM,
+    stride_qb, stride_qh, stride_kb, stride_kh, stride_kl, stride_vb, stride_vh, stride_vl,
+    stride_mb, length, scale, kv_heads, splits,
+    G: tl.constexpr, GP: tl.constexpr, D: tl.constexpr, CHUNK: tl.constexpr, BLOCK: tl.constexpr,
+    MASK_KIND: tl.constexpr,  # 0 none, 1 bool (True attends), 2 additive
+    FP32_DOT: tl.constexpr,  # Triton's interpreter multiplies bf16 as raw integers: fp32 there
+):
+    bh = tl.program_id(0)
+    split = tl.program_id(1)
+    b = bh // kv_heads
+    h = bh % kv_heads
+    g = tl.arange(0, GP)
+    d = tl.arange(0, D)
+    q = tl.load(Q + b * stride_qb + (h * G + g)[:, None] * stride_qh + d[None, :], mask=(g < G)[:, None], other=0.0)
+    m_i = tl.full([GP], float("-inf"), tl.float32)
+    l_i = tl.zeros([GP], tl.float32)
+    acc = tl.zeros([GP, D], tl.float32)
+    for start in range(0, CHUNK, BLOCK):
+        slots = split * CHUNK + start + tl.arange(0, BLOCK)
+        valid = slots < length
+        k = tl.load(K + b * stride_kb + h * stride_kh + slots[:, None] * stride_kl + d[None, :],
+                    mask=valid[:, None], other=0.0)
+        if FP32_DOT:
+            s = tl.dot(q.to(tl.float32), tl.trans(k.to(tl.float32)), input_precision="ieee") * scale
+        else:
+            s = tl.dot(q, tl.trans(k)) * scale
+        if MASK_KIND == 1:
+            keep = tl.load(MASK + b * stride_mb + slots, mask=valid, other=0)
+            valid = valid & (keep != 0)
+        elif MASK_KIND == 2:
+            s += tl.load(MASK + b * stride_mb + slots, mask=valid, other=0.0).to(tl.float32)[None, :]
+        s = tl.where(valid[None, :], s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.exp(m_i - m_safe)
+        p = tl.exp(s - m_safe[:, None])
+        v = tl.load(V + b * stride_vb + h * stride_vh + slots[:, None] * stride_vl + d[None, :],
+                    mask=valid[:, None], other=0.0)
+        if FP32_DOT:
+            pv = tl.dot(p.to(v.dtype).to(tl.float32), v.to(tl.float32), input_precision="ieee")
+        else:
+            pv = tl.dot(p.to(v.dtype), v)
+        acc = acc * alpha[:, None] + pv
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        m_i = m_new
+    slot = (bh * splits + split) * GP + g
+    tl.store(MAX + slot, m_i)
+    tl.store(SUM + slot, l_i)
+    tl.store(ACC + slot[:, None] * D + d[None, :], acc)
+
+
+@triton.jit
+def _combine_kernel(
+    ACC, MAX, SUM, OUT, splits, kv_heads, stride_ob, stride_oh,
+    G: tl.constexpr, GP: tl.constexpr, D: tl.constexpr, SPLITS: tl.constexpr,
+):
+    bh = tl.program_id(0)
+    b = bh // kv_heads
+    h = bh % kv_heads
+    s = tl.arange(0, SPLITS)
+    g = tl.arange(0, GP)
+    d = tl.arange(0, D)
+    rows = (bh * splits + s)[:, None] * GP + g[None, :]  # [SPLITS, GP]
+    present = (s < splits)[:, None]
+    m = tl.load(MAX + rows, mask=present, other=float("-inf"))
+    total_max = tl.max(m, axis=0)
+    safe = tl.where(total_max == float("-inf"), 0.0, total_max)
+    w = tl.exp(m - safe[None, :])
+    total = tl.sum(tl.load(SUM + rows, mask=present, other=0.0) * w, axis=0)
+    out = tl.zeros([GP, D], tl.float32)
+    for i in range(SPLITS):
+        if i < splits:
+            row = (bh * splits + i) * GP + g
+            wi = tl.exp(tl.load(MAX + row) - safe)
+            out += tl.load(ACC + row[:, None] * D + d[None, :]) * wi[:, None]
+    out = out / total[:, None]
+    tl.store(OUT + b * stride_ob + (h * G + g)[:, None] * stride_oh + d[None, :],
+             out.to(OUT.dtype.element_ty), mask=(g < G)[:, None])
+
+
+def chunk_for(length: int) -> int:
+    """Cache slots per program: about 32 chunks per head, at least one block."""
+    return max(BLOCK_L, triton.next_power_of_2(max(1, length // 32)))
+
+
+def split_decode_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None, scale: float
+) -> torch.Tensor:
+    """query (B, Hq, 1, D), key/value (B, Hkv, L, D) with unit last stride, mask None or
+    (B, 1, 1, L) with unit last stride (bool: True attends; float: added) → (B, 1, Hq, D)."""
+    batch, query_heads, _, dim = query.shape
+    kv_heads, length = key.shape[1], key.shape[2]
+    group = query_heads // kv_heads
+    padded = max(16, triton.next_power_of_2(group))  # tl.dot needs 16 rows
+    chunk = chunk_for(length)
+    splits = triton.cdiv(length, chunk)
+    programs = batch * kv_heads
+    acc = torch.empty((programs, splits, padded, dim), dtype=torch.float32, device=query.device)
+    maxima = torch.empty((programs, splits, padded), dtype=torch.float32, device=query.device)
+    sums = torch.empty_like(maxima)
+    out = torch.empty((batch, 1, query_heads, dim), dtype=query.dtype, device=query.device)
+    if mask is None:
+        kind, mask_arg, stride_mb = 0, query, 0
+    else:
+        kind = 1 if mask.dtype == torch.bool else 2
+        mask_arg, stride_mb = mask, (mask.stride(0) if mask.shape[0] > 1 else 0)
+    _partial_kernel[(programs, splits)](
+        query, key, value, mask_arg, acc, maxima, sums,
+        query.stride(0), query.stride(1), key.stride(0), key.stride(1), key.stride(2),
+        value.stride(0), value.stride(1), value.stride(2), stride_mb, length, scale, kv_heads, splits,
+        G=group, GP=padded, D=dim, CHUNK=chunk, BLOCK=BLOCK_L, MASK_KIND=kind,
+        FP32_DOT=query.device.type == "cpu", num_warps=4,
+    )
+    _combine_kernel[(programs,)](
+        acc, maxima, sums, out, splits, kv_heads, out.stride(0), out.stride(2),
+        G=group, GP=padded, D=dim, SPLITS=triton.next_power_of_2(splits), num_warps=4,
+    )
+    return out
+
+
+def accepts(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None) -> bool:
+    dim = query.shape[-1]
+    return (
+        query.dtype in (torch.bfloat16, torch.float16)
+        and key.dtype == query.dtype == value.dtype
+        and dim in (64, 128, 256)
+        and query.shape[1] % key.shape[1] == 0
+        and query.stride(-1) == key.stride(-1) == value.stride(-1) == 1
+        and key.shape == value.shape
+        and (mask is None or (mask.dim() == 4 and mask.shape[1] == mask.shape[2] == 1
+                              and mask.shape[-1] == key.shape[2] and mask.stride(-1) == 1))
+    )
+
+
+__all__ = ["accepts", "chunk_for", "split_decode_attention"]
