@@ -211,7 +211,7 @@ def bench_shape(model, name, n, k, rows, copy_bw, variants):
             result[f"kernel_{lookup}_gb_s"] = kernel_weight_bytes / seconds / 1e9
             result[f"kernel_{lookup}_pct_copy"] = 100 * kernel_weight_bytes / seconds / copy_bw
             if lookup.startswith("cuda"):
-                best = default_launch(n, k, rows)
+                best = default_launch(n, k, rows, torch.cuda.get_device_capability())
             else:
                 best = getattr(kernels()[1], "best_config", None)
             result[f"kernel_{lookup}_config"] = str(best) if best is not None else None

@@ -73,9 +73,9 @@ def test_silu_mul_matches_pytorch_on_strided_slices(rows, width):
     assert bf16_ulps(silu_mul(gate, up), expected) <= 1
 
 
-def tiny_mistral() -> MistralForCausalLM:
+def tiny_mistral(sliding_window: int | None = None) -> MistralForCausalLM:
     config = MistralConfig(
-        vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        sliding_window=sliding_window, vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=256,
     )
     torch.manual_seed(0)
@@ -155,3 +155,75 @@ def test_split_decode_attention_matches_the_pytorch_path(batch, q_heads, kv_head
     assert got.shape == expected.shape == (batch, 1, q_heads, dim)
     assert got.dtype == torch.bfloat16
     torch.testing.assert_close(got.float(), expected, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("start", [0, 5, 31])
+def test_cache_write_matches_transformers_static_layer_update(start):
+    from transformers.cache_utils import StaticLayer
+
+    from pictale_server.kernels.decode_ops import cache_write
+
+    def layer():
+        made = StaticLayer(max_cache_len=32)
+        made.lazy_initialization(torch.zeros(1, 8, 1, 16, dtype=torch.bfloat16), torch.zeros(1, 8, 1, 16, dtype=torch.bfloat16))
+        made.cumulative_length.fill_(start)
+        return made
+
+    torch.manual_seed(start)
+    # new states as the attention layer makes them: transposed views of a projection
+    key = torch.randn(1, 1, 8, 16, dtype=torch.bfloat16).transpose(1, 2)
+    value = torch.randn(1, 1, 8, 16, dtype=torch.bfloat16).transpose(1, 2)
+    expected, ours = layer(), layer()
+    expected.update(key, value)
+    cache_write(key, value, ours.keys, ours.values, ours.cumulative_length)
+    assert torch.equal(ours.keys, expected.keys) and torch.equal(ours.values, expected.values)
+    assert int(ours.cumulative_length) == int(expected.cumulative_length) == start + 1
+
+
+def test_cache_write_past_the_end_writes_nothing():
+    from pictale_server.kernels.decode_ops import cache_write
+
+    keys = torch.zeros(1, 2, 4, 16, dtype=torch.bfloat16)
+    values = torch.zeros_like(keys)
+    counter = torch.tensor(4)
+    cache_write(torch.ones(1, 2, 1, 16, dtype=torch.bfloat16), torch.ones(1, 2, 1, 16, dtype=torch.bfloat16),
+                keys, values, counter)
+    assert not keys.any() and not values.any()
+
+
+def test_a_static_cache_with_fused_writes_decodes_like_transformers():
+    from transformers import StaticCache
+
+    from pictale_server.kernels.fused_layers import fuse_cache_writes
+
+    model = tiny_mistral()
+    prompt = torch.randint(0, 256, (1, 6))
+
+    def run(fused: bool) -> list[torch.Tensor]:
+        cache = StaticCache(config=model.config, max_cache_len=32)
+        cache.early_initialization(batch_size=1, num_heads=2, head_dim=16, dtype=torch.bfloat16, device=torch.device("cpu"))
+        if fused:
+            assert fuse_cache_writes(cache) == 2
+        logits = []
+        with torch.inference_mode():
+            out = model(prompt, past_key_values=cache, cache_position=torch.arange(6), use_cache=True)
+            for step in range(6):
+                token = out.logits[:, -1:].argmax(-1)
+                logits.append(out.logits[:, -1].clone())
+                out = model(token, past_key_values=cache, cache_position=torch.tensor([6 + step]), use_cache=True)
+        assert int(cache.layers[0].cumulative_length) == 12
+        return logits
+
+    for plain, fused in zip(run(False), run(True), strict=True):
+        assert torch.equal(plain, fused)
+
+
+def test_sliding_window_cache_layers_keep_transformers_update():
+    from transformers import StaticCache
+
+    from pictale_server.kernels.fused_layers import fuse_cache_writes
+
+    model = tiny_mistral(sliding_window=8)
+    cache = StaticCache(config=model.config, max_cache_len=32)
+    cache.early_initialization(batch_size=1, num_heads=2, head_dim=16, dtype=torch.bfloat16, device=torch.device("cpu"))
+    assert fuse_cache_writes(cache) == 0

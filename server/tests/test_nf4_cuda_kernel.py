@@ -63,13 +63,14 @@ def test_kernel_byte_offsets_decode_bitsandbytes_words() -> None:
 
 @pytest.mark.parametrize("n,k", SHAPES + [(77, 192), (1, 64)])
 def test_the_launch_rule_covers_k_and_fits_shared_memory(n, k) -> None:
-    for rows in (1, 2, 4):
-        launch = default_launch(n, k, rows)
+    for rows, capability in ((1, None), (2, (9, 0)), (1, (9, 0)), (4, (8, 6))):
+        launch = default_launch(n, k, rows, capability)
         threads = launch.threads(k)
         assert threads % 32 == 0 and threads <= 1024
         assert threads * launch.chunks_per_thread >= k // 32  # every chunk has a thread
         assert shared_bytes(k, launch, rows) < 48 * 1024  # no opt-in needed on sm_80..sm_90
         assert 1 <= launch.blocks_per_sm <= 4
+        assert launch in candidates(k)
 
 
 @pytest.mark.parametrize("k", [5120, 4096, 14336, 3584, 18944, 192])

@@ -53,6 +53,7 @@ class DecodeLoop:
         vocab_size: int,
         device: torch.device,
         path: DecodePath,
+        fused_cache_writes: bool = False,
     ) -> None:
         if path == "graph" and device.type != "cuda":
             path = "eager"
@@ -60,6 +61,11 @@ class DecodeLoop:
         self.path: DecodePath = path
         self.cache_tokens = cache_tokens
         self.buckets = KVBuckets(config, cache_tokens, dtype=runner.model.dtype, device=device)
+        if fused_cache_writes and device.type == "cuda":
+            from pictale_server.kernels.fused_layers import fuse_cache_writes
+
+            for cache in self.buckets.caches.values():
+                fuse_cache_writes(cache)
         self.bucket = cache_tokens
         self.cache: StaticCache = self.buckets.caches[cache_tokens]
         self.device = device

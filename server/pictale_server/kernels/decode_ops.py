@@ -134,4 +134,41 @@ def silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     return out.view(gate.shape)
 
 
-__all__ = ["rms_norm", "rotary", "silu_mul"]
+@triton.jit
+def _cache_write_kernel(
+    K_NEW, V_NEW, KEYS, VALUES, COUNTER,
+    stride_kb, stride_kh, stride_vb, stride_vh,
+    stride_cb, stride_ch, stride_cl, stride_db, stride_dh, stride_dl,
+    heads, rows, length, D: tl.constexpr, ROWS: tl.constexpr,
+):
+    """One program: the token's K and V for every (batch, head) go to slot COUNTER, then the
+    counter moves on. A slot past the cache is not written (PyTorch's index_copy_ would stop the
+    GPU with a device-side assert; the decode loop never asks for one)."""
+    slot = tl.load(COUNTER)
+    r = tl.arange(0, ROWS)
+    d = tl.arange(0, D)
+    b = r // heads
+    h = r % heads
+    ok = (r < rows)[:, None] & (slot < length)
+    k = tl.load(K_NEW + (b * stride_kb + h * stride_kh)[:, None] + d[None, :], mask=(r < rows)[:, None])
+    v = tl.load(V_NEW + (b * stride_vb + h * stride_vh)[:, None] + d[None, :], mask=(r < rows)[:, None])
+    tl.store(KEYS + (b * stride_cb + h * stride_ch + slot * stride_cl)[:, None] + d[None, :], k, mask=ok)
+    tl.store(VALUES + (b * stride_db + h * stride_dh + slot * stride_dl)[:, None] + d[None, :], v, mask=ok)
+    tl.debug_barrier()  # every thread has read the counter before it moves
+    tl.store(COUNTER, slot + 1)
+
+
+def cache_write(key_states, value_states, keys, values, counter) -> None:
+    """A static cache layer's update for one token: keys/values[:, :, counter] = the new
+    states, then counter += 1 (transformers' StaticLayer does this in five kernels)."""
+    batch, heads, _, dim = key_states.shape
+    rows = batch * heads
+    _cache_write_kernel[(1,)](
+        key_states, value_states, keys, values, counter,
+        key_states.stride(0), key_states.stride(1), value_states.stride(0), value_states.stride(1),
+        keys.stride(0), keys.stride(1), keys.stride(2), values.stride(0), values.stride(1), values.stride(2),
+        heads, rows, keys.shape[2], D=dim, ROWS=triton.next_power_of_2(rows), num_warps=4,
+    )
+
+
+__all__ = ["cache_write", "rms_norm", "rotary", "silu_mul"]

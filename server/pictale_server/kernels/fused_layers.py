@@ -123,6 +123,37 @@ class _MistralRotary:
                 cls.original = None
 
 
+def fuse_cache_writes(cache) -> int:
+    """Give every full-attention layer of a transformers StaticCache a one-kernel update for
+    single-token writes on a GPU (decode_ops.cache_write); other writes keep transformers' update.
+    Returns the number of layers changed (0 where the fused ops cannot run)."""
+    from transformers.cache_utils import StaticLayer
+
+    from .decode_ops import cache_write
+
+    changed = 0
+    for layer in cache.layers:
+        # Only the plain full-attention layer: subclasses (sliding window) keep more state.
+        if type(layer) is not StaticLayer or not layer.is_initialized or fused_ops_unavailable(layer.keys.device):
+            continue
+        original = layer.update
+
+        def update(key_states, value_states, *args, layer=layer, original=original, **kwargs):
+            if (
+                key_states.shape[-2] == 1 and value_states.shape == key_states.shape
+                and key_states.device == layer.keys.device and key_states.dtype == layer.keys.dtype
+                and key_states.stride(-1) == 1 and value_states.stride(-1) == 1
+                and layer.keys.stride(-1) == 1 and layer.values.stride(-1) == 1
+            ):
+                cache_write(key_states, value_states, layer.keys, layer.values, layer.cumulative_length)
+                return layer.keys, layer.values
+            return original(key_states, value_states, *args, **kwargs)
+
+        layer.update = update
+        changed += 1
+    return changed
+
+
 @dataclass
 class FusedOpsHandle:
     enabled: bool
@@ -175,4 +206,4 @@ def enable_fused_decode_ops(model: torch.nn.Module) -> FusedOpsHandle:
     return handle
 
 
-__all__ = ["MAX_ROWS", "FusedOpsHandle", "enable_fused_decode_ops", "fused_ops_unavailable"]
+__all__ = ["MAX_ROWS", "FusedOpsHandle", "enable_fused_decode_ops", "fuse_cache_writes", "fused_ops_unavailable"]

@@ -128,6 +128,7 @@ class CudaNF4Weight:
         self._dummy = self.table
         props = torch.cuda.get_device_properties(device)
         self.arch = f"{props.major}{props.minor}"
+        self.capability = (props.major, props.minor)
         self.sms = props.multi_processor_count
 
 
@@ -174,10 +175,22 @@ def candidates(k: int) -> list[Launch]:
     return found
 
 
-def default_launch(n: int, k: int, rows: int) -> Launch:
-    """The rule used without tuning: 4-row tiles, one chunk per thread (two past 512 chunks),
-    and as many blocks per SM as fit about 1024 threads, at most 4. On an H200 it is within
-    ~10% of the best of 36 launches on the large shapes (docs/kernels.md)."""
+# Best launch per K on an H200 (sm_90) at batch 1, from a sweep of every candidate
+# (bench/results/nf4_cuda_sweep_h200.json): K -> (tile rows, chunks per thread, blocks per SM).
+MEASURED_SM90 = {
+    3584: Launch(8, 1, 3),
+    4096: Launch(8, 1, 3),
+    5120: Launch(4, 1, 4),
+    14336: Launch(8, 1, 1),
+    18944: Launch(2, 2, 2),
+}
+
+
+def default_launch(n: int, k: int, rows: int, capability: tuple[int, int] | None = None) -> Launch:
+    """The measured launch for this K on Hopper, else a rule: 4-row tiles, one chunk per thread
+    (two past 512 chunks), and as many blocks per SM as fit about 1024 threads, at most 4."""
+    if capability == (9, 0) and rows <= 2 and k in MEASURED_SM90:
+        return MEASURED_SM90[k]
     chunks = k // 32
     chunks_per_thread = 1 if chunks <= 512 else 2
     threads = Launch(4, chunks_per_thread, 1).threads(k)
@@ -194,7 +207,7 @@ def cuda_gemv(
     if out is None:
         out = torch.empty((x.shape[0], weight.out_features), dtype=x.dtype, device=x.device)
     if launch is None:
-        launch = default_launch(weight.out_features, weight.in_features, x.shape[0])
+        launch = default_launch(weight.out_features, weight.in_features, x.shape[0], weight.capability)
     return launch_gemv(x, weight, out, launch)
 
 __all__ = [
