@@ -100,9 +100,13 @@ def _combine_kernel(
              out.to(OUT.dtype.element_ty), mask=(g < G)[:, None])
 
 
+MAX_SPLITS = 32
+
+
 def chunk_for(length: int) -> int:
-    """Cache slots per program: about 32 chunks per head, at least one block."""
-    return max(BLOCK_L, triton.next_power_of_2(max(1, length // 32)))
+    """Cache slots per program: at most MAX_SPLITS chunks per head, each whole blocks. Each
+    distinct chunk is one compilation (four for a 16k cache: 64 slots up to 2k, then 128-512)."""
+    return max(BLOCK_L, triton.cdiv(triton.cdiv(length, MAX_SPLITS), BLOCK_L) * BLOCK_L)
 
 
 def split_decode_attention(
@@ -135,7 +139,7 @@ def split_decode_attention(
     )
     _combine_kernel[(programs,)](
         acc, maxima, sums, out, splits, kv_heads, out.stride(0), out.stride(2),
-        G=group, GP=padded, D=dim, SPLITS=triton.next_power_of_2(splits), num_warps=4,
+        G=group, GP=padded, D=dim, SPLITS=MAX_SPLITS, num_warps=4,
     )
     return out
 
@@ -154,4 +158,4 @@ def accepts(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: t
     )
 
 
-__all__ = ["accepts", "chunk_for", "split_decode_attention"]
+__all__ = ["MAX_SPLITS", "accepts", "chunk_for", "split_decode_attention"]

@@ -137,16 +137,25 @@ extern "C" __global__ void __launch_bounds__(THREADS) nf4_gemv_cuda(
     u16* __restrict__ out, int out_stride, const float* __restrict__ bias, int n)
 {
     const int tid = threadIdx.x;
-    for (int i = tid; i < 256 * 32; i += THREADS) smem[i] = pair_table[i >> 5];
     const u32 lane4 = (tid & 31) * 4;
     const int warp = tid >> 5;
+    const int tiles = (n + NT - 1) / NT;
+    int tile = blockIdx.x;
 
     bool valid[CPT];
+    #pragma unroll
+    for (int c = 0; c < CPT; ++c) valid[c] = tid + c * THREADS < CHUNKS;
+    // The first tile's codes are requested before the table is built, so the memory system
+    // is busy from the first cycle (short kernels spend a good part of their time starting).
+    Words w[NT][CPT];
+    float s[NT][CPT];
+    if (tile < tiles) load_tile(tile, n, weight, absmax, valid, w, s);
+    for (int i = tid; i < 256 * 32; i += THREADS) smem[i] = pair_table[i >> 5];
+
     XValue xv[MX][CPT][X_PER_CHUNK];
     #pragma unroll
     for (int c = 0; c < CPT; ++c) {
         const int chunk = tid + c * THREADS;
-        valid[c] = chunk < CHUNKS;
         #pragma unroll
         for (int m = 0; m < MX; ++m) {
             const Words* xp = reinterpret_cast<const Words*>(x + (long)m * x_stride) + chunk * 4;
@@ -169,12 +178,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) nf4_gemv_cuda(
     __syncthreads();
 
     float* reduce = reinterpret_cast<float*>(smem + 256 * 32);  // [2][WARPS][NT * MX]
-    const int tiles = (n + NT - 1) / NT;
-    int tile = blockIdx.x;
     if (tile >= tiles) return;
-    Words w[NT][CPT];
-    float s[NT][CPT];
-    load_tile(tile, n, weight, absmax, valid, w, s);
     int parity = 0;
     for (; tile < tiles; tile += gridDim.x) {
         Words next_w[NT][CPT];
