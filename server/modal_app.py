@@ -48,6 +48,14 @@ WEIGHTS_VOLUME_NAME = "pictale-weights"
 WEIGHTS_PATH = "/weights"
 weights_volume = modal.Volume.from_name(WEIGHTS_VOLUME_NAME, create_if_missing=True)
 
+# Triton's compiled kernels (the fused decode ops and attention), kept across cold starts:
+# compiling them cold is ~20 s of loading, reading them back well under a second. Written in
+# the background by Modal's volume commits; entries are content-addressed, so containers that
+# write the same kernel write the same bytes.
+KERNEL_CACHE_VOLUME_NAME = "pictale-kernel-cache"
+KERNEL_CACHE_PATH = "/kernel-cache"
+kernel_cache_volume = modal.Volume.from_name(KERNEL_CACHE_VOLUME_NAME, create_if_missing=True)
+
 HF_SECRET_NAME = "pictale-hf"
 API_KEYS_SECRET_NAME = "pictale-api-keys"
 hf_secret = modal.Secret.from_name(HF_SECRET_NAME, required_keys=["HF_TOKEN"])
@@ -106,12 +114,15 @@ MAX_CONTAINERS = 1  # one GPU; beyond its queue the app answers 429 queue_full
 MAX_CONCURRENT_INPUTS = 32  # requests the one container accepts; its scheduler queues them
 
 # Everything is on the volume: serving never reaches for the Hub.
-SERVE_ENV = {**MODEL_ENV, "HF_HUB_OFFLINE": "1"}
+SERVE_ENV = {**MODEL_ENV, "HF_HUB_OFFLINE": "1", "TRITON_CACHE_DIR": f"{KERNEL_CACHE_PATH}/triton"}
 
 
 @app.cls(
     gpu=GPU,
-    volumes={WEIGHTS_PATH: weights_volume.with_mount_options(read_only=True)},
+    volumes={
+        WEIGHTS_PATH: weights_volume.with_mount_options(read_only=True),
+        KERNEL_CACHE_PATH: kernel_cache_volume,
+    },
     secrets=[api_keys_secret],
     env=SERVE_ENV,
     scaledown_window=SCALEDOWN_WINDOW_S,

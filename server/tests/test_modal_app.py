@@ -120,13 +120,21 @@ def test_server_class_matches_the_deploy_doc(recipe):
 def test_weights_volume_is_mounted_read_only_where_settings_look(recipe):
     module, calls = recipe
     table = deploy_table()
-    (name,), volume_options = one_call(calls, "Volume.from_name")
-    assert name == table["volume"] and volume_options.get("create_if_missing") is True
+    volumes = {args[0]: kwargs for args, kwargs in calls["Volume.from_name"]}
+    assert set(volumes) == {table["volume"], table["kernel_cache_volume"]}
+    assert all(options.get("create_if_missing") is True for options in volumes.values())
     _, mount = one_call(calls, "Volume.with_mount_options")
     assert mount == {"read_only": True}
     _, options = one_call(calls, "App.cls")
-    [(path, _volume)] = options["volumes"].items()
-    assert path == table["weights_path"] == module.SERVE_ENV["PICTALE_WEIGHTS_DIR"]
+    assert set(options["volumes"]) == {table["weights_path"], table["kernel_cache_path"]}
+    assert table["weights_path"] == module.SERVE_ENV["PICTALE_WEIGHTS_DIR"]
+
+
+def test_triton_keeps_its_compiled_kernels_on_the_writable_cache_volume(recipe):
+    module, _ = recipe
+    table = deploy_table()
+    assert module.SERVE_ENV["TRITON_CACHE_DIR"].startswith(table["kernel_cache_path"] + "/")
+    assert module.KERNEL_CACHE_VOLUME_NAME == table["kernel_cache_volume"]
 
 
 def test_serving_is_offline_and_gets_only_the_api_key_secret(recipe):
