@@ -1,28 +1,7 @@
-"""Runs the NF4 kernel's interpreter cases (nf4_interpreter_cases.py) in a fresh process.
+"""Runs the NF4 kernel's interpreter cases (nf4_interpreter_cases.py) in a fresh process."""
 
-Triton picks interpreter or compiled mode when it is first imported, and bitsandbytes imports
-it, so the cases cannot share this process: any earlier test may already have imported it.
-"""
-
-from __future__ import annotations
-
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
-
-TESTS = Path(__file__).resolve().parent
+from interpreter_runner import run_under_interpreter
 
 
 def test_kernel_cases_under_the_triton_interpreter() -> None:
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(TESTS / "nf4_interpreter_cases.py")],
-        cwd=TESTS.parent, env=env, capture_output=True, text=True, timeout=600, check=False,
-    )
-    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr[-2000:]
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
-    passed = re.search(r"(\d+) passed", summary)
-    assert passed and int(passed.group(1)) >= 15, summary
-    assert not re.search(r"skipped|xfail|deselected", summary), summary
+    run_under_interpreter("nf4_interpreter_cases.py", minimum_passed=15)
