@@ -378,6 +378,40 @@ def phase_engine(kernel: str = "cuda", full: bool = True, fused: bool = True) ->
     return result
 
 
+def phase_peak(label: str, alloc_conf: str | None = None, prefill_chunk: int | None = None) -> dict:
+    """Peak memory (context included) after the same 1 MP / 4000x3000 / 1080x2400 describes and
+    2k / 8k narrates as the engine phase, under one allocator setting or writer prefill chunk."""
+    if alloc_conf:
+        os.environ["PYTORCH_CUDA_ALLOC_CONF"] = alloc_conf  # before torch initializes CUDA
+    import numpy as np
+    import torch
+    from gpu_env import cap_to_a10g, peak_gib
+    from PIL import Image
+
+    from pictale_server.engine.base import Cancel, Sampling
+    from pictale_server.prompts import describe_messages, narrate_messages
+
+    cap_to_a10g()
+    engine, load_s = _engine("nf4")
+    if prefill_chunk:
+        engine._writer.loop.runner.prefill_chunk_tokens = prefill_chunk
+    rng = np.random.default_rng(0)
+    tokenizer = engine._writer.tokenizer
+    describe = Sampling(max_tokens=8, temperature=0.2, seed=5)
+    for w, h in ((1000, 1000), (1000, 1000), (4000, 3000), (1080, 2400)):
+        image = Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+        Clock(engine.stream_vision(image, describe_messages("detailed"), describe, Cancel()))
+    overhead = engine.writer_prompt_ids(narrate_messages("Continue the story.", "x")).shape[1]
+    ttft = {}
+    for n in (2048, 8192):
+        context = _writer_prompt(tokenizer, n - overhead)
+        clock = Clock(engine.stream_writer(narrate_messages("Continue the story.", context),
+                                           Sampling(max_tokens=1, temperature=0.8, seed=7), Cancel()))
+        ttft[n] = clock.ttft_ms
+    return {f"peak_gib_{label}": peak_gib(), f"writer_ttft_ms_8k_{label}": ttft[8192],
+            f"load_s_{label}": load_s, f"resident_gib_{label}": torch.cuda.memory_allocated() / 2**30}
+
+
 def weight_bytes(model, skip: str | None = None) -> int:
     """Bytes of parameters and buffers one decode step reads (everything but the embedding)."""
     total = 0
@@ -404,6 +438,9 @@ PHASES = {
     "engine_cuda_fused": lambda: phase_engine("cuda", full=False, fused=True),
     "engine_bnb": lambda: phase_engine("off", full=False, fused=True),
     "engine_bnb_unfused": lambda: phase_engine("off", full=False, fused=False),
+    "peak_default": lambda: phase_peak("default"),
+    "peak_expandable": lambda: phase_peak("expandable", alloc_conf="expandable_segments:True"),
+    "peak_chunk1k": lambda: phase_peak("chunk1k", prefill_chunk=1024),
 }
 
 
