@@ -15,7 +15,15 @@ import torch
 from nf4_fixtures import NF4_CODE, quantize
 
 from pictale_server.kernels import fast_decode, nf4_cuda
-from pictale_server.kernels.nf4_cuda import Launch, accepts, candidates, default_launch, pair_table, shared_bytes
+from pictale_server.kernels.nf4_cuda import (
+    Launch,
+    accepts,
+    candidates,
+    default_launch,
+    grid_size,
+    pair_table,
+    shared_bytes,
+)
 from pictale_server.kernels.nf4_format import dequantize, packed_from_quant_state
 
 SHAPES = [(6144, 5120), (5120, 4096), (28672, 5120), (5120, 14336), (4608, 3584), (37888, 3584), (3584, 18944)]
@@ -114,3 +122,11 @@ def test_launch_threads_round_up_to_whole_warps() -> None:
     assert Launch(4, 1, 4).threads(5120) == 160
     assert Launch(4, 2, 2).threads(14336) == 224
     assert Launch(4, 1, 4).threads(3584) == 128  # 112 chunks: the last warp half idle
+
+
+def test_persistent_blocks_are_capped_by_the_shared_memory_an_sm_has() -> None:
+    shared = shared_bytes(5120, Launch(4, 1, 4), 1)
+    assert grid_size(tiles=7168, sms=80, blocks_per_sm=4, shared_per_block=shared, shared_per_sm=100 * 1024) == 240
+    assert grid_size(tiles=7168, sms=132, blocks_per_sm=4, shared_per_block=shared, shared_per_sm=228 * 1024) == 528
+    assert grid_size(tiles=100, sms=132, blocks_per_sm=4, shared_per_block=shared, shared_per_sm=None) == 100
+    assert grid_size(tiles=7168, sms=80, blocks_per_sm=4, shared_per_block=shared, shared_per_sm=None) == 320

@@ -108,6 +108,15 @@ def shared_bytes(k: int, launch: Launch, rows: int) -> int:
     return TABLE_BYTES + 2 * (launch.threads(k) // 32) * launch.tile_rows * rows * 4
 
 
+def grid_size(tiles: int, sms: int, blocks_per_sm: int, shared_per_block: int, shared_per_sm: int | None) -> int:
+    """Blocks to launch: persistent blocks should all be resident at once (a block that waits
+    for a second wave builds its table again for fewer tiles), so blocks per SM are capped by
+    the shared memory an SM has (an A10G fits three 33 KB tables, an H100/H200 six)."""
+    if shared_per_sm:
+        blocks_per_sm = max(1, min(blocks_per_sm, shared_per_sm // (shared_per_block + 1024)))
+    return min(tiles, sms * blocks_per_sm)
+
+
 class CudaNF4Weight:
     """A PackedNF4 (fp32 absmax, K a multiple of 64) ready for the CUDA kernel."""
 
@@ -129,6 +138,7 @@ class CudaNF4Weight:
         props = torch.cuda.get_device_properties(device)
         self.arch = f"{props.major}{props.minor}"
         self.capability = (props.major, props.minor)
+        self.shared_per_sm = getattr(props, "shared_memory_per_multiprocessor", None)
         self.sms = props.multi_processor_count
 
 
@@ -143,11 +153,9 @@ def launch_gemv(x: torch.Tensor, weight: CudaNF4Weight, out: torch.Tensor, launc
     rows, k = x.shape
     kernel = _compiled(weight.arch, k, launch, rows, weight.pairs, weight.bias is not None)
     tiles = -(-weight.out_features // launch.tile_rows)
-    grid = min(tiles, weight.sms * launch.blocks_per_sm)
-    kernel(
-        grid=(grid, 1, 1), block=(launch.threads(k), 1, 1),
-        args=_arguments(x, weight, out), shared_mem=shared_bytes(k, launch, rows),
-    )
+    shared = shared_bytes(k, launch, rows)
+    grid = grid_size(tiles, weight.sms, launch.blocks_per_sm, shared, weight.shared_per_sm)
+    kernel(grid=(grid, 1, 1), block=(launch.threads(k), 1, 1), args=_arguments(x, weight, out), shared_mem=shared)
     return out
 
 
