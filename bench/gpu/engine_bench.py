@@ -9,7 +9,11 @@ Phases (each a subprocess so its memory cap and peak are its own):
   quantize  the engine loads both bf16 checkpoints, quantizing to NF4 on load (timed), then
             saves pre-quantized NF4 checkpoints
   engine    the engine loads both NF4 checkpoints under the A10G cap (timed) and is measured:
-            describe TTFT, vision decode, writer TTFT and decode, context, pipeline, peak
+            describe TTFT, vision decode, writer TTFT and decode, context, pipeline, peak,
+            and a per-step kernel profile
+  engine_*  decode-only variants: engine_fp32_unfused (the previous default: Triton NF4
+            kernel, no fused decode ops), engine_cuda_unfused, engine_bnb (bitsandbytes)
+  peak_*    (on request, PICTALE_BENCH_PHASES) peak memory under other allocator settings
 Results: $OUT/gpu-<date>.json (bench/results/ keeps the copy that is committed).
 """
 
