@@ -191,17 +191,22 @@ def test_cache_write_past_the_end_writes_nothing():
     assert not keys.any() and not values.any()
 
 
-def test_a_static_cache_with_fused_writes_decodes_like_transformers():
+def static_cache(model: MistralForCausalLM, length: int = 32):
     from transformers import StaticCache
 
+    cache = StaticCache(config=model.config, max_cache_len=length)
+    cache.early_initialization(batch_size=1, num_heads=2, head_dim=16, dtype=torch.bfloat16, device=torch.device("cpu"))
+    return cache
+
+
+def test_a_static_cache_with_fused_writes_decodes_like_transformers():
     from pictale_server.kernels.fused_layers import fuse_cache_writes
 
     model = tiny_mistral()
     prompt = torch.randint(0, 256, (1, 6))
 
     def run(fused: bool) -> list[torch.Tensor]:
-        cache = StaticCache(config=model.config, max_cache_len=32)
-        cache.early_initialization(batch_size=1, num_heads=2, head_dim=16, dtype=torch.bfloat16, device=torch.device("cpu"))
+        cache = static_cache(model)
         if fused:
             assert fuse_cache_writes(cache) == 2
         logits = []
@@ -219,11 +224,6 @@ def test_a_static_cache_with_fused_writes_decodes_like_transformers():
 
 
 def test_sliding_window_cache_layers_keep_transformers_update():
-    from transformers import StaticCache
-
     from pictale_server.kernels.fused_layers import fuse_cache_writes
 
-    model = tiny_mistral(sliding_window=8)
-    cache = StaticCache(config=model.config, max_cache_len=32)
-    cache.early_initialization(batch_size=1, num_heads=2, head_dim=16, dtype=torch.bfloat16, device=torch.device("cpu"))
-    assert fuse_cache_writes(cache) == 0
+    assert fuse_cache_writes(static_cache(tiny_mistral(sliding_window=8))) == 0

@@ -80,13 +80,12 @@ class FastNF4Handle:
         Call once after enabling and before capturing CUDA graphs: the first call per shape
         compiles and benchmarks (and synchronizes), which must not happen during capture.
         """
+        from .nf4_cuda import MAX_ROWS as CUDA_ROWS
         from .nf4_gemv import nf4_gemv
 
         groups = {id(m._fast_nf4_group): m._fast_nf4_group for m in self.patched}.values()
         if self.cuda:
             self._warm_cuda(groups, rows)
-        from .nf4_cuda import MAX_ROWS as CUDA_ROWS
-
         for n, k, device, _ in sorted(self._shapes):
             for m in rows:
                 x = torch.zeros(m, k, dtype=torch.bfloat16, device=device)

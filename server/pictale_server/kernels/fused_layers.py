@@ -13,6 +13,7 @@ Attention layers are marked for the split-K decode kernel, which the "pictale_sd
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import threading
@@ -39,6 +40,13 @@ def fused_ops_unavailable(device: torch.device) -> str:
     if torch.cuda.get_device_capability(device) < (8, 0):
         return "the fused ops need compute capability 8.0 or newer"
     return ""
+
+
+@functools.cache
+def _runs_on(device: torch.device) -> bool:
+    """fused_ops_unavailable(device) == "", asked once per device (the rotary dispatcher asks
+    on every call, inside eager decode steps too)."""
+    return fused_ops_unavailable(device) == ""
 
 
 def _few_rows(x: torch.Tensor, device: torch.device) -> bool:
@@ -103,7 +111,7 @@ class _MistralRotary:
                         unsqueeze_dim == 1 and q.dim() == 4 and q.shape[2] == 1 and k.shape[2] == 1
                         and q.shape[0] <= MAX_ROWS and q.stride(-1) == 1 and k.stride(-1) == 1
                         and cos.shape[-2] == 1 and q.device == cos.device
-                        and fused_ops_unavailable(q.device) == ""
+                        and _runs_on(q.device)
                     ):
                         return rotary(q, k, cos, sin)
                     return original(q, k, cos, sin, unsqueeze_dim)
@@ -134,7 +142,7 @@ def fuse_cache_writes(cache) -> int:
     changed = 0
     for layer in cache.layers:
         # Only the plain full-attention layer: subclasses (sliding window) keep more state.
-        if type(layer) is not StaticLayer or not layer.is_initialized or fused_ops_unavailable(layer.keys.device):
+        if type(layer) is not StaticLayer or not layer.is_initialized or not _runs_on(layer.keys.device):
             continue
         original = layer.update
 
