@@ -56,6 +56,25 @@ def emulated_word_dots(words: torch.Tensor, x_pairs: torch.Tensor, table: torch.
     return total
 
 
+def prmt(a: int, b: int, selector: int) -> int:
+    """PTX prmt.b32 (default mode): result byte i = byte (selector nibble i) of {b, a}."""
+    pool = [(a >> (8 * i)) & 0xFF for i in range(4)] + [(b >> (8 * i)) & 0xFF for i in range(4)]
+    return sum(pool[(selector >> (4 * i)) & 7] << (8 * i) for i in range(4))
+
+
+@pytest.mark.parametrize("lane", [0, 7, 31])
+def test_wide_table_offsets_pick_the_byte_and_the_lanes_own_copy(lane) -> None:
+    """The WIDE kernel's prmt selectors 0x55k4: byte k of the word in bits 8..15, lane * 4 in
+    bits 0..7 -- table entry `offset >> 8`, copy `(offset & 255) / 4` = the lane's bank."""
+    torch.manual_seed(lane)
+    for word in torch.randint(0, 2**32, (64,), dtype=torch.int64).tolist() + [0, 0xFFFFFFFF]:
+        for k, selector in enumerate((0x5504, 0x5514, 0x5524, 0x5534)):
+            offset = prmt(word, lane * 4, selector)
+            assert offset >> 8 == (word >> (8 * k)) & 0xFF
+            assert offset & 0xFF == lane * 4
+            assert offset < 256 * 256  # inside the 64 KB table
+
+
 def test_kernel_byte_offsets_decode_bitsandbytes_words() -> None:
     torch.manual_seed(0)
     weight = torch.randn(8, 64)
@@ -76,9 +95,12 @@ def test_the_launch_rule_covers_k_and_fits_shared_memory(n, k) -> None:
         threads = launch.threads(k)
         assert threads % 32 == 0 and threads <= 1024
         assert threads * launch.chunks_per_thread >= k // 32  # every chunk has a thread
-        assert shared_bytes(k, launch, rows) < 48 * 1024  # no opt-in needed on sm_80..sm_90
+        if launch.wide:  # Hopper only: 64 KB table, within an H100/H200 block's 227 KB
+            assert capability == (9, 0) and shared_bytes(k, launch, rows) <= 227 * 1024
+        else:  # no opt-in needed on sm_80..sm_90
+            assert shared_bytes(k, launch, rows) < 48 * 1024
         assert 1 <= launch.blocks_per_sm <= 4
-        assert launch in candidates(k)
+        assert launch in candidates(k, launch.wide)
 
 
 @pytest.mark.parametrize("k", [5120, 4096, 14336, 3584, 18944, 192])
@@ -125,6 +147,9 @@ def test_launch_threads_round_up_to_whole_warps() -> None:
 
 
 def test_persistent_blocks_are_capped_by_the_shared_memory_an_sm_has() -> None:
+    wide = shared_bytes(5120, Launch(8, 1, 3, wide=True), 1)
+    assert grid_size(tiles=3584, sms=132, blocks_per_sm=3, shared_per_block=wide, shared_per_sm=228 * 1024) == 396
+    assert grid_size(tiles=3584, sms=80, blocks_per_sm=3, shared_per_block=wide, shared_per_sm=100 * 1024) == 80
     shared = shared_bytes(5120, Launch(4, 1, 4), 1)
     assert grid_size(tiles=7168, sms=80, blocks_per_sm=4, shared_per_block=shared, shared_per_sm=100 * 1024) == 240
     assert grid_size(tiles=7168, sms=132, blocks_per_sm=4, shared_per_block=shared, shared_per_sm=228 * 1024) == 528

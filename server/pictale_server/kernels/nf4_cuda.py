@@ -24,6 +24,7 @@ from .nf4_format import PackedNF4
 
 MAX_ROWS = 4  # rows of x this kernel takes; more go to the Triton kernel
 TABLE_BYTES = 256 * 32 * 4
+WIDE_TABLE_BYTES = 256 * 64 * 4
 
 
 class CudaKernelUnavailable(RuntimeError):
@@ -35,6 +36,9 @@ class Launch:
     tile_rows: int  # NT
     chunks_per_thread: int  # CPT
     blocks_per_sm: int
+    # The 64 KB table whose offsets take one prmt per byte instead of a shift and a mask
+    # (fewer instructions; fewer blocks fit an SM).
+    wide: bool = False
 
     def threads(self, k: int) -> int:
         chunks = k // 32
@@ -90,13 +94,15 @@ def _compiled(arch: str, k: int, launch: Launch, rows: int, pairs: bool, has_bia
 
     defines = {
         "NT": launch.tile_rows, "CPT": launch.chunks_per_thread, "THREADS": launch.threads(k),
-        "MX": rows, "CHUNKS": k // 32, "PAIRS": int(pairs), "HAS_BIAS": int(has_bias),
+        "MX": rows, "CHUNKS": k // 32, "PAIRS": int(pairs), "HAS_BIAS": int(has_bias), "WIDE": int(launch.wide),
     }
     header = "".join(f"#define {name} {value}\n" for name, value in defines.items())
     with _compile_lock:
         try:
             cubin = _nvrtc_cubin(header + SOURCE, arch)
             kernel = cuda_utils._cuda_load_module(cubin, ["nf4_gemv_cuda"])["nf4_gemv_cuda"]
+            if launch.wide:
+                kernel.set_shared_memory_config(shared_bytes(k, launch, rows))
         except CudaKernelUnavailable:
             raise
         except Exception as exc:  # noqa: BLE001 - private torch API or driver refused the module
@@ -105,7 +111,8 @@ def _compiled(arch: str, k: int, launch: Launch, rows: int, pairs: bool, has_bia
 
 
 def shared_bytes(k: int, launch: Launch, rows: int) -> int:
-    return TABLE_BYTES + 2 * (launch.threads(k) // 32) * launch.tile_rows * rows * 4
+    table = WIDE_TABLE_BYTES if launch.wide else TABLE_BYTES
+    return table + 2 * (launch.threads(k) // 32) * launch.tile_rows * rows * 4
 
 
 def grid_size(tiles: int, sms: int, blocks_per_sm: int, shared_per_block: int, shared_per_sm: int | None) -> int:
@@ -170,7 +177,7 @@ def accepts(x: torch.Tensor) -> bool:
     )
 
 
-def candidates(k: int) -> list[Launch]:
+def candidates(k: int, wide: bool = False) -> list[Launch]:
     found = []
     for tile_rows in (2, 4, 8):
         for chunks_per_thread in (1, 2, 4):
@@ -178,25 +185,27 @@ def candidates(k: int) -> list[Launch]:
             threads = launch_probe.threads(k)
             if threads * chunks_per_thread < k // 32 or threads * (chunks_per_thread - 1) >= k // 32:
                 continue  # does not cover K, or some thread would have no chunk at all
-            for blocks_per_sm in (1, 2, 3, 4, 5, 6, 8):
-                found.append(Launch(tile_rows, chunks_per_thread, blocks_per_sm))
+            for blocks_per_sm in (1, 2, 3) if wide else (1, 2, 3, 4, 5, 6, 8):
+                found.append(Launch(tile_rows, chunks_per_thread, blocks_per_sm, wide))
     return found
 
 
 # Best launch per K on an H200 (sm_90) at batch 1, from a sweep of every candidate
-# (bench/results/nf4_cuda_sweep_h200.json): K -> (tile rows, chunks per thread, blocks per SM).
+# (bench/results/nf4_cuda_sweep_h200.json): K -> (tile rows, chunks per thread, blocks per SM,
+# wide table). The wide table won on every shape it was tried on (by 2-9%).
 MEASURED_SM90 = {
-    3584: Launch(8, 1, 3),
-    4096: Launch(8, 1, 3),
-    5120: Launch(4, 1, 4),
-    14336: Launch(8, 1, 1),
-    18944: Launch(2, 2, 2),
+    3584: Launch(8, 1, 3, wide=True),
+    4096: Launch(8, 1, 3, wide=True),
+    5120: Launch(8, 1, 3, wide=True),
+    14336: Launch(8, 2, 1, wide=True),
+    18944: Launch(2, 2, 2, wide=True),
 }
 
 
 def default_launch(n: int, k: int, rows: int, capability: tuple[int, int] | None = None) -> Launch:
-    """The measured launch for this K on Hopper, else a rule: 4-row tiles, one chunk per thread
-    (two past 512 chunks), and as many blocks per SM as fit about 1024 threads, at most 4."""
+    """The measured launch for this K on Hopper, else a rule: the narrow (32 KB) table, whose
+    blocks fit three to an A10G's SM, 4-row tiles, one chunk per thread (two past 512 chunks),
+    and as many blocks per SM as fit about 1024 threads, at most 4."""
     if capability == (9, 0) and rows <= 2 and k in MEASURED_SM90:
         return MEASURED_SM90[k]
     chunks = k // 32
