@@ -33,7 +33,6 @@ import triton
 from pictale_server.kernels.nf4_format import packed_from_quant_state
 from pictale_server.kernels.nf4_cuda import CudaNF4Weight, candidates, cuda_gemv, default_launch, launch_gemv
 from pictale_server.kernels.nf4_gemv import NF4KernelWeight, default_test_config, kernels, nf4_gemv
-from pictale_server.kernels import nf4_mma
 
 SHAPES = [  # (model, name, N, K)
     ("writer", "q", 4096, 5120),
@@ -106,8 +105,7 @@ def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
 
 def kernel_weight_for(packed, state, variant: str, bias=None):
     """variant: "asm" (fp32 products), "asm-bf16x2" (bf16x2 products), "plain" (Triton), or
-    "cuda-fp32" / "cuda-pairs" (the shared-memory-table CUDA kernel, launched by its rule),
-    "cuda-mma" (the tensor-core kernel, nf4_mma.py)."""
+    "cuda-fp32" / "cuda-pairs" (the shared-memory-table CUDA kernel, launched by its rule)."""
     packed_nf4 = packed_from_quant_state(packed, state)
     if variant.startswith("cuda"):
         return CudaNF4Weight(packed_nf4, bias, pairs="pairs" in variant)
@@ -116,8 +114,6 @@ def kernel_weight_for(packed, state, variant: str, bias=None):
 
 
 def run_variant(variant: str, x, weight, bias=None, out=None, config=None):
-    if variant == "cuda-mma":
-        return nf4_mma.mma_gemv(x, weight, out)
     if variant.startswith("cuda"):
         return cuda_gemv(x, weight, out)
     return nf4_gemv(x, weight, bias, out, config=config)
@@ -157,11 +153,6 @@ def correctness() -> list[dict]:
         results.append(check_case(*case, lookup="asm-bf16x2"))
     results.append(check_case("outliers", 2048, 4096, 2, x_kind="outliers", lookup="asm-bf16x2"))
     results.append(check_case("double quant", 333, 3584, 8, nested=True, lookup="asm-bf16x2"))
-    for n, k, m in ((4096, 5120, 1), (6144, 5120, 2), (5120, 14336, 1), (1000, 3584, 3), (4608, 3584, 4),
-                    (77, 192, 3), (1, 64, 2), (37888, 3584, 1), (3584, 18944, 4), (28672, 5120, 1)):
-        results.append(check_case("mma", n, k, m, lookup="cuda-mma"))
-    results.append(check_case("outliers", 2048, 4096, 2, x_kind="outliers", lookup="cuda-mma"))
-    results.append(check_case("zero blocks", 2048, 4096, 1, zero_blocks=True, lookup="cuda-mma"))
     for variant in ("cuda-fp32", "cuda-pairs"):
         for n, k, m in ((4096, 5120, 1), (6144, 5120, 2), (5120, 14336, 1), (1000, 3584, 3),
                         (4608, 3584, 4), (77, 192, 1), (1, 64, 2), (37888, 3584, 1)):
@@ -196,29 +187,6 @@ def sweep(n: int, k: int, rows: int, copy_bw: float, wide: bool = False) -> list
     return rows_out
 
 
-def sweep_mma(n: int, k: int, rows: int, copy_bw: float) -> list[dict]:
-    """Every launch candidate of the tensor-core kernel on one shape."""
-    packed, state = quantize(n, k)
-    weight_bytes = packed.numel() + state.absmax.numel() * 4
-    copies = max(2, min(64, math.ceil(ROTATION_BYTES / weight_bytes)))
-    x = torch.randn(rows, k, dtype=torch.bfloat16, device="cuda")
-    weights = [CudaNF4Weight(packed_from_quant_state(packed.clone(), state), None, pairs=True) for _ in range(copies)]
-    outs = [torch.empty(rows, n, dtype=torch.bfloat16, device="cuda") for _ in weights]
-    found = []
-    for launch in nf4_mma.candidates(k):
-        try:
-            seconds = graph_time([lambda w=w, o=o, l=launch: nf4_mma.launch_mma(x, w, o, l) for w, o in zip(weights, outs)], replays=10)
-        except Exception as exc:  # noqa: BLE001
-            found.append({"N": n, "K": k, "rows": rows, "mma_launch": list(vars(launch).values()), "error": repr(exc)[:200]})
-            continue
-        found.append({"N": n, "K": k, "rows": rows, "mma_launch": list(vars(launch).values()),
-                      "us": seconds * 1e6, "pct_copy": 100 * weight_bytes / seconds / copy_bw})
-        print(json.dumps(found[-1]), flush=True)
-    del weights, outs
-    torch.cuda.empty_cache()
-    return found
-
-
 def bench_shape(model, name, n, k, rows, copy_bw, variants):
     packed, state = quantize(n, k)
     kernel_weight_bytes = packed.numel() + state.absmax.numel() * 4
@@ -236,7 +204,7 @@ def bench_shape(model, name, n, k, rows, copy_bw, variants):
         weights = [kernel_weight_for(p, s, lookup) for p, s in zip(packs, states)]
         outs = [torch.empty(rows, n, dtype=torch.bfloat16, device="cuda") for _ in weights]
         try:
-            if lookup.startswith("cuda") and rows > (nf4_mma.MAX_ROWS if lookup == "cuda-mma" else 4):
+            if lookup.startswith("cuda") and rows > 4:
                 continue
             for w, o in zip(weights, outs):  # tunes + compiles outside the graph
                 run_variant(lookup, x, w, out=o)
@@ -244,9 +212,7 @@ def bench_shape(model, name, n, k, rows, copy_bw, variants):
             result[f"kernel_{lookup}_us"] = seconds * 1e6
             result[f"kernel_{lookup}_gb_s"] = kernel_weight_bytes / seconds / 1e9
             result[f"kernel_{lookup}_pct_copy"] = 100 * kernel_weight_bytes / seconds / copy_bw
-            if lookup == "cuda-mma":
-                best = nf4_mma.default_launch(n, k, rows, torch.cuda.get_device_capability())
-            elif lookup.startswith("cuda"):
+            if lookup.startswith("cuda"):
                 best = default_launch(n, k, rows, torch.cuda.get_device_capability())
             else:
                 best = getattr(kernels()[1], "best_config", None)
@@ -281,7 +247,6 @@ def main() -> None:
     parser.add_argument("--skip-check", action="store_true")
     parser.add_argument("--sweep", default="", help="comma-separated shape indices to sweep every CUDA launch on")
     parser.add_argument("--sweep-wide", default="", help="comma-separated shape indices to sweep the CUDA kernel's wide-table launches on")
-    parser.add_argument("--sweep-mma", default="", help="comma-separated shape indices to sweep the mma kernel's launches on")
     parser.add_argument("--out", default=os.path.join(os.environ.get("OUT", "."), "nf4_kernel_bench.json"))
     args = parser.parse_args()
     report = {
@@ -303,10 +268,6 @@ def main() -> None:
     for index in filter(None, args.sweep_wide.split(",")):
         _, _, n, k = SHAPES[int(index)]
         report["sweep"] += sweep(n, k, 1, report["copy_tb_s"] * 1e12, wide=True)
-        Path(args.out).write_text(json.dumps(report, indent=1))
-    for index in filter(None, args.sweep_mma.split(",")):
-        _, _, n, k = SHAPES[int(index)]
-        report["sweep"] += sweep_mma(n, k, 1, report["copy_tb_s"] * 1e12)
         Path(args.out).write_text(json.dumps(report, indent=1))
     shapes = SHAPES if not args.shapes else [SHAPES[int(i)] for i in args.shapes.split(",")]
     report["timings"] = []
