@@ -27,6 +27,7 @@ from pictale_server.engine.model_sources import ModelSource
 from pictale_server.engine.quantization import assert_quantization_layout
 from pictale_server.engine.runners import CausalLMRunner, QwenVLRunner, WriterPrompt
 from pictale_server.engine.vision_inputs import VisionInputs, VisionPreprocessor
+from pictale_server.engine.vision_window_attention import batch_window_attention
 from pictale_server.errors import ApiError
 from pictale_server.settings import Settings
 
@@ -176,6 +177,7 @@ class TransformersEngine:
             source.location, **from_pretrained_kwargs(source, plan)
         )
         model = self._finish_loading(model, plan)
+        batch_window_attention(model)  # the vision tower's windows in one SDPA call per layer
         preprocessor = VisionPreprocessor.from_pretrained(
             source.location,
             max_pixels=self._settings.max_pixels,
