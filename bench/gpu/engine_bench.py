@@ -11,8 +11,9 @@ Phases (each a subprocess so its memory cap and peak are its own):
   engine    the engine loads both NF4 checkpoints under the A10G cap (timed) and is measured:
             describe TTFT, vision decode, writer TTFT and decode, context, pipeline, peak,
             and a per-step kernel profile
-  engine_*  decode-only variants: engine_fp32_unfused (the previous default: Triton NF4
-            kernel, no fused decode ops), engine_cuda_unfused, engine_bnb (bitsandbytes)
+  engine_*  decode-only variants: engine_fp32_unfused (Triton NF4 kernel, no fused decode
+            ops), engine_cuda_fused_noskip (the default without skip connections on the NF4
+            kernel); on request engine_cuda_unfused, engine_bnb (bitsandbytes), ...
   peak_*    (on request, PICTALE_BENCH_PHASES) peak memory under other allocator settings
 Results: $OUT/gpu-<date>.json (bench/results/ keeps the copy that is committed).
 """
@@ -187,7 +188,7 @@ def decode_profile(run_decode, steps: int) -> dict:
     }
 
 
-def phase_engine(kernel: str = "cuda", full: bool = True, fused: bool = True) -> dict:
+def phase_engine(kernel: str = "cuda", full: bool = True, fused: bool = True, skip: bool = True) -> dict:
     import numpy as np
     import torch
     from gpu_env import cap_to_a10g, peak_gib
@@ -200,9 +201,13 @@ def phase_engine(kernel: str = "cuda", full: bool = True, fused: bool = True) ->
 
     cap = cap_to_a10g()
     result: dict = dict(cap)
+    if not skip:  # the variant without the decoder layers' skip connections on the NF4 kernel
+        from pictale_server.kernels.fast_decode import FastNF4Handle
+
+        FastNF4Handle.fuse_skip_connections = lambda self, model: 0
     engine, load_s = _engine("nf4", nf4_kernel=kernel, fused_decode_ops=fused)
     result["nf4_kernel"], result["fused_decode_ops"] = kernel, fused
-    label = f"{kernel}_{'fused' if fused else 'unfused'}"
+    label = f"{kernel}_{'fused' if fused else 'unfused'}{'' if skip else '_noskip'}"
     result["load_s"] = load_s
     result["resident_gib_both"] = torch.cuda.memory_allocated() / 2**30
     result["decode_path"] = engine._writer.loop.path
@@ -286,13 +291,39 @@ def phase_engine(kernel: str = "cuda", full: bool = True, fused: bool = True) ->
         result[f"load_s_{label}"] = load_s
         return {k: v for k, v in result.items() if label in k or k == "errors"}
 
+    resident = torch.cuda.memory_allocated()
+
+    def memory_of(name: str, request) -> object:
+        """Run one request and record how far above the resident weights it took the
+        allocator (peak allocated, peak reserved), in GiB."""
+        torch.cuda.reset_peak_memory_stats()
+        out = request()
+        result.setdefault("memory_above_resident_gib", {})[name] = [
+            (torch.cuda.max_memory_allocated() - resident) / 2**30,
+            (torch.cuda.max_memory_reserved() - resident) / 2**30,
+        ]
+        return out
+
     @section
     def describe_ttft():
         for label, (w, h) in {"1mp": (1000, 1000), "4000x3000": (4000, 3000), "1080x2400": (1080, 2400)}.items():
             img = image(w, h)
-            runs = [describe(img, 1) for _ in range(3)]
+            runs = [memory_of(f"describe_{label}", lambda: describe(img, 1)) for _ in range(3)]
             result[f"describe_ttft_ms_{label}"] = sorted(r.ttft_ms for r in runs)[1]
             result[f"describe_input_tokens_{label}"] = runs[0].input_tokens
+        # Baseline in the same process: transformers' loop over the vision tower's windows.
+        attention = [m for m in engine._vision.model.modules() if type(m).__name__ == "Qwen2_5_VLVisionAttention"]
+        for module in attention:
+            module._batched_forward = module.forward
+            del module.forward
+        try:
+            img = image(1000, 1000)
+            runs = [describe(img, 1) for _ in range(3)]
+            result["describe_ttft_ms_1mp_window_loop"] = sorted(r.ttft_ms for r in runs)[1]
+        finally:
+            for module in attention:
+                module.forward = module._batched_forward
+                del module._batched_forward
 
     @section
     def vision_decode():
@@ -302,7 +333,7 @@ def phase_engine(kernel: str = "cuda", full: bool = True, fused: bool = True) ->
     @section
     def writer_ttft():
         for n in (2048, 8192):
-            runs = [narrate(context_of(n), 1) for _ in range(2)]
+            runs = [memory_of(f"narrate_{n}", lambda: narrate(context_of(n), 1)) for _ in range(2)]
             result[f"writer_ttft_ms_{n // 1024}k"] = min(r.ttft_ms for r in runs)
             result[f"writer_input_tokens_{n // 1024}k"] = runs[0].input_tokens
         result["peak_gib_both_resident"] = peak_gib()  # after 1 MP describes + an 8k narrate
@@ -440,6 +471,7 @@ PHASES = {
     "engine_fp32_fused": lambda: phase_engine("fp32", full=False, fused=True),
     "engine_cuda_unfused": lambda: phase_engine("cuda", full=False, fused=False),
     "engine_cuda_fused": lambda: phase_engine("cuda", full=False, fused=True),
+    "engine_cuda_fused_noskip": lambda: phase_engine("cuda", full=False, fused=True, skip=False),
     "engine_bnb": lambda: phase_engine("off", full=False, fused=True),
     "engine_bnb_unfused": lambda: phase_engine("off", full=False, fused=False),
     "peak_default": lambda: phase_peak("default"),
@@ -462,7 +494,7 @@ def main() -> None:
 
     summary = {"date": dt.date.today().isoformat(), **device_facts(), "copy_tb_s": copy_bandwidth_tb_s()}
     torch.cuda.empty_cache()
-    phases = os.environ.get("PICTALE_BENCH_PHASES", "build,seed,quantize,engine,engine_fp32_unfused,engine_cuda_unfused,engine_bnb").split(",")
+    phases = os.environ.get("PICTALE_BENCH_PHASES", "build,seed,quantize,engine,engine_fp32_unfused,engine_cuda_fused_noskip").split(",")
     if "engine" in phases:
         phases.insert(phases.index("engine") + 1, "engine_without_kernel")
     for name in phases:

@@ -217,3 +217,43 @@ def test_enable_changes_nothing_without_4bit_layers() -> None:
 
     handle = enable_fast_nf4(torch.nn.Sequential(torch.nn.Linear(4, 4)))
     assert not handle.enabled and "no bitsandbytes 4-bit layers" in handle.reason
+
+
+@pytest.mark.parametrize("kernel_takes_it", [True, False])
+def test_attention_skip_connection_on_the_kernel_decodes_the_same_tokens(kernel_takes_it: bool, monkeypatch) -> None:
+    """The decoder-layer patch (skip_connections.py) with a stand-in for the CUDA kernel that
+    does what its epilogue does (the Triton kernel, then + residual); when the kernel refuses
+    every input, the layers must add the residual themselves."""
+    from pictale_server.kernels import enable_fast_nf4, nf4_cuda
+
+    model = tiny_nf4_mistral(nested=False, seed=3)
+    prompt = torch.randint(0, 128, (1, 12))
+    expected_tokens, expected_logits = greedy(model, prompt, steps=4)
+
+    handle = enable_fast_nf4(model)
+    for module in handle.patched:  # pretend the CUDA kernel was built for every weight
+        module._fast_nf4_group.cuda_weight = module._fast_nf4_group.kernel_weight
+    handle.cuda = True
+    seen = []
+
+    def cuda_gemv(x, weight, out=None, *, launch=None, residual=None):
+        seen.append((weight.out_features, residual is not None))
+        result = nf4_gemv(x, weight)
+        return result if residual is None else residual + result
+
+    monkeypatch.setattr(nf4_cuda, "cuda_gemv", cuda_gemv)
+    monkeypatch.setattr(nf4_cuda, "accepts", lambda x: kernel_takes_it and x.shape[0] <= 4)
+    assert handle.fuse_skip_connections(model) == 2
+
+    tokens, logits = greedy(model, prompt, steps=4)
+    assert tokens == expected_tokens
+    for ours, theirs in zip(logits, expected_logits):
+        assert relative_error(ours, theirs) < 2e-2
+    if kernel_takes_it:  # per decode step and layer: q/k/v, o + residual, gate/up, down
+        assert seen == [(512, False), (256, True), (1024, False), (256, False)] * 2 * 3
+    else:
+        assert seen == []
+
+    handle.disable()
+    assert greedy(model, prompt, steps=4)[0] == expected_tokens
+    assert not any("forward" in vars(m) for m in model.modules())
