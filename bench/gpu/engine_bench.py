@@ -12,8 +12,7 @@ Phases (each a subprocess so its memory cap and peak are its own):
             describe TTFT, vision decode, writer TTFT and decode, context, pipeline, peak,
             and a per-step kernel profile
   engine_*  decode-only variants: engine_fp32_unfused (Triton NF4 kernel, no fused decode
-            ops), engine_cuda_fused_noskip (the default without skip connections on the NF4
-            kernel); on request engine_cuda_unfused, engine_bnb (bitsandbytes), ...
+            ops), engine_cuda_unfused; on request engine_bnb (bitsandbytes), ...
   peak_*    (on request, PICTALE_BENCH_PHASES) peak memory under other allocator settings
 Results: $OUT/gpu-<date>.json (bench/results/ keeps the copy that is committed).
 """
@@ -188,7 +187,7 @@ def decode_profile(run_decode, steps: int) -> dict:
     }
 
 
-def phase_engine(kernel: str = "cuda", full: bool = True, fused: bool = True, skip: bool = True) -> dict:
+def phase_engine(kernel: str = "cuda", full: bool = True, fused: bool = True) -> dict:
     import numpy as np
     import torch
     from gpu_env import cap_to_a10g, peak_gib
@@ -201,13 +200,9 @@ def phase_engine(kernel: str = "cuda", full: bool = True, fused: bool = True, sk
 
     cap = cap_to_a10g()
     result: dict = dict(cap)
-    if not skip:  # the variant without the decoder layers' skip connections on the NF4 kernel
-        from pictale_server.kernels.fast_decode import FastNF4Handle
-
-        FastNF4Handle.fuse_skip_connections = lambda self, model: 0
     engine, load_s = _engine("nf4", nf4_kernel=kernel, fused_decode_ops=fused)
     result["nf4_kernel"], result["fused_decode_ops"] = kernel, fused
-    label = f"{kernel}_{'fused' if fused else 'unfused'}{'' if skip else '_noskip'}"
+    label = f"{kernel}_{'fused' if fused else 'unfused'}"
     result["load_s"] = load_s
     result["resident_gib_both"] = torch.cuda.memory_allocated() / 2**30
     result["decode_path"] = engine._writer.loop.path
@@ -337,6 +332,31 @@ def phase_engine(kernel: str = "cuda", full: bool = True, fused: bool = True, sk
             result[f"writer_ttft_ms_{n // 1024}k"] = min(r.ttft_ms for r in runs)
             result[f"writer_input_tokens_{n // 1024}k"] = runs[0].input_tokens
         result["peak_gib_both_resident"] = peak_gib()  # after 1 MP describes + an 8k narrate
+
+    @section
+    def allocator_state():
+        """Where the allocator's reserved-but-free memory sits after the requests above: CUDA
+        graph pools or the default pool (large / small segments), before and after
+        empty_cache, and the segments holding the most free bytes."""
+        def summary() -> dict:
+            kinds: dict = {}
+            free_segments = []
+            for seg in torch.cuda.memory._snapshot()["segments"]:
+                pool = tuple(seg.get("segment_pool_id", (0, 0)))
+                kind = "graph_pool" if pool != (0, 0) else seg.get("segment_type", "?")
+                entry = kinds.setdefault(kind, {"segments": 0, "reserved_gib": 0.0, "allocated_gib": 0.0})
+                entry["segments"] += 1
+                entry["reserved_gib"] += seg["total_size"] / 2**30
+                entry["allocated_gib"] += seg["allocated_size"] / 2**30
+                free_segments.append(((seg["total_size"] - seg["allocated_size"]) / 2**20, seg["total_size"] / 2**20,
+                                      kind, len(seg.get("blocks", []))))
+            free_segments.sort(reverse=True)
+            return {"by_kind": kinds, "most_free_mib": free_segments[:8]}
+
+        torch.cuda.synchronize()
+        result["allocator_at_rest"] = summary()
+        torch.cuda.empty_cache()
+        result["allocator_after_empty_cache"] = summary()
 
     @section
     def writer_decode():
@@ -471,7 +491,6 @@ PHASES = {
     "engine_fp32_fused": lambda: phase_engine("fp32", full=False, fused=True),
     "engine_cuda_unfused": lambda: phase_engine("cuda", full=False, fused=False),
     "engine_cuda_fused": lambda: phase_engine("cuda", full=False, fused=True),
-    "engine_cuda_fused_noskip": lambda: phase_engine("cuda", full=False, fused=True, skip=False),
     "engine_bnb": lambda: phase_engine("off", full=False, fused=True),
     "engine_bnb_unfused": lambda: phase_engine("off", full=False, fused=False),
     "peak_default": lambda: phase_peak("default"),
@@ -494,7 +513,7 @@ def main() -> None:
 
     summary = {"date": dt.date.today().isoformat(), **device_facts(), "copy_tb_s": copy_bandwidth_tb_s()}
     torch.cuda.empty_cache()
-    phases = os.environ.get("PICTALE_BENCH_PHASES", "build,seed,quantize,engine,engine_fp32_unfused,engine_cuda_fused_noskip").split(",")
+    phases = os.environ.get("PICTALE_BENCH_PHASES", "build,seed,quantize,engine,engine_fp32_unfused,engine_cuda_unfused").split(",")
     if "engine" in phases:
         phases.insert(phases.index("engine") + 1, "engine_without_kernel")
     for name in phases:

@@ -162,27 +162,6 @@ def correctness() -> list[dict]:
     return results
 
 
-def check_epilogues() -> list[dict]:
-    """The CUDA kernel's residual epilogue (skip_connections.py) against PyTorch's two steps:
-    the matmul on bitsandbytes' dequantized weight rounded to bf16, then residual + output."""
-    results = []
-    for n, k, m in ((5120, 4096, 1), (3584, 3584, 1), (5120, 4096, 3), (77, 192, 2)):
-        weight = torch.randn(n, k, dtype=torch.bfloat16, device="cuda") * 0.02
-        packed, state = quantize(n, k, weight=weight)
-        cuda_weight = CudaNF4Weight(packed_from_quant_state(packed, state), None, pairs=True)
-        x = torch.randn(m, k, dtype=torch.bfloat16, device="cuda")
-        residual = torch.randn(m, n, dtype=torch.bfloat16, device="cuda")
-        ref = residual + (x.float() @ bnbf.dequantize_4bit(packed, state).float().t()).to(torch.bfloat16)
-        out = cuda_gemv(x, cuda_weight, residual=residual)
-        results.append({
-            "case": "residual epilogue", "N": n, "K": k, "rows": m,
-            "rel_err_kernel": rel_error(out, ref),
-            "rel_err_bnb": rel_error(residual + bnb.matmul_4bit(x, packed.t(), quant_state=state), ref),
-            "same_as_two_steps": bool(torch.equal(out, residual + cuda_gemv(x, cuda_weight))),
-        })
-    return results
-
-
 def sweep(n: int, k: int, rows: int, copy_bw: float, wide: bool = False) -> list[dict]:
     """Every launch candidate of the CUDA kernel on one shape (for the launch rule)."""
     packed, state = quantize(n, k)
@@ -241,15 +220,6 @@ def bench_shape(model, name, n, k, rows, copy_bw, variants):
         except Exception as exc:  # noqa: BLE001
             result[f"kernel_{lookup}_error"] = repr(exc)[:500]
             traceback.print_exc()
-    if "cuda-pairs" in variants and rows <= 4:  # with the residual epilogue (skip_connections.py)
-        weights = [kernel_weight_for(p, s, "cuda-pairs") for p, s in zip(packs, states)]
-        outs = [torch.empty(rows, n, dtype=torch.bfloat16, device="cuda") for _ in weights]
-        residual = torch.randn(rows, n, dtype=torch.bfloat16, device="cuda")
-        for w, o in zip(weights, outs):
-            cuda_gemv(x, w, o, residual=residual)
-        seconds = graph_time([lambda w=w, o=o: cuda_gemv(x, w, o, residual=residual) for w, o in zip(weights, outs)])
-        result["kernel_cuda-pairs+res_us"] = seconds * 1e6
-        del weights, outs
     try:
         seconds = graph_time([lambda p=p, s=s: bnb.matmul_4bit(x, p.t(), quant_state=s) for p, s in zip(packs, states)])
         result["bnb_us"] = seconds * 1e6
@@ -287,7 +257,7 @@ def main() -> None:
     report["copy_tb_s"] = copy_bandwidth() / 1e12
     print(json.dumps(report), flush=True)
     if not args.skip_check:
-        report["correctness"] = correctness() + check_epilogues()
+        report["correctness"] = correctness()
         for row in report["correctness"]:
             print(json.dumps(row), flush=True)
     report["sweep"] = []

@@ -41,9 +41,6 @@ def test_a_kernel_that_fails_to_compile_falls_back_to_bitsandbytes(tmp_path, mon
         enabled = True
         disabled = False
 
-        def fuse_skip_connections(self, model):
-            return 0
-
         def warmup(self, rows):
             raise RuntimeError("ptxas: unsupported instruction")
 

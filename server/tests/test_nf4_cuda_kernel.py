@@ -126,11 +126,10 @@ def test_a_kernel_nvrtc_cannot_build_leaves_the_triton_kernel_in_charge(monkeypa
     class Weight:
         out_features, in_features = 64, 64
         codes = torch.zeros(1)
-        bias = None
 
     group = fast_decode._Group(kernel_weight=None, bias=None, splits=[64], cuda_weight=Weight())
 
-    def unavailable(x, weight, **variant):
+    def unavailable(x, weight):
         raise nf4_cuda.CudaKernelUnavailable("NVRTC compilation failed")
 
     monkeypatch.setattr(nf4_cuda, "cuda_gemv", unavailable)

@@ -152,8 +152,6 @@ class TransformersEngine:
         if not handle.enabled:
             logger.warning("NF4 decode kernel not used: %s", handle.reason)
             return
-        if self._settings.fused_decode_ops:
-            handle.fuse_skip_connections(model)  # the layers' residual adds and SiLU gate
         try:
             handle.warmup(rows=(1,))
         except Exception:  # a GPU or Triton build it has never met: serve on bitsandbytes

@@ -56,12 +56,6 @@ class _Group:
     cuda_weight: Any = None  # CudaNF4Weight, when the CUDA kernel is on
     last_input: torch.Tensor | None = None
     last_output: torch.Tensor | None = None
-    # A decoder layer's skip connection offered to this projection (skip_connections.py): the
-    # CUDA kernel adds it to its output and says so; any other path leaves it to the layer.
-    offered_residual: torch.Tensor | None = None
-    residual_taken: bool = False
-    # Kernel variants compiled at warm-up: False (plain), True (adds an offered residual).
-    variants: set[bool] = field(default_factory=lambda: {False})
 
 
 @dataclass
@@ -79,17 +73,6 @@ class FastNF4Handle:
     # Kernel weights of disabled layers: CUDA graphs captured while enabled keep the raw
     # pointers of their buffers (the lookup table, fused biases, ...), so they stay alive.
     _retired: list[Any] = field(default_factory=list)
-    decoder_layers: list[torch.nn.Module] = field(default_factory=list)  # see fuse_skip_connections
-
-    def fuse_skip_connections(self, model: torch.nn.Module) -> int:
-        """Let the CUDA kernel also add the decoder layers' attention skip connection
-        (skip_connections.py); call before `warmup`. Returns the layers changed."""
-        if not (self.enabled and self.cuda):
-            return 0
-        from .skip_connections import patch_decoder_layers
-
-        self.decoder_layers += patch_decoder_layers(model)
-        return len(self.decoder_layers)
 
     def warmup(self, rows: tuple[int, ...] = (1,)) -> None:
         """Compile and tune the kernel for every weight shape and row count used.
@@ -122,24 +105,18 @@ class FastNF4Handle:
         try:
             for group in groups:
                 weight = group.cuda_weight
-                if weight is None:
+                if weight is None or (weight.out_features, weight.in_features) in done:
                     continue
-                n, k, device = weight.out_features, weight.in_features, weight.codes.device
+                done.add((weight.out_features, weight.in_features))
                 for m in rows:
-                    for residual in group.variants:
-                        if m > CUDA_ROWS or (n, k, m, residual, weight.bias is not None) in done:
-                            continue
-                        done.add((n, k, m, residual, weight.bias is not None))
-                        x = torch.zeros(m, k, dtype=torch.bfloat16, device=device)
-                        cuda_gemv(x, weight, residual=torch.zeros(m, n, dtype=torch.bfloat16, device=device) if residual else None)
+                    if m <= CUDA_ROWS:
+                        x = torch.zeros(m, weight.in_features, dtype=torch.bfloat16, device=weight.codes.device)
+                        cuda_gemv(x, weight)
         except CudaKernelUnavailable as exc:
             log.warning("CUDA NF4 kernel unavailable, using the Triton kernel: %s", exc)
             for group in groups:
                 group.cuda_weight = None
             self.cuda = False
-            for layer in self.decoder_layers:  # they would only ever take the original way
-                del layer.forward
-            self.decoder_layers.clear()
 
     def disable(self) -> None:
         """Give the layers bitsandbytes' forward back (the fused storage stays in place).
@@ -147,9 +124,6 @@ class FastNF4Handle:
         Graphs captured while enabled still run the kernel when replayed; the handle keeps the
         buffers they read alive, so keep the handle as long as such graphs exist.
         """
-        for layer in self.decoder_layers:
-            del layer.forward
-        self.decoder_layers.clear()
         for module in self.patched:
             self._retired.append(module._fast_nf4_group)
             del module.forward
@@ -216,9 +190,7 @@ def _install(module, group: _Group, index: int, max_rows: int) -> None:
             if x2d is None:
                 return original(x)
             if group.cuda_weight is not None and nf4_cuda.accepts(x2d):
-                residual = _offered(group, x2d.shape[0], width) if single else None
-                out = nf4_cuda.cuda_gemv(x2d, group.cuda_weight, residual=residual)
-                group.residual_taken = residual is not None
+                out = nf4_cuda.cuda_gemv(x2d, group.cuda_weight)
             else:
                 out = kernel.nf4_gemv(x2d, group.kernel_weight, group.bias)
             if not single:
@@ -229,16 +201,6 @@ def _install(module, group: _Group, index: int, max_rows: int) -> None:
 
     module._fast_nf4_group = group
     module.forward = forward
-
-
-def _offered(group: _Group, rows: int, width: int) -> torch.Tensor | None:
-    """The residual offered to this group as [rows, width], when the kernel can add it."""
-    residual = group.offered_residual
-    if residual is None or residual.dtype != torch.bfloat16 or residual.stride(-1) != 1:
-        return None
-    if residual.numel() != rows * width or residual.shape[-1] != width:
-        return None
-    return residual.reshape(rows, width)
 
 
 def _siblings(model: torch.nn.Module, is_4bit) -> list[list[torch.nn.Module]]:

@@ -89,13 +89,12 @@ _compile_lock = threading.Lock()
 
 
 @functools.cache
-def _compiled(arch: str, k: int, launch: Launch, rows: int, pairs: bool, has_bias: bool, has_residual: bool = False):
+def _compiled(arch: str, k: int, launch: Launch, rows: int, pairs: bool, has_bias: bool):
     from torch.cuda import _utils as cuda_utils
 
     defines = {
         "NT": launch.tile_rows, "CPT": launch.chunks_per_thread, "THREADS": launch.threads(k),
         "MX": rows, "CHUNKS": k // 32, "PAIRS": int(pairs), "HAS_BIAS": int(has_bias), "WIDE": int(launch.wide),
-        "HAS_RESIDUAL": int(has_residual),
     }
     header = "".join(f"#define {name} {value}\n" for name, value in defines.items())
     with _compile_lock:
@@ -150,24 +149,20 @@ class CudaNF4Weight:
         self.sms = props.multi_processor_count
 
 
-def _arguments(x, weight: CudaNF4Weight, out, residual) -> list:
+def _arguments(x: torch.Tensor, weight: CudaNF4Weight, out: torch.Tensor) -> list:
     return [
         weight.codes, weight.absmax, weight.table, x, x.stride(0) // 2, out, out.stride(0),
         weight.bias if weight.bias is not None else weight._dummy, weight.out_features,
-        residual if residual is not None else out, residual.stride(0) if residual is not None else 0,
     ]
 
 
-def launch_gemv(
-    x: torch.Tensor, weight: CudaNF4Weight, out: torch.Tensor, launch: Launch, residual: torch.Tensor | None = None
-) -> torch.Tensor:
+def launch_gemv(x: torch.Tensor, weight: CudaNF4Weight, out: torch.Tensor, launch: Launch) -> torch.Tensor:
     rows, k = x.shape
-    kernel = _compiled(weight.arch, k, launch, rows, weight.pairs, weight.bias is not None, residual is not None)
+    kernel = _compiled(weight.arch, k, launch, rows, weight.pairs, weight.bias is not None)
     tiles = -(-weight.out_features // launch.tile_rows)
     shared = shared_bytes(k, launch, rows)
     grid = grid_size(tiles, weight.sms, launch.blocks_per_sm, shared, weight.shared_per_sm)
-    kernel(grid=(grid, 1, 1), block=(launch.threads(k), 1, 1), args=_arguments(x, weight, out, residual),
-           shared_mem=shared)
+    kernel(grid=(grid, 1, 1), block=(launch.threads(k), 1, 1), args=_arguments(x, weight, out), shared_mem=shared)
     return out
 
 
@@ -220,22 +215,17 @@ def default_launch(n: int, k: int, rows: int, capability: tuple[int, int] | None
 
 
 def cuda_gemv(
-    x: torch.Tensor, weight: CudaNF4Weight, out: torch.Tensor | None = None, *, launch: Launch | None = None,
-    residual: torch.Tensor | None = None,
+    x: torch.Tensor, weight: CudaNF4Weight, out: torch.Tensor | None = None, *, launch: Launch | None = None
 ) -> torch.Tensor:
-    """out[M, N] = x[M, K] @ W^T (+ bias) (+ residual[M, N], rounded as PyTorch rounds the
-    two steps), M <= 4, launched by `default_launch` unless given.
+    """out[M, N] = x[M, K] @ W^T (+ bias), M <= 4, launched by `default_launch` unless given.
     The first call per shape compiles: warm up before capturing a CUDA graph."""
     if not accepts(x) or x.shape[1] != weight.in_features:
         raise ValueError(f"x of shape {tuple(x.shape)} / strides {x.stride()} does not fit the CUDA kernel")
-    if residual is not None and (residual.shape != (x.shape[0], weight.out_features) or residual.dtype != x.dtype
-                                 or residual.stride(1) != 1):
-        raise ValueError(f"residual of shape {tuple(residual.shape)} does not match the output")
     if out is None:
         out = torch.empty((x.shape[0], weight.out_features), dtype=x.dtype, device=x.device)
     if launch is None:
         launch = default_launch(weight.out_features, weight.in_features, x.shape[0], weight.capability)
-    return launch_gemv(x, weight, out, launch, residual)
+    return launch_gemv(x, weight, out, launch)
 
 __all__ = [
     "MAX_ROWS", "CudaKernelUnavailable", "CudaNF4Weight", "Launch",

@@ -19,8 +19,7 @@ A tile ends with a warp-shuffle + shared-memory reduction per row.
 
 Compile-time constants (prepended as #defines): NT, CPT, THREADS, MX (rows of x, 1..4),
 CHUNKS (= K / 32), PAIRS (1: the 8 products of a word summed with bf16x2 FMAs then widened;
-0: widened first, fp32 FMAs), HAS_BIAS, WIDE, HAS_RESIDUAL (out = residual + x W^T: the
-attention block's skip connection, skip_connections.py).
+0: widened first, fp32 FMAs), HAS_BIAS, WIDE.
 """
 
 SOURCE = r"""
@@ -153,8 +152,7 @@ __device__ __forceinline__ void load_tile(
 extern "C" __global__ void __launch_bounds__(THREADS) nf4_gemv_cuda(
     const Words* __restrict__ weight, const float* __restrict__ absmax,
     const u32* __restrict__ pair_table, const u32* __restrict__ x, int x_stride,
-    u16* __restrict__ out, int out_stride, const float* __restrict__ bias, int n,
-    const u16* __restrict__ residual, int residual_stride)
+    u16* __restrict__ out, int out_stride, const float* __restrict__ bias, int n)
 {
     const int tid = threadIdx.x;
     const u32 lane4 = (tid & 31) * 4;
@@ -201,12 +199,6 @@ extern "C" __global__ void __launch_bounds__(THREADS) nf4_gemv_cuda(
     if (tile >= tiles) return;
     int parity = 0;
     for (; tile < tiles; tile += gridDim.x) {
-#if HAS_RESIDUAL
-        // Requested now, used after the reduction: a load there would stall the tile's end.
-        u32 r = 0u;
-        if (tid < NT * MX && tile * NT + tid / MX < n)
-            r = residual[(long)(tid % MX) * residual_stride + tile * NT + tid / MX];
-#endif
         Words next_w[NT][CPT];
         float next_s[NT][CPT];
         const int next = tile + gridDim.x;
@@ -251,12 +243,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) nf4_gemv_cuda(
 #if HAS_BIAS
                 v += bias[row];
 #endif
-#if HAS_RESIDUAL
-                // residual + projection, rounded as PyTorch rounds the two steps.
-                out[(long)m * out_stride + row] = to_bf16(bits_to_float((u32)to_bf16(v) << 16) + bits_to_float(r << 16));
-#else
                 out[(long)m * out_stride + row] = to_bf16(v);
-#endif
             }
         }
         parity ^= 1;
