@@ -246,8 +246,13 @@ def phase_engine(kernel: str = "cuda", full: bool = True, fused: bool = True) ->
     tokenizer = engine._writer.tokenizer
     errors: dict[str, str] = {}
 
+    only = set(filter(None, os.environ.get("PICTALE_BENCH_SECTIONS", "").split(",")))
+
     def section(fn):
-        """Run one measurement; a failure is recorded, and the rest still run."""
+        """Run one measurement; a failure is recorded, and the rest still run.
+        PICTALE_BENCH_SECTIONS (comma-separated names) runs only those."""
+        if only and fn.__name__ not in only:
+            return fn
         try:
             fn()
         except Exception as error:  # noqa: BLE001
