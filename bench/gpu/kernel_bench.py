@@ -261,14 +261,11 @@ def main() -> None:
         for row in report["correctness"]:
             print(json.dumps(row), flush=True)
     report["sweep"] = []
-    for index in filter(None, args.sweep.split(",")):
-        _, _, n, k = SHAPES[int(index)]
-        report["sweep"] += sweep(n, k, 1, report["copy_tb_s"] * 1e12)
-        Path(args.out).write_text(json.dumps(report, indent=1))
-    for index in filter(None, args.sweep_wide.split(",")):
-        _, _, n, k = SHAPES[int(index)]
-        report["sweep"] += sweep(n, k, 1, report["copy_tb_s"] * 1e12, wide=True)
-        Path(args.out).write_text(json.dumps(report, indent=1))
+    for indices, wide in ((args.sweep, False), (args.sweep_wide, True)):
+        for index in filter(None, indices.split(",")):
+            _, _, n, k = SHAPES[int(index)]
+            report["sweep"] += sweep(n, k, 1, report["copy_tb_s"] * 1e12, wide=wide)
+            Path(args.out).write_text(json.dumps(report, indent=1))
     shapes = SHAPES if not args.shapes else [SHAPES[int(i)] for i in args.shapes.split(",")]
     report["timings"] = []
     for rows in args.rows:

@@ -37,12 +37,13 @@ class WindowLayout:
 
 def window_layout(cu_seqlens: torch.Tensor) -> WindowLayout:
     bounds = [int(b) for b in cu_seqlens.tolist()]
-    lengths = [end - start for start, end in zip(bounds, bounds[1:]) if end > start]
-    tokens, windows, length = bounds[-1] - bounds[0], len(lengths), max(lengths)
+    spans = [(start - bounds[0], end - start) for start, end in zip(bounds, bounds[1:]) if end > start]
+    lengths = [size for _, size in spans]
+    tokens, windows, length = bounds[-1] - bounds[0], len(spans), max(lengths)
     if all(n == length for n in lengths):
         return WindowLayout(tokens, windows, length, None, None, None)
     device = cu_seqlens.device
-    starts = torch.tensor([s for s, e in zip(bounds, bounds[1:]) if e > s], device=device) - bounds[0]
+    starts = torch.tensor([start for start, _ in spans], device=device)
     sizes = torch.tensor(lengths, device=device)
     offsets = torch.arange(length, device=device)
     real = offsets[None, :] < sizes[:, None]

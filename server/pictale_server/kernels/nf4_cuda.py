@@ -101,8 +101,9 @@ def _compiled(arch: str, k: int, launch: Launch, rows: int, pairs: bool, has_bia
         try:
             cubin = _nvrtc_cubin(header + SOURCE, arch)
             kernel = cuda_utils._cuda_load_module(cubin, ["nf4_gemv_cuda"])["nf4_gemv_cuda"]
-            if launch.wide:
-                kernel.set_shared_memory_config(shared_bytes(k, launch, rows))
+            shared = shared_bytes(k, launch, rows)
+            if shared >= 48 * 1024:  # past the default dynamic shared memory: opt in
+                kernel.set_shared_memory_config(shared)
         except CudaKernelUnavailable:
             raise
         except Exception as exc:  # noqa: BLE001 - private torch API or driver refused the module
@@ -191,8 +192,8 @@ def candidates(k: int, wide: bool = False) -> list[Launch]:
 
 
 # Best launch per K on an H200 (sm_90) at batch 1, from a sweep of every candidate
-# (bench/results/nf4_cuda_sweep_h200.json): K -> (tile rows, chunks per thread, blocks per SM,
-# wide table). The wide table won on every shape it was tried on (by 2-9%).
+# (bench/results/nf4_cuda_sweep_h200.json, nf4_cuda_wide_sweep_h200.json): K -> (tile rows,
+# chunks per thread, blocks per SM, wide table). The wide table won on every shape swept (by 2-9%).
 MEASURED_SM90 = {
     3584: Launch(8, 1, 3, wide=True),
     4096: Launch(8, 1, 3, wide=True),
