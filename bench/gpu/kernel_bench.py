@@ -30,6 +30,7 @@ import bitsandbytes as bnb
 import bitsandbytes.functional as bnbf
 import triton
 
+from pictale_server.kernels.fuse import fuse_rows
 from pictale_server.kernels.nf4_format import packed_from_quant_state
 from pictale_server.kernels.nf4_cuda import CudaNF4Weight, candidates, cuda_gemv, default_launch, launch_gemv
 from pictale_server.kernels.nf4_gemv import NF4KernelWeight, default_test_config, kernels, nf4_gemv
@@ -159,7 +160,25 @@ def correctness() -> list[dict]:
             results.append(check_case("cuda", n, k, m, lookup=variant))
         results.append(check_case("outliers", 2048, 4096, 2, x_kind="outliers", lookup=variant))
         results.append(check_case("zero blocks", 2048, 4096, 1, zero_blocks=True, lookup=variant))
+    for splits, k, m in (((4096, 1024, 1024), 5120, 1), ((14336, 14336), 5120, 2), ((80, 16, 30), 192, 3)):
+        results.append(check_parts(splits, k, m))
     return results
+
+
+def check_parts(splits: tuple[int, ...], k: int, m: int) -> dict:
+    """The CUDA kernel reading q/k/v-like siblings where they were allocated, against the same
+    kernel on their concatenation (must be bit for bit equal) and dequantize + matmul."""
+    weights = [torch.randn(n, k, dtype=torch.bfloat16, device="cuda") for n in splits]
+    quantized = [quantize(n, k, weight=w) for n, w in zip(splits, weights)]
+    parts = [packed_from_quant_state(p, s) for p, s in quantized]
+    whole, _ = fuse_rows(parts)
+    bias = torch.randn(sum(splits), dtype=torch.bfloat16, device="cuda")
+    x = torch.randn(m, k, dtype=torch.bfloat16, device="cuda")
+    out = cuda_gemv(x, CudaNF4Weight(parts, bias, pairs=True))
+    concatenated = cuda_gemv(x, CudaNF4Weight(whole, bias, pairs=True))
+    ref = torch.cat([x.float() @ bnbf.dequantize_4bit(p, s).float().t() for p, s in quantized], dim=1) + bias.float()
+    return {"case": "cuda parts", "splits": list(splits), "K": k, "rows": m,
+            "equal_to_concatenated": bool(torch.equal(out, concatenated)), "rel_err_kernel": rel_error(out, ref)}
 
 
 def sweep(n: int, k: int, rows: int, copy_bw: float, wide: bool = False) -> list[dict]:

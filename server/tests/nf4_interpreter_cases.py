@@ -212,6 +212,52 @@ def test_patched_model_decodes_the_same_tokens_and_keeps_prefill_on_bitsandbytes
     assert not any("forward" in vars(m) for m in model.modules())
 
 
+@pytest.mark.parametrize("nested", [False, True])
+def test_fusing_by_parts_decodes_the_same_tokens_and_moves_no_weight(nested: bool) -> None:
+    from pictale_server.kernels import enable_fast_nf4
+
+    model = tiny_nf4_mistral(nested, seed=1)
+    prompt = torch.randint(0, 128, (1, 12))
+    expected_tokens, _ = greedy(model, prompt, steps=3)
+
+    def storage() -> dict[str, tuple[int, int]]:
+        return {
+            name: (p.data_ptr(), p.quant_state.absmax.data_ptr())
+            for name, p in model.named_parameters() if getattr(p, "quant_state", None) is not None
+        }
+
+    loaded = storage()
+    handle = enable_fast_nf4(model, fuse="parts")
+    assert handle.enabled and handle.fused_groups == 4, handle.reason
+    assert storage() == loaded  # nothing copied, nothing freed
+
+    calls = []
+    kernel_module = sys.modules["pictale_server.kernels.nf4_gemv"]
+    real = kernel_module.nf4_gemv
+
+    def counting(*args, **kwargs):
+        calls.append(args[1].out_features)
+        return real(*args, **kwargs)
+
+    kernel_module.nf4_gemv = counting
+    try:
+        tokens, _ = greedy(model, prompt, steps=3)
+    finally:
+        kernel_module.nf4_gemv = real
+    assert tokens == expected_tokens
+    # Without the CUDA kernel a group fused by parts runs the Triton kernel once per sibling
+    # (q 256, k 128, v 128, o, gate 512, up 512, down) into one output: 2 steps x 2 layers x 7.
+    assert len(calls) == 2 * 2 * 7
+    assert sorted(set(calls)) == [128, 256, 512]
+
+
+def test_fuse_must_be_a_known_way() -> None:
+    from pictale_server.kernels import enable_fast_nf4
+
+    with pytest.raises(ValueError, match="fuse must be"):
+        enable_fast_nf4(tiny_nf4_mistral(False), fuse="rows")
+
+
 def test_enable_changes_nothing_without_4bit_layers() -> None:
     from pictale_server.kernels import enable_fast_nf4
 

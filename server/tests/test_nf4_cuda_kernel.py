@@ -125,9 +125,9 @@ def test_inputs_the_kernel_cannot_read_are_refused() -> None:
 def test_a_kernel_nvrtc_cannot_build_leaves_the_triton_kernel_in_charge(monkeypatch, caplog) -> None:
     class Weight:
         out_features, in_features = 64, 64
-        codes = torch.zeros(1)
+        device = torch.device("cpu")
 
-    group = fast_decode._Group(kernel_weight=None, bias=None, splits=[64], cuda_weight=Weight())
+    group = fast_decode._Group(kernel_weights=[], biases=[], splits=[64], cuda_weight=Weight())
 
     def unavailable(x, weight):
         raise nf4_cuda.CudaKernelUnavailable("NVRTC compilation failed")
@@ -155,3 +155,17 @@ def test_persistent_blocks_are_capped_by_the_shared_memory_an_sm_has() -> None:
     assert grid_size(tiles=7168, sms=132, blocks_per_sm=4, shared_per_block=shared, shared_per_sm=228 * 1024) == 528
     assert grid_size(tiles=100, sms=132, blocks_per_sm=4, shared_per_block=shared, shared_per_sm=None) == 100
     assert grid_size(tiles=7168, sms=80, blocks_per_sm=4, shared_per_block=shared, shared_per_sm=None) == 320
+
+
+def test_weights_read_as_parts_must_keep_tiles_inside_one_part() -> None:
+    from pictale_server.kernels.nf4_format import PackedNF4
+
+    def weight(rows: int, k: int = 128, nested=None) -> PackedNF4:
+        return PackedNF4(torch.zeros(rows * k // 2, dtype=torch.uint8), torch.ones(rows * k // 64),
+                         torch.linspace(-1, 1, 16), rows, k, nested)
+
+    assert nf4_cuda.parts_unsupported([weight(4096), weight(1024), weight(1024)]) == ""
+    assert nf4_cuda.parts_unsupported([weight(64), weight(30)]) == ""  # only the last may be ragged
+    assert "multiple of 8" in nf4_cuda.parts_unsupported([weight(77), weight(16)])
+    assert "1..3 parts" in nf4_cuda.parts_unsupported([weight(8)] * 4)
+    assert "same for every part" in nf4_cuda.parts_unsupported([weight(8), weight(8, k=192)])

@@ -1,10 +1,16 @@
 """Routing a model's decode-time NF4 matmuls to the fused kernel: `enable_fast_nf4(model)`.
 
 Every bitsandbytes `Linear4bit` gets a forward that sends inputs of 1..max_rows rows (decode)
-to `nf4_gemv` and everything else (prefill, fp16 inputs, autograd) to bitsandbytes. Sibling
+to the kernels and everything else (prefill, fp16 inputs, autograd) to bitsandbytes. Sibling
 projections that read the same input are fused: q/k/v and gate/up are computed by one launch
-of the kernel on row-concatenated weights (the first projection called computes all of them,
-the others return their slice of that output when they receive the very same input tensor).
+(the first projection called computes all of them, the others return their slice of that
+output when they receive the very same input tensor). Two ways to fuse:
+
+- "parts" (with the CUDA kernel): the launch reads each sibling where bitsandbytes loaded it.
+  Nothing is copied or freed, so the loader's memory stays packed (a fused copy frees the
+  originals and leaves holes between the weights that stay: ~0.4 GiB across both models).
+- "copy" (Triton kernel): the siblings' rows are concatenated into one buffer (fuse.py) and the
+  originals re-pointed at it, because the Triton kernel reads one weight per launch.
 
 The kernel needs Triton and a CUDA GPU of compute capability 8.0 or newer (A10G, H100, H200),
 or Triton's interpreter on CPU (tests). Elsewhere nothing is patched and the handle says why.
@@ -50,12 +56,30 @@ def kernel_lookup_for(device: torch.device) -> tuple[str | None, str]:
 class _Group:
     """One launch's worth of projections: a single weight, or fused siblings."""
 
-    kernel_weight: Any  # NF4KernelWeight
-    bias: torch.Tensor | None
+    # NF4KernelWeight: one (a single weight, or siblings fused by copy), or one per sibling
+    # when fused by parts (the Triton kernel then runs once per sibling)
+    kernel_weights: list[Any]
+    biases: list[torch.Tensor | None]  # one per kernel weight
     splits: list[int]
     cuda_weight: Any = None  # CudaNF4Weight, when the CUDA kernel is on
     last_input: torch.Tensor | None = None
     last_output: torch.Tensor | None = None
+
+    @property
+    def in_features(self) -> int:
+        return self.kernel_weights[0].in_features
+
+    def triton(self, x2d: torch.Tensor) -> torch.Tensor:
+        from .nf4_gemv import nf4_gemv
+
+        if len(self.kernel_weights) == 1:
+            return nf4_gemv(x2d, self.kernel_weights[0], self.biases[0])
+        out = torch.empty((x2d.shape[0], sum(self.splits)), dtype=x2d.dtype, device=x2d.device)
+        start = 0
+        for weight, bias in zip(self.kernel_weights, self.biases, strict=True):
+            nf4_gemv(x2d, weight, bias, out=out[:, start : start + weight.out_features])
+            start += weight.out_features
+        return out
 
 
 @dataclass
@@ -69,7 +93,6 @@ class FastNF4Handle:
     patched: list[torch.nn.Module] = field(default_factory=list)
     fused_groups: int = 0
     cuda: bool = False  # the CUDA kernel serves 1..4 rows where it can (see nf4_cuda.py)
-    _shapes: set[tuple[int, int, str, str]] = field(default_factory=set)
     # Kernel weights of disabled layers: CUDA graphs captured while enabled keep the raw
     # pointers of their buffers (the lookup table, fused biases, ...), so they stay alive.
     _retired: list[Any] = field(default_factory=list)
@@ -81,19 +104,20 @@ class FastNF4Handle:
         compiles and benchmarks (and synchronizes), which must not happen during capture.
         """
         from .nf4_cuda import MAX_ROWS as CUDA_ROWS
-        from .nf4_gemv import nf4_gemv
 
         groups = {id(m._fast_nf4_group): m._fast_nf4_group for m in self.patched}.values()
         if self.cuda:
             self._warm_cuda(groups, rows)
-        for n, k, device, _ in sorted(self._shapes):
+        done = set()  # one call per shape compiles and tunes the Triton kernel for it
+        for group in groups:
             for m in rows:
-                x = torch.zeros(m, k, dtype=torch.bfloat16, device=device)
-                for group in groups:
-                    if group.kernel_weight.out_features == n and group.kernel_weight.in_features == k:
-                        if group.cuda_weight is None or m > CUDA_ROWS:  # else Triton never runs
-                            nf4_gemv(x, group.kernel_weight, group.bias)
-                        break
+                if group.cuda_weight is not None and m <= CUDA_ROWS:
+                    continue  # the Triton kernel never runs for these
+                shapes = {(w.out_features, w.in_features, b is not None) for w, b in zip(group.kernel_weights, group.biases)}
+                if not shapes <= done:
+                    x = torch.zeros(m, group.in_features, dtype=torch.bfloat16, device=group.kernel_weights[0].words.device)
+                    group.triton(x)
+                    done |= shapes
 
     def _warm_cuda(self, groups, rows: tuple[int, ...]) -> None:
         """Compile the CUDA kernel for every shape; if it cannot be built here, every group
@@ -110,7 +134,7 @@ class FastNF4Handle:
                 done.add((weight.out_features, weight.in_features))
                 for m in rows:
                     if m <= CUDA_ROWS:
-                        x = torch.zeros(m, weight.in_features, dtype=torch.bfloat16, device=weight.codes.device)
+                        x = torch.zeros(m, weight.in_features, dtype=torch.bfloat16, device=weight.device)
                         cuda_gemv(x, weight)
         except CudaKernelUnavailable as exc:
             log.warning("CUDA NF4 kernel unavailable, using the Triton kernel: %s", exc)
@@ -171,13 +195,12 @@ def _rows(x: torch.Tensor) -> torch.Tensor | None:
 
 def _install(module, group: _Group, index: int, max_rows: int) -> None:
     from . import nf4_cuda
-    from . import nf4_gemv as kernel
 
     original = module.forward
     start = sum(group.splits[:index])
     width = group.splits[index]
-    k = group.kernel_weight.in_features
-    device = group.kernel_weight.words.device
+    k = group.in_features
+    device = group.kernel_weights[0].words.device
     single = len(group.splits) == 1
 
     def forward(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
@@ -192,7 +215,7 @@ def _install(module, group: _Group, index: int, max_rows: int) -> None:
             if group.cuda_weight is not None and nf4_cuda.accepts(x2d):
                 out = nf4_cuda.cuda_gemv(x2d, group.cuda_weight)
             else:
-                out = kernel.nf4_gemv(x2d, group.kernel_weight, group.bias)
+                out = group.triton(x2d)
             if not single:
                 group.last_input, group.last_output = x, out
         if not single:
@@ -214,7 +237,7 @@ def _siblings(model: torch.nn.Module, is_4bit) -> list[list[torch.nn.Module]]:
 
 
 def enable_fast_nf4(
-    model: torch.nn.Module, *, fuse: bool = True, max_rows: int = MAX_ROWS, products: str = "fp32",
+    model: torch.nn.Module, *, fuse: bool | str = True, max_rows: int = MAX_ROWS, products: str = "fp32",
     cuda: bool = False,
 ) -> FastNF4Handle:
     """Route the decode-time matmuls of every bitsandbytes NF4 layer of `model` to the kernel.
@@ -227,11 +250,15 @@ def enable_fast_nf4(
     on an H200, relative error ~3.6e-3 instead of ~2.6e-3; bitsandbytes' own is ~3.3e-3).
     `cuda=True` sends 1..4 rows to the shared-memory-table CUDA kernel (nf4_cuda.py; bf16x2
     products, fp32 absmax only) and keeps the Triton kernel for the rest.
+    `fuse`: True fuses q/k/v and gate/up by "parts" where the CUDA kernel reads them (fp32
+    absmax) and by "copy" otherwise; "parts", "copy" or False choose (module docstring).
     """
     import bitsandbytes as bnb
 
     if not 1 <= max_rows <= MAX_ROWS:
         raise ValueError(f"max_rows must be within 1..{MAX_ROWS}, got {max_rows}")
+    if fuse not in (True, False, "parts", "copy"):
+        raise ValueError(f"fuse must be True, False, 'parts' or 'copy', got {fuse!r}")
 
     def is_4bit(module) -> bool:
         return isinstance(module, bnb.nn.Linear4bit) and not hasattr(module, "_fast_nf4_group")
@@ -253,12 +280,23 @@ def enable_fast_nf4(
     cuda = cuda and lookup == "asm"
     handle = FastNF4Handle(enabled=True, lookup=lookup, max_rows=max_rows, cuda=cuda)
 
-    def cuda_weight(packed: PackedNF4, bias: torch.Tensor | None):
-        if not cuda or packed.nested is not None:
-            return None
-        from .nf4_cuda import CudaNF4Weight
+    def kernel_weight(packed: PackedNF4) -> NF4KernelWeight:
+        return NF4KernelWeight(packed, lookup=lookup, products=products)
 
-        return CudaNF4Weight(packed, bias, pairs=True)
+    def cuda_weight(packed: PackedNF4 | list[PackedNF4], bias: torch.Tensor | None):
+        """The CUDA kernel's weight (several weights: read as parts of one), or None where the
+        CUDA kernel is off or cannot read them (then the Triton kernel serves)."""
+        from .nf4_cuda import CudaNF4Weight, parts_unsupported
+
+        parts = packed if isinstance(packed, list) else [packed]
+        if not cuda or parts_unsupported(parts):
+            return None
+        return CudaNF4Weight(parts, bias, pairs=True)
+
+    def install(members, group: _Group) -> None:
+        for index, module in enumerate(members):
+            _install(module, group, index, max_rows)
+            handle.patched.append(module)
 
     plans: list[list[torch.nn.Module]] = _siblings(model, is_4bit) if fuse else []
     in_groups = {id(m) for members in plans for m in members}
@@ -268,32 +306,28 @@ def enable_fast_nf4(
             packed = [_packed_weight(m) for m in members]
         except UnsupportedNF4Weight:
             continue
-        if len(members) > 1 and can_fuse(packed) is None:
+        biases = [m.bias.detach() if m.bias is not None else None for m in members]
+        splits = [w.out_features for w in packed]
+        if len(members) == 1 or can_fuse(packed) is not None:
+            for module, weight, bias in zip(members, packed, biases):
+                install([module], _Group([kernel_weight(weight)], [bias], [weight.out_features], cuda_weight(weight, bias)))
+            continue
+        bias = None
+        if any(b is not None for b in biases):
+            bias = torch.cat([
+                b.float() if b is not None else torch.zeros(m.out_features, device=device)
+                for b, m in zip(biases, members)
+            ])
+        reads_parts = cuda_weight(packed, bias)
+        if fuse == "parts" or (fuse is True and reads_parts is not None):
+            group = _Group([kernel_weight(w) for w in packed], biases, splits, reads_parts)
+        else:
             fused, views = fuse_rows(packed)
             for module, view in zip(members, views):
                 _repoint(module, view)
-            biases = [m.bias for m in members]
-            bias = None
-            if any(b is not None for b in biases):
-                bias = torch.cat([
-                    b.detach().float() if b is not None else torch.zeros(m.out_features, device=device)
-                    for b, m in zip(biases, members)
-                ])
-            group = _Group(NF4KernelWeight(fused, lookup=lookup, products=products), bias,
-                           [m.out_features for m in members], cuda_weight(fused, bias))
-            for index, module in enumerate(members):
-                _install(module, group, index, max_rows)
-                handle.patched.append(module)
-            handle.fused_groups += 1
-            handle._shapes.add((fused.out_features, fused.in_features, str(device), lookup))
-        else:
-            for module, weight in zip(members, packed):
-                bias = module.bias.detach() if module.bias is not None else None
-                group = _Group(NF4KernelWeight(weight, lookup=lookup, products=products), bias,
-                               [weight.out_features], cuda_weight(weight, bias))
-                _install(module, group, 0, max_rows)
-                handle.patched.append(module)
-                handle._shapes.add((weight.out_features, weight.in_features, str(device), lookup))
+            group = _Group([kernel_weight(fused)], [bias], splits, cuda_weight(fused, bias))
+        install(members, group)
+        handle.fused_groups += 1
     if lookup == "asm":
         torch.cuda.empty_cache()
     return handle

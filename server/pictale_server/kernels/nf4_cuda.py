@@ -89,12 +89,13 @@ _compile_lock = threading.Lock()
 
 
 @functools.cache
-def _compiled(arch: str, k: int, launch: Launch, rows: int, pairs: bool, has_bias: bool):
+def _compiled(arch: str, k: int, launch: Launch, rows: int, pairs: bool, has_bias: bool, parts: int = 1):
     from torch.cuda import _utils as cuda_utils
 
     defines = {
         "NT": launch.tile_rows, "CPT": launch.chunks_per_thread, "THREADS": launch.threads(k),
         "MX": rows, "CHUNKS": k // 32, "PAIRS": int(pairs), "HAS_BIAS": int(has_bias), "WIDE": int(launch.wide),
+        "PARTS": 1 if parts == 1 else MAX_PARTS,
     }
     header = "".join(f"#define {name} {value}\n" for name, value in defines.items())
     with _compile_lock:
@@ -125,41 +126,78 @@ def grid_size(tiles: int, sms: int, blocks_per_sm: int, shared_per_block: int, s
     return min(tiles, sms * blocks_per_sm)
 
 
-class CudaNF4Weight:
-    """A PackedNF4 (fp32 absmax, K a multiple of 64) ready for the CUDA kernel."""
+MAX_PARTS = 3  # separately allocated row blocks one launch reads (q/k/v)
+PART_ROWS_MULTIPLE = 8  # every tile height divides it, so no tile spans two parts
 
-    def __init__(self, weight: PackedNF4, bias: torch.Tensor | None, *, pairs: bool) -> None:
-        if weight.nested is not None:
-            raise ValueError("the CUDA kernel reads fp32 absmax only (no double quantization)")
-        if weight.in_features % 64:
-            raise ValueError("K must be a multiple of 64")
-        device = weight.packed.device
-        self.weight = weight
-        self.out_features = weight.out_features
-        self.in_features = weight.in_features
+
+def parts_unsupported(parts: list[PackedNF4]) -> str:
+    """'' when one launch can read these weights as parts of one, else why not."""
+    if not 1 <= len(parts) <= MAX_PARTS:
+        return f"the CUDA kernel reads 1..{MAX_PARTS} parts, not {len(parts)}"
+    if any(part.out_features % PART_ROWS_MULTIPLE for part in parts[:-1]):
+        return f"a part's rows are not a multiple of {PART_ROWS_MULTIPLE}"
+    first = parts[0]
+    for part in parts:
+        if part.nested is not None:
+            return "the CUDA kernel reads fp32 absmax only (no double quantization)"
+        if part.in_features % 64 or part.in_features != first.in_features:
+            return "K must be a multiple of 64 and the same for every part"
+        if part.packed.device != first.packed.device or not torch.equal(part.code, first.code):
+            return "parts must share a device and a code table"
+    return ""
+
+
+class CudaNF4Weight:
+    """PackedNF4 weights (fp32 absmax, K a multiple of 64) ready for the CUDA kernel: one
+    weight, or up to three with the same K whose rows one launch computes in order, each read
+    where it was loaded (no fused copy)."""
+
+    def __init__(self, weight: PackedNF4 | list[PackedNF4], bias: torch.Tensor | None, *, pairs: bool) -> None:
+        parts = list(weight) if isinstance(weight, (list, tuple)) else [weight]
+        why_not = parts_unsupported(parts)
+        if why_not:
+            raise ValueError(why_not)
+        first = parts[0]
+        device = first.packed.device
+        self.parts = parts
+        self.out_features = sum(part.out_features for part in parts)
+        self.in_features = first.in_features
         self.pairs = pairs
-        self.codes = weight.packed
-        self.absmax = weight.absmax
-        self.table = pair_table(weight.code).to(device)
+        self.table = pair_table(first.code).to(device)
         self.bias = bias.detach().float().contiguous() if bias is not None else None
+        if self.bias is not None and self.bias.numel() != self.out_features:
+            raise ValueError(f"bias has {self.bias.numel()} values for {self.out_features} rows")
         self._dummy = self.table
+        ends = [sum(part.out_features for part in parts[: i + 1]) for i in range(len(parts))]
+        padded = parts + [parts[-1]] * (MAX_PARTS - len(parts))
+        ends += [ends[-1]] * (MAX_PARTS - len(ends))
+        # weight0, absmax0, end0, weight1, absmax1, end1, weight2, absmax2 (kernel order)
+        self._part_arguments = [
+            padded[0].packed, padded[0].absmax, ends[0],
+            padded[1].packed, padded[1].absmax, ends[1],
+            padded[2].packed, padded[2].absmax,
+        ]
         props = torch.cuda.get_device_properties(device)
         self.arch = f"{props.major}{props.minor}"
         self.capability = (props.major, props.minor)
         self.shared_per_sm = getattr(props, "shared_memory_per_multiprocessor", None)
         self.sms = props.multi_processor_count
 
+    @property
+    def device(self) -> torch.device:
+        return self.table.device
+
 
 def _arguments(x: torch.Tensor, weight: CudaNF4Weight, out: torch.Tensor) -> list:
     return [
-        weight.codes, weight.absmax, weight.table, x, x.stride(0) // 2, out, out.stride(0),
+        *weight._part_arguments, weight.table, x, x.stride(0) // 2, out, out.stride(0),
         weight.bias if weight.bias is not None else weight._dummy, weight.out_features,
     ]
 
 
 def launch_gemv(x: torch.Tensor, weight: CudaNF4Weight, out: torch.Tensor, launch: Launch) -> torch.Tensor:
     rows, k = x.shape
-    kernel = _compiled(weight.arch, k, launch, rows, weight.pairs, weight.bias is not None)
+    kernel = _compiled(weight.arch, k, launch, rows, weight.pairs, weight.bias is not None, len(weight.parts))
     tiles = -(-weight.out_features // launch.tile_rows)
     shared = shared_bytes(k, launch, rows)
     grid = grid_size(tiles, weight.sms, launch.blocks_per_sm, shared, weight.shared_per_sm)
@@ -229,6 +267,6 @@ def cuda_gemv(
     return launch_gemv(x, weight, out, launch)
 
 __all__ = [
-    "MAX_ROWS", "CudaKernelUnavailable", "CudaNF4Weight", "Launch",
-    "accepts", "candidates", "cuda_gemv", "default_launch", "launch_gemv", "pair_table",
+    "MAX_PARTS", "MAX_ROWS", "PART_ROWS_MULTIPLE", "CudaKernelUnavailable", "CudaNF4Weight", "Launch",
+    "accepts", "candidates", "cuda_gemv", "default_launch", "launch_gemv", "pair_table", "parts_unsupported",
 ]

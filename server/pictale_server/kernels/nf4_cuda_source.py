@@ -17,8 +17,12 @@ same for every tile and are loaded once, into registers. Blocks are persistent (
 and walk tiles with a grid stride, loading the next tile's codes before computing this one.
 A tile ends with a warp-shuffle + shared-memory reduction per row.
 
+The weight's rows may come in up to three parts, each its own allocation (q/k/v or gate/up as
+bitsandbytes loaded them): one launch computes all of them without copying them together.
+
 Compile-time constants (prepended as #defines): NT, CPT, THREADS, MX (rows of x, 1..4),
-CHUNKS (= K / 32), PAIRS (1: the 8 products of a word summed with bf16x2 FMAs then widened;
+CHUNKS (= K / 32), PARTS (1: one weight, compiled without the per-tile choice of part, which
+costs up to 9% on some launches; 3: up to three parts), PAIRS (1: the 8 products of a word summed with bf16x2 FMAs then widened;
 0: widened first, fp32 FMAs), HAS_BIAS, WIDE.
 """
 
@@ -128,13 +132,30 @@ __device__ __forceinline__ u16 to_bf16(float f) {
     return (u16)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
 }
 
+// The weight's rows may sit in up to three separately allocated parts (q/k/v, gate/up as
+// loaded): rows [0, end0) in part 0, [end0, end1) in part 1, the rest in part 2. The host
+// keeps end0 and end1 multiples of every tile height, so a tile lies in one part; each part's
+// pointers are shifted back by its first row, so a row's address is computed as with one weight.
+struct Parts {
+    const Words* w0; const Words* w1; const Words* w2;
+    const float* a0; const float* a1; const float* a2;
+    int end0, end1;
+};
+
 __device__ __forceinline__ void load_tile(
-    int tile, int n, const Words* __restrict__ weight, const float* __restrict__ absmax,
-    const bool* valid, Words (&w)[NT][CPT], float (&s)[NT][CPT])
+    int tile, int n, const Parts& parts, const bool* valid, Words (&w)[NT][CPT], float (&s)[NT][CPT])
 {
+    const int first = tile * NT;
+#if PARTS == 1
+    const Words* weight = parts.w0;
+    const float* absmax = parts.a0;
+#else
+    const Words* weight = first < parts.end0 ? parts.w0 : first < parts.end1 ? parts.w1 : parts.w2;
+    const float* absmax = first < parts.end0 ? parts.a0 : first < parts.end1 ? parts.a1 : parts.a2;
+#endif
     #pragma unroll
     for (int r = 0; r < NT; ++r) {
-        const int row = min(tile * NT + r, n - 1);
+        const int row = min(first + r, n - 1);
         #pragma unroll
         for (int c = 0; c < CPT; ++c) {
             const int chunk = threadIdx.x + c * THREADS;
@@ -150,10 +171,16 @@ __device__ __forceinline__ void load_tile(
 }
 
 extern "C" __global__ void __launch_bounds__(THREADS) nf4_gemv_cuda(
-    const Words* __restrict__ weight, const float* __restrict__ absmax,
+    const Words* __restrict__ weight0, const float* __restrict__ absmax0, int end0,
+    const Words* __restrict__ weight1, const float* __restrict__ absmax1, int end1,
+    const Words* __restrict__ weight2, const float* __restrict__ absmax2,
     const u32* __restrict__ pair_table, const u32* __restrict__ x, int x_stride,
     u16* __restrict__ out, int out_stride, const float* __restrict__ bias, int n)
 {
+    const Parts parts = {
+        weight0, weight1 - (long)end0 * CHUNKS, weight2 - (long)end1 * CHUNKS,
+        absmax0, absmax1 - (long)end0 * BLOCKS, absmax2 - (long)end1 * BLOCKS, end0, end1,
+    };
     const int tid = threadIdx.x;
     const u32 lane4 = (tid & 31) * 4;
     const int warp = tid >> 5;
@@ -167,7 +194,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) nf4_gemv_cuda(
     // is busy from the first cycle (short kernels spend a good part of their time starting).
     Words w[NT][CPT];
     float s[NT][CPT];
-    if (tile < tiles) load_tile(tile, n, weight, absmax, valid, w, s);
+    if (tile < tiles) load_tile(tile, n, parts, valid, w, s);
     for (int i = tid; i < 256 * 32; i += THREADS) smem[(i >> 5) * (TABLE_WORDS / 256) + (i & 31)] = pair_table[i >> 5];
 
     XValue xv[MX][CPT][X_PER_CHUNK];
@@ -202,7 +229,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) nf4_gemv_cuda(
         Words next_w[NT][CPT];
         float next_s[NT][CPT];
         const int next = tile + gridDim.x;
-        if (next < tiles) load_tile(next, n, weight, absmax, valid, next_w, next_s);
+        if (next < tiles) load_tile(next, n, parts, valid, next_w, next_s);
 
         float acc[NT][MX];
         #pragma unroll

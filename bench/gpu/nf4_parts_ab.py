@@ -1,0 +1,95 @@
+"""Same-process A/B of the CUDA NF4 kernel against an earlier version of its source.
+
+    git show <commit>:server/pictale_server/kernels/nf4_cuda_source.py > /tmp/baseline.py
+    python3 bench/gpu/nf4_parts_ab.py /tmp/baseline.py      # writes $OUT/ab.json
+
+The baseline must be the one-weight kernel (arguments: weight, absmax, table, x, x stride, out,
+out stride, bias, n), as before weights could be read as parts. Both run on the same weights,
+launches and CUDA graphs over rotating copies (to defeat the L2 cache), three times each,
+alternating; outputs must be equal bit for bit. Results: bench/results/nf4_parts_ab_h200.json.
+"""
+import json
+import math
+import os
+import runpy
+import sys
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[2] / "server"), str(Path(__file__).parent)]
+import torch
+from torch.cuda import _utils as cu
+
+from kernel_bench import ROTATION_BYTES, copy_bandwidth, graph_time, quantize
+from pictale_server.kernels import nf4_cuda
+from pictale_server.kernels.nf4_cuda import CudaNF4Weight, default_launch, grid_size, launch_gemv, shared_bytes
+from pictale_server.kernels.nf4_format import packed_from_quant_state
+
+SHAPES = (("writer gate_up fused", 28672, 5120), ("writer qkv fused", 6144, 5120), ("writer down", 5120, 14336),
+          ("writer o", 5120, 4096), ("vision gate_up fused", 37888, 3584), ("vision down", 3584, 18944))
+
+
+class Baseline:
+    """The earlier kernel source, compiled per (K, launch, rows) like nf4_cuda does."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.kernels: dict = {}
+
+    def kernel(self, k: int, launch, rows: int):
+        key = (k, launch, rows)
+        if key not in self.kernels:
+            defines = {"NT": launch.tile_rows, "CPT": launch.chunks_per_thread, "THREADS": launch.threads(k),
+                       "MX": rows, "CHUNKS": k // 32, "PAIRS": 1, "HAS_BIAS": 0, "WIDE": int(launch.wide)}
+            source = "".join(f"#define {name} {value}\n" for name, value in defines.items()) + self.source
+            props = torch.cuda.get_device_properties(0)
+            cubin = nf4_cuda._nvrtc_cubin(source, f"{props.major}{props.minor}")
+            kernel = cu._cuda_load_module(cubin, ["nf4_gemv_cuda"])["nf4_gemv_cuda"]
+            kernel.set_shared_memory_config(shared_bytes(k, launch, rows))
+            self.kernels[key] = kernel
+        return self.kernels[key]
+
+    def __call__(self, x, weight: CudaNF4Weight, out, launch) -> None:
+        k, rows = x.shape[1], x.shape[0]
+        shared = shared_bytes(k, launch, rows)
+        tiles = -(-weight.out_features // launch.tile_rows)
+        grid = grid_size(tiles, weight.sms, launch.blocks_per_sm, shared, weight.shared_per_sm)
+        part = weight.parts[0]
+        self.kernel(k, launch, rows)(
+            grid=(grid, 1, 1), block=(launch.threads(k), 1, 1), shared_mem=shared,
+            args=[part.packed, part.absmax, weight.table, x, x.stride(0) // 2, out, out.stride(0),
+                  weight._dummy, weight.out_features],
+        )
+
+
+def main() -> None:
+    baseline = Baseline(runpy.run_path(sys.argv[1])["SOURCE"])
+    bandwidth = copy_bandwidth()
+    rows = []
+    for name, n, k in SHAPES:
+        packed, state = quantize(n, k)
+        weight_bytes = packed.numel() + state.absmax.numel() * 4
+        copies = max(2, min(64, math.ceil(ROTATION_BYTES / weight_bytes)))
+        weights = [CudaNF4Weight(packed_from_quant_state(packed.clone(), state), None, pairs=True) for _ in range(copies)]
+        x = torch.randn(1, k, dtype=torch.bfloat16, device="cuda")
+        outs = [torch.empty(1, n, dtype=torch.bfloat16, device="cuda") for _ in weights]
+        launch = default_launch(n, k, 1, weights[0].capability)
+        baseline(x, weights[0], outs[0], launch)
+        old = outs[0].clone()
+        launch_gemv(x, weights[0], outs[0], launch)
+        row = {"shape": name, "equal": bool(torch.equal(old, outs[0]))}
+        for _ in range(3):
+            for label, run in (("old", baseline), ("new", launch_gemv)):
+                calls = [lambda w=w, o=o, run=run: run(x, w, o, launch) for w, o in zip(weights, outs)]
+                row.setdefault(f"{label}_us", []).append(round(graph_time(calls, replays=20) * 1e6, 2))
+        for label in ("old", "new"):
+            row[f"{label}_pct"] = round(weight_bytes / (min(row[f"{label}_us"]) * 1e-6) / bandwidth * 100, 1)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+        del weights, outs
+        torch.cuda.empty_cache()
+    report = {"device": torch.cuda.get_device_name(), "copy_tb_s": bandwidth / 1e12, "rows": rows}
+    Path(os.environ.get("OUT", "."), "ab.json").write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
