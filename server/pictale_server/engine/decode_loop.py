@@ -19,6 +19,7 @@ import torch
 from transformers import StaticCache
 
 from pictale_server.engine.base import Sampling
+from pictale_server.engine.gpu_memory import release_cached_memory
 from pictale_server.engine.kv_buckets import KVBuckets
 from pictale_server.engine.sampling import SamplingTensors, sample_next_token
 
@@ -153,6 +154,7 @@ class DecodeLoop:
         self._reset(sampling, seed, prompt_ids)
         self._accept(self.runner.prefill(inputs, self.cache))
         yield int(self.token.item())
+        release_cached_memory(self.device)  # the prompt's temporaries (gpu_memory.py)
         for _ in range(sampling.max_tokens - 1):
             self._run_step()
             yield int(self.token.item())

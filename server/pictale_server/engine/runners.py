@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from transformers import StaticCache
 
+from pictale_server.engine.gpu_memory import release_cached_memory
 from pictale_server.engine.vision_inputs import VisionInputs
 
 
@@ -104,7 +105,11 @@ class QwenVLRunner:
         ).logits
 
     def prefill(self, inputs: VisionInputs, cache: StaticCache) -> torch.Tensor:
-        return self.forward_full(inputs, cache=cache, logits_to_keep=1)[:, -1, :]
+        features = self.image_features(inputs)
+        # The tower's temporaries are shaped by patches, the language model's by the prompt:
+        # hand the first back before the second is allocated (gpu_memory.py).
+        release_cached_memory(self.model.device)
+        return self.forward_full(inputs, image_features=features, cache=cache, logits_to_keep=1)[:, -1, :]
 
     def decode(
         self, token: torch.Tensor, position: torch.Tensor, cache: StaticCache

@@ -22,6 +22,7 @@ from pictale_server.engine.base import Cancel, ChatMessage, Chunk, Sampling
 from pictale_server.engine.chat_format import CHATML_ANSWER_END, format_chatml, format_tekken
 from pictale_server.engine.chunk_stream import stream_chunks
 from pictale_server.engine.decode_loop import DecodeLoop, DecodePath
+from pictale_server.engine.gpu_memory import prepare_thread, use_expandable_segments
 from pictale_server.engine.loading import LoadPlan, from_pretrained_kwargs, hub_kwargs, plan_for
 from pictale_server.engine.model_sources import ModelSource
 from pictale_server.engine.quantization import assert_quantization_layout
@@ -85,6 +86,8 @@ class TransformersEngine:
         return self._writer is not None
 
     def load(self) -> None:
+        use_expandable_segments(self._device)
+        prepare_thread(self._device)
         with self._load_lock:
             self._resolve_dev_sources()
             if self._vision is None:
@@ -226,6 +229,7 @@ class TransformersEngine:
         self, image: Image, messages: Sequence[ChatMessage], sampling: Sampling, cancel: Cancel
     ) -> Iterator[Chunk]:
         vision = self._require(self._vision)
+        prepare_thread(self._device)
         inputs = self._vision_inputs(image, messages)
         if inputs.length + sampling.max_tokens > vision.loop.cache_tokens:
             raise ApiError(
@@ -241,6 +245,7 @@ class TransformersEngine:
         self, messages: Sequence[ChatMessage], sampling: Sampling, cancel: Cancel
     ) -> Iterator[Chunk]:
         writer = self._require(self._writer)
+        prepare_thread(self._device)
         ids = self.writer_prompt_ids(messages)
         limit = min(self._settings.max_context_tokens, writer.loop.cache_tokens)
         if ids.shape[1] + sampling.max_tokens > limit:
@@ -301,6 +306,7 @@ class TransformersEngine:
         self, image: Image, messages: Sequence[ChatMessage], options: Sequence[str]
     ) -> list[float]:
         vision = self._require(self._vision)
+        prepare_thread(self._device)
         runner: QwenVLRunner = vision.loop.runner  # type: ignore[assignment]
         prompt = self._vision_inputs(image, messages).to(self._device, vision.model.dtype)
         features = runner.image_features(prompt)
