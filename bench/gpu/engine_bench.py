@@ -15,6 +15,9 @@ Phases (each a subprocess so its memory cap and peak are its own):
             ops), engine_cuda_unfused; on request engine_bnb (bitsandbytes), ...
   peak_*    (on request, PICTALE_BENCH_PHASES) peak memory under other allocator settings
 Results: $OUT/gpu-<date>.json (bench/results/ keeps the copy that is committed).
+PICTALE_BENCH_MEMORY_HISTORY=1 records which code allocated each block, shown in the engine
+phase's free-memory layout (slows loading). bench/gpu/context_probe.py shows what grows the
+CUDA context the cap counts.
 """
 
 from __future__ import annotations
@@ -199,8 +202,12 @@ def phase_engine(kernel: str = "cuda", full: bool = True, fused: bool = True) ->
     from pictale_server.settings import Settings
 
     cap = cap_to_a10g()
+    if os.environ.get("PICTALE_BENCH_MEMORY_HISTORY"):  # who allocated each block (slows loading)
+        torch.cuda.memory._record_memory_history(max_entries=200_000, stacks="python")
     result: dict = dict(cap)
     engine, load_s = _engine("nf4", nf4_kernel=kernel, fused_decode_ops=fused)
+    free, total = torch.cuda.mem_get_info()
+    result["context_gib_after_load"] = (total - free - torch.cuda.memory_reserved()) / 2**30
     result["nf4_kernel"], result["fused_decode_ops"] = kernel, fused
     label = f"{kernel}_{'fused' if fused else 'unfused'}"
     result["load_s"] = load_s
@@ -302,7 +309,10 @@ def phase_engine(kernel: str = "cuda", full: bool = True, fused: bool = True) ->
             (torch.cuda.max_memory_allocated() - resident) / 2**30,
             (torch.cuda.max_memory_reserved() - resident) / 2**30,
         ]
+        peak_reserved[0] = max(peak_reserved[0], torch.cuda.max_memory_reserved())
         return out
+
+    peak_reserved = [0]  # the highest reserved memory over every request measured
 
     @section
     def describe_ttft():
@@ -336,7 +346,8 @@ def phase_engine(kernel: str = "cuda", full: bool = True, fused: bool = True) ->
             runs = [memory_of(f"narrate_{n}", lambda: narrate(context_of(n), 1)) for _ in range(2)]
             result[f"writer_ttft_ms_{n // 1024}k"] = min(r.ttft_ms for r in runs)
             result[f"writer_input_tokens_{n // 1024}k"] = runs[0].input_tokens
-        result["peak_gib_both_resident"] = peak_gib()  # after 1 MP describes + an 8k narrate
+        # Over the 1 MP (and larger) describes and the 2k and 8k narrates above, context included.
+        result["peak_gib_both_resident"] = peak_gib(max(peak_reserved[0], torch.cuda.max_memory_reserved()))
 
     @section
     def allocator_state():
@@ -360,6 +371,9 @@ def phase_engine(kernel: str = "cuda", full: bool = True, fused: bool = True) ->
 
         torch.cuda.synchronize()
         result["allocator_at_rest"] = summary()
+        result["allocator_free_layout"] = free_layout(engine)
+        free, total = torch.cuda.mem_get_info()
+        result["context_gib_at_rest"] = (total - free - torch.cuda.memory_reserved()) / 2**30
         torch.cuda.empty_cache()
         result["allocator_after_empty_cache"] = summary()
 
@@ -470,6 +484,61 @@ def phase_peak(label: str, alloc_conf: str | None = None, prefill_chunk: int | N
         ttft[n] = clock.ttft_ms
     return {f"peak_gib_{label}": peak_gib(), f"writer_ttft_ms_8k_{label}": ttft[8192],
             f"load_s_{label}": load_s, f"resident_gib_{label}": torch.cuda.memory_allocated() / 2**30}
+
+
+def _tensor_names(engine) -> dict[int, str]:
+    """Start address -> a readable name for the engine's long-lived GPU tensors."""
+    names: dict[int, str] = {}
+    for label, loaded in (("vision", engine._vision), ("writer", engine._writer)):
+        for name, tensor in list(loaded.model.named_parameters()) + list(loaded.model.named_buffers()):
+            names.setdefault(tensor.data_ptr(), f"{label}.{name}")
+            state = getattr(tensor, "quant_state", None)
+            if state is not None:
+                names.setdefault(state.absmax.data_ptr(), f"{label}.{name}.absmax")
+        for tokens, cache in loaded.loop.buckets.caches.items():
+            for i, layer in enumerate(cache.layers):
+                for kind in ("keys", "values"):
+                    tensor = getattr(layer, kind, None)
+                    if tensor is not None:
+                        names.setdefault(tensor.data_ptr(), f"{label}.cache[{i}].{kind}")
+    return names
+
+
+def free_layout(engine, segments: int = 8) -> list:
+    """The segments holding the most free bytes, block by block: (MiB, state, what) where
+    `what` names a known tensor or, with PICTALE_BENCH_MEMORY_HISTORY, the code that allocated it."""
+    import torch
+
+    names = _tensor_names(engine)
+    snapshot = torch.cuda.memory._snapshot()
+    ranked = sorted(snapshot["segments"], key=lambda seg: seg["allocated_size"] - seg["total_size"])
+    layout = []
+    for seg in ranked[:segments]:
+        blocks = []
+        for block in seg["blocks"]:
+            what = names.get(block["address"], "")
+            if not what and block.get("frames"):
+                frames = [f for f in block["frames"] if "/torch/" not in f["filename"]]
+                what = "; ".join(f"{Path(f['filename']).name}:{f['line']}:{f['name']}" for f in frames[:3])
+            entry = [round(block["size"] / 2**20, 2), block["state"][:8], what[:160]]
+            if blocks and not entry[2] and not blocks[-1][2] and blocks[-1][1] == entry[1]:
+                blocks[-1][0] = round(blocks[-1][0] + entry[0], 2)  # runs of anonymous blocks merged
+                blocks[-1].append("+") if blocks[-1][-1] != "+" else None
+            else:
+                blocks.append(entry)
+        free = [b for b in blocks if b[1] == "inactive"]
+        layout.append({
+            "segment_mib": seg["total_size"] / 2**20,
+            "free_mib": (seg["total_size"] - seg["allocated_size"]) / 2**20,
+            "pool": list(seg.get("segment_pool_id", (0, 0))),
+            "free_blocks_mib": sorted((b[0] for b in free), reverse=True)[:12],
+            "blocks_next_to_free": [
+                blocks[i] for i in range(len(blocks))
+                if blocks[i][1] == "inactive" or (i and blocks[i - 1][1] == "inactive")
+                or (i + 1 < len(blocks) and blocks[i + 1][1] == "inactive")
+            ][:60],
+        })
+    return layout
 
 
 def weight_bytes(model, skip: str | None = None) -> int:

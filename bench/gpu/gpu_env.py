@@ -54,8 +54,10 @@ def device_facts() -> dict:
     }
 
 
-def peak_gib() -> float:
-    """Peak allocator memory plus the context (what nvidia-smi would show at the peak)."""
+def peak_gib(peak_reserved: int | None = None) -> float:
+    """Peak allocator memory (since the last reset, unless given) plus the context: what
+    nvidia-smi would show at the peak."""
     free, total = torch.cuda.mem_get_info()
     context = total - free - torch.cuda.memory_reserved()
-    return (torch.cuda.max_memory_reserved() + max(context, 0)) / GIB
+    reserved = torch.cuda.max_memory_reserved() if peak_reserved is None else peak_reserved
+    return (reserved + max(context, 0)) / GIB
