@@ -173,6 +173,24 @@ def greedy(model, prompt: torch.Tensor, steps: int) -> tuple[list[int], list[tor
     return tokens, logits_per_step
 
 
+def greedy_counting_kernel_calls(model, prompt: torch.Tensor, steps: int):
+    """greedy(), plus the rows (out_features) of every Triton kernel launch it made."""
+    calls = []
+    kernel_module = sys.modules["pictale_server.kernels.nf4_gemv"]
+    real = kernel_module.nf4_gemv
+
+    def counting(*args, **kwargs):
+        calls.append(args[1].out_features)
+        return real(*args, **kwargs)
+
+    kernel_module.nf4_gemv = counting
+    try:
+        tokens, logits = greedy(model, prompt, steps)
+    finally:
+        kernel_module.nf4_gemv = real
+    return tokens, logits, calls
+
+
 @pytest.mark.parametrize("nested", [False, True])
 def test_patched_model_decodes_the_same_tokens_and_keeps_prefill_on_bitsandbytes(nested: bool) -> None:
     from pictale_server.kernels import enable_fast_nf4
@@ -186,19 +204,7 @@ def test_patched_model_decodes_the_same_tokens_and_keeps_prefill_on_bitsandbytes
     assert handle.fused_groups == 4  # q/k/v and gate/up in each of 2 layers
     assert len(handle.patched) == 14  # every 4-bit linear of both layers
 
-    calls = []
-    kernel_module = sys.modules["pictale_server.kernels.nf4_gemv"]
-    real = kernel_module.nf4_gemv
-
-    def counting(*args, **kwargs):
-        calls.append(args[1].out_features)
-        return real(*args, **kwargs)
-
-    kernel_module.nf4_gemv = counting
-    try:
-        tokens, logits = greedy(model, prompt, steps=3)
-    finally:
-        kernel_module.nf4_gemv = real
+    tokens, logits, calls = greedy_counting_kernel_calls(model, prompt, steps=3)
     assert tokens == expected_tokens
     for ours, theirs in zip(logits, expected_logits):
         assert relative_error(ours, theirs) < 2e-2
@@ -231,19 +237,7 @@ def test_fusing_by_parts_decodes_the_same_tokens_and_moves_no_weight(nested: boo
     assert handle.enabled and handle.fused_groups == 4, handle.reason
     assert storage() == loaded  # nothing copied, nothing freed
 
-    calls = []
-    kernel_module = sys.modules["pictale_server.kernels.nf4_gemv"]
-    real = kernel_module.nf4_gemv
-
-    def counting(*args, **kwargs):
-        calls.append(args[1].out_features)
-        return real(*args, **kwargs)
-
-    kernel_module.nf4_gemv = counting
-    try:
-        tokens, _ = greedy(model, prompt, steps=3)
-    finally:
-        kernel_module.nf4_gemv = real
+    tokens, _, calls = greedy_counting_kernel_calls(model, prompt, steps=3)
     assert tokens == expected_tokens
     # Without the CUDA kernel a group fused by parts runs the Triton kernel once per sibling
     # (q 256, k 128, v 128, o, gate 512, up 512, down) into one output: 2 steps x 2 layers x 7.
