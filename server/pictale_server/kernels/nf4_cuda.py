@@ -2,7 +2,8 @@
 
 Compiled at run time by NVRTC, which ships with PyTorch's CUDA wheels (no toolkit, no build
 step), for the GPU at hand: sm_80 and newer (A10G is sm_86, H100/H200 sm_90). One binary per
-(K, tile rows, chunks per thread, x rows, products, bias); compiling one takes ~0.2 s.
+(K, tile rows, chunks per thread, x rows, products, bias, one weight or parts); compiling one
+takes ~0.2 s.
 
 A launch is (tile rows NT, 16-byte chunks per thread CPT, blocks per SM), picked by a rule
 (`default_launch`) drawn from a sweep of every candidate on an H200 (bench/gpu/kernel_bench.py
