@@ -299,6 +299,7 @@ def phase_engine(kernel: str = "cuda", full: bool = True, fused: bool = True) ->
         return {k: v for k, v in result.items() if label in k or k == "errors"}
 
     resident = torch.cuda.memory_allocated()
+    peak_reserved = [0]  # the highest reserved memory over every request measured
 
     def memory_of(name: str, request) -> object:
         """Run one request and record how far above the resident weights it took the
@@ -311,8 +312,6 @@ def phase_engine(kernel: str = "cuda", full: bool = True, fused: bool = True) ->
         ]
         peak_reserved[0] = max(peak_reserved[0], torch.cuda.max_memory_reserved())
         return out
-
-    peak_reserved = [0]  # the highest reserved memory over every request measured
 
     @section
     def describe_ttft():
@@ -347,7 +346,7 @@ def phase_engine(kernel: str = "cuda", full: bool = True, fused: bool = True) ->
             result[f"writer_ttft_ms_{n // 1024}k"] = min(r.ttft_ms for r in runs)
             result[f"writer_input_tokens_{n // 1024}k"] = runs[0].input_tokens
         # Over the 1 MP (and larger) describes and the 2k and 8k narrates above, context included.
-        result["peak_gib_both_resident"] = peak_gib(max(peak_reserved[0], torch.cuda.max_memory_reserved()))
+        result["peak_gib_both_resident"] = peak_gib(peak_reserved[0])
 
     @section
     def allocator_state():
@@ -523,7 +522,6 @@ def free_layout(engine, segments: int = 8) -> list:
             entry = [round(block["size"] / 2**20, 2), block["state"][:8], what[:160]]
             if blocks and not entry[2] and not blocks[-1][2] and blocks[-1][1] == entry[1]:
                 blocks[-1][0] = round(blocks[-1][0] + entry[0], 2)  # runs of anonymous blocks merged
-                blocks[-1].append("+") if blocks[-1][-1] != "+" else None
             else:
                 blocks.append(entry)
         free = [b for b in blocks if b[1] == "inactive"]
