@@ -94,6 +94,52 @@ def phase_seed() -> dict:
     }
 
 
+def _time_load_steps() -> dict:
+    """Seconds spent in each step of engine.load() and in kernel compilation (Triton, NVRTC),
+    filled in as they run: where a cold load's time goes."""
+    import triton.compiler
+    import triton.runtime.build
+
+    from pictale_server.engine.transformers_engine import TransformersEngine
+    from pictale_server.kernels import nf4_cuda
+
+    spent: dict = {"triton_compiles": 0, "nvrtc_compiles": 0, "triton_launcher_builds": 0, "triton_kernels": {}}
+
+    def timed(owner, name: str, key: str, count: str | None = None) -> None:
+        original = getattr(owner, name)
+
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                spent[key] = spent.get(key, 0.0) + time.perf_counter() - start
+                if count:
+                    spent[count] += 1
+
+        setattr(owner, name, wrapper)
+
+    for step in ("_load_vision", "_load_writer", "_warm_up", "_enable_nf4_kernel", "_enable_fused_ops"):
+        timed(TransformersEngine, step, f"{step.lstrip('_')}_s")
+    timed(nf4_cuda, "_nvrtc_cubin", "nvrtc_compile_s", "nvrtc_compiles")
+    timed(triton.runtime.build, "_build", "triton_launcher_build_s", "triton_launcher_builds")
+    compile = triton.compiler.compile
+
+    def compile_counted(src, *args, **kwargs):  # which kernels, with which constants
+        start = time.perf_counter()
+        try:
+            return compile(src, *args, **kwargs)
+        finally:
+            spent["triton_compiles"] += 1
+            spent["triton_compile_s"] = spent.get("triton_compile_s", 0.0) + time.perf_counter() - start
+            constants = ",".join(f"{v}" for v in getattr(src, "constants", {}).values() if not callable(v))
+            name = f"{getattr(getattr(src, 'fn', None), '__name__', '?')}({constants})"
+            spent["triton_kernels"][name] = spent["triton_kernels"].get(name, 0) + 1
+
+    triton.compiler.compile = compile_counted  # before any kernel binds it
+    return spent
+
+
 def _engine(weights: str, **overrides):
     from pictale_server.engine.loader import load_engine
     from pictale_server.settings import Settings
@@ -185,12 +231,30 @@ def decode_profile(run_decode, steps: int) -> dict:
         entry[2][name[:80]] = entry[2].get(name[:80], 0) + 1
     return {
         kind: {"kernels_per_step": count / steps, "us_per_step": us / steps,
-               "top": sorted(names.items(), key=lambda kv: -kv[1])[:6]}
+               "top": sorted(names.items(), key=lambda kv: -kv[1])[:25]}
         for kind, (count, us, names) in kinds.items()
     }
 
 
-def phase_engine(kernel: str = "cuda", full: bool = True, fused: bool = True) -> dict:
+def replay_profile(loop, steps: int = 64) -> dict:
+    """decode_profile of the captured decode step alone: `steps` replays of the graph the last
+    request ran on (no prefill, no host work between steps)."""
+    import torch
+
+    graph = loop._graphs[loop.bucket]
+    begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    begin.record()
+    for _ in range(steps):
+        graph.replay()
+    end.record()
+    end.synchronize()
+    # With dependent launch a kernel's profiled time includes its wait for the previous one,
+    # so the kinds' times overlap; the step's own time is measured without the profiler.
+    profile = decode_profile(lambda: [graph.replay() for _ in range(steps)], steps)
+    return {"step_us": begin.elapsed_time(end) * 1e3 / steps, **profile}
+
+
+def phase_engine(kernel: str = "cuda", full: bool = True, fused: bool = True, dependent: bool = True) -> dict:
     import numpy as np
     import torch
     from gpu_env import cap_to_a10g, peak_gib
@@ -205,11 +269,13 @@ def phase_engine(kernel: str = "cuda", full: bool = True, fused: bool = True) ->
     if os.environ.get("PICTALE_BENCH_MEMORY_HISTORY"):  # who allocated each block (slows loading)
         torch.cuda.memory._record_memory_history(max_entries=200_000, stacks="python")
     result: dict = dict(cap)
-    engine, load_s = _engine("nf4", nf4_kernel=kernel, fused_decode_ops=fused)
+    load_steps = _time_load_steps()
+    engine, load_s = _engine("nf4", nf4_kernel=kernel, fused_decode_ops=fused, dependent_launch=dependent)
+    result["load_steps"] = dict(load_steps)
     free, total = torch.cuda.mem_get_info()
     result["context_gib_after_load"] = (total - free - torch.cuda.memory_reserved()) / 2**30
     result["nf4_kernel"], result["fused_decode_ops"] = kernel, fused
-    label = f"{kernel}_{'fused' if fused else 'unfused'}"
+    label = f"{kernel}_{'fused' if fused else 'unfused'}{'' if dependent else '_serial'}"
     result["load_s"] = load_s
     result["resident_gib_both"] = torch.cuda.memory_allocated() / 2**30
     result["decode_path"] = engine._writer.loop.path
@@ -293,7 +359,7 @@ def phase_engine(kernel: str = "cuda", full: bool = True, fused: bool = True) ->
         def profile_step():
             context = context_of(PROMPT_TOKENS)
             narrate(context, 8)
-            result[f"decode_profile_{label}"] = decode_profile(lambda: narrate(context, 65), 64)
+            result[f"decode_profile_{label}"] = replay_profile(engine._writer.loop)
 
         result[f"load_s_{label}"] = load_s
         return {k: v for k, v in result.items() if label in k or k == "errors"}
@@ -386,7 +452,8 @@ def phase_engine(kernel: str = "cuda", full: bool = True, fused: bool = True) ->
     @section
     def writer_decode_profile():
         context = context_of(PROMPT_TOKENS)
-        result[f"decode_profile_{label}"] = decode_profile(lambda: narrate(context, 65), 64)
+        narrate(context, 8)
+        result[f"decode_profile_{label}"] = replay_profile(engine._writer.loop)
 
     @section
     def writer_decode_full_cache():
@@ -563,6 +630,8 @@ PHASES = {
     "engine_fp32_fused": lambda: phase_engine("fp32", full=False, fused=True),
     "engine_cuda_unfused": lambda: phase_engine("cuda", full=False, fused=False),
     "engine_cuda_fused": lambda: phase_engine("cuda", full=False, fused=True),
+    # the same without programmatic dependent launch (on by default on Hopper)
+    "engine_cuda_fused_serial": lambda: phase_engine("cuda", full=False, fused=True, dependent=False),
     "engine_bnb": lambda: phase_engine("off", full=False, fused=True),
     "engine_bnb_unfused": lambda: phase_engine("off", full=False, fused=False),
     "peak_default": lambda: phase_peak("default"),
@@ -617,6 +686,9 @@ def main() -> None:
         if reference.exists() and path.exists():
             ours, theirs = torch.load(path), torch.load(reference)
             summary[f"kernel_{variant}_vs_bnb_first_step_logits_rel"] = float((ours - theirs).norm() / theirs.norm())
+    serial, dependent = WORK / "logits-cuda_fused_serial.pt", WORK / "logits-cuda_fused.pt"
+    if serial.exists() and dependent.exists():
+        summary["dependent_launch_first_step_logits_equal"] = bool(torch.equal(torch.load(serial), torch.load(dependent)))
     if summary.get("writer_decode_tok_s_off_fused"):
         summary["writer_decode_kernel_speedup"] = summary["writer_decode_tok_s"] / summary["writer_decode_tok_s_off_fused"]
     if "vision_text_weight_bytes_per_token" in summary:

@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     # Decode-time RMSNorm, rotary embedding and SiLU-gate as one kernel each instead of 5-8
     # small ones (kernels/decode_ops.py). GPU only; prefill keeps transformers' code.
     fused_decode_ops: bool = True
+    # On Hopper and newer, each decode kernel starts while the previous one finishes
+    # (programmatic dependent launch, kernels/dependent_launch.py). Process-wide; older GPUs
+    # ignore it.
+    dependent_launch: bool = True
     max_context_tokens: int = 16384
 
     @field_validator("api_keys", "url_allowlist", "image_classifiers", mode="before")

@@ -30,6 +30,7 @@ from pictale_server.engine.runners import CausalLMRunner, QwenVLRunner, WriterPr
 from pictale_server.engine.vision_inputs import VisionInputs, VisionPreprocessor
 from pictale_server.engine.vision_window_attention import batch_window_attention
 from pictale_server.errors import ApiError
+from pictale_server.kernels import dependent_launch
 from pictale_server.settings import Settings
 
 logger = logging.getLogger("pictale.engine")
@@ -88,6 +89,7 @@ class TransformersEngine:
     def load(self) -> None:
         use_expandable_segments(self._device)
         prepare_thread(self._device)
+        dependent_launch.configure(self._settings.dependent_launch)  # before any kernel is built
         with self._load_lock:
             self._resolve_dev_sources()
             if self._vision is None:

@@ -15,6 +15,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .triton_dependent_launch import after_previous_kernel, launch_options
+
 BLOCK_L = 64
 
 
@@ -26,7 +28,9 @@ def _partial_kernel(
     G: tl.constexpr, GP: tl.constexpr, D: tl.constexpr, CHUNK: tl.constexpr, BLOCK: tl.constexpr,
     MASK_KIND: tl.constexpr,  # 0 none, 1 bool (True attends), 2 additive
     FP32_DOT: tl.constexpr,  # Triton's interpreter multiplies bf16 as raw integers: fp32 there
+    PDL: tl.constexpr,
 ):
+    after_previous_kernel(PDL)
     bh = tl.program_id(0)
     split = tl.program_id(1)
     b = bh // kv_heads
@@ -74,8 +78,9 @@ def _partial_kernel(
 @triton.jit
 def _combine_kernel(
     ACC, MAX, SUM, OUT, splits, kv_heads, stride_ob, stride_oh,
-    G: tl.constexpr, GP: tl.constexpr, D: tl.constexpr, SPLITS: tl.constexpr,
+    G: tl.constexpr, GP: tl.constexpr, D: tl.constexpr, SPLITS: tl.constexpr, PDL: tl.constexpr,
 ):
+    after_previous_kernel(PDL)
     bh = tl.program_id(0)
     b = bh // kv_heads
     h = bh % kv_heads
@@ -135,11 +140,11 @@ def split_decode_attention(
         query.stride(0), query.stride(1), key.stride(0), key.stride(1), key.stride(2),
         value.stride(0), value.stride(1), value.stride(2), stride_mb, length, scale, kv_heads, splits,
         G=group, GP=padded, D=dim, CHUNK=chunk, BLOCK=BLOCK_L, MASK_KIND=kind,
-        FP32_DOT=query.device.type == "cpu", num_warps=4,
+        FP32_DOT=query.device.type == "cpu", num_warps=4, **launch_options(query.device),
     )
     _combine_kernel[(programs,)](
         acc, maxima, sums, out, splits, kv_heads, out.stride(0), out.stride(2),
-        G=group, GP=padded, D=dim, SPLITS=MAX_SPLITS, num_warps=4,
+        G=group, GP=padded, D=dim, SPLITS=MAX_SPLITS, num_warps=4, **launch_options(query.device),
     )
     return out
 

@@ -18,6 +18,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .triton_dependent_launch import after_previous_kernel, launch_options
+
 
 @triton.jit
 def _round(x, DTYPE: tl.constexpr):
@@ -32,7 +34,8 @@ def _round(x, DTYPE: tl.constexpr):
 
 
 @triton.jit
-def _rms_norm_kernel(X, W, Y, stride_x, stride_y, N, eps, BLOCK: tl.constexpr):
+def _rms_norm_kernel(X, W, Y, stride_x, stride_y, N, eps, BLOCK: tl.constexpr, PDL: tl.constexpr):
+    after_previous_kernel(PDL)
     row = tl.program_id(0)
     cols = tl.arange(0, BLOCK)
     mask = cols < N
@@ -53,7 +56,7 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     block = triton.next_power_of_2(n)
     _rms_norm_kernel[(rows.shape[0],)](
         rows, weight, out, rows.stride(0), out.stride(0), n, eps,
-        BLOCK=block, num_warps=8 if block >= 4096 else 4,
+        BLOCK=block, num_warps=8 if block >= 4096 else 4, **launch_options(x.device),
     )
     return out.view(x.shape)
 
@@ -62,9 +65,10 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
 def _rotary_kernel(
     Q, K, COS, SIN, Q_OUT, K_OUT,
     q_heads, stride_qb, stride_qh, stride_kb, stride_kh, stride_cb,
-    k_heads, D: tl.constexpr,
+    k_heads, D: tl.constexpr, PDL: tl.constexpr,
 ):
     """Program (b, h): head h of q (h < q_heads) or of k, at batch row b, one position."""
+    after_previous_kernel(PDL)
     b = tl.program_id(0)
     h = tl.program_id(1)
     half: tl.constexpr = D // 2
@@ -104,13 +108,14 @@ def rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tenso
     _rotary_kernel[(batch, q_heads + k_heads)](
         q, k, cos2, sin2, q_out, k_out,
         q_heads, q.stride(0), q.stride(1), k.stride(0), k.stride(1), cos2.stride(0),
-        k_heads, D=dim, num_warps=1,
+        k_heads, D=dim, num_warps=1, **launch_options(q.device),
     )
     return q_out, k_out
 
 
 @triton.jit
-def _silu_mul_kernel(G, U, Y, stride_g, stride_u, N, BLOCK: tl.constexpr):
+def _silu_mul_kernel(G, U, Y, stride_g, stride_u, N, BLOCK: tl.constexpr, PDL: tl.constexpr):
+    after_previous_kernel(PDL)
     row = tl.program_id(0)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < N
@@ -129,7 +134,7 @@ def silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     out = torch.empty(g.shape, dtype=gate.dtype, device=gate.device)
     block = 2048
     _silu_mul_kernel[(g.shape[0], triton.cdiv(n, block))](
-        g, u, out, g.stride(0), u.stride(0), n, BLOCK=block, num_warps=4,
+        g, u, out, g.stride(0), u.stride(0), n, BLOCK=block, num_warps=4, **launch_options(gate.device),
     )
     return out.view(gate.shape)
 
@@ -139,11 +144,12 @@ def _cache_write_kernel(
     K_NEW, V_NEW, KEYS, VALUES, COUNTER,
     stride_kb, stride_kh, stride_vb, stride_vh,
     stride_cb, stride_ch, stride_cl, stride_db, stride_dh, stride_dl,
-    heads, rows, length, D: tl.constexpr, ROWS: tl.constexpr,
+    heads, rows, length, D: tl.constexpr, ROWS: tl.constexpr, PDL: tl.constexpr,
 ):
     """One program: the token's K and V for every (batch, head) go to slot COUNTER, then the
     counter moves on. A slot past the cache is not written (PyTorch's index_copy_ would stop the
     GPU with a device-side assert; the decode loop never asks for one)."""
+    after_previous_kernel(PDL)
     slot = tl.load(COUNTER)
     r = tl.arange(0, ROWS)
     d = tl.arange(0, D)
@@ -168,6 +174,7 @@ def cache_write(key_states, value_states, keys, values, counter) -> None:
         key_states.stride(0), key_states.stride(1), value_states.stride(0), value_states.stride(1),
         keys.stride(0), keys.stride(1), keys.stride(2), values.stride(0), values.stride(1), values.stride(2),
         heads, rows, keys.shape[2], D=dim, ROWS=triton.next_power_of_2(rows), num_warps=4,
+        **launch_options(keys.device),
     )
 
 

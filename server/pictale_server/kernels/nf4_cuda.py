@@ -2,8 +2,8 @@
 
 Compiled at run time by NVRTC, which ships with PyTorch's CUDA wheels (no toolkit, no build
 step), for the GPU at hand: sm_80 and newer (A10G is sm_86, H100/H200 sm_90). One binary per
-(K, tile rows, chunks per thread, x rows, products, bias, one weight or parts); compiling one
-takes ~0.2 s.
+(K, tile rows, chunks per thread, x rows, products, bias, one weight or parts, launched as a
+programmatic dependent or not: dependent_launch.py); compiling one takes ~0.2 s.
 
 A launch is (tile rows NT, 16-byte chunks per thread CPT, blocks per SM), picked by a rule
 (`default_launch`) drawn from a sweep of every candidate on an H200 (bench/gpu/kernel_bench.py
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import dependent_launch
 from .nf4_cuda_source import SOURCE
 from .nf4_format import PackedNF4
 
@@ -90,13 +91,15 @@ _compile_lock = threading.Lock()
 
 
 @functools.cache
-def _compiled(arch: str, k: int, launch: Launch, rows: int, pairs: bool, has_bias: bool, parts: int = 1):
+def _compiled(
+    arch: str, k: int, launch: Launch, rows: int, pairs: bool, has_bias: bool, parts: int = 1, dependent: bool = False
+):
     from torch.cuda import _utils as cuda_utils
 
     defines = {
         "NT": launch.tile_rows, "CPT": launch.chunks_per_thread, "THREADS": launch.threads(k),
         "MX": rows, "CHUNKS": k // 32, "PAIRS": int(pairs), "HAS_BIAS": int(has_bias), "WIDE": int(launch.wide),
-        "PARTS": 1 if parts == 1 else MAX_PARTS,
+        "PARTS": 1 if parts == 1 else MAX_PARTS, "PDL": int(dependent),
     }
     header = "".join(f"#define {name} {value}\n" for name, value in defines.items())
     with _compile_lock:
@@ -198,11 +201,17 @@ def _arguments(x: torch.Tensor, weight: CudaNF4Weight, out: torch.Tensor) -> lis
 
 def launch_gemv(x: torch.Tensor, weight: CudaNF4Weight, out: torch.Tensor, launch: Launch) -> torch.Tensor:
     rows, k = x.shape
-    kernel = _compiled(weight.arch, k, launch, rows, weight.pairs, weight.bias is not None, len(weight.parts))
+    dependent = dependent_launch.active(x.device)
+    kernel = _compiled(
+        weight.arch, k, launch, rows, weight.pairs, weight.bias is not None, len(weight.parts), dependent
+    )
     tiles = -(-weight.out_features // launch.tile_rows)
     shared = shared_bytes(k, launch, rows)
     grid = grid_size(tiles, weight.sms, launch.blocks_per_sm, shared, weight.shared_per_sm)
-    kernel(grid=(grid, 1, 1), block=(launch.threads(k), 1, 1), args=_arguments(x, weight, out), shared_mem=shared)
+    if dependent:
+        dependent_launch.launch_dependent(kernel, grid, launch.threads(k), _arguments(x, weight, out), shared)
+    else:
+        kernel(grid=(grid, 1, 1), block=(launch.threads(k), 1, 1), args=_arguments(x, weight, out), shared_mem=shared)
     return out
 
 

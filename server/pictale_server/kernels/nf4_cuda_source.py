@@ -23,7 +23,8 @@ bitsandbytes loaded them): one launch computes all of them without copying them 
 Compile-time constants (prepended as #defines): NT, CPT, THREADS, MX (rows of x, 1..4),
 CHUNKS (= K / 32), PARTS (1: one weight, compiled without the per-tile choice of part, which
 costs up to 9% on some launches; 3: up to three parts), PAIRS (1: the 8 products of a word summed with bf16x2 FMAs then widened;
-0: widened first, fp32 FMAs), HAS_BIAS, WIDE.
+0: widened first, fp32 FMAs), HAS_BIAS, WIDE, PDL (1: launched as a programmatic dependent of the
+previous kernel, sm_90+).
 """
 
 SOURCE = r"""
@@ -47,6 +48,19 @@ __device__ __forceinline__ float load_scale(const float* p) {
     float v;
     asm("ld.global.nc.L1::no_allocate.f32 %0, [%1];" : "=f"(v) : "l"(p));
     return v;
+}
+
+// x: with PDL it is written by the previous kernel while this one already runs, so it is read
+// after the wait and at L2 (the point of coherence), never through the read-only cache.
+__device__ __forceinline__ Words load_x(const Words* p) {
+#if PDL
+    Words v;
+    asm volatile("ld.global.cg.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(v.a), "=r"(v.b), "=r"(v.c), "=r"(v.d) : "l"(p) : "memory");
+    return v;
+#else
+    return *p;
+#endif
 }
 
 __device__ __forceinline__ float bits_to_float(u32 u) {
@@ -196,6 +210,12 @@ extern "C" __global__ void __launch_bounds__(THREADS) nf4_gemv_cuda(
     float s[NT][CPT];
     if (tile < tiles) load_tile(tile, n, parts, valid, w, s);
     for (int i = tid; i < 256 * 32; i += THREADS) smem[(i >> 5) * (TABLE_WORDS / 256) + (i & 31)] = pair_table[i >> 5];
+#if PDL
+    // Launched as a programmatic dependent (dependent_launch.py): the table and the first tile
+    // come from weights, x from the previous kernel, which may still be running until the wait.
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
 
     XValue xv[MX][CPT][X_PER_CHUNK];
     #pragma unroll
@@ -206,7 +226,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) nf4_gemv_cuda(
             const Words* xp = reinterpret_cast<const Words*>(x + (long)m * x_stride) + chunk * 4;
             #pragma unroll
             for (int q = 0; q < 4; ++q) {
-                const Words v = valid[c] ? xp[q] : Words{0u, 0u, 0u, 0u};
+                const Words v = valid[c] ? load_x(xp + q) : Words{0u, 0u, 0u, 0u};
                 const u32 vw[4] = {v.a, v.b, v.c, v.d};
                 #pragma unroll
                 for (int e = 0; e < 4; ++e) {
