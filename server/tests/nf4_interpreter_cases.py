@@ -218,6 +218,23 @@ def test_patched_model_decodes_the_same_tokens_and_keeps_prefill_on_bitsandbytes
     assert not any("forward" in vars(m) for m in model.modules())
 
 
+def test_after_warm_up_only_the_warmed_row_counts_take_the_kernel() -> None:
+    from pictale_server.kernels import enable_fast_nf4
+
+    model = tiny_nf4_mistral(nested=False)
+    prompt = torch.randint(0, 128, (1, 3))  # a few-row prefill the kernel would take
+    expected_tokens, _ = greedy(model, prompt, steps=3)
+    handle = enable_fast_nf4(model)
+    _, _, before = greedy_counting_kernel_calls(model, prompt, steps=3)
+    assert len(before) == 3 * 2 * 4  # the 3-row prefill and 2 decode steps: kernel launches
+
+    handle.warmup(rows=(1,))
+    tokens, _, after = greedy_counting_kernel_calls(model, prompt, steps=3)
+    assert tokens == expected_tokens
+    assert len(after) == 2 * 2 * 4  # the prefill went to bitsandbytes, no compile for 3 rows
+    handle.disable()
+
+
 @pytest.mark.parametrize("nested", [False, True])
 def test_fusing_by_parts_decodes_the_same_tokens_and_moves_no_weight(nested: bool) -> None:
     from pictale_server.kernels import enable_fast_nf4

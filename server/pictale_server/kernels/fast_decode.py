@@ -62,6 +62,10 @@ class _Group:
     biases: list[torch.Tensor | None]  # one per kernel weight
     splits: list[int]
     cuda_weight: Any = None  # CudaNF4Weight, when the CUDA kernel is on
+    # Row counts the kernels take; None (before warm-up) takes any 1..max_rows. After
+    # `warmup(rows)`, only those: others (a prompt's last few tokens) go to bitsandbytes
+    # rather than compile, or autotune, inside a request.
+    rows: frozenset[int] | None = None
     last_input: torch.Tensor | None = None
     last_output: torch.Tensor | None = None
 
@@ -98,7 +102,8 @@ class FastNF4Handle:
     _retired: list[Any] = field(default_factory=list)
 
     def warmup(self, rows: tuple[int, ...] = (1,)) -> None:
-        """Compile and tune the kernel for every weight shape and row count used.
+        """Compile and tune the kernel for every weight shape and row count used; from then
+        on the kernels take only those row counts (other few-row inputs: bitsandbytes).
 
         Call once after enabling and before capturing CUDA graphs: the first call per shape
         compiles and benchmarks (and synchronizes), which must not happen during capture.
@@ -106,6 +111,8 @@ class FastNF4Handle:
         from .nf4_cuda import MAX_ROWS as CUDA_ROWS
 
         groups = {id(m._fast_nf4_group): m._fast_nf4_group for m in self.patched}.values()
+        for group in groups:
+            group.rows = frozenset(rows)
         if self.cuda:
             self._warm_cuda(groups, rows)
         done = set()  # one call per shape compiles and tunes the Triton kernel for it
@@ -210,7 +217,7 @@ def _install(module, group: _Group, index: int, max_rows: int) -> None:
             out = group.last_output
         else:
             x2d = _rows(x)
-            if x2d is None:
+            if x2d is None or (group.rows is not None and x2d.shape[0] not in group.rows):
                 return original(x)
             if group.cuda_weight is not None and nf4_cuda.accepts(x2d):
                 out = nf4_cuda.cuda_gemv(x2d, group.cuda_weight)
