@@ -27,6 +27,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -649,6 +650,9 @@ def main() -> None:
         return
     OUT.mkdir(parents=True, exist_ok=True)
     WORK.mkdir(parents=True, exist_ok=True)
+    # Cold loads: Triton's kernels and launchers compiled afresh in this run, whatever an
+    # earlier run on this machine left in ~/.triton (phases after the first may reuse them).
+    os.environ.setdefault("TRITON_CACHE_DIR", tempfile.mkdtemp(prefix="triton-cache-"))
     import torch
     from gpu_env import copy_bandwidth_tb_s, device_facts
 
