@@ -651,8 +651,10 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     WORK.mkdir(parents=True, exist_ok=True)
     # Cold loads: Triton's kernels and launchers compiled afresh in this run, whatever an
-    # earlier run on this machine left in ~/.triton (phases after the first may reuse them).
-    os.environ.setdefault("TRITON_CACHE_DIR", tempfile.mkdtemp(prefix="triton-cache-"))
+    # earlier run left in a cache directory (phases after the first may reuse them);
+    # PICTALE_BENCH_TRITON_CACHE=keep measures with the cache as the machine has it.
+    if os.environ.get("PICTALE_BENCH_TRITON_CACHE") != "keep":
+        os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="triton-cache-")
     import torch
     from gpu_env import copy_bandwidth_tb_s, device_facts
 
