@@ -491,6 +491,19 @@ def phase_engine(kernel: str = "cuda", full: bool = True, fused: bool = True, de
         result["writer_graph_matches_eager_greedy_48"] = graph_text == eager_text
 
     @section
+    def sampler_noise_kernel():
+        from pictale_server.engine.sampling import uniform_noise
+        from pictale_server.kernels.sampling_noise import uniform_noise as noise_kernel
+
+        vocab = engine._writer.model.config.vocab_size
+        cases = [(0, 0), (7, 1), (2**62 + 99, 2**33 + 5), (123456789, 4095)]
+        result["sampler_noise_kernel_bit_equal"] = all(
+            torch.equal(noise_kernel(s, t, vocab), uniform_noise(s, t, vocab))
+            for s, t in ((torch.tensor(a, device="cuda"), torch.tensor(b, device="cuda")) for a, b in cases)
+        )
+        result["sampler_noise_kernel_in_use"] = engine._writer.loop._noise is noise_kernel
+
+    @section
     def longest_context():
         limit = engine._settings.max_context_tokens
         clock = narrate(context_of(limit - 64 - 256), 64)

@@ -227,3 +227,12 @@ def test_sliding_window_cache_layers_keep_transformers_update():
     from pictale_server.kernels.fused_layers import fuse_cache_writes
 
     assert fuse_cache_writes(static_cache(tiny_mistral(sliding_window=8))) == 0
+
+
+@pytest.mark.parametrize("seed,step,size", [(0, 0, 5), (123456789, 7, 4096), (2**62 + 99, 2**33 + 5, 9000)])
+def test_sampler_noise_kernel_gives_the_same_bits(seed, step, size):
+    from pictale_server.engine.sampling import uniform_noise
+    from pictale_server.kernels.sampling_noise import uniform_noise as noise_kernel
+
+    seed_t, step_t = torch.tensor(seed), torch.tensor(step)
+    assert torch.equal(noise_kernel(seed_t, step_t, size), uniform_noise(seed_t, step_t, size))

@@ -21,7 +21,7 @@ from transformers import StaticCache
 from pictale_server.engine.base import Sampling
 from pictale_server.engine.gpu_memory import release_cached_memory
 from pictale_server.engine.kv_buckets import KVBuckets
-from pictale_server.engine.sampling import SamplingTensors, sample_next_token
+from pictale_server.engine.sampling import SamplingTensors, sample_next_token, uniform_noise
 
 DecodePath = Literal["graph", "eager"]
 
@@ -54,7 +54,7 @@ class DecodeLoop:
         vocab_size: int,
         device: torch.device,
         path: DecodePath,
-        fused_cache_writes: bool = False,
+        fused_decode_ops: bool = False,
     ) -> None:
         if path == "graph" and device.type != "cuda":
             path = "eager"
@@ -62,11 +62,16 @@ class DecodeLoop:
         self.path: DecodePath = path
         self.cache_tokens = cache_tokens
         self.buckets = KVBuckets(config, cache_tokens, dtype=runner.model.dtype, device=device)
-        if fused_cache_writes and device.type == "cuda":
-            from pictale_server.kernels.fused_layers import fuse_cache_writes
+        self._noise = uniform_noise
+        if fused_decode_ops and device.type == "cuda":
+            from pictale_server.kernels.fused_layers import fuse_cache_writes, fused_ops_unavailable
 
             for cache in self.buckets.caches.values():
                 fuse_cache_writes(cache)
+            if not fused_ops_unavailable(device):  # the sampler's noise in one launch, same bits
+                from pictale_server.kernels.sampling_noise import uniform_noise as noise_kernel
+
+                self._noise = noise_kernel
         self.bucket = cache_tokens
         self.cache: StaticCache = self.buckets.caches[cache_tokens]
         self.device = device
@@ -83,7 +88,7 @@ class DecodeLoop:
     def _accept(self, logits: torch.Tensor) -> None:
         """Sample from `logits` and feed the token back into the step's input buffers."""
         self.logits.copy_(logits)
-        next_token = sample_next_token(logits, self.seen, self.params)
+        next_token = sample_next_token(logits, self.seen, self.params, self._noise)
         self.seen.scatter_(1, next_token.view(1, 1), True)
         self.token.copy_(next_token.view(1, 1))
         self.params.step.add_(1)

@@ -100,12 +100,13 @@ def filter_logits(logits: torch.Tensor, params: SamplingTensors) -> torch.Tensor
 
 
 def sample_next_token(
-    logits: torch.Tensor, seen: torch.Tensor, params: SamplingTensors
+    logits: torch.Tensor, seen: torch.Tensor, params: SamplingTensors, noise=uniform_noise
 ) -> torch.Tensor:
-    """(batch 1, vocab) float logits → (1,) int64 next token. Greedy when temperature is 0."""
+    """(batch 1, vocab) float logits → (1,) int64 next token. Greedy when temperature is 0.
+    `noise`: `uniform_noise` or a function that returns the same values (its GPU kernel)."""
     logits = apply_repetition_penalty(logits.float(), seen, params.repetition_penalty)
     greedy = logits.argmax(dim=-1)
     filtered = filter_logits(logits, params)
-    gumbel = -torch.log(-torch.log(uniform_noise(params.seed, params.step, logits.shape[-1])))
+    gumbel = -torch.log(-torch.log(noise(params.seed, params.step, logits.shape[-1])))
     sampled = (filtered + gumbel).argmax(dim=-1)
     return torch.where(params.temperature > 0, sampled, greedy)

@@ -198,7 +198,7 @@ class TransformersEngine:
             vocab_size=model.config.text_config.vocab_size,
             device=self._device,
             path=self._decode_path,
-            fused_cache_writes=self._settings.fused_decode_ops,
+            fused_decode_ops=self._settings.fused_decode_ops,
         )
         return LoadedModel(model, tokenizer, loop, frozenset(end_ids)), preprocessor
 
@@ -216,7 +216,7 @@ class TransformersEngine:
             vocab_size=model.config.vocab_size,
             device=self._device,
             path=self._decode_path,
-            fused_cache_writes=self._settings.fused_decode_ops,
+            fused_decode_ops=self._settings.fused_decode_ops,
         )
         return LoadedModel(model, tokenizer, loop, frozenset({tokenizer.eos_token_id}))
 
