@@ -255,7 +255,9 @@ def replay_profile(loop, steps: int = 64) -> dict:
     return {"step_us": begin.elapsed_time(end) * 1e3 / steps, **profile}
 
 
-def phase_engine(kernel: str = "cuda", full: bool = True, fused: bool = True, dependent: bool = True) -> dict:
+def phase_engine(
+    kernel: str = "cuda", full: bool = True, fused: bool = True, dependent: bool = True, noise_kernel: bool = True
+) -> dict:
     import numpy as np
     import torch
     from gpu_env import cap_to_a10g, peak_gib
@@ -270,13 +272,19 @@ def phase_engine(kernel: str = "cuda", full: bool = True, fused: bool = True, de
     if os.environ.get("PICTALE_BENCH_MEMORY_HISTORY"):  # who allocated each block (slows loading)
         torch.cuda.memory._record_memory_history(max_entries=200_000, stacks="python")
     result: dict = dict(cap)
+    if not noise_kernel:  # the decode loop then keeps the sampler's PyTorch noise
+        from pictale_server.engine.sampling import uniform_noise
+        from pictale_server.kernels import sampling_noise
+
+        sampling_noise.uniform_noise = uniform_noise
     load_steps = _time_load_steps()
     engine, load_s = _engine("nf4", nf4_kernel=kernel, fused_decode_ops=fused, dependent_launch=dependent)
     result["load_steps"] = dict(load_steps)
     free, total = torch.cuda.mem_get_info()
     result["context_gib_after_load"] = (total - free - torch.cuda.memory_reserved()) / 2**30
     result["nf4_kernel"], result["fused_decode_ops"] = kernel, fused
-    label = f"{kernel}_{'fused' if fused else 'unfused'}{'' if dependent else '_serial'}"
+    label = f"{kernel}_{'fused' if fused else 'unfused'}" + ("" if dependent else "_serial")
+    label += "" if noise_kernel else "_torch_noise"
     result["load_s"] = load_s
     result["resident_gib_both"] = torch.cuda.memory_allocated() / 2**30
     result["decode_path"] = engine._writer.loop.path
@@ -646,6 +654,8 @@ PHASES = {
     "engine_cuda_fused": lambda: phase_engine("cuda", full=False, fused=True),
     # the same without programmatic dependent launch (on by default on Hopper)
     "engine_cuda_fused_serial": lambda: phase_engine("cuda", full=False, fused=True, dependent=False),
+    # the same with the sampler's noise from PyTorch ops instead of its kernel
+    "engine_cuda_fused_torch_noise": lambda: phase_engine("cuda", full=False, fused=True, noise_kernel=False),
     "engine_bnb": lambda: phase_engine("off", full=False, fused=True),
     "engine_bnb_unfused": lambda: phase_engine("off", full=False, fused=False),
     "peak_default": lambda: phase_peak("default"),
