@@ -256,8 +256,7 @@ def replay_profile(loop, steps: int = 64) -> dict:
 
 
 def phase_engine(
-    kernel: str = "cuda", full: bool = True, fused: bool = True, dependent: bool = True, noise_kernel: bool = True,
-    merged_attention: bool = True,
+    kernel: str = "cuda", full: bool = True, fused: bool = True, dependent: bool = True, noise_kernel: bool = True
 ) -> dict:
     import numpy as np
     import torch
@@ -278,14 +277,6 @@ def phase_engine(
         from pictale_server.kernels import sampling_noise
 
         sampling_noise.uniform_noise = uniform_noise
-    if not merged_attention:  # the split-K attention's merge as a second launch
-        import functools
-
-        from pictale_server.kernels import decode_attention_kernel
-
-        decode_attention_kernel.split_decode_attention = functools.partial(
-            decode_attention_kernel.split_decode_attention, merge_in_place=False
-        )
     load_steps = _time_load_steps()
     engine, load_s = _engine("nf4", nf4_kernel=kernel, fused_decode_ops=fused, dependent_launch=dependent)
     result["load_steps"] = dict(load_steps)
@@ -293,7 +284,7 @@ def phase_engine(
     result["context_gib_after_load"] = (total - free - torch.cuda.memory_reserved()) / 2**30
     result["nf4_kernel"], result["fused_decode_ops"] = kernel, fused
     label = f"{kernel}_{'fused' if fused else 'unfused'}" + ("" if dependent else "_serial")
-    label += ("" if noise_kernel else "_torch_noise") + ("" if merged_attention else "_two_launch_attention")
+    label += "" if noise_kernel else "_torch_noise"
     result["load_s"] = load_s
     result["resident_gib_both"] = torch.cuda.memory_allocated() / 2**30
     result["decode_path"] = engine._writer.loop.path
@@ -508,21 +499,6 @@ def phase_engine(
         result["writer_graph_matches_eager_greedy_48"] = graph_text == eager_text
 
     @section
-    def attention_merged_in_place():
-        from pictale_server.kernels.decode_attention_kernel import split_decode_attention
-
-        config = engine._writer.model.config
-        equal = []
-        for length in (1024, 4096, 16384):
-            q = torch.randn(1, config.num_attention_heads, 1, 128, dtype=torch.bfloat16, device="cuda")
-            k, v = (torch.randn(1, config.num_key_value_heads, length, 128, dtype=torch.bfloat16, device="cuda")
-                    for _ in range(2))
-            mask = (torch.arange(length, device="cuda") < length - 100).view(1, 1, 1, length)
-            two = split_decode_attention(q, k, v, mask, 128**-0.5, merge_in_place=False)
-            equal += [torch.equal(split_decode_attention(q, k, v, mask, 128**-0.5), two) for _ in range(3)]
-        result["attention_merged_in_place_bit_equal"] = all(equal)
-
-    @section
     def sampler_noise_kernel():
         from pictale_server.engine.sampling import uniform_noise
         from pictale_server.kernels.sampling_noise import uniform_noise as noise_kernel
@@ -680,10 +656,6 @@ PHASES = {
     "engine_cuda_fused_serial": lambda: phase_engine("cuda", full=False, fused=True, dependent=False),
     # the same with the sampler's noise from PyTorch ops instead of its kernel
     "engine_cuda_fused_torch_noise": lambda: phase_engine("cuda", full=False, fused=True, noise_kernel=False),
-    # the same with the attention's chunks merged by a second launch
-    "engine_cuda_fused_two_launch_attention": lambda: phase_engine(
-        "cuda", full=False, fused=True, merged_attention=False
-    ),
     "engine_bnb": lambda: phase_engine("off", full=False, fused=True),
     "engine_bnb_unfused": lambda: phase_engine("off", full=False, fused=False),
     "peak_default": lambda: phase_peak("default"),

@@ -157,22 +157,6 @@ def test_split_decode_attention_matches_the_pytorch_path(batch, q_heads, kv_head
     torch.testing.assert_close(got.float(), expected, rtol=2e-2, atol=2e-2)
 
 
-def test_merging_in_place_equals_the_second_launch_and_leaves_the_counters_at_zero():
-    from pictale_server.kernels.decode_attention_kernel import finished_counters, split_decode_attention
-
-    torch.manual_seed(3)
-    batch, q_heads, kv_heads, length, dim = 2, 8, 2, 300, 64
-    query = torch.randn(batch, q_heads, 1, dim, dtype=torch.bfloat16)
-    key = torch.randn(batch, kv_heads, length, dim, dtype=torch.bfloat16)
-    value = torch.randn(batch, kv_heads, length, dim, dtype=torch.bfloat16)
-    mask = (torch.arange(length) < length - 9).view(1, 1, 1, length).expand(batch, 1, 1, length).contiguous()
-    two_launches = split_decode_attention(query, key, value, mask, 0.125, merge_in_place=False)
-    for _ in range(2):  # the counters a call leaves behind serve the next one
-        assert torch.equal(split_decode_attention(query, key, value, mask, 0.125), two_launches)
-        assert finished_counters(key, batch * kv_heads).tolist() == [0] * (batch * kv_heads)
-    assert finished_counters(key[:, :, :100], batch * kv_heads) is finished_counters(key, batch * kv_heads)
-
-
 @pytest.mark.parametrize("start", [0, 5, 31])
 def test_cache_write_matches_transformers_static_layer_update(start):
     from transformers.cache_utils import StaticLayer

@@ -1,12 +1,10 @@
-"""Split-K attention for one query token over the KV cache ("flash decoding"), in one launch.
+"""Split-K attention for one query token over the KV cache ("flash decoding"), in two launches.
 
 The decode attention in engine/decode_attention.py is six to eight PyTorch kernels per layer
 (scores product, scale, mask, softmax, cast, weighted sum, copies); at batch 1 each costs ~2-7 us
 whatever it reads. Here the cache is cut into chunks along its length; one program per (batch,
 KV head, chunk) computes the scores of that head's grouped queries on tensor cores, an online
-softmax and the weighted values; the last program of each (batch, KV head) to finish, found
-with an atomic counter, merges that head's chunks (a second launch did this before: 40 launches
-per writer token). Scores and the running
+softmax and the weighted values, and a second launch merges the chunks. Scores and the running
 softmax are fp32; the probabilities meet V in bf16 (as the PyTorch path, which casts the
 softmax to V's dtype before its product), accumulated in fp32.
 """
@@ -24,13 +22,13 @@ BLOCK_L = 64
 
 @triton.jit
 def _partial_kernel(
-    Q, K, V, MASK, ACC, MAX, SUM, DONE, OUT,
+    Q, K, V, MASK, ACC, MAX, SUM,
     stride_qb, stride_qh, stride_kb, stride_kh, stride_kl, stride_vb, stride_vh, stride_vl,
-    stride_mb, length, scale, kv_heads, splits, stride_ob, stride_oh,
+    stride_mb, length, scale, kv_heads, splits,
     G: tl.constexpr, GP: tl.constexpr, D: tl.constexpr, CHUNK: tl.constexpr, BLOCK: tl.constexpr,
     MASK_KIND: tl.constexpr,  # 0 none, 1 bool (True attends), 2 additive
     FP32_DOT: tl.constexpr,  # Triton's interpreter multiplies bf16 as raw integers: fp32 there
-    SPLITS: tl.constexpr, MERGE: tl.constexpr, PDL: tl.constexpr,
+    PDL: tl.constexpr,
 ):
     after_previous_kernel(PDL)
     bh = tl.program_id(0)
@@ -75,44 +73,6 @@ def _partial_kernel(
     tl.store(MAX + slot, m_i)
     tl.store(SUM + slot, l_i)
     tl.store(ACC + slot[:, None] * D + d[None, :], acc)
-    if MERGE:
-        # The last program of this (batch, KV head) to finish merges the chunks. The barrier
-        # orders every thread's stores before the release; the acquire, before the merge's
-        # loads, which read at L2. The counter is left at zero for the next call.
-        tl.debug_barrier()
-        finished = tl.atomic_add(DONE + bh, 1, sem="acq_rel")
-        if finished == splits - 1:
-            tl.debug_barrier()
-            _merge(bh, ACC, MAX, SUM, OUT, splits, kv_heads, stride_ob, stride_oh, G, GP, D, SPLITS, ".cg")
-            tl.store(DONE + bh, 0)
-
-
-@triton.jit
-def _merge(
-    bh, ACC, MAX, SUM, OUT, splits, kv_heads, stride_ob, stride_oh,
-    G: tl.constexpr, GP: tl.constexpr, D: tl.constexpr, SPLITS: tl.constexpr, CACHE: tl.constexpr,
-):
-    b = bh // kv_heads
-    h = bh % kv_heads
-    s = tl.arange(0, SPLITS)
-    g = tl.arange(0, GP)
-    d = tl.arange(0, D)
-    rows = (bh * splits + s)[:, None] * GP + g[None, :]  # [SPLITS, GP]
-    present = (s < splits)[:, None]
-    m = tl.load(MAX + rows, mask=present, other=float("-inf"), cache_modifier=CACHE)
-    total_max = tl.max(m, axis=0)
-    safe = tl.where(total_max == float("-inf"), 0.0, total_max)
-    w = tl.exp(m - safe[None, :])
-    total = tl.sum(tl.load(SUM + rows, mask=present, other=0.0, cache_modifier=CACHE) * w, axis=0)
-    out = tl.zeros([GP, D], tl.float32)
-    for i in range(SPLITS):
-        if i < splits:
-            row = (bh * splits + i) * GP + g
-            wi = tl.exp(tl.load(MAX + row, cache_modifier=CACHE) - safe)
-            out += tl.load(ACC + row[:, None] * D + d[None, :], cache_modifier=CACHE) * wi[:, None]
-    out = out / total[:, None]
-    tl.store(OUT + b * stride_ob + (h * G + g)[:, None] * stride_oh + d[None, :],
-             out.to(OUT.dtype.element_ty), mask=(g < G)[:, None])
 
 
 @triton.jit
@@ -121,7 +81,28 @@ def _combine_kernel(
     G: tl.constexpr, GP: tl.constexpr, D: tl.constexpr, SPLITS: tl.constexpr, PDL: tl.constexpr,
 ):
     after_previous_kernel(PDL)
-    _merge(tl.program_id(0), ACC, MAX, SUM, OUT, splits, kv_heads, stride_ob, stride_oh, G, GP, D, SPLITS, "")
+    bh = tl.program_id(0)
+    b = bh // kv_heads
+    h = bh % kv_heads
+    s = tl.arange(0, SPLITS)
+    g = tl.arange(0, GP)
+    d = tl.arange(0, D)
+    rows = (bh * splits + s)[:, None] * GP + g[None, :]  # [SPLITS, GP]
+    present = (s < splits)[:, None]
+    m = tl.load(MAX + rows, mask=present, other=float("-inf"))
+    total_max = tl.max(m, axis=0)
+    safe = tl.where(total_max == float("-inf"), 0.0, total_max)
+    w = tl.exp(m - safe[None, :])
+    total = tl.sum(tl.load(SUM + rows, mask=present, other=0.0) * w, axis=0)
+    out = tl.zeros([GP, D], tl.float32)
+    for i in range(SPLITS):
+        if i < splits:
+            row = (bh * splits + i) * GP + g
+            wi = tl.exp(tl.load(MAX + row) - safe)
+            out += tl.load(ACC + row[:, None] * D + d[None, :]) * wi[:, None]
+    out = out / total[:, None]
+    tl.store(OUT + b * stride_ob + (h * G + g)[:, None] * stride_oh + d[None, :],
+             out.to(OUT.dtype.element_ty), mask=(g < G)[:, None])
 
 
 MAX_SPLITS = 32
@@ -133,33 +114,11 @@ def chunk_for(length: int) -> int:
     return max(BLOCK_L, triton.cdiv(triton.cdiv(length, MAX_SPLITS), BLOCK_L) * BLOCK_L)
 
 
-_finished: dict[tuple[torch.device, int, int], torch.Tensor] = {}
-
-
-def finished_counters(key: torch.Tensor, programs: int) -> torch.Tensor:
-    """The per-(batch, KV head) counters of finished chunks for attention over this cache: one
-    buffer per cache storage (its views, the KV buckets, share it: one model decodes one step
-    at a time), so two models decoding at once on their own threads never share counters.
-    Zero when made; every launch leaves them at zero. Made on the first (warm-up) call, never
-    inside a graph capture, where it would come from the graph's private memory pool."""
-    slot = (key.device, key.untyped_storage().data_ptr(), programs)
-    counters = _finished.get(slot)
-    if counters is None:
-        if key.is_cuda and torch.cuda.is_current_stream_capturing():
-            raise RuntimeError("split_decode_attention: run once on this cache before capturing a graph")
-        counters = _finished[slot] = torch.zeros(programs, dtype=torch.int32, device=key.device)
-    return counters
-
-
 def split_decode_attention(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None, scale: float,
-    *, merge_in_place: bool = True,
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None, scale: float
 ) -> torch.Tensor:
     """query (B, Hq, 1, D), key/value (B, Hkv, L, D) with unit last stride, mask None or
-    (B, 1, 1, L) with unit last stride (bool: True attends; float: added) → (B, 1, Hq, D).
-
-    merge_in_place: the last chunk of each (batch, KV head) to finish merges them all (one
-    launch); False merges in a second launch (the same arithmetic, kept for comparison)."""
+    (B, 1, 1, L) with unit last stride (bool: True attends; float: added) → (B, 1, Hq, D)."""
     batch, query_heads, _, dim = query.shape
     kv_heads, length = key.shape[1], key.shape[2]
     group = query_heads // kv_heads
@@ -176,21 +135,17 @@ def split_decode_attention(
     else:
         kind = 1 if mask.dtype == torch.bool else 2
         mask_arg, stride_mb = mask, (mask.stride(0) if mask.shape[0] > 1 else 0)
-    done = finished_counters(key, programs) if merge_in_place else sums
     _partial_kernel[(programs, splits)](
-        query, key, value, mask_arg, acc, maxima, sums, done, out,
+        query, key, value, mask_arg, acc, maxima, sums,
         query.stride(0), query.stride(1), key.stride(0), key.stride(1), key.stride(2),
         value.stride(0), value.stride(1), value.stride(2), stride_mb, length, scale, kv_heads, splits,
-        out.stride(0), out.stride(2),
         G=group, GP=padded, D=dim, CHUNK=chunk, BLOCK=BLOCK_L, MASK_KIND=kind,
-        FP32_DOT=query.device.type == "cpu", SPLITS=MAX_SPLITS, MERGE=merge_in_place, num_warps=4,
-        **launch_options(query.device),
+        FP32_DOT=query.device.type == "cpu", num_warps=4, **launch_options(query.device),
     )
-    if not merge_in_place:
-        _combine_kernel[(programs,)](
-            acc, maxima, sums, out, splits, kv_heads, out.stride(0), out.stride(2),
-            G=group, GP=padded, D=dim, SPLITS=MAX_SPLITS, num_warps=4, **launch_options(query.device),
-        )
+    _combine_kernel[(programs,)](
+        acc, maxima, sums, out, splits, kv_heads, out.stride(0), out.stride(2),
+        G=group, GP=padded, D=dim, SPLITS=MAX_SPLITS, num_warps=4, **launch_options(query.device),
+    )
     return out
 
 
@@ -208,4 +163,4 @@ def accepts(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: t
     )
 
 
-__all__ = ["MAX_SPLITS", "accepts", "chunk_for", "finished_counters", "split_decode_attention"]
+__all__ = ["MAX_SPLITS", "accepts", "chunk_for", "split_decode_attention"]
