@@ -1,7 +1,7 @@
 """Programmatic dependent launch: a decode kernel starts while the one before it finishes.
 
 Inside the captured decode graph a kernel normally starts only after the previous one has
-completed and its writes are flushed, so every one of the ~700 launches of a writer token
+completed and its writes are flushed, so every one of the ~600 launches of a writer token
 pays a gap plus its own start-up (an NF4 launch first fills a 64 KB table and requests its
 first weights). On Hopper and newer (compute capability 9.0+) a kernel launched with the
 "programmatic stream serialization" attribute may start as soon as every block of the previous
