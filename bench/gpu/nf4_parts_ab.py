@@ -3,10 +3,12 @@
     git show <commit>:server/pictale_server/kernels/nf4_cuda_source.py > /tmp/baseline.py
     python3 bench/gpu/nf4_parts_ab.py /tmp/baseline.py      # writes $OUT/ab.json
 
-The baseline must be the one-weight kernel (arguments: weight, absmax, table, x, x stride, out,
-out stride, bias, n), as before weights could be read as parts. Both run on the same weights,
-launches and CUDA graphs over rotating copies (to defeat the L2 cache), three times each,
-alternating; outputs must be equal bit for bit. Results: bench/results/nf4_parts_ab_h200.json.
+The baseline may be the one-weight kernel (arguments: weight, absmax, table, x, x stride, out,
+out stride, bias, n), as before weights could be read as parts, or a later one that reads parts
+(compiled with PARTS=1 and launched the usual way). Both run on the same weights, launches and
+CUDA graphs over rotating copies (to defeat the L2 cache), three times each, alternating, with
+dependent launch off so each kernel's start-up counts in full; outputs must be equal bit for
+bit. Results: bench/results/nf4_parts_ab_h200.json, nf4_table_build_ab_h200.json.
 """
 import json
 import math
@@ -20,7 +22,7 @@ import torch
 from torch.cuda import _utils as cu
 
 from kernel_bench import ROTATION_BYTES, copy_bandwidth, graph_time, quantize
-from pictale_server.kernels import nf4_cuda
+from pictale_server.kernels import dependent_launch, nf4_cuda
 from pictale_server.kernels.nf4_cuda import CudaNF4Weight, default_launch, grid_size, launch_gemv, shared_bytes
 from pictale_server.kernels.nf4_format import packed_from_quant_state
 
@@ -33,13 +35,15 @@ class Baseline:
 
     def __init__(self, source: str) -> None:
         self.source = source
+        self.parts = "weight0" in source
         self.kernels: dict = {}
 
     def kernel(self, k: int, launch, rows: int):
         key = (k, launch, rows)
         if key not in self.kernels:
             defines = {"NT": launch.tile_rows, "CPT": launch.chunks_per_thread, "THREADS": launch.threads(k),
-                       "MX": rows, "CHUNKS": k // 32, "PAIRS": 1, "HAS_BIAS": 0, "WIDE": int(launch.wide)}
+                       "MX": rows, "CHUNKS": k // 32, "PAIRS": 1, "HAS_BIAS": 0, "WIDE": int(launch.wide),
+                       **({"PARTS": 1, "PDL": 0} if self.parts else {})}
             source = "".join(f"#define {name} {value}\n" for name, value in defines.items()) + self.source
             props = torch.cuda.get_device_properties(0)
             cubin = nf4_cuda._nvrtc_cubin(source, f"{props.major}{props.minor}")
@@ -54,14 +58,17 @@ class Baseline:
         tiles = -(-weight.out_features // launch.tile_rows)
         grid = grid_size(tiles, weight.sms, launch.blocks_per_sm, shared, weight.shared_per_sm)
         part = weight.parts[0]
+        args = nf4_cuda._arguments(x, weight, out) if self.parts else [
+            part.packed, part.absmax, weight.table, x, x.stride(0) // 2, out, out.stride(0),
+            weight._dummy, weight.out_features,
+        ]
         self.kernel(k, launch, rows)(
-            grid=(grid, 1, 1), block=(launch.threads(k), 1, 1), shared_mem=shared,
-            args=[part.packed, part.absmax, weight.table, x, x.stride(0) // 2, out, out.stride(0),
-                  weight._dummy, weight.out_features],
+            grid=(grid, 1, 1), block=(launch.threads(k), 1, 1), shared_mem=shared, args=args
         )
 
 
 def main() -> None:
+    dependent_launch.configure(False)
     baseline = Baseline(runpy.run_path(sys.argv[1])["SOURCE"])
     bandwidth = copy_bandwidth()
     rows = []

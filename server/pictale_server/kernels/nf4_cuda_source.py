@@ -209,7 +209,11 @@ extern "C" __global__ void __launch_bounds__(THREADS) nf4_gemv_cuda(
     Words w[NT][CPT];
     float s[NT][CPT];
     if (tile < tiles) load_tile(tile, n, parts, valid, w, s);
-    for (int i = tid; i < 256 * 32; i += THREADS) smem[(i >> 5) * (TABLE_WORDS / 256) + (i & 31)] = pair_table[i >> 5];
+    // The table: the pair for byte b, once per lane, as 16-byte stores of four lanes' copies.
+    for (int i = tid; i < 256 * 8; i += THREADS) {
+        const u32 pair = pair_table[i >> 3];
+        *reinterpret_cast<Words*>(smem + (i >> 3) * (TABLE_WORDS / 256) + (i & 7) * 4) = Words{pair, pair, pair, pair};
+    }
 #if PDL
     // Launched as a programmatic dependent (dependent_launch.py): the table and the first tile
     // come from weights, x from the previous kernel, which may still be running until the wait.
