@@ -256,7 +256,7 @@ def replay_profile(loop, steps: int = 64) -> dict:
 
 
 def phase_engine(
-    kernel: str = "cuda", full: bool = True, fused: bool = True, dependent: bool = True, noise_kernel: bool = True
+    kernel: str = "cuda", full: bool = True, fused: bool = True, dependent: bool = False, noise_kernel: bool = True
 ) -> dict:
     import numpy as np
     import torch
@@ -283,7 +283,7 @@ def phase_engine(
     free, total = torch.cuda.mem_get_info()
     result["context_gib_after_load"] = (total - free - torch.cuda.memory_reserved()) / 2**30
     result["nf4_kernel"], result["fused_decode_ops"] = kernel, fused
-    label = f"{kernel}_{'fused' if fused else 'unfused'}" + ("" if dependent else "_serial")
+    label = f"{kernel}_{'fused' if fused else 'unfused'}" + ("_dependent" if dependent else "")
     label += "" if noise_kernel else "_torch_noise"
     result["load_s"] = load_s
     result["resident_gib_both"] = torch.cuda.memory_allocated() / 2**30
@@ -652,8 +652,8 @@ PHASES = {
     "engine_fp32_fused": lambda: phase_engine("fp32", full=False, fused=True),
     "engine_cuda_unfused": lambda: phase_engine("cuda", full=False, fused=False),
     "engine_cuda_fused": lambda: phase_engine("cuda", full=False, fused=True),
-    # the same without programmatic dependent launch (on by default on Hopper)
-    "engine_cuda_fused_serial": lambda: phase_engine("cuda", full=False, fused=True, dependent=False),
+    # the same with programmatic dependent launch (off by default; Hopper and newer only)
+    "engine_cuda_fused_dependent": lambda: phase_engine("cuda", full=False, fused=True, dependent=True),
     # the same with the sampler's noise from PyTorch ops instead of its kernel
     "engine_cuda_fused_torch_noise": lambda: phase_engine("cuda", full=False, fused=True, noise_kernel=False),
     "engine_bnb": lambda: phase_engine("off", full=False, fused=True),
@@ -715,7 +715,7 @@ def main() -> None:
         if reference.exists() and path.exists():
             ours, theirs = torch.load(path), torch.load(reference)
             summary[f"kernel_{variant}_vs_bnb_first_step_logits_rel"] = float((ours - theirs).norm() / theirs.norm())
-    serial, dependent = WORK / "logits-cuda_fused_serial.pt", WORK / "logits-cuda_fused.pt"
+    serial, dependent = WORK / "logits-cuda_fused.pt", WORK / "logits-cuda_fused_dependent.pt"
     if serial.exists() and dependent.exists():
         summary["dependent_launch_first_step_logits_equal"] = bool(torch.equal(torch.load(serial), torch.load(dependent)))
     if summary.get("writer_decode_tok_s_off_fused"):

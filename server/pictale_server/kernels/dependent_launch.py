@@ -13,9 +13,10 @@ The rule every kernel here keeps: nothing before the wait reads what an earlier 
 writes anything another kernel reads. The wait covers the whole chain: a kernel completes only
 after its own wait, so each kernel still sees everything launched before it.
 
-`configure(False)` (setting `PICTALE_DEPENDENT_LAUNCH=false`) launches every kernel the usual
-way; older GPUs always do. It applies to launches made after the call, so set it before decode
-graphs are captured.
+Off unless `configure(True)` (setting `PICTALE_DEPENDENT_LAUNCH=true`); older GPUs always
+launch the usual way. Once the NF4 kernel's table build got cheap, the early start cost the
+writer more than it hid (docs/kernels.md). It applies to launches made after the call, so set
+it before decode graphs are captured.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import functools
 
 import torch
 
-_enabled = True
+_enabled = False
 
 # cuda.h: CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
 _PROGRAMMATIC_STREAM_SERIALIZATION = 6
