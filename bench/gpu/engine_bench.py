@@ -12,7 +12,12 @@ Phases (each a subprocess so its memory cap and peak are its own):
             describe TTFT, vision decode, writer TTFT and decode, context, pipeline, peak,
             and a per-step kernel profile
   engine_*  decode-only variants: engine_fp32_unfused (Triton NF4 kernel, no fused decode
-            ops), engine_cuda_unfused; on request engine_bnb (bitsandbytes), ...
+            ops), engine_cuda_unfused; on request engine_bnb (bitsandbytes),
+            engine_cuda_fused_dependent (dependent launch on), engine_cuda_fused_torch_noise
+            (the sampler's PyTorch noise), ...
+Every run compiles Triton's kernels into a fresh cache directory (the engine phase's load is
+cold; PICTALE_BENCH_TRITON_CACHE=keep keeps the machine's); `load_steps` splits the load into
+model loading, warm-up and every Triton and NVRTC compilation.
   peak_*    (on request, PICTALE_BENCH_PHASES) peak memory under other allocator settings
 Results: $OUT/gpu-<date>.json (bench/results/ keeps the copy that is committed).
 PICTALE_BENCH_MEMORY_HISTORY=1 records which code allocated each block, shown in the engine
