@@ -5,6 +5,7 @@ from pictale_server.engine.sampling import (
     SamplingTensors,
     apply_repetition_penalty,
     filter_logits,
+    needs_ranking,
     sample_next_token,
     uniform_noise,
 )
@@ -99,3 +100,43 @@ def test_uniform_noise_is_in_the_open_unit_interval_and_depends_on_seed_and_step
     assert not torch.equal(noise, uniform_noise(seed, torch.tensor(1), 10000))
     assert not torch.equal(noise, uniform_noise(torch.tensor(8), step, 10000))
     assert torch.equal(noise, uniform_noise(torch.tensor(7), torch.tensor(0), 10000))
+
+
+def test_top_p_and_min_p_keep_the_tokens_their_probability_definitions_keep():
+    """The filter works on logits without a softmax; on a large vocabulary it keeps exactly the
+    tokens that the definitions on normalized probabilities keep."""
+    torch.manual_seed(3)
+    logits = torch.randn(1, 131072) * 4
+    probs = torch.softmax(logits, dim=-1)[0]
+    order = torch.argsort(probs, descending=True)
+    mass_before = torch.cumsum(probs[order], dim=0) - probs[order]
+    for top_p in (0.05, 0.5, 0.9):
+        expected = torch.zeros(131072, dtype=torch.bool)
+        expected[order[mass_before < top_p]] = True
+        kept = torch.isfinite(filter_logits(logits, params(temperature=1.0, top_p=top_p)))[0]
+        assert torch.equal(kept, expected)
+    for min_p in (0.001, 0.05, 0.3):
+        expected = probs >= min_p * probs.max()
+        kept = torch.isfinite(filter_logits(logits, params(temperature=1.0, min_p=min_p)))[0]
+        assert torch.equal(kept, expected)
+
+
+def test_without_top_k_and_top_p_the_filter_skips_the_sort_and_keeps_the_same_tokens():
+    torch.manual_seed(5)
+    logits = torch.randn(1, 131072) * 4
+    logits[0, :100] = float("-inf")
+    for settings in ({"min_p": 0.0}, {"min_p": 0.05}, {"min_p": 0.3}, {"temperature": 0.7, "min_p": 0.1}):
+        p = params(**{"temperature": 1.0, **settings})
+        assert not needs_ranking(Sampling(max_tokens=1, **{"temperature": 1.0, **settings}))
+        assert torch.equal(filter_logits(logits, p, by_rank=False), filter_logits(logits, p))
+    assert needs_ranking(Sampling(max_tokens=1, temperature=1.0, top_p=0.9))
+    assert needs_ranking(Sampling(max_tokens=1, temperature=1.0, top_k=40))
+    assert not needs_ranking(Sampling(max_tokens=1, temperature=0.0, top_p=0.9))
+
+
+def test_top_p_one_keeps_every_token_even_where_float32_sums_round():
+    # The second token's weight (e^-20) is below half a float32 step of the total (~1), so
+    # "mass before it" rounds to the whole mass; top_p 1 must still keep it.
+    logits = torch.tensor([[0.0, -20.0]])
+    kept = torch.isfinite(filter_logits(logits, params(temperature=1.0, top_p=1.0)))
+    assert kept.tolist() == [[True, True]]

@@ -75,38 +75,55 @@ def apply_repetition_penalty(
     return torch.where(seen, penalized, logits)
 
 
-def filter_logits(logits: torch.Tensor, params: SamplingTensors) -> torch.Tensor:
-    """Temperature, then top-k, top-p and min-p as masks (-inf); always keeps the best token."""
-    vocab = logits.shape[-1]
+def needs_ranking(sampling: Sampling) -> bool:
+    """Whether `sampling` filters by rank (top-k, top-p), which takes a sort of the vocabulary;
+    greedy decoding and temperature with min-p alone do not."""
+    return sampling.temperature > 0 and (sampling.top_k > 0 or sampling.top_p < 1)
+
+
+def filter_logits(logits: torch.Tensor, params: SamplingTensors, by_rank: bool = True) -> torch.Tensor:
+    """Temperature, then top-k, top-p and min-p as masks (-inf); always keeps the best token.
+
+    `by_rank=False` leaves out top-k and top-p, and with them the sort (~70 us per token on an
+    H200 in a decode step of ~3.8 ms): for settings where `needs_ranking` is False they keep
+    every token, so the result is the same."""
     scaled = logits / params.temperature.clamp_min(1e-5)
+    if not by_rank:
+        best = scaled.amax(dim=-1, keepdim=True)
+        return scaled.masked_fill(scaled < best + torch.log(params.min_p), float("-inf"))
+    vocab = logits.shape[-1]
     sorted_logits, _ = torch.sort(scaled, dim=-1, descending=True)
 
     k = torch.where(params.top_k > 0, params.top_k.clamp(max=vocab), vocab)
     kth_logit = sorted_logits.gather(-1, (k - 1).view(1, 1).expand(scaled.shape[0], 1))
     keep = scaled >= kth_logit
 
-    sorted_probs = torch.softmax(sorted_logits, dim=-1)
-    mass_before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
-    # Smallest logit still inside the top-p nucleus (the first token always is).
-    in_nucleus = mass_before < params.top_p
-    nucleus_floor = torch.where(in_nucleus, sorted_logits, sorted_logits[..., :1]).amin(
-        dim=-1, keepdim=True
-    )
+    # Probabilities up to their common factor 1/sum: no softmax. On a GPU a softmax over one
+    # row of a 131k vocabulary runs in a single thread block (~33 us on an H200, where these
+    # element-wise ops and the scan take a few us each).
+    best = sorted_logits[..., :1]
+    weights = torch.exp(sorted_logits - best)
+    mass = torch.cumsum(weights, dim=-1)
+    # Smallest logit still inside the top-p nucleus (the first token always is). top_p 1 keeps
+    # every token, also those whose share of the sum rounds away in float32.
+    in_nucleus = (mass - weights < params.top_p * mass[..., -1:]) | (params.top_p >= 1)
+    nucleus_floor = torch.where(in_nucleus, sorted_logits, best).amin(dim=-1, keepdim=True)
     keep &= scaled >= nucleus_floor
 
-    probs = torch.softmax(scaled, dim=-1)
-    keep &= probs >= params.min_p * probs.amax(dim=-1, keepdim=True)
+    # p >= min_p * p_max  <=>  logit >= best logit + log(min_p); min_p 0 keeps every token.
+    keep &= scaled >= best + torch.log(params.min_p)
     return scaled.masked_fill(~keep, float("-inf"))
 
 
 def sample_next_token(
-    logits: torch.Tensor, seen: torch.Tensor, params: SamplingTensors, noise=uniform_noise
+    logits: torch.Tensor, seen: torch.Tensor, params: SamplingTensors, noise=uniform_noise, by_rank: bool = True
 ) -> torch.Tensor:
     """(batch 1, vocab) float logits → (1,) int64 next token. Greedy when temperature is 0.
-    `noise`: `uniform_noise` or a function that returns the same values (its GPU kernel)."""
+    `noise`: `uniform_noise` or a function that returns the same values (its GPU kernel).
+    `by_rank`: see `filter_logits` (False only where `needs_ranking` is False)."""
     logits = apply_repetition_penalty(logits.float(), seen, params.repetition_penalty)
     greedy = logits.argmax(dim=-1)
-    filtered = filter_logits(logits, params)
+    filtered = filter_logits(logits, params, by_rank)
     gumbel = -torch.log(-torch.log(noise(params.seed, params.step, logits.shape[-1])))
     sampled = (filtered + gumbel).argmax(dim=-1)
     return torch.where(params.temperature > 0, sampled, greedy)
