@@ -58,7 +58,7 @@ class Baseline:
         tiles = -(-weight.out_features // launch.tile_rows)
         grid = grid_size(tiles, weight.sms, launch.blocks_per_sm, shared, weight.shared_per_sm)
         part = weight.parts[0]
-        args = nf4_cuda._arguments(x, weight, out) if self.parts else [
+        args = nf4_cuda._arguments(x, weight, out, None) if self.parts else [
             part.packed, part.absmax, weight.table, x, x.stride(0) // 2, out, out.stride(0),
             weight._dummy, weight.out_features,
         ]

@@ -72,6 +72,7 @@ def test_a_launch_passes_the_attribute_grid_and_arguments(monkeypatch) -> None:
         slots = ctypes.cast(params, ctypes.POINTER(ctypes.c_void_p))
         seen["pointer"] = ctypes.cast(slots[0], ctypes.POINTER(ctypes.c_void_p))[0]
         seen["int"] = ctypes.cast(slots[1], ctypes.POINTER(ctypes.c_int))[0]
+        seen["float"] = ctypes.cast(slots[2], ctypes.POINTER(ctypes.c_double))[0]  # as torch passes one
         return 0
 
     class Stream:
@@ -83,19 +84,19 @@ def test_a_launch_passes_the_attribute_grid_and_arguments(monkeypatch) -> None:
     monkeypatch.setattr(dependent_launch, "_launch_kernel_ex", lambda: launch_kernel_ex)
     monkeypatch.setattr(torch.cuda, "current_stream", lambda: Stream())
     tensor = torch.zeros(4)
-    dependent_launch.launch_dependent(Kernel(), 396, 160, [tensor, -7], 70_000)
+    dependent_launch.launch_dependent(Kernel(), 396, 160, [tensor, -7, 1e-5], 70_000)
     assert seen["grid"] == (396, 1, 1) and seen["block"] == (160, 1, 1) and seen["shared"] == 70_000
     assert seen["attribute"] == (6, 1, 1)  # programmatic stream serialization, allowed
     assert seen["function"].value == 42
-    assert (seen["pointer"], seen["int"]) == (tensor.data_ptr(), -7)
+    assert (seen["pointer"], seen["int"], seen["float"]) == (tensor.data_ptr(), -7, 1e-5)
 
 
-def test_arguments_other_than_tensors_and_ints_are_refused() -> None:
+def test_arguments_other_than_tensors_ints_and_floats_are_refused() -> None:
     class Kernel:
         func = ctypes.c_void_p(1)
 
-    with pytest.raises(TypeError, match="float"):
-        dependent_launch.launch_dependent(Kernel(), 1, 32, [1.5], 0)
+    with pytest.raises(TypeError, match="str"):
+        dependent_launch.launch_dependent(Kernel(), 1, 32, ["1.5"], 0)
 
 
 class StopLoading(Exception):

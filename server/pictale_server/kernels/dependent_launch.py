@@ -74,7 +74,7 @@ def _launch_kernel_ex():
 
 def launch_dependent(kernel, grid: int, block: int, args: list, shared_mem: int) -> None:
     """Launch a kernel loaded by torch.cuda's module loader (`_CudaKernel`) on the current stream
-    with the programmatic-serialization attribute. Arguments: tensors (as pointers) and ints."""
+    with the programmatic-serialization attribute. Arguments: tensors (as pointers), ints, floats (doubles)."""
     from torch.cuda import _utils as cuda_utils
 
     keep = []
@@ -83,6 +83,8 @@ def launch_dependent(kernel, grid: int, block: int, args: list, shared_mem: int)
             keep.append(ctypes.c_void_p(arg.data_ptr()))
         elif isinstance(arg, int):
             keep.append(ctypes.c_int(arg))
+        elif isinstance(arg, float):  # a double, as torch's module loader passes it
+            keep.append(ctypes.c_double(arg))
         else:
             raise TypeError(f"unsupported kernel argument {type(arg).__name__}")
     params = (ctypes.c_void_p * len(keep))(*[ctypes.cast(ctypes.byref(value), ctypes.c_void_p) for value in keep])

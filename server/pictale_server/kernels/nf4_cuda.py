@@ -92,14 +92,23 @@ _compile_lock = threading.Lock()
 
 @functools.cache
 def _compiled(
-    arch: str, k: int, launch: Launch, rows: int, pairs: bool, has_bias: bool, parts: int = 1, dependent: bool = False
+    arch: str,
+    k: int,
+    launch: Launch,
+    rows: int,
+    pairs: bool,
+    has_bias: bool,
+    parts: int = 1,
+    dependent: bool = False,
+    norm: bool = False,
 ):
     from torch.cuda import _utils as cuda_utils
 
     defines = {
         "NT": launch.tile_rows, "CPT": launch.chunks_per_thread, "THREADS": launch.threads(k),
+        "MIN_BLOCKS": launch.blocks_per_sm,
         "MX": rows, "CHUNKS": k // 32, "PAIRS": int(pairs), "HAS_BIAS": int(has_bias), "WIDE": int(launch.wide),
-        "PARTS": 1 if parts == 1 else MAX_PARTS, "PDL": int(dependent),
+        "PARTS": 1 if parts == 1 else MAX_PARTS, "PDL": int(dependent), "NORM": int(norm),
     }
     header = "".join(f"#define {name} {value}\n" for name, value in defines.items())
     with _compile_lock:
@@ -192,27 +201,74 @@ class CudaNF4Weight:
         return self.table.device
 
 
-def _arguments(x: torch.Tensor, weight: CudaNF4Weight, out: torch.Tensor) -> list:
+@dataclass(frozen=True)
+class NormInput:
+    """x made in the kernel (NORM): x = rms_norm(residual + delta) * weight, and residual + delta
+    stored to residual_out. The residual is the launch's x argument."""
+
+    delta: torch.Tensor  # [1, K] bf16
+    weight: torch.Tensor  # [K] bf16, the RMSNorm's
+    eps: float
+    residual_out: torch.Tensor  # [1, K] bf16, not the residual itself
+
+
+def _arguments(x: torch.Tensor, weight: CudaNF4Weight, out: torch.Tensor, norm: NormInput | None) -> list:
+    tail = [norm.delta, norm.weight, norm.residual_out, norm.eps] if norm is not None else [x, x, out, 0.0]
     return [
         *weight._part_arguments, weight.table, x, x.stride(0) // 2, out, out.stride(0),
-        weight.bias if weight.bias is not None else weight._dummy, weight.out_features,
+        weight.bias if weight.bias is not None else weight._dummy, weight.out_features, *tail,
     ]
 
 
-def launch_gemv(x: torch.Tensor, weight: CudaNF4Weight, out: torch.Tensor, launch: Launch) -> torch.Tensor:
+def launch_gemv(
+    x: torch.Tensor, weight: CudaNF4Weight, out: torch.Tensor, launch: Launch, norm: NormInput | None = None
+) -> torch.Tensor:
+    """out = x @ W^T (+ bias); with `norm`, x is made from a residual first (NormInput)."""
     rows, k = x.shape
     dependent = dependent_launch.active(x.device)
     kernel = _compiled(
-        weight.arch, k, launch, rows, weight.pairs, weight.bias is not None, len(weight.parts), dependent
+        weight.arch, k, launch, rows, weight.pairs, weight.bias is not None, len(weight.parts), dependent,
+        norm is not None,
     )
     tiles = -(-weight.out_features // launch.tile_rows)
     shared = shared_bytes(k, launch, rows)
     grid = grid_size(tiles, weight.sms, launch.blocks_per_sm, shared, weight.shared_per_sm)
+    arguments = _arguments(x, weight, out, norm)
     if dependent:
-        dependent_launch.launch_dependent(kernel, grid, launch.threads(k), _arguments(x, weight, out), shared)
+        dependent_launch.launch_dependent(kernel, grid, launch.threads(k), arguments, shared)
     else:
-        kernel(grid=(grid, 1, 1), block=(launch.threads(k), 1, 1), args=_arguments(x, weight, out), shared_mem=shared)
+        kernel(grid=(grid, 1, 1), block=(launch.threads(k), 1, 1), args=arguments, shared_mem=shared)
     return out
+
+
+def _one_aligned_row(t: torch.Tensor, k: int) -> bool:
+    return t.dtype == torch.bfloat16 and t.numel() == k and t.is_contiguous() and t.data_ptr() % 16 == 0
+
+
+def norm_unsupported(weight: CudaNF4Weight, norm_weight: torch.Tensor) -> str:
+    """'' when `norm_gemv` can make x for `weight` with this RMSNorm weight, else why not."""
+    if not _one_aligned_row(norm_weight, weight.in_features) or norm_weight.device != weight.device:
+        return "the RMSNorm weight is not one contiguous, 16-byte aligned bf16 row on the kernel's device"
+    return ""
+
+
+def norm_gemv(
+    residual: torch.Tensor, delta: torch.Tensor, norm_weight: torch.Tensor, eps: float,
+    residual_out: torch.Tensor, weight: CudaNF4Weight,
+) -> torch.Tensor:
+    """rms_norm(residual + delta) * norm_weight @ W^T (+ bias) for one row, with residual + delta
+    stored to residual_out: a decoder layer's residual add, RMSNorm and projection in one launch.
+    Each is [1, K] (or [1, 1, K]) bf16, contiguous and 16-byte aligned; returns [1, N]."""
+    k = weight.in_features
+    for name, t in (("residual", residual), ("delta", delta), ("residual_out", residual_out)):
+        if not _one_aligned_row(t, k):
+            raise ValueError(f"{name} must be one contiguous, 16-byte aligned bf16 row of {k}")
+    if residual_out.data_ptr() == residual.data_ptr():
+        raise ValueError("residual_out must not be the residual: other blocks still read it")
+    out = torch.empty((1, weight.out_features), dtype=torch.bfloat16, device=residual.device)
+    launch = default_launch(weight.out_features, k, 1, weight.capability)
+    norm = NormInput(delta.view(1, k), norm_weight, float(eps), residual_out.view(1, k))
+    return launch_gemv(residual.view(1, k), weight, out, launch, norm)
 
 
 def accepts(x: torch.Tensor) -> bool:
@@ -277,6 +333,7 @@ def cuda_gemv(
     return launch_gemv(x, weight, out, launch)
 
 __all__ = [
-    "MAX_PARTS", "MAX_ROWS", "PART_ROWS_MULTIPLE", "CudaKernelUnavailable", "CudaNF4Weight", "Launch",
-    "accepts", "candidates", "cuda_gemv", "default_launch", "launch_gemv", "pair_table", "parts_unsupported",
+    "MAX_PARTS", "MAX_ROWS", "PART_ROWS_MULTIPLE", "CudaKernelUnavailable", "CudaNF4Weight", "Launch", "NormInput",
+    "accepts", "candidates", "cuda_gemv", "default_launch", "launch_gemv", "norm_gemv", "norm_unsupported",
+    "pair_table", "parts_unsupported",
 ]

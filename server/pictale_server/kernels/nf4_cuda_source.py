@@ -20,11 +20,17 @@ A tile ends with a warp-shuffle + shared-memory reduction per row.
 The weight's rows may come in up to three parts, each its own allocation (q/k/v or gate/up as
 bitsandbytes loaded them): one launch computes all of them without copying them together.
 
-Compile-time constants (prepended as #defines): NT, CPT, THREADS, MX (rows of x, 1..4),
+Compile-time constants (prepended as #defines): NT, CPT, THREADS, MIN_BLOCKS (per SM), MX (rows of x, 1..4),
 CHUNKS (= K / 32), PARTS (1: one weight, compiled without the per-tile choice of part, which
 costs up to 9% on some launches; 3: up to three parts), PAIRS (1: the 8 products of a word summed with bf16x2 FMAs then widened;
 0: widened first, fp32 FMAs), HAS_BIAS, WIDE, PDL (1: launched as a programmatic dependent of the
-previous kernel, sm_90+).
+previous kernel, sm_90+), NORM (1: x is not read but made, MX = 1 only: see below).
+
+NORM: a decoder layer's residual add and the RMSNorm after it, done where x is loaded. Every
+block holds all of x in registers anyway, so each computes h = residual + delta, the sum of
+h * h over K (one block-wide reduction) and x = weight * (h / rms(h)), rounded to bf16 after
+each step as transformers' PyTorch ops round; block 0 also stores h, the new residual, to its
+own buffer (others still read the old one). It replaces the launch of that add and norm.
 """
 
 SOURCE = r"""
@@ -146,6 +152,16 @@ __device__ __forceinline__ u16 to_bf16(float f) {
     return (u16)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
 }
 
+// The two bf16 halves of a word, widened, and a pair of floats rounded back into one word
+// (round to nearest even, as to_bf16, in one instruction).
+__device__ __forceinline__ float low_half(u32 w) { return bits_to_float(w << 16); }
+__device__ __forceinline__ float high_half(u32 w) { return bits_to_float(w & 0xFFFF0000u); }
+__device__ __forceinline__ u32 bf16_pair(float low, float high) {
+    u32 d;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(high), "f"(low));
+    return d;
+}
+
 // The weight's rows may sit in up to three separately allocated parts (q/k/v, gate/up as
 // loaded): rows [0, end0) in part 0, [end0, end1) in part 1, the rest in part 2. The host
 // keeps end0 and end1 multiples of every tile height, so a tile lies in one part; each part's
@@ -184,12 +200,22 @@ __device__ __forceinline__ void load_tile(
     }
 }
 
-extern "C" __global__ void __launch_bounds__(THREADS) nf4_gemv_cuda(
+// The blocks of a launch must fit an SM together: with MIN_BLOCKS > 1, ptxas keeps the
+// registers per thread low enough.
+#if MIN_BLOCKS > 1
+#define LAUNCH_BOUNDS __launch_bounds__(THREADS, MIN_BLOCKS)
+#else
+#define LAUNCH_BOUNDS __launch_bounds__(THREADS)
+#endif
+
+extern "C" __global__ void LAUNCH_BOUNDS nf4_gemv_cuda(
     const Words* __restrict__ weight0, const float* __restrict__ absmax0, int end0,
     const Words* __restrict__ weight1, const float* __restrict__ absmax1, int end1,
     const Words* __restrict__ weight2, const float* __restrict__ absmax2,
     const u32* __restrict__ pair_table, const u32* __restrict__ x, int x_stride,
-    u16* __restrict__ out, int out_stride, const float* __restrict__ bias, int n)
+    u16* __restrict__ out, int out_stride, const float* __restrict__ bias, int n,
+    const u32* __restrict__ delta, const u32* __restrict__ norm_weight, u32* __restrict__ residual_out,
+    double eps)  // a double: how torch's module loader passes a Python float
 {
     const Parts parts = {
         weight0, weight1 - (long)end0 * CHUNKS, weight2 - (long)end1 * CHUNKS,
@@ -209,6 +235,23 @@ extern "C" __global__ void __launch_bounds__(THREADS) nf4_gemv_cuda(
     Words w[NT][CPT];
     float s[NT][CPT];
     if (tile < tiles) load_tile(tile, n, parts, valid, w, s);
+#if NORM
+    // The residual, delta and norm weight are requested before the table is built too: their
+    // latency hides under it (with PDL, what the previous kernel wrote only after the wait).
+    Words rv[CPT][4], dv[CPT][4], g[CPT][4];
+    #pragma unroll
+    for (int c = 0; c < CPT; ++c) {
+        const int chunk = tid + c * THREADS;
+        #pragma unroll
+        for (int q = 0; q < 4; ++q) {
+            g[c][q] = valid[c] ? *(reinterpret_cast<const Words*>(norm_weight) + chunk * 4 + q) : Words{0u, 0u, 0u, 0u};
+#if !PDL
+            rv[c][q] = valid[c] ? load_x(reinterpret_cast<const Words*>(x) + chunk * 4 + q) : Words{0u, 0u, 0u, 0u};
+            dv[c][q] = valid[c] ? load_x(reinterpret_cast<const Words*>(delta) + chunk * 4 + q) : Words{0u, 0u, 0u, 0u};
+#endif
+        }
+    }
+#endif
     // The table: the pair for byte b, once per lane, as 16-byte stores of four lanes' copies.
     for (int i = tid; i < 256 * 8; i += THREADS) {
         const u32 pair = pair_table[i >> 3];
@@ -222,6 +265,64 @@ extern "C" __global__ void __launch_bounds__(THREADS) nf4_gemv_cuda(
 #endif
 
     XValue xv[MX][CPT][X_PER_CHUNK];
+#if NORM
+    // x = norm_weight * rmsnorm(x + delta), x here being the residual (MX == 1).
+    u32 h[CPT][16];  // residual + delta as bf16 pairs
+    float squares = 0.0f;
+    #pragma unroll
+    for (int c = 0; c < CPT; ++c) {
+        #pragma unroll
+        for (int q = 0; q < 4; ++q) {
+#if PDL
+            const int chunk = tid + c * THREADS;
+            rv[c][q] = valid[c] ? load_x(reinterpret_cast<const Words*>(x) + chunk * 4 + q) : Words{0u, 0u, 0u, 0u};
+            dv[c][q] = valid[c] ? load_x(reinterpret_cast<const Words*>(delta) + chunk * 4 + q) : Words{0u, 0u, 0u, 0u};
+#endif
+            const u32 rw[4] = {rv[c][q].a, rv[c][q].b, rv[c][q].c, rv[c][q].d};
+            const u32 dw[4] = {dv[c][q].a, dv[c][q].b, dv[c][q].c, dv[c][q].d};
+            #pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                // r * 1 + d rounded once: the fp32 add PyTorch does, then its rounding to bf16
+                const u32 sum = fma_bf16x2(rw[e], 0x3F803F80u, dw[e]);
+                h[c][q * 4 + e] = sum;
+                squares += low_half(sum) * low_half(sum) + high_half(sum) * high_half(sum);
+            }
+        }
+    }
+    #pragma unroll
+    for (int mask = 16; mask > 0; mask >>= 1) squares += shuffle_xor(squares, mask);
+    float* partial = reinterpret_cast<float*>(smem + TABLE_WORDS);  // before the tiles use it
+    if ((tid & 31) == 0) partial[warp] = squares;
+    __syncthreads();
+    float total = 0.0f;
+    #pragma unroll
+    for (int k = 0; k < WARPS; ++k) total += partial[k];
+    const float inverse_rms = 1.0f / sqrtf(total / (float)(CHUNKS * 32) + (float)eps);
+    #pragma unroll
+    for (int c = 0; c < CPT; ++c) {
+        const int chunk = tid + c * THREADS;
+        #pragma unroll
+        for (int q = 0; q < 4; ++q) {
+            const u32 gw[4] = {g[c][q].a, g[c][q].b, g[c][q].c, g[c][q].d};
+            #pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const u32 hw = h[c][q * 4 + e];
+                const u32 normed = bf16_pair(low_half(hw) * inverse_rms, high_half(hw) * inverse_rms);
+                const u32 xw = fma_bf16x2(gw[e], normed, 0x80008000u);  // a bf16 product is exact in fp32
+#if PAIRS
+                xv[0][c][q * 4 + e] = xw;
+#else
+                xv[0][c][q * 8 + e * 2] = low_half(xw);
+                xv[0][c][q * 8 + e * 2 + 1] = high_half(xw);
+#endif
+            }
+            if (blockIdx.x == 0 && valid[c]) {
+                reinterpret_cast<Words*>(residual_out)[chunk * 4 + q] =
+                    Words{h[c][q * 4], h[c][q * 4 + 1], h[c][q * 4 + 2], h[c][q * 4 + 3]};
+            }
+        }
+    }
+#else
     #pragma unroll
     for (int c = 0; c < CPT; ++c) {
         const int chunk = tid + c * THREADS;
@@ -244,6 +345,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) nf4_gemv_cuda(
             }
         }
     }
+#endif
     __syncthreads();
 
     float* reduce = reinterpret_cast<float*>(smem + TABLE_WORDS);  // [2][WARPS][NT * MX]
