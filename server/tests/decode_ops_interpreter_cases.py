@@ -14,7 +14,7 @@ from transformers.models.mistral import modeling_mistral
 from transformers.models.mistral.modeling_mistral import MistralRMSNorm
 
 from pictale_server.engine.decode_attention import SPLIT_KERNEL_FLAG
-from pictale_server.kernels.decode_ops import rms_norm, rotary, silu_mul
+from pictale_server.kernels.decode_ops import add_rms_norm_, rms_norm, rotary, rotary_cache_write, silu_mul
 from pictale_server.kernels.fused_layers import enable_fused_decode_ops
 
 if type(tl.zeros).__name__ == "JITFunction":
@@ -62,6 +62,45 @@ def test_rotary_matches_transformers(batch, q_heads, k_heads, dim):
     assert q_out.shape == q_ref.shape and k_out.shape == k_ref.shape
     assert bf16_ulps(q_out, q_ref) == 0
     assert bf16_ulps(k_out, k_ref) == 0
+
+
+@pytest.mark.parametrize("rows,hidden", [(1, 5120), (2, 3584), (1, 100)])
+def test_add_rms_norm_adds_in_place_and_normalizes_like_transformers(rows, hidden):
+    torch.manual_seed(hidden)
+    norm = MistralRMSNorm(hidden, eps=1e-5).to(torch.bfloat16)
+    norm.weight.data = torch.randn(hidden, dtype=torch.bfloat16)
+    residual = torch.randn(1, rows, hidden, dtype=torch.bfloat16) * 3
+    # x as a projection hands it over: a view into a wider output
+    x = (torch.randn(1, rows, 2 * hidden, dtype=torch.bfloat16) * 2)[..., :hidden]
+    expected_sum = residual + x
+    expected = norm(expected_sum)
+    out = add_rms_norm_(residual, x, norm.weight, norm.variance_epsilon)
+    assert torch.equal(residual, expected_sum)
+    assert bf16_ulps(out, expected) <= 1
+
+
+@pytest.mark.parametrize("slot,length", [(0, 32), (17, 32), (32, 32)])
+def test_rotary_cache_write_rotates_and_stores_like_transformers(slot, length):
+    torch.manual_seed(slot)
+    q_heads, k_heads, dim = 4, 2, 64
+    fused = torch.randn(1, 1, (q_heads + 2 * k_heads) * dim, dtype=torch.bfloat16)
+    heads = (1, 1, -1, dim)
+    q = fused[..., : q_heads * dim].view(heads).transpose(1, 2)
+    k = fused[..., q_heads * dim : (q_heads + k_heads) * dim].view(heads).transpose(1, 2)
+    v = fused[..., (q_heads + k_heads) * dim :].view(heads).transpose(1, 2)
+    angles = torch.rand(1, 1, dim // 2) * 100
+    emb = torch.cat((angles, angles), dim=-1)
+    cos, sin = emb.cos().to(torch.bfloat16), emb.sin().to(torch.bfloat16)
+    keys = torch.randn(1, k_heads, length + 8, dim, dtype=torch.bfloat16)[:, :, :length]
+    values = torch.randn(1, k_heads, length + 8, dim, dtype=torch.bfloat16)[:, :, :length]
+    expected_keys, expected_values = keys.clone(), values.clone()
+    q_ref, k_ref = modeling_mistral.apply_rotary_pos_emb(q, k, cos, sin)
+    if slot < length:
+        expected_keys[:, :, slot] = k_ref[:, :, 0]
+        expected_values[:, :, slot] = v[:, :, 0]
+    q_out = rotary_cache_write(q, k, v, cos, sin, keys, values, torch.tensor([slot]))
+    assert bf16_ulps(q_out, q_ref) == 0
+    assert torch.equal(keys, expected_keys) and torch.equal(values, expected_values)
 
 
 @pytest.mark.parametrize("rows,width", [(1, 14336), (2, 3000), (1, 7)])
@@ -157,6 +196,20 @@ def test_split_decode_attention_matches_the_pytorch_path(batch, q_heads, kv_head
     torch.testing.assert_close(got.float(), expected, rtol=2e-2, atol=2e-2)
 
 
+def test_split_decode_attention_with_a_last_slot_equals_its_causal_mask():
+    from pictale_server.kernels.decode_attention_kernel import split_decode_attention
+
+    torch.manual_seed(7)
+    query = torch.randn(1, 32, 1, 128, dtype=torch.bfloat16)
+    key = torch.randn(1, 8, 300, 128, dtype=torch.bfloat16)
+    value = torch.randn(1, 8, 300, 128, dtype=torch.bfloat16)
+    for last in (0, 130, 299):
+        mask = (torch.arange(300) <= last).view(1, 1, 1, 300)
+        with_mask = split_decode_attention(query, key, value, mask, 0.1)
+        with_slot = split_decode_attention(query, key, value, None, 0.1, last_slot=torch.tensor([last]))
+        assert torch.equal(with_mask, with_slot)
+
+
 @pytest.mark.parametrize("start", [0, 5, 31])
 def test_cache_write_matches_transformers_static_layer_update(start):
     from transformers.cache_utils import StaticLayer
@@ -236,3 +289,41 @@ def test_sampler_noise_kernel_gives_the_same_bits(seed, step, size):
 
     seed_t, step_t = torch.tensor(seed), torch.tensor(step)
     assert torch.equal(noise_kernel(seed_t, step_t, size), uniform_noise(seed_t, step_t, size))
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"temperature": 0.0},
+        {"temperature": 0.0, "repetition_penalty": 1.3},
+        {"temperature": 0.8, "min_p": 0.05, "repetition_penalty": 1.05},
+        {"temperature": 1.0},
+        {"temperature": 1.5, "min_p": 0.2},
+    ],
+)
+def test_the_sampler_kernels_pick_the_tokens_the_pytorch_sampler_picks(settings):
+    from pictale_server.engine.base import Sampling
+    from pictale_server.engine.sampling import SamplingTensors, sample_next_token
+    from pictale_server.kernels.sampler_kernel import sample_and_accept
+
+    torch.manual_seed(11)
+    vocab = 20000  # not a multiple of the kernel's block
+    logits = (torch.randn(1, vocab) * 3).to(torch.bfloat16)
+    seen = torch.rand(1, vocab) < 0.01
+    seen[0, logits.float().argmax()] = True  # the penalty has the best token to act on
+    params = SamplingTensors.allocate("cpu")
+    picks = []
+    for seed in range(12):
+        params.assign(Sampling(max_tokens=1, **settings), seed)
+        params.step.fill_(seed * 7)
+        theirs = int(sample_next_token(logits, seen, params, by_rank=False))
+        token, marked = torch.full((1, 1), -1), seen.clone()
+        sample_and_accept(logits, marked, params, token)
+        assert int(token) == theirs
+        expected = seen.clone()
+        expected[0, theirs] = True
+        assert torch.equal(marked, expected)
+        assert int(params.step) == seed * 7 + 1
+        picks.append(theirs)
+    if settings["temperature"] > 0:
+        assert len(set(picks)) > 1  # the seeds do sample

@@ -4,9 +4,9 @@ The decode attention in engine/decode_attention.py is six to eight PyTorch kerne
 (scores product, scale, mask, softmax, cast, weighted sum, copies); at batch 1 each costs ~2-7 us
 whatever it reads. Here the cache is cut into chunks along its length; one program per (batch,
 KV head, chunk) computes the scores of that head's grouped queries on tensor cores, an online
-softmax and the weighted values, and a second launch merges the chunks. Scores and the running
-softmax are fp32; the probabilities meet V in bf16 (as the PyTorch path, which casts the
-softmax to V's dtype before its product), accumulated in fp32.
+softmax and the weighted values, and a second launch merges the chunks, one program per query
+row. Scores and the running softmax are fp32; the probabilities meet V in bf16 (as the PyTorch
+path, which casts the softmax to V's dtype before its product), accumulated in fp32.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import triton.language as tl
 from .triton_dependent_launch import after_previous_kernel, launch_options
 
 BLOCK_L = 64
+HEAD_DIMS = (64, 128, 256)
 
 
 @triton.jit
@@ -26,7 +27,7 @@ def _partial_kernel(
     stride_qb, stride_qh, stride_kb, stride_kh, stride_kl, stride_vb, stride_vh, stride_vl,
     stride_mb, length, scale, kv_heads, splits,
     G: tl.constexpr, GP: tl.constexpr, D: tl.constexpr, CHUNK: tl.constexpr, BLOCK: tl.constexpr,
-    MASK_KIND: tl.constexpr,  # 0 none, 1 bool (True attends), 2 additive
+    MASK_KIND: tl.constexpr,  # 0 none, 1 bool (True attends), 2 additive, 3 last slot (int64)
     FP32_DOT: tl.constexpr,  # Triton's interpreter multiplies bf16 as raw integers: fp32 there
     PDL: tl.constexpr,
 ):
@@ -41,10 +42,17 @@ def _partial_kernel(
     m_i = tl.full([GP], float("-inf"), tl.float32)
     l_i = tl.zeros([GP], tl.float32)
     acc = tl.zeros([GP, D], tl.float32)
+    if MASK_KIND == 3:
+        last = tl.load(MASK + b * stride_mb)
     for start in range(0, CHUNK, BLOCK):
         slots = split * CHUNK + start + tl.arange(0, BLOCK)
         valid = slots < length
+        if MASK_KIND == 3:  # slots not yet written are not even read
+            valid = valid & (slots <= last)
         k = tl.load(K + b * stride_kb + h * stride_kh + slots[:, None] * stride_kl + d[None, :],
+                    mask=valid[:, None], other=0.0)
+        # V is requested with K, before the scores it waits for: one memory round trip, not two
+        v = tl.load(V + b * stride_vb + h * stride_vh + slots[:, None] * stride_vl + d[None, :],
                     mask=valid[:, None], other=0.0)
         if FP32_DOT:
             s = tl.dot(q.to(tl.float32), tl.trans(k.to(tl.float32)), input_precision="ieee") * scale
@@ -60,8 +68,6 @@ def _partial_kernel(
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
         alpha = tl.exp(m_i - m_safe)
         p = tl.exp(s - m_safe[:, None])
-        v = tl.load(V + b * stride_vb + h * stride_vh + slots[:, None] * stride_vl + d[None, :],
-                    mask=valid[:, None], other=0.0)
         if FP32_DOT:
             pv = tl.dot(p.to(v.dtype).to(tl.float32), v.to(tl.float32), input_precision="ieee")
         else:
@@ -69,40 +75,37 @@ def _partial_kernel(
         acc = acc * alpha[:, None] + pv
         l_i = l_i * alpha + tl.sum(p, axis=1)
         m_i = m_new
-    slot = (bh * splits + split) * GP + g
-    tl.store(MAX + slot, m_i)
-    tl.store(SUM + slot, l_i)
-    tl.store(ACC + slot[:, None] * D + d[None, :], acc)
+    # Only the G real query rows go out (tl.dot needs 16): the merge then reads a quarter as much.
+    real = g < G
+    slot = (bh * splits + split) * G + g
+    tl.store(MAX + slot, m_i, mask=real)
+    tl.store(SUM + slot, l_i, mask=real)
+    tl.store(ACC + slot[:, None] * D + d[None, :], acc, mask=real[:, None])
 
 
 @triton.jit
 def _combine_kernel(
     ACC, MAX, SUM, OUT, splits, kv_heads, stride_ob, stride_oh,
-    G: tl.constexpr, GP: tl.constexpr, D: tl.constexpr, SPLITS: tl.constexpr, PDL: tl.constexpr,
+    G: tl.constexpr, D: tl.constexpr, SPLITS: tl.constexpr, PDL: tl.constexpr,
 ):
+    """Program (batch x KV head, query of the group): all chunks of one query row in one tile."""
     after_previous_kernel(PDL)
     bh = tl.program_id(0)
+    gi = tl.program_id(1)
     b = bh // kv_heads
     h = bh % kv_heads
     s = tl.arange(0, SPLITS)
-    g = tl.arange(0, GP)
     d = tl.arange(0, D)
-    rows = (bh * splits + s)[:, None] * GP + g[None, :]  # [SPLITS, GP]
-    present = (s < splits)[:, None]
+    present = s < splits
+    rows = (bh * splits + s) * G + gi
     m = tl.load(MAX + rows, mask=present, other=float("-inf"))
     total_max = tl.max(m, axis=0)
     safe = tl.where(total_max == float("-inf"), 0.0, total_max)
-    w = tl.exp(m - safe[None, :])
+    w = tl.exp(m - safe)
     total = tl.sum(tl.load(SUM + rows, mask=present, other=0.0) * w, axis=0)
-    out = tl.zeros([GP, D], tl.float32)
-    for i in range(SPLITS):
-        if i < splits:
-            row = (bh * splits + i) * GP + g
-            wi = tl.exp(tl.load(MAX + row) - safe)
-            out += tl.load(ACC + row[:, None] * D + d[None, :]) * wi[:, None]
-    out = out / total[:, None]
-    tl.store(OUT + b * stride_ob + (h * G + g)[:, None] * stride_oh + d[None, :],
-             out.to(OUT.dtype.element_ty), mask=(g < G)[:, None])
+    acc = tl.load(ACC + rows[:, None] * D + d[None, :], mask=present[:, None], other=0.0)
+    out = tl.sum(acc * w[:, None], axis=0) / total
+    tl.store(OUT + b * stride_ob + (h * G + gi) * stride_oh + d, out.to(OUT.dtype.element_ty))
 
 
 MAX_SPLITS = 32
@@ -115,10 +118,17 @@ def chunk_for(length: int) -> int:
 
 
 def split_decode_attention(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None, scale: float
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    mask: torch.Tensor | None,
+    scale: float,
+    last_slot: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """query (B, Hq, 1, D), key/value (B, Hkv, L, D) with unit last stride, mask None or
-    (B, 1, 1, L) with unit last stride (bool: True attends; float: added) → (B, 1, Hq, D)."""
+    (B, 1, 1, L) with unit last stride (bool: True attends; float: added) → (B, 1, Hq, D).
+    Instead of a mask, `last_slot` (int64 device tensor of 1 or B elements) attends to slots
+    0..last_slot of each row: a causal decode step without a mask to build."""
     batch, query_heads, _, dim = query.shape
     kv_heads, length = key.shape[1], key.shape[2]
     group = query_heads // kv_heads
@@ -126,11 +136,15 @@ def split_decode_attention(
     chunk = chunk_for(length)
     splits = triton.cdiv(length, chunk)
     programs = batch * kv_heads
-    acc = torch.empty((programs, splits, padded, dim), dtype=torch.float32, device=query.device)
-    maxima = torch.empty((programs, splits, padded), dtype=torch.float32, device=query.device)
+    acc = torch.empty((programs, splits, group, dim), dtype=torch.float32, device=query.device)
+    maxima = torch.empty((programs, splits, group), dtype=torch.float32, device=query.device)
     sums = torch.empty_like(maxima)
     out = torch.empty((batch, 1, query_heads, dim), dtype=query.dtype, device=query.device)
-    if mask is None:
+    if last_slot is not None:
+        if mask is not None:
+            raise ValueError("pass a mask or last_slot, not both")
+        kind, mask_arg, stride_mb = 3, last_slot, (1 if last_slot.numel() > 1 else 0)
+    elif mask is None:
         kind, mask_arg, stride_mb = 0, query, 0
     else:
         kind = 1 if mask.dtype == torch.bool else 2
@@ -142,9 +156,9 @@ def split_decode_attention(
         G=group, GP=padded, D=dim, CHUNK=chunk, BLOCK=BLOCK_L, MASK_KIND=kind,
         FP32_DOT=query.device.type == "cpu", num_warps=4, **launch_options(query.device),
     )
-    _combine_kernel[(programs,)](
+    _combine_kernel[(programs, group)](
         acc, maxima, sums, out, splits, kv_heads, out.stride(0), out.stride(2),
-        G=group, GP=padded, D=dim, SPLITS=MAX_SPLITS, num_warps=4, **launch_options(query.device),
+        G=group, D=dim, SPLITS=MAX_SPLITS, num_warps=4, **launch_options(query.device),
     )
     return out
 
@@ -154,7 +168,7 @@ def accepts(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: t
     return (
         query.dtype in (torch.bfloat16, torch.float16)
         and key.dtype == query.dtype == value.dtype
-        and dim in (64, 128, 256)
+        and dim in HEAD_DIMS
         and query.shape[1] % key.shape[1] == 0
         and query.stride(-1) == key.stride(-1) == value.stride(-1) == 1
         and key.shape == value.shape
@@ -163,4 +177,4 @@ def accepts(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: t
     )
 
 
-__all__ = ["MAX_SPLITS", "accepts", "chunk_for", "split_decode_attention"]
+__all__ = ["HEAD_DIMS", "MAX_SPLITS", "accepts", "chunk_for", "split_decode_attention"]

@@ -9,7 +9,10 @@ PyTorch op on bf16 tensors, fp32 inside RMSNorm), so outputs match to the last b
 where fp32 sums are reordered or rsqrt/sigmoid approximations differ by an ulp.
 
 Each function takes the few-row tensors of a decode step; `fused_layers.py` decides when to
-call them and otherwise leaves transformers' code in place.
+call them and otherwise leaves transformers' code in place. Two more join steps that
+transformers keeps in separate modules, for the written-out decode step
+(`fused_decoder_step.py`): a residual add with the RMSNorm after it, and the rotary embedding
+with the KV-cache write.
 """
 
 from __future__ import annotations
@@ -40,9 +43,9 @@ def _rms_norm_kernel(X, W, Y, stride_x, stride_y, N, eps, BLOCK: tl.constexpr, P
     cols = tl.arange(0, BLOCK)
     mask = cols < N
     x = tl.load(X + row * stride_x + cols, mask=mask, other=0.0).to(tl.float32)
+    w = tl.load(W + cols, mask=mask, other=0.0)  # requested with x: one memory round trip, not two
     variance = tl.sum(x * x, axis=0) / N
     normed = _round(x * (1.0 / tl.sqrt(variance + eps)), X.dtype.element_ty)
-    w = tl.load(W + cols, mask=mask, other=0.0)
     y = w.to(tl.float32) * normed.to(tl.float32)
     tl.store(Y + row * stride_y + cols, _round(y, Y.dtype.element_ty), mask=mask)
 
@@ -62,6 +65,58 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 @triton.jit
+def _add_rms_norm_kernel(
+    R, X, W, Y, stride_r, stride_x, stride_y, N, eps, BLOCK: tl.constexpr, PDL: tl.constexpr
+):
+    after_previous_kernel(PDL)
+    row = tl.program_id(0)
+    cols = tl.arange(0, BLOCK)
+    mask = cols < N
+    r = tl.load(R + row * stride_r + cols, mask=mask, other=0.0)
+    x = tl.load(X + row * stride_x + cols, mask=mask, other=0.0)
+    w = tl.load(W + cols, mask=mask, other=0.0)
+    total = _round(r.to(tl.float32) + x.to(tl.float32), R.dtype.element_ty)  # PyTorch's bf16 add
+    tl.store(R + row * stride_r + cols, total, mask=mask)
+    t = total.to(tl.float32)
+    variance = tl.sum(t * t, axis=0) / N
+    normed = _round(t * (1.0 / tl.sqrt(variance + eps)), R.dtype.element_ty)
+    y = w.to(tl.float32) * normed.to(tl.float32)
+    tl.store(Y + row * stride_y + cols, _round(y, Y.dtype.element_ty), mask=mask)
+
+
+def add_rms_norm_(residual: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """residual += x (in place, rounded as PyTorch's add), then rms_norm(residual, weight, eps):
+    a decoder layer's residual add and the RMSNorm that follows it, in one launch."""
+    n = residual.shape[-1]
+    r = residual.view(-1, n)
+    rows = x.reshape(-1, n)
+    out = torch.empty(r.shape, dtype=torch.result_type(weight, r[:0]), device=residual.device)
+    block = triton.next_power_of_2(n)
+    _add_rms_norm_kernel[(r.shape[0],)](
+        r, rows, weight, out, r.stride(0), rows.stride(0), out.stride(0), n, eps,
+        BLOCK=block, num_warps=8 if block >= 4096 else 4, **launch_options(residual.device),
+    )
+    return out.view(residual.shape)
+
+
+@triton.jit
+def _rotate_head(x_ptr, COS, SIN, b, stride_cb, D: tl.constexpr):
+    """One head of transformers' rotary embedding: x * cos + rotate_half(x) * sin, each product
+    rounded to x's dtype before the sum, as the PyTorch chain rounds."""
+    half: tl.constexpr = D // 2
+    d = tl.arange(0, D)
+    partner = (d + half) % D
+    sign = tl.where(d < half, -1.0, 1.0)
+    cos = tl.load(COS + b * stride_cb + d).to(tl.float32)
+    sin = tl.load(SIN + b * stride_cb + d).to(tl.float32)
+    x = tl.load(x_ptr + d)
+    rotated = tl.load(x_ptr + partner) * sign  # rotate_half: cat(-x2, x1); negation is exact
+    a = _round(x.to(tl.float32) * cos, x.dtype)
+    c = _round(rotated.to(tl.float32) * sin, x.dtype)
+    return _round(a.to(tl.float32) + c.to(tl.float32), x.dtype)
+
+
+@triton.jit
 def _rotary_kernel(
     Q, K, COS, SIN, Q_OUT, K_OUT,
     q_heads, stride_qb, stride_qh, stride_kb, stride_kh, stride_cb,
@@ -71,23 +126,13 @@ def _rotary_kernel(
     after_previous_kernel(PDL)
     b = tl.program_id(0)
     h = tl.program_id(1)
-    half: tl.constexpr = D // 2
-    d = tl.arange(0, D)
-    partner = (d + half) % D
-    sign = tl.where(d < half, -1.0, 1.0)
-    cos = tl.load(COS + b * stride_cb + d).to(tl.float32)
-    sin = tl.load(SIN + b * stride_cb + d).to(tl.float32)
     if h < q_heads:
         base = Q + b * stride_qb + h * stride_qh
         out = Q_OUT + (b * q_heads + h) * D
     else:
         base = K + b * stride_kb + (h - q_heads) * stride_kh
         out = K_OUT + (b * k_heads + h - q_heads) * D
-    x = tl.load(base + d)
-    rotated = tl.load(base + partner) * sign  # rotate_half: cat(-x2, x1); negation is exact
-    a = _round(x.to(tl.float32) * cos, x.dtype)
-    c = _round(rotated.to(tl.float32) * sin, x.dtype)
-    tl.store(out + d, _round(a.to(tl.float32) + c.to(tl.float32), x.dtype))
+    tl.store(out + tl.arange(0, D), _rotate_head(base, COS, SIN, b, stride_cb, D))
 
 
 def rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
@@ -178,4 +223,59 @@ def cache_write(key_states, value_states, keys, values, counter) -> None:
     )
 
 
-__all__ = ["cache_write", "rms_norm", "rotary", "silu_mul"]
+
+@triton.jit
+def _rotary_cache_write_kernel(
+    Q, K, V, COS, SIN, Q_OUT, KEYS, VALUES, SLOT,
+    q_heads, k_heads, stride_qb, stride_qh, stride_kb, stride_kh, stride_vb, stride_vh, stride_cb,
+    stride_kcb, stride_kch, stride_kcl, stride_vcb, stride_vch, stride_vcl,
+    length, D: tl.constexpr, PDL: tl.constexpr,
+):
+    """Program (b, h): q head h, k head h - q_heads, or v head h - q_heads - k_heads."""
+    after_previous_kernel(PDL)
+    b = tl.program_id(0)
+    h = tl.program_id(1)
+    d = tl.arange(0, D)
+    slot = tl.load(SLOT)
+    inside = (d < D) & (slot < length)
+    if h < q_heads:
+        row = _rotate_head(Q + b * stride_qb + h * stride_qh, COS, SIN, b, stride_cb, D)
+        tl.store(Q_OUT + (b * q_heads + h) * D + d, row)
+    elif h < q_heads + k_heads:
+        kh = h - q_heads
+        row = _rotate_head(K + b * stride_kb + kh * stride_kh, COS, SIN, b, stride_cb, D)
+        tl.store(KEYS + b * stride_kcb + kh * stride_kch + slot * stride_kcl + d, row, mask=inside)
+    else:
+        vh = h - q_heads - k_heads
+        row = tl.load(V + b * stride_vb + vh * stride_vh + d)
+        tl.store(VALUES + b * stride_vcb + vh * stride_vch + slot * stride_vcl + d, row, mask=inside)
+
+
+def rotary_cache_write(q, k, v, cos, sin, keys, values, slot) -> torch.Tensor:
+    """`rotary(q, k, cos, sin)`, then the rotated k and v stored at cache slot `slot` (a
+    1-element device tensor): keys/values[:, :, slot] = k, v. One launch for what the attention
+    layer does in two (rotary, cache write). A slot past the cache is not written. No counter
+    moves: the caller keeps a transformers static layer's `cumulative_length` in step.
+
+    q [B, Hq, 1, D], k and v [B, Hk, 1, D] (any strides with a unit last one), cos/sin [B, 1, D],
+    keys/values [B, Hk, L, D]. Returns the rotated q as a new contiguous tensor of q's shape.
+    """
+    batch, q_heads, _, dim = q.shape
+    k_heads = k.shape[1]
+    q_out = torch.empty((batch, q_heads, 1, dim), dtype=q.dtype, device=q.device)
+    cos2 = cos.reshape(batch, dim)
+    sin2 = sin.reshape(batch, dim)
+    if sin2.stride() != cos2.stride():
+        sin2 = sin2.contiguous()
+        cos2 = cos2.contiguous()
+    _rotary_cache_write_kernel[(batch, q_heads + 2 * k_heads)](
+        q, k, v, cos2, sin2, q_out, keys, values, slot,
+        q_heads, k_heads, q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+        cos2.stride(0), keys.stride(0), keys.stride(1), keys.stride(2),
+        values.stride(0), values.stride(1), values.stride(2), keys.shape[2],
+        D=dim, num_warps=1, **launch_options(q.device),
+    )
+    return q_out
+
+
+__all__ = ["add_rms_norm_", "cache_write", "rms_norm", "rotary", "rotary_cache_write", "silu_mul"]

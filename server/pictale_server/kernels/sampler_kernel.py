@@ -1,0 +1,163 @@
+"""The sampler without top-k and top-p (engine/sampling.py, `by_rank=False`) in three launches,
+the decode loop's bookkeeping for the chosen token included.
+
+In PyTorch ops the sampler of a decode step is ~20 launches over the vocabulary (repetition
+penalty, temperature, the min-p threshold, Gumbel noise, two argmax reductions), ~50 us per
+token on an H200, where a single-row argmax over 131k logits alone takes ~8 us. Here:
+
+1. one program per block of the vocabulary: repetition penalty and temperature, the block's
+   greedy candidate (first index of the largest penalized logit) and the block's best scaled
+   logit;
+2. one program per block: the min-p threshold from every block's best, the Gumbel noise of
+   each kept token (the same counter hash as `sampling_noise.py`), the block's sampled
+   candidate;
+3. one program: the first index of the best candidate among the blocks, greedy or sampled by
+   temperature, as `sample_next_token` picks; it stores the token where the next step reads it,
+   marks it seen (for the repetition penalty) and moves the sampler's step on, which are three
+   more launches in PyTorch.
+
+The arithmetic is PyTorch's: divisions rounded as IEEE divides (`div_rn`), logarithms from
+libdevice (CUDA's `logf`, which PyTorch calls), ties broken by the lowest index as
+`torch.argmax` breaks them. Under Triton's interpreter (tests) the logarithm is NumPy's.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+from triton.language.extra.cuda import libdevice
+
+from .sampling_noise import _hash32
+from .triton_dependent_launch import after_previous_kernel, launch_options
+
+BLOCK = 8192
+
+
+@triton.jit
+def _log(x, EXACT_LOG: tl.constexpr):
+    if EXACT_LOG:
+        return libdevice.log(x)
+    return tl.log(x)
+
+
+@triton.jit
+def _first_best(values, index):
+    """(largest value, lowest index holding it) of a block; -inf blocks give index `size`."""
+    best = tl.max(values, axis=0)
+    first = tl.min(tl.where(values == best, index, 2147483647), axis=0)
+    return best, first
+
+
+@triton.jit
+def _scale_kernel(
+    LOGITS, SEEN, PENALTY, TEMPERATURE, SCALED, GREEDY_VALUE, GREEDY_INDEX, BLOCK_BEST,
+    size, BLOCK: tl.constexpr, PDL: tl.constexpr,
+):
+    after_previous_kernel(PDL)
+    block = tl.program_id(0)
+    index = block * BLOCK + tl.arange(0, BLOCK)
+    inside = index < size
+    logits = tl.load(LOGITS + index, mask=inside, other=float("-inf")).to(tl.float32)
+    seen = tl.load(SEEN + index, mask=inside, other=0) != 0
+    penalty = tl.load(PENALTY)
+    penalized = tl.where(logits > 0, tl.math.div_rn(logits, penalty), logits * penalty)
+    penalized = tl.where(seen, penalized, logits)
+    value, first = _first_best(penalized, index)
+    tl.store(GREEDY_VALUE + block, value)
+    tl.store(GREEDY_INDEX + block, first)
+    scaled = tl.math.div_rn(penalized, tl.maximum(tl.load(TEMPERATURE), 1e-5))
+    tl.store(SCALED + index, scaled, mask=inside)
+    tl.store(BLOCK_BEST + block, tl.max(scaled, axis=0))
+
+
+@triton.jit
+def _pick_kernel(
+    SCALED, BLOCK_BEST, MIN_P, SEED, STEP, SAMPLED_VALUE, SAMPLED_INDEX,
+    size, blocks, BLOCK: tl.constexpr, BLOCKS: tl.constexpr, EXACT_LOG: tl.constexpr, PDL: tl.constexpr,
+):
+    after_previous_kernel(PDL)
+    block = tl.program_id(0)
+    others = tl.arange(0, BLOCKS)
+    best = tl.max(tl.load(BLOCK_BEST + others, mask=others < blocks, other=float("-inf")), axis=0)
+    threshold = best + _log(tl.load(MIN_P), EXACT_LOG)
+    index = block * BLOCK + tl.arange(0, BLOCK)
+    inside = index < size
+    scaled = tl.load(SCALED + index, mask=inside, other=float("-inf"))
+    # sampling_noise's uniform noise, then Gumbel: -log(-log(u))
+    seed = tl.load(SEED)
+    step = tl.load(STEP)
+    key = _hash32(
+        (seed & 0xFFFFFFFF).to(tl.uint32)
+        ^ _hash32((step & 0xFFFFFFFF).to(tl.uint32) ^ _hash32(((seed >> 32) & 0xFFFFFFFF).to(tl.uint32)))
+    )
+    bits = _hash32(index.to(tl.uint32) * 0x9E3779B1 + key) >> 8
+    uniform = (bits.to(tl.float32) + 0.5) / 16777216.0
+    gumbel = -_log(-_log(uniform, EXACT_LOG), EXACT_LOG)
+    candidate = tl.where(scaled < threshold, float("-inf"), scaled) + gumbel
+    candidate = tl.where(inside, candidate, float("-inf"))
+    value, first = _first_best(candidate, index)
+    tl.store(SAMPLED_VALUE + block, value)
+    tl.store(SAMPLED_INDEX + block, first)
+
+
+@triton.jit
+def _choose_kernel(
+    GREEDY_VALUE, GREEDY_INDEX, SAMPLED_VALUE, SAMPLED_INDEX, TEMPERATURE, TOKEN, SEEN, STEP,
+    blocks, BLOCKS: tl.constexpr, PDL: tl.constexpr,
+):
+    after_previous_kernel(PDL)
+    block = tl.arange(0, BLOCKS)
+    present = block < blocks
+    greedy_value = tl.load(GREEDY_VALUE + block, mask=present, other=float("-inf"))
+    greedy_index = tl.load(GREEDY_INDEX + block, mask=present, other=2147483647)
+    best = tl.max(greedy_value, axis=0)
+    greedy = tl.min(tl.where(greedy_value == best, greedy_index, 2147483647), axis=0)
+    sampled_value = tl.load(SAMPLED_VALUE + block, mask=present, other=float("-inf"))
+    sampled_index = tl.load(SAMPLED_INDEX + block, mask=present, other=2147483647)
+    best = tl.max(sampled_value, axis=0)
+    sampled = tl.min(tl.where(sampled_value == best, sampled_index, 2147483647), axis=0)
+    token = tl.where(tl.load(TEMPERATURE) > 0, sampled, greedy)
+    tl.store(TOKEN, token.to(tl.int64))
+    tl.store(SEEN + token, 1)
+    tl.store(STEP, tl.load(STEP) + 1)
+
+
+def sample_and_accept(logits: torch.Tensor, seen: torch.Tensor, params, token: torch.Tensor) -> None:
+    """On a GPU, for one row of logits (batch 1): token[...] = sample_next_token(logits, seen,
+    params, by_rank=False), then seen[token] = True and params.step += 1, as the decode loop does
+    after sampling. logits (1, vocab) float, seen (1, vocab) bool, token one int64 element."""
+    size = logits.shape[-1]
+    row = logits.reshape(-1)
+    blocks = triton.cdiv(size, BLOCK)
+    padded = max(2, triton.next_power_of_2(blocks))
+    device = logits.device
+    scaled = torch.empty(size, dtype=torch.float32, device=device)
+    greedy_value = torch.empty(blocks, dtype=torch.float32, device=device)
+    greedy_index = torch.empty(blocks, dtype=torch.int32, device=device)
+    block_best = torch.empty(blocks, dtype=torch.float32, device=device)
+    sampled_value = torch.empty(blocks, dtype=torch.float32, device=device)
+    sampled_index = torch.empty(blocks, dtype=torch.int32, device=device)
+    options = launch_options(device)
+    seen_bytes = seen.reshape(-1).view(torch.uint8)
+    _scale_kernel[(blocks,)](
+        row, seen_bytes, params.repetition_penalty, params.temperature, scaled, greedy_value, greedy_index,
+        block_best, size, BLOCK=BLOCK, num_warps=8, **options,
+    )
+    _pick_kernel[(blocks,)](
+        scaled, block_best, params.min_p, params.seed, params.step, sampled_value, sampled_index, size, blocks,
+        BLOCK=BLOCK, BLOCKS=padded, EXACT_LOG=device.type == "cuda" and not _interpreting(), num_warps=8, **options,
+    )
+    _choose_kernel[(1,)](
+        greedy_value, greedy_index, sampled_value, sampled_index, params.temperature, token, seen_bytes,
+        params.step, blocks, BLOCKS=padded, num_warps=1, **options,
+    )
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+__all__ = ["sample_and_accept"]

@@ -1,0 +1,140 @@
+"""The written-out decode step (kernels/fused_decoder_step.py) under Triton's interpreter,
+against transformers' own forward through the runners, on tiny Mistral and Qwen2.5-VL models.
+
+Run by test_fused_decoder_step_interpret.py in a process of its own with TRITON_INTERPRET=1.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton.language as tl
+from transformers import MistralConfig, MistralForCausalLM, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, StaticCache
+
+from pictale_server.engine.runners import CausalLMRunner, QwenVLRunner
+from pictale_server.kernels.fused_decoder_step import FusedDecoderStep, decoder_step_for
+from pictale_server.kernels.fused_layers import enable_fused_decode_ops
+
+if type(tl.zeros).__name__ == "JITFunction":
+    raise RuntimeError("run with TRITON_INTERPRET=1 set before anything imports triton")
+
+CACHE = 48
+STEPS = 10
+
+
+def tiny_mistral(**overrides) -> MistralForCausalLM:
+    values = dict(
+        sliding_window=None, vocab_size=256, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=64, max_position_embeddings=256,
+    )
+    torch.manual_seed(0)
+    return MistralForCausalLM(MistralConfig(**{**values, **overrides})).to(torch.bfloat16).eval()
+
+
+def tiny_qwen() -> Qwen2_5_VLForConditionalGeneration:
+    config = Qwen2_5_VLConfig(
+        text_config={
+            "vocab_size": 256, "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 4096,
+            "rope_scaling": {"type": "mrope", "mrope_section": [8, 12, 12]},
+        },
+        vision_config={"depth": 1, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
+                       "out_hidden_size": 128, "fullatt_block_indexes": [0]},
+    )
+    torch.manual_seed(1)
+    return Qwen2_5_VLForConditionalGeneration(config).to(torch.bfloat16).eval()
+
+
+def static_cache(config) -> StaticCache:
+    text = config.get_text_config()
+    cache = StaticCache(config=config, max_cache_len=CACHE)
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    cache.early_initialization(
+        batch_size=1, num_heads=text.num_key_value_heads, head_dim=head_dim,
+        dtype=torch.bfloat16, device=torch.device("cpu"),
+    )
+    return cache
+
+
+def decode_both_ways(runner, prefill, prompt_length: int):
+    """Prefill two caches the same way, then decode greedily with transformers' forward on one
+    and the written-out step on the other, feeding both the forward's tokens."""
+    ours, theirs = static_cache(runner.model.config), static_cache(runner.model.config)
+    table = CACHE if getattr(runner, "rope_positions_are_slots", False) else None
+    step, why_not = decoder_step_for(*runner.step_parts(), [ours, theirs], rope_table_tokens=table)
+    assert (step.rope_table is not None) == (table is not None)
+    assert why_not == "" and isinstance(step, FusedDecoderStep)
+    with torch.inference_mode():
+        logits_theirs, logits_ours = prefill(theirs), prefill(ours)
+        position = torch.tensor([prompt_length])
+        pairs = []
+        for _ in range(STEPS):
+            token = logits_theirs.argmax(-1).view(1, 1)
+            runner.step = None
+            logits_theirs = runner.decode(token, position, theirs)
+            runner.step = step
+            logits_ours = runner.decode(token, position, ours)
+            runner.step = None
+            pairs.append((logits_ours.float(), logits_theirs.float()))
+            position += 1
+    return pairs, ours, theirs
+
+
+def assert_same_decode(pairs, ours, theirs, written: int):
+    for logits_ours, logits_theirs in pairs:
+        assert torch.equal(logits_ours.argmax(-1), logits_theirs.argmax(-1))
+        torch.testing.assert_close(logits_ours, logits_theirs, rtol=2e-2, atol=2e-2)
+    for layer_ours, layer_theirs in zip(ours.layers, theirs.layers, strict=True):
+        assert int(layer_ours.cumulative_length) == int(layer_theirs.cumulative_length) == written
+        torch.testing.assert_close(layer_ours.keys.float(), layer_theirs.keys.float(), rtol=2e-2, atol=2e-2)
+        torch.testing.assert_close(layer_ours.values.float(), layer_theirs.values.float(), rtol=2e-2, atol=2e-2)
+    # The first layer's input is the embedding either way, so its cache entries match bit for bit
+    # (later layers see attention outputs that differ in the last bits).
+    assert torch.equal(ours.layers[0].keys, theirs.layers[0].keys)
+    assert torch.equal(ours.layers[0].values, theirs.layers[0].values)
+
+
+def test_the_written_step_decodes_a_mistral_like_transformers():
+    model = tiny_mistral()
+    handle = enable_fused_decode_ops(model)  # the step runs with the fused ops, as in the engine
+    assert handle.enabled
+    try:
+        runner = CausalLMRunner(model)
+        prompt = torch.randint(0, 256, (1, 9), generator=torch.Generator().manual_seed(3))
+
+        def prefill(cache):
+            return runner.prefill(type("Prompt", (), {"input_ids": prompt})(), cache)
+
+        pairs, ours, theirs = decode_both_ways(runner, prefill, prompt.shape[1])
+    finally:
+        handle.disable()
+    assert_same_decode(pairs, ours, theirs, written=9 + STEPS)
+
+
+def test_the_written_step_decodes_qwen2_5_vl_text_with_its_rope_delta_like_transformers():
+    model = tiny_qwen()
+    handle = enable_fused_decode_ops(model)
+    assert handle.enabled
+    try:
+        runner = QwenVLRunner(model)
+        runner.rope_delta.fill_(-5)  # as if an image had taken rotary positions
+        prompt = torch.randint(0, 200, (1, 11), generator=torch.Generator().manual_seed(4))
+        slots = torch.arange(11).view(1, 1, -1)
+        positions = torch.cat([slots, (slots - 5).expand(3, 1, -1)], dim=0)
+
+        def prefill(cache):
+            out = model(input_ids=prompt, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1)
+            return out.logits[:, -1, :]
+
+        pairs, ours, theirs = decode_both_ways(runner, prefill, prompt.shape[1])
+    finally:
+        handle.disable()
+    assert_same_decode(pairs, ours, theirs, written=11 + STEPS)
+
+
+def test_models_the_step_cannot_run_keep_transformers_forward():
+    sliding = tiny_mistral(sliding_window=8)
+    step, why_not = decoder_step_for(*CausalLMRunner(sliding).step_parts(), [static_cache(sliding.config)])
+    assert step is None and "sliding" in why_not
+    narrow = tiny_mistral(head_dim=16, hidden_size=64)
+    step, why_not = decoder_step_for(*CausalLMRunner(narrow).step_parts(), [static_cache(narrow.config)])
+    assert step is None and "head dim 16" in why_not
