@@ -12,6 +12,8 @@ path runs the very same step function.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterator
 from typing import Literal, Protocol
 
@@ -21,9 +23,10 @@ from transformers import StaticCache
 from pictale_server.engine.base import Sampling
 from pictale_server.engine.gpu_memory import release_cached_memory
 from pictale_server.engine.kv_buckets import KVBuckets
-from pictale_server.engine.sampling import SamplingTensors, sample_next_token, uniform_noise
+from pictale_server.engine.sampling import SamplingTensors, needs_ranking, sample_next_token, uniform_noise
 
 DecodePath = Literal["graph", "eager"]
+logger = logging.getLogger("pictale.engine")
 
 
 class ModelRunner(Protocol):
@@ -44,6 +47,20 @@ def cache_write_counters(cache: StaticCache) -> list[torch.Tensor]:
     return [layer.cumulative_length for layer in cache.layers]
 
 
+_warm_up_streams: dict[torch.device, torch.cuda.Stream] = {}
+_warm_up_lock = threading.Lock()
+
+
+def _warm_up_stream(device: torch.device) -> torch.cuda.Stream:
+    """The one stream every graph capture on `device` warms up on. cuBLAS keeps a workspace
+    (32 MiB on Hopper) for each stream it has run on, for good: a fresh stream per capture held
+    32 MiB per captured graph (0.28 GiB for nine graphs, measured on an H200)."""
+    with _warm_up_lock:
+        if device not in _warm_up_streams:
+            _warm_up_streams[device] = torch.cuda.Stream(device)
+        return _warm_up_streams[device]
+
+
 class DecodeLoop:
     def __init__(
         self,
@@ -55,6 +72,7 @@ class DecodeLoop:
         device: torch.device,
         path: DecodePath,
         fused_decode_ops: bool = False,
+        norm_in_matmul: bool = False,
     ) -> None:
         if path == "graph" and device.type != "cuda":
             path = "eager"
@@ -63,15 +81,9 @@ class DecodeLoop:
         self.cache_tokens = cache_tokens
         self.buckets = KVBuckets(config, cache_tokens, dtype=runner.model.dtype, device=device)
         self._noise = uniform_noise
+        self._sample_unranked = None  # the sampler's kernels where they run (sampler_kernel.py)
         if fused_decode_ops and device.type == "cuda":
-            from pictale_server.kernels.fused_layers import fuse_cache_writes, fused_ops_unavailable
-
-            for cache in self.buckets.caches.values():
-                fuse_cache_writes(cache)
-            if not fused_ops_unavailable(device):  # the sampler's noise in one launch, same bits
-                from pictale_server.kernels.sampling_noise import uniform_noise as noise_kernel
-
-                self._noise = noise_kernel
+            self._use_fused_ops(runner, device, norm_in_matmul)
         self.bucket = cache_tokens
         self.cache: StaticCache = self.buckets.caches[cache_tokens]
         self.device = device
@@ -80,15 +92,49 @@ class DecodeLoop:
         self.position = torch.zeros((1,), dtype=torch.int64, device=device)
         self.seen = torch.zeros((1, vocab_size), dtype=torch.bool, device=device)
         self.logits = torch.zeros((1, vocab_size), dtype=torch.float32, device=device)
-        self._graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        # One graph per (cache length, sampling by rank): top-k/top-p take a sort of the
+        # vocabulary that other settings skip (sampling.needs_ranking).
+        self.by_rank = True
+        self._graphs: dict[tuple[int, bool], torch.cuda.CUDAGraph] = {}
         self._graph_pool = None
+        if device.type == "cuda":  # tokens read back while the next step runs (tokens())
+            self._host_tokens = torch.zeros(2, dtype=torch.int64, pin_memory=True)
+            self._token_ready = [torch.cuda.Event(), torch.cuda.Event()]
+
+    def _use_fused_ops(self, runner, device: torch.device, norm_in_matmul: bool) -> None:
+        """One-kernel cache writes, the sampler in three launches (one for its noise where it
+        sorts), and the runner's decode through the written-out step
+        (kernels/fused_decoder_step.py)."""
+        from pictale_server.kernels.fused_decoder_step import decoder_step_for
+        from pictale_server.kernels.fused_layers import fuse_cache_writes, fused_ops_unavailable
+        from pictale_server.kernels.sampler_kernel import sample_and_accept
+        from pictale_server.kernels.sampling_noise import uniform_noise as noise_kernel
+
+        for cache in self.buckets.caches.values():
+            fuse_cache_writes(cache)
+        why_not = fused_ops_unavailable(device)
+        if why_not:
+            return
+        self._noise = noise_kernel
+        self._sample_unranked = sample_and_accept
+        if hasattr(runner, "step_parts"):
+            slots = getattr(runner, "rope_positions_are_slots", False)
+            runner.step, why_not = decoder_step_for(
+                *runner.step_parts(), self.buckets.caches.values(), norm_in_matmul=norm_in_matmul,
+                rope_table_tokens=self.cache_tokens if slots else None,
+            )
+            if why_not:
+                logger.warning("decode step stays transformers' forward: %s", why_not)
 
     # -- the step (captured as one CUDA graph on the graph path) -------------------------------
 
     def _accept(self, logits: torch.Tensor) -> None:
         """Sample from `logits` and feed the token back into the step's input buffers."""
         self.logits.copy_(logits)
-        next_token = sample_next_token(logits, self.seen, self.params, self._noise)
+        if self._sample_unranked is not None and not self.by_rank:
+            self._sample_unranked(logits, self.seen, self.params, self.token)  # the same, in 3 launches
+            return
+        next_token = sample_next_token(logits, self.seen, self.params, self._noise, self.by_rank)
         self.seen.scatter_(1, next_token.view(1, 1), True)
         self.token.copy_(next_token.view(1, 1))
         self.params.step.add_(1)
@@ -106,6 +152,7 @@ class DecodeLoop:
         for counter in cache_write_counters(self.cache):
             counter.zero_()
         self.params.assign(sampling, seed)
+        self.by_rank = needs_ranking(sampling)
         self.seen.zero_()
         self.seen[0, prompt_ids.view(-1).to(self.device)] = True
         self.position.fill_(prompt_ids.shape[-1])
@@ -113,7 +160,7 @@ class DecodeLoop:
     def _capture(self) -> None:
         """Warm up, then capture `_step`. Warm-up mutates state, so it is saved and restored."""
         saved = [t.clone() for t in self._state_tensors()]
-        side = torch.cuda.Stream()
+        side = _warm_up_stream(self.device)
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(2):
@@ -126,7 +173,7 @@ class DecodeLoop:
             self._step()
         for tensor, value in zip(self._state_tensors(), saved):
             tensor.copy_(value)
-        self._graphs[self.bucket] = graph
+        self._graphs[self.bucket, self.by_rank] = graph
 
     def _state_tensors(self) -> list[torch.Tensor]:
         p = self.params
@@ -141,11 +188,23 @@ class DecodeLoop:
 
     def _run_step(self) -> None:
         if self.path == "graph":
-            if self.bucket not in self._graphs:
+            if (self.bucket, self.by_rank) not in self._graphs:
                 self._capture()
-            self._graphs[self.bucket].replay()
+            self._graphs[self.bucket, self.by_rank].replay()
         else:
             self._step()
+
+    def _queue_step(self, index: int) -> None:
+        """Launch one step and the copy of its token to pinned host memory (slot index % 2)."""
+        self._run_step()
+        slot = index % 2
+        self._host_tokens[slot : slot + 1].copy_(self.token.view(1), non_blocking=True)
+        self._token_ready[slot].record()
+
+    def _read_step(self, index: int) -> int:
+        slot = index % 2
+        self._token_ready[slot].synchronize()
+        return int(self._host_tokens[slot])
 
     @torch.inference_mode()
     def tokens(
@@ -160,21 +219,37 @@ class DecodeLoop:
         self._accept(self.runner.prefill(inputs, self.cache))
         yield int(self.token.item())
         release_cached_memory(self.device)  # the prompt's temporaries (gpu_memory.py)
-        for _ in range(sampling.max_tokens - 1):
-            self._run_step()
-            yield int(self.token.item())
+        steps = sampling.max_tokens - 1
+        if self.device.type != "cuda":
+            for _ in range(steps):
+                self._run_step()
+                yield int(self.token.item())
+            return
+        # On a GPU the next step is queued before this step's token is read back: the steps
+        # only feed each other through device buffers, so the GPU never waits for the host to
+        # stream a token. A consumer that stops early leaves one step to finish unread.
+        if steps > 0:
+            self._queue_step(0)
+        for index in range(steps):
+            if index + 1 < steps:
+                self._queue_step(index + 1)
+            yield self._read_step(index)
 
     def written_tokens(self) -> int:
         """The cache's own write counter (tests check it stays in step with positions)."""
         return int(cache_write_counters(self.cache)[0].item())
 
     def capture_graphs(self, inputs: object, prompt_ids: torch.Tensor) -> None:
-        """Capture the decode step of every cache length now (at load, not in a request)."""
+        """Capture the decode steps of every cache length now (at load, not in a request):
+        one without and one with top-k/top-p filtering."""
         if self.path != "graph":
             return
         for length in self.buckets.lengths:
-            sampling = Sampling(max_tokens=length - prompt_ids.shape[-1], temperature=0.0)
-            steps = self.tokens(inputs, prompt_ids, sampling, seed=0)
-            for _ in zip(range(2), steps):
-                pass
-            steps.close()
+            for by_rank in (False, True):
+                sampling = Sampling(
+                    max_tokens=length - prompt_ids.shape[-1], temperature=1.0 if by_rank else 0.0, top_p=0.5
+                )
+                steps = self.tokens(inputs, prompt_ids, sampling, seed=0)
+                for _ in zip(range(2), steps):
+                    pass
+                steps.close()
