@@ -14,7 +14,10 @@ Phases (each a subprocess so its memory cap and peak are its own):
   engine_*  decode-only variants: engine_fp32_unfused (Triton NF4 kernel, no fused decode
             ops), engine_cuda_unfused; on request engine_bnb (bitsandbytes),
             engine_cuda_fused_dependent (dependent launch on), engine_cuda_fused_torch_noise
-            (the sampler's PyTorch noise), ...
+            (the sampler's PyTorch noise), engine_cuda_fused_transformers_step (transformers'
+            forward instead of the written-out decode step), engine_cuda_fused_separate_norms
+            (the written-out step, residual adds and RMSNorms as launches of their own),
+            engine_cuda_fused_torch_sampler (the sampler in PyTorch ops), ...
 Every run compiles Triton's kernels into a fresh cache directory (the engine phase's load is
 cold; PICTALE_BENCH_TRITON_CACHE=keep keeps the machine's); `load_steps` splits the load into
 model loading, warm-up and every Triton and NVRTC compilation.
@@ -232,12 +235,16 @@ def decode_profile(run_decode, steps: int) -> dict:
                 "gemm" if any(k in name for k in ("gemm", "gemv", "cublas", "cutlass", "sm90", "sm80")) else
                 "softmax" if "softmax" in name.lower() else "other")
         entry = kinds.setdefault(kind, [0, 0.0, {}])
+        us = event.device_time_total if hasattr(event, "device_time_total") else event.cuda_time_total
         entry[0] += 1
-        entry[1] += event.device_time_total if hasattr(event, "device_time_total") else event.cuda_time_total
-        entry[2][name[:80]] = entry[2].get(name[:80], 0) + 1
+        entry[1] += us
+        per_name = entry[2].setdefault(name[:80], [0, 0.0])
+        per_name[0] += 1
+        per_name[1] += us
+    # "top": [kernel name, launches, GPU us] over all the steps, most launched first
     return {
         kind: {"kernels_per_step": count / steps, "us_per_step": us / steps,
-               "top": sorted(names.items(), key=lambda kv: -kv[1])[:25]}
+               "top": [[n, c, round(t, 1)] for n, (c, t) in sorted(names.items(), key=lambda kv: -kv[1][0])[:25]]}
         for kind, (count, us, names) in kinds.items()
     }
 
@@ -247,7 +254,7 @@ def replay_profile(loop, steps: int = 64) -> dict:
     request ran on (no prefill, no host work between steps)."""
     import torch
 
-    graph = loop._graphs[loop.bucket]
+    graph = loop._graphs[loop.bucket, loop.by_rank]
     begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     begin.record()
     for _ in range(steps):
@@ -261,7 +268,14 @@ def replay_profile(loop, steps: int = 64) -> dict:
 
 
 def phase_engine(
-    kernel: str = "cuda", full: bool = True, fused: bool = True, dependent: bool = False, noise_kernel: bool = True
+    kernel: str = "cuda",
+    full: bool = True,
+    fused: bool = True,
+    dependent: bool = False,
+    noise_kernel: bool = True,
+    written_step: bool = True,
+    norm_in_matmul: bool = True,
+    sampler_kernel: bool = True,
 ) -> dict:
     import numpy as np
     import torch
@@ -282,6 +296,19 @@ def phase_engine(
         from pictale_server.kernels import sampling_noise
 
         sampling_noise.uniform_noise = uniform_noise
+    if not sampler_kernel:  # the decode loop then samples with PyTorch ops
+        from pictale_server.kernels import sampler_kernel as sampler_module
+
+        sampler_module.sample_and_accept = None
+    if not written_step:  # the decode loops then keep transformers' forward
+        from pictale_server.kernels import fused_decoder_step
+
+        fused_decoder_step.decoder_step_for = lambda *args, **kwargs: (None, "off for this variant")
+    elif not norm_in_matmul:  # the written-out step with its norms as launches of their own
+        from pictale_server.kernels import fused_decoder_step
+
+        step_for = fused_decoder_step.decoder_step_for
+        fused_decoder_step.decoder_step_for = lambda *args, **kwargs: step_for(*args, **{**kwargs, "norm_in_matmul": False})
     load_steps = _time_load_steps()
     engine, load_s = _engine("nf4", nf4_kernel=kernel, fused_decode_ops=fused, dependent_launch=dependent)
     result["load_steps"] = dict(load_steps)
@@ -290,6 +317,9 @@ def phase_engine(
     result["nf4_kernel"], result["fused_decode_ops"] = kernel, fused
     label = f"{kernel}_{'fused' if fused else 'unfused'}" + ("_dependent" if dependent else "")
     label += "" if noise_kernel else "_torch_noise"
+    label += "" if written_step else "_transformers_step"
+    label += "" if norm_in_matmul else "_separate_norms"
+    label += "" if sampler_kernel else "_torch_sampler"
     result["load_s"] = load_s
     result["resident_gib_both"] = torch.cuda.memory_allocated() / 2**30
     result["decode_path"] = engine._writer.loop.path
@@ -364,8 +394,9 @@ def phase_engine(
         @section
         def writer_decode():
             context = context_of(PROMPT_TOKENS)
-            runs = [rate(lambda n: narrate(context, n)) for _ in range(3)]
-            result[f"writer_decode_tok_s_{label}"] = sorted(runs)[1]
+            runs = [rate(lambda n: narrate(context, n)) for _ in range(5)]
+            result[f"writer_decode_tok_s_{label}"] = sorted(runs)[2]
+            result[f"writer_decode_tok_s_runs_{label}"] = runs
             img = image(1000, 1000)
             result[f"vision_decode_tok_s_{label}"] = rate(lambda n: describe(img, n))
 
@@ -459,8 +490,9 @@ def phase_engine(
     @section
     def writer_decode():
         context = context_of(PROMPT_TOKENS)
-        runs = [rate(lambda n: narrate(context, n)) for _ in range(3)]
-        result["writer_decode_tok_s"] = sorted(runs)[1]
+        runs = [rate(lambda n: narrate(context, n)) for _ in range(5)]
+        result["writer_decode_tok_s"] = sorted(runs)[2]
+        result["writer_decode_tok_s_runs"] = runs
         result["writer_decode_bucket"] = engine._writer.loop.bucket
 
     @section
@@ -661,6 +693,12 @@ PHASES = {
     "engine_cuda_fused_dependent": lambda: phase_engine("cuda", full=False, fused=True, dependent=True),
     # the same with the sampler's noise from PyTorch ops instead of its kernel
     "engine_cuda_fused_torch_noise": lambda: phase_engine("cuda", full=False, fused=True, noise_kernel=False),
+    # the same with transformers' forward for the decode step instead of the written-out one
+    "engine_cuda_fused_transformers_step": lambda: phase_engine("cuda", full=False, fused=True, written_step=False),
+    # the written-out step with each residual add + RMSNorm as its own launch
+    "engine_cuda_fused_separate_norms": lambda: phase_engine("cuda", full=False, fused=True, norm_in_matmul=False),
+    # ... and with the sampler in PyTorch ops instead of its three kernels
+    "engine_cuda_fused_torch_sampler": lambda: phase_engine("cuda", full=False, fused=True, sampler_kernel=False),
     "engine_bnb": lambda: phase_engine("off", full=False, fused=True),
     "engine_bnb_unfused": lambda: phase_engine("off", full=False, fused=False),
     "peak_default": lambda: phase_peak("default"),
@@ -720,6 +758,12 @@ def main() -> None:
         if reference.exists() and path.exists():
             ours, theirs = torch.load(path), torch.load(reference)
             summary[f"kernel_{variant}_vs_bnb_first_step_logits_rel"] = float((ours - theirs).norm() / theirs.norm())
+    for variant in ("cuda_fused_transformers_step", "cuda_fused_separate_norms", "cuda_fused_torch_sampler"):  # the written-out step against
+        ours, theirs = WORK / "logits-cuda_fused.pt", WORK / f"logits-{variant}.pt"
+        if ours.exists() and theirs.exists():
+            ours, theirs = torch.load(ours), torch.load(theirs)
+            summary[f"first_step_logits_rel_vs_{variant}"] = float((ours - theirs).norm() / theirs.norm())
+            summary[f"first_step_argmax_equal_{variant}"] = bool(torch.equal(ours.argmax(-1), theirs.argmax(-1)))
     serial, dependent = WORK / "logits-cuda_fused.pt", WORK / "logits-cuda_fused_dependent.pt"
     if serial.exists() and dependent.exists():
         summary["dependent_launch_first_step_logits_equal"] = bool(torch.equal(torch.load(serial), torch.load(dependent)))
