@@ -135,6 +135,15 @@ def _rotary_kernel(
     tl.store(out + tl.arange(0, D), _rotate_head(base, COS, SIN, b, stride_cb, D))
 
 
+def _angle_rows(cos: torch.Tensor, sin: torch.Tensor, batch: int, dim: int):
+    """cos and sin [B, 1, D] as [B, D] rows with one row stride between them (the kernels take one)."""
+    cos2 = cos.reshape(batch, dim)
+    sin2 = sin.reshape(batch, dim)
+    if sin2.stride() != cos2.stride():
+        return cos2.contiguous(), sin2.contiguous()
+    return cos2, sin2
+
+
 def rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
     """transformers' apply_rotary_pos_emb(q, k, cos, sin) for one position.
 
@@ -145,11 +154,7 @@ def rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tenso
     k_heads = k.shape[1]
     q_out = torch.empty((batch, q_heads, 1, dim), dtype=q.dtype, device=q.device)
     k_out = torch.empty((batch, k_heads, 1, dim), dtype=k.dtype, device=k.device)
-    cos2 = cos.reshape(batch, dim)
-    sin2 = sin.reshape(batch, dim)
-    if sin2.stride() != cos2.stride():
-        sin2 = sin2.contiguous()
-        cos2 = cos2.contiguous()
+    cos2, sin2 = _angle_rows(cos, sin, batch, dim)
     _rotary_kernel[(batch, q_heads + k_heads)](
         q, k, cos2, sin2, q_out, k_out,
         q_heads, q.stride(0), q.stride(1), k.stride(0), k.stride(1), cos2.stride(0),
@@ -263,11 +268,7 @@ def rotary_cache_write(q, k, v, cos, sin, keys, values, slot) -> torch.Tensor:
     batch, q_heads, _, dim = q.shape
     k_heads = k.shape[1]
     q_out = torch.empty((batch, q_heads, 1, dim), dtype=q.dtype, device=q.device)
-    cos2 = cos.reshape(batch, dim)
-    sin2 = sin.reshape(batch, dim)
-    if sin2.stride() != cos2.stride():
-        sin2 = sin2.contiguous()
-        cos2 = cos2.contiguous()
+    cos2, sin2 = _angle_rows(cos, sin, batch, dim)
     _rotary_cache_write_kernel[(batch, q_heads + 2 * k_heads)](
         q, k, v, cos2, sin2, q_out, keys, values, slot,
         q_heads, k_heads, q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),

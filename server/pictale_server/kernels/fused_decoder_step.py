@@ -136,7 +136,9 @@ class FusedDecoderStep:
         self.layers = list(text_model.layers)
         self.lm_head = lm_head
         self.rope_positions = rope_positions
-        self.rope_table = self._rope_table(rope_table_tokens) if rope_table_tokens else None
+        # Only plain RoPE: a dynamic scaling type recomputes its frequencies from the length.
+        plain_rope = getattr(text_model.rotary_emb, "rope_type", None) == "default"
+        self.rope_table = self._rope_table(rope_table_tokens) if rope_table_tokens and plain_rope else None
         # The norm each layer's MLP output is added in front of: the next layer's, then the final one.
         self.next_norms = [layer.input_layernorm for layer in self.layers[1:]] + [text_model.norm]
         kernels = [_layer_kernels(layer) for layer in self.layers] if norm_in_matmul else [None]
