@@ -169,3 +169,22 @@ def test_weights_read_as_parts_must_keep_tiles_inside_one_part() -> None:
     assert "multiple of 8" in nf4_cuda.parts_unsupported([weight(77), weight(16)])
     assert "1..3 parts" in nf4_cuda.parts_unsupported([weight(8)] * 4)
     assert "same for every part" in nf4_cuda.parts_unsupported([weight(8), weight(8, k=192)])
+
+
+def test_a_launch_that_makes_its_own_input_refuses_rows_it_cannot_read() -> None:
+    """norm_gemv checks its rows before anything reaches the GPU (the kernel reads one
+    contiguous, 16-byte aligned bf16 row each and must not write the residual it reads)."""
+    from types import SimpleNamespace
+
+    weight = SimpleNamespace(in_features=64, device=torch.device("cpu"))
+    row = torch.zeros(1, 64, dtype=torch.bfloat16)
+    norm = torch.ones(64, dtype=torch.bfloat16)
+    assert nf4_cuda.norm_unsupported(weight, norm) == ""
+    assert "bf16 row" in nf4_cuda.norm_unsupported(weight, norm.float())
+    assert "bf16 row" in nf4_cuda.norm_unsupported(weight, torch.ones(68, dtype=torch.bfloat16)[4:])  # 8 bytes off
+    with pytest.raises(ValueError, match="residual_out must not be the residual"):
+        nf4_cuda.norm_gemv(row, row.clone(), norm, 1e-5, row, weight)
+    with pytest.raises(ValueError, match="delta"):
+        nf4_cuda.norm_gemv(row, row.float(), norm, 1e-5, row.clone(), weight)
+    with pytest.raises(ValueError, match="residual "):
+        nf4_cuda.norm_gemv(torch.zeros(2, 64, dtype=torch.bfloat16), row, norm, 1e-5, row.clone(), weight)
