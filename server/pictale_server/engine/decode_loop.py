@@ -6,8 +6,8 @@ only about as many slots as the request can fill. Write counters are reset per r
 static cache writes at its own counter, not at the positions it is given, so a counter left
 over from an earlier request would run past the buffer). A decode step is forward + sampling +
 feeding the token back, reading and writing only fixed device buffers, so on CUDA it is
-captured once per cache length as a CUDA graph and replayed (`decode_path="graph"`); the eager
-path runs the very same step function.
+captured as a CUDA graph once per cache length and sampling kind (with or without top-k/top-p)
+and replayed (`decode_path="graph"`); the eager path runs the very same step function.
 """
 
 from __future__ import annotations

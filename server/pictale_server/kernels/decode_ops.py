@@ -37,6 +37,15 @@ def _round(x, DTYPE: tl.constexpr):
 
 
 @triton.jit
+def _rms_normed(x, w, N, eps, X_DTYPE: tl.constexpr, Y_DTYPE: tl.constexpr):
+    """transformers' RMSNorm of one fp32 row x of N values: normalized in fp32, rounded to the
+    input's dtype, times the weight, rounded to the output's."""
+    variance = tl.sum(x * x, axis=0) / N
+    normed = _round(x * (1.0 / tl.sqrt(variance + eps)), X_DTYPE)
+    return _round(w.to(tl.float32) * normed.to(tl.float32), Y_DTYPE)
+
+
+@triton.jit
 def _rms_norm_kernel(X, W, Y, stride_x, stride_y, N, eps, BLOCK: tl.constexpr, PDL: tl.constexpr):
     after_previous_kernel(PDL)
     row = tl.program_id(0)
@@ -44,10 +53,8 @@ def _rms_norm_kernel(X, W, Y, stride_x, stride_y, N, eps, BLOCK: tl.constexpr, P
     mask = cols < N
     x = tl.load(X + row * stride_x + cols, mask=mask, other=0.0).to(tl.float32)
     w = tl.load(W + cols, mask=mask, other=0.0)  # requested with x: one memory round trip, not two
-    variance = tl.sum(x * x, axis=0) / N
-    normed = _round(x * (1.0 / tl.sqrt(variance + eps)), X.dtype.element_ty)
-    y = w.to(tl.float32) * normed.to(tl.float32)
-    tl.store(Y + row * stride_y + cols, _round(y, Y.dtype.element_ty), mask=mask)
+    y = _rms_normed(x, w, N, eps, X.dtype.element_ty, Y.dtype.element_ty)
+    tl.store(Y + row * stride_y + cols, y, mask=mask)
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -77,11 +84,8 @@ def _add_rms_norm_kernel(
     w = tl.load(W + cols, mask=mask, other=0.0)
     total = _round(r.to(tl.float32) + x.to(tl.float32), R.dtype.element_ty)  # PyTorch's bf16 add
     tl.store(R + row * stride_r + cols, total, mask=mask)
-    t = total.to(tl.float32)
-    variance = tl.sum(t * t, axis=0) / N
-    normed = _round(t * (1.0 / tl.sqrt(variance + eps)), R.dtype.element_ty)
-    y = w.to(tl.float32) * normed.to(tl.float32)
-    tl.store(Y + row * stride_y + cols, _round(y, Y.dtype.element_ty), mask=mask)
+    y = _rms_normed(total.to(tl.float32), w, N, eps, R.dtype.element_ty, Y.dtype.element_ty)
+    tl.store(Y + row * stride_y + cols, y, mask=mask)
 
 
 def add_rms_norm_(residual: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -226,7 +230,6 @@ def cache_write(key_states, value_states, keys, values, counter) -> None:
         heads, rows, keys.shape[2], D=dim, ROWS=triton.next_power_of_2(rows), num_warps=4,
         **launch_options(keys.device),
     )
-
 
 
 @triton.jit

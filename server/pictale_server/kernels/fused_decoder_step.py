@@ -37,8 +37,9 @@ from dataclasses import dataclass
 import torch
 
 from .decode_attention_kernel import HEAD_DIMS, split_decode_attention
-from .decode_ops import add_rms_norm_, rms_norm, rotary_cache_write
+from .decode_ops import add_rms_norm_, rms_norm, rotary_cache_write, silu_mul
 from .fused_layers import MAX_ROWS
+from .nf4_cuda import norm_gemv, norm_unsupported
 
 RopePositions = Callable[[torch.Tensor], torch.Tensor]
 
@@ -114,8 +115,6 @@ def _layer_kernels(layer) -> _LayerKernels | None:
 
 
 def _norms_fit(layer, kernels: _LayerKernels) -> bool:
-    from .nf4_cuda import norm_unsupported
-
     return not norm_unsupported(kernels.qkv, layer.input_layernorm.weight) and not norm_unsupported(
         kernels.gate_up, layer.post_attention_layernorm.weight
     )
@@ -183,9 +182,6 @@ class FusedDecoderStep:
         return self.lm_head(x)[:, -1, :]
 
     def _normed_step(self, token: torch.Tensor, position: torch.Tensor, cache) -> torch.Tensor:
-        from .decode_ops import silu_mul
-        from .nf4_cuda import norm_gemv
-
         model = self.text_model
         residual = model.embed_tokens(token)
         cos, sin = self._rope(residual, position)

@@ -30,7 +30,7 @@ import triton
 import triton.language as tl
 from triton.language.extra.cuda import libdevice
 
-from .sampling_noise import _hash32
+from .sampling_noise import uniform_at
 from .triton_dependent_launch import after_previous_kernel, launch_options
 
 BLOCK = 8192
@@ -86,16 +86,7 @@ def _pick_kernel(
     index = block * BLOCK + tl.arange(0, BLOCK)
     inside = index < size
     scaled = tl.load(SCALED + index, mask=inside, other=float("-inf"))
-    # sampling_noise's uniform noise, then Gumbel: -log(-log(u))
-    seed = tl.load(SEED)
-    step = tl.load(STEP)
-    key = _hash32(
-        (seed & 0xFFFFFFFF).to(tl.uint32)
-        ^ _hash32((step & 0xFFFFFFFF).to(tl.uint32) ^ _hash32(((seed >> 32) & 0xFFFFFFFF).to(tl.uint32)))
-    )
-    bits = _hash32(index.to(tl.uint32) * 0x9E3779B1 + key) >> 8
-    uniform = (bits.to(tl.float32) + 0.5) / 16777216.0
-    gumbel = -_log(-_log(uniform, EXACT_LOG), EXACT_LOG)
+    gumbel = -_log(-_log(uniform_at(SEED, STEP, index), EXACT_LOG), EXACT_LOG)
     candidate = tl.where(scaled < threshold, float("-inf"), scaled) + gumbel
     candidate = tl.where(inside, candidate, float("-inf"))
     value, first = _first_best(candidate, index)

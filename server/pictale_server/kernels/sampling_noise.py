@@ -28,17 +28,24 @@ def _hash32(x):
 
 
 @triton.jit
-def _uniform_noise_kernel(SEED, STEP, OUT, size, BLOCK: tl.constexpr, PDL: tl.constexpr):
-    after_previous_kernel(PDL)
+def uniform_at(SEED, STEP, index):
+    """The noise of token indices `index` for the int64 seed and step at SEED and STEP
+    (also used by sampler_kernel.py)."""
     seed = tl.load(SEED)
     step = tl.load(STEP)
     seed_low = (seed & 0xFFFFFFFF).to(tl.uint32)
     seed_high = ((seed >> 32) & 0xFFFFFFFF).to(tl.uint32)
     step_low = (step & 0xFFFFFFFF).to(tl.uint32)
     key = _hash32(seed_low ^ _hash32(step_low ^ _hash32(seed_high)))
-    index = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     bits = _hash32(index.to(tl.uint32) * 0x9E3779B1 + key) >> 8
-    tl.store(OUT + index, (bits.to(tl.float32) + 0.5) / 16777216.0, mask=index < size)
+    return (bits.to(tl.float32) + 0.5) / 16777216.0
+
+
+@triton.jit
+def _uniform_noise_kernel(SEED, STEP, OUT, size, BLOCK: tl.constexpr, PDL: tl.constexpr):
+    after_previous_kernel(PDL)
+    index = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    tl.store(OUT + index, uniform_at(SEED, STEP, index), mask=index < size)
 
 
 def uniform_noise(seed: torch.Tensor, step: torch.Tensor, size: int) -> torch.Tensor:
@@ -50,4 +57,4 @@ def uniform_noise(seed: torch.Tensor, step: torch.Tensor, size: int) -> torch.Te
     return out
 
 
-__all__ = ["uniform_noise"]
+__all__ = ["uniform_at", "uniform_noise"]
