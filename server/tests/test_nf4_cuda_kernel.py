@@ -108,9 +108,18 @@ def test_candidates_give_every_thread_a_chunk(k) -> None:
     found = candidates(k)
     assert found
     for launch in found:
-        threads = launch.threads(k)
-        assert threads * launch.chunks_per_thread >= k // 32
-        assert threads * (launch.chunks_per_thread - 1) < k // 32
+        per_set = launch.threads(k) // launch.row_groups  # each set of threads walks all of K
+        assert per_set * launch.chunks_per_thread >= k // 32
+        assert per_set * (launch.chunks_per_thread - 1) < k // 32
+        assert launch.threads(k) % 32 == 0 and per_set % 16 == 0
+
+
+def test_two_row_groups_fill_the_warps_one_set_would_leave_half_idle() -> None:
+    # K = 3584: 112 chunks. One set rounds up to 128 threads; two sets are 7 whole warps.
+    assert Launch(8, 1, 3).threads(3584) == 128
+    assert Launch(8, 1, 3, wide=True, row_groups=2).threads(3584) == 224
+    assert any(launch.row_groups == 2 for launch in candidates(3584, wide=True))
+    assert not any(launch.row_groups == 2 for launch in candidates(4096, wide=True))  # 128 chunks: whole warps
 
 
 def test_inputs_the_kernel_cannot_read_are_refused() -> None:

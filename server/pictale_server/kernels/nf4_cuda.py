@@ -41,12 +41,16 @@ class Launch:
     # The 64 KB table whose offsets take one prmt per byte instead of a shift and a mask
     # (fewer instructions; fewer blocks fit an SM).
     wide: bool = False
+    # Sets of threads in a block, each walking all of K for tile_rows / row_groups of the rows:
+    # 2 where one set would leave half a warp idle (K = 3584: 112 chunks).
+    row_groups: int = 1
 
     def threads(self, k: int) -> int:
         chunks = k // 32
         per_thread = -(-chunks // self.chunks_per_thread)
-        return min(1024, -(-per_thread // 32) * 32)
-
+        if self.row_groups == 1:
+            return min(1024, -(-per_thread // 32) * 32)
+        return self.row_groups * -(-per_thread // 16) * 16
 
 def pair_table(code: torch.Tensor) -> torch.Tensor:
     """256 int32 words: word b holds bf16(code[b >> 4]) in its low half and bf16(code[b & 15])
@@ -101,6 +105,7 @@ def _compiled(
     parts: int = 1,
     dependent: bool = False,
     norm: bool = False,
+    rows_exact: bool = False,
 ):
     from torch.cuda import _utils as cuda_utils
 
@@ -109,6 +114,7 @@ def _compiled(
         "MIN_BLOCKS": launch.blocks_per_sm,
         "MX": rows, "CHUNKS": k // 32, "PAIRS": int(pairs), "HAS_BIAS": int(has_bias), "WIDE": int(launch.wide),
         "PARTS": 1 if parts == 1 else MAX_PARTS, "PDL": int(dependent), "NORM": int(norm),
+        "ROWS_EXACT": int(rows_exact), "GROUPS": launch.row_groups,
     }
     header = "".join(f"#define {name} {value}\n" for name, value in defines.items())
     with _compile_lock:
@@ -228,7 +234,7 @@ def launch_gemv(
     dependent = dependent_launch.active(x.device)
     kernel = _compiled(
         weight.arch, k, launch, rows, weight.pairs, weight.bias is not None, len(weight.parts), dependent,
-        norm is not None,
+        norm is not None, weight.out_features % launch.tile_rows == 0,
     )
     tiles = -(-weight.out_features // launch.tile_rows)
     shared = shared_bytes(k, launch, rows)
@@ -290,8 +296,12 @@ def candidates(k: int, wide: bool = False) -> list[Launch]:
             threads = launch_probe.threads(k)
             if threads * chunks_per_thread < k // 32 or threads * (chunks_per_thread - 1) >= k // 32:
                 continue  # does not cover K, or some thread would have no chunk at all
-            for blocks_per_sm in (1, 2, 3) if wide else (1, 2, 3, 4, 5, 6, 8):
-                found.append(Launch(tile_rows, chunks_per_thread, blocks_per_sm, wide))
+            per_thread = -(-(k // 32) // chunks_per_thread)
+            # two sets where one leaves half a warp idle and two fill whole warps
+            groups = (1, 2) if per_thread % 32 == 16 and 2 * per_thread <= 1024 else (1,)
+            for row_groups in groups:
+                for blocks_per_sm in (1, 2, 3) if wide else (1, 2, 3, 4, 5, 6, 8):
+                    found.append(Launch(tile_rows, chunks_per_thread, blocks_per_sm, wide, row_groups))
     return found
 
 
@@ -299,11 +309,11 @@ def candidates(k: int, wide: bool = False) -> list[Launch]:
 # (bench/results/nf4_cuda_sweep_h200.json, nf4_cuda_wide_sweep_h200.json): K -> (tile rows,
 # chunks per thread, blocks per SM, wide table). The wide table won on every shape swept (by 2-9%).
 MEASURED_SM90 = {
-    3584: Launch(8, 1, 3, wide=True),
+    3584: Launch(8, 1, 2, wide=True, row_groups=2),
     4096: Launch(8, 1, 3, wide=True),
-    5120: Launch(8, 1, 3, wide=True),
-    14336: Launch(8, 2, 1, wide=True),
-    18944: Launch(2, 2, 2, wide=True),
+    5120: Launch(4, 1, 3, wide=True),
+    14336: Launch(4, 1, 2, wide=True),
+    18944: Launch(2, 1, 2, wide=True),
 }
 
 

@@ -24,7 +24,9 @@ Compile-time constants (prepended as #defines): NT, CPT, THREADS, MIN_BLOCKS (pe
 CHUNKS (= K / 32), PARTS (1: one weight, compiled without the per-tile choice of part, which
 costs up to 9% on some launches; 3: up to three parts), PAIRS (1: the 8 products of a word summed with bf16x2 FMAs then widened;
 0: widened first, fp32 FMAs), HAS_BIAS, WIDE, PDL (1: launched as a programmatic dependent of the
-previous kernel, sm_90+), NORM (1: x is not read but made, MX = 1 only: see below).
+previous kernel, sm_90+), NORM (1: x is not read but made, MX = 1 only: see below), ROWS_EXACT
+(1: the tile height divides N, so no row is clamped and a tile's addresses are one base plus
+constant offsets -- ~60 fewer instructions per 8-row tile).
 
 NORM: a decoder layer's residual add and the RMSNorm after it, done where x is loaded. Every
 block holds all of x in registers anyway, so each computes h = residual + delta, the sum of
@@ -124,25 +126,34 @@ __device__ __forceinline__ u32 byte_offset(u32 w, u32 lane4, u32 selector) {
 #if PAIRS
 typedef u32 XValue;          // two bf16 values of x
 #define X_PER_CHUNK 16
-__device__ __forceinline__ float word_dot(u32 w, const XValue* xv, u32 lane4) {
-    u32 p = fma_bf16x2(pair_at(BYTE0(w)), xv[0], 0x80008000u);
-    p = fma_bf16x2(pair_at(BYTE1(w)), xv[1], p);
-    p = fma_bf16x2(pair_at(BYTE2(w)), xv[2], p);
-    p = fma_bf16x2(pair_at(BYTE3(w)), xv[3], p);
+#ifndef CHAIN
+#define CHAIN 1
+#endif
+// The products of CHAIN words (4 * CHAIN per half) summed in one bf16x2 chain, then widened.
+__device__ __forceinline__ float words_dot(const u32* w, const XValue* xv, u32 lane4) {
+    u32 p = 0x80008000u;
+    #pragma unroll
+    for (int j = 0; j < CHAIN; ++j) {
+        p = fma_bf16x2(pair_at(BYTE0(w[j])), xv[4 * j], p);
+        p = fma_bf16x2(pair_at(BYTE1(w[j])), xv[4 * j + 1], p);
+        p = fma_bf16x2(pair_at(BYTE2(w[j])), xv[4 * j + 2], p);
+        p = fma_bf16x2(pair_at(BYTE3(w[j])), xv[4 * j + 3], p);
+    }
     return bits_to_float(p << 16) + bits_to_float(p & 0xFFFF0000u);
 }
 #else
 typedef float XValue;        // one x value, widened
 #define X_PER_CHUNK 32
+#define CHAIN 1
 __device__ __forceinline__ float pair_dot(u32 pair, const XValue* xv, float s) {
     s = bits_to_float(pair << 16) * xv[0] + s;
     return bits_to_float(pair & 0xFFFF0000u) * xv[1] + s;
 }
-__device__ __forceinline__ float word_dot(u32 w, const XValue* xv, u32 lane4) {
-    float s = pair_dot(pair_at(BYTE0(w)), xv + 0, 0.0f);
-    s = pair_dot(pair_at(BYTE1(w)), xv + 2, s);
-    s = pair_dot(pair_at(BYTE2(w)), xv + 4, s);
-    return pair_dot(pair_at(BYTE3(w)), xv + 6, s);
+__device__ __forceinline__ float words_dot(const u32* w, const XValue* xv, u32 lane4) {
+    float s = pair_dot(pair_at(BYTE0(w[0])), xv + 0, 0.0f);
+    s = pair_dot(pair_at(BYTE1(w[0])), xv + 2, s);
+    s = pair_dot(pair_at(BYTE2(w[0])), xv + 4, s);
+    return pair_dot(pair_at(BYTE3(w[0])), xv + 6, s);
 }
 #endif
 
@@ -172,8 +183,24 @@ struct Parts {
     int end0, end1;
 };
 
+// Row groups: with GROUPS = 2 a block is two sets of threads, each walking all of K for half
+// of the tile's rows (RPT rows a thread). K = 3584 has 112 chunks, 3.5 warps: one set of 128
+// threads leaves 16 lanes of every tile idle; two sets of 112 fill 7 warps. A set then ends on
+// a half warp, so the sums are taken over 16 lanes (LANES) rather than 32.
+#ifndef GROUPS
+#define GROUPS 1
+#endif
+
+#define GROUP_THREADS (THREADS / GROUPS)
+#define RPT (NT / GROUPS)
+#define LANES (GROUPS == 1 ? 32 : 16)
+#define VALUES (RPT * MX)
+#define UNITS (GROUP_THREADS / LANES)  // lane groups per set
+#define TABLE_STEPS ((256 * 8 + THREADS - 1) / THREADS)  // 16-byte table stores per thread
+
 __device__ __forceinline__ void load_tile(
-    int tile, int n, const Parts& parts, const bool* valid, Words (&w)[NT][CPT], float (&s)[NT][CPT])
+    int tile, int n, int group, int gtid, const Parts& parts, const bool* valid,
+    Words (&w)[RPT][CPT], float (&s)[RPT][CPT])
 {
     const int first = tile * NT;
 #if PARTS == 1
@@ -183,21 +210,69 @@ __device__ __forceinline__ void load_tile(
     const Words* weight = first < parts.end0 ? parts.w0 : first < parts.end1 ? parts.w1 : parts.w2;
     const float* absmax = first < parts.end0 ? parts.a0 : first < parts.end1 ? parts.a1 : parts.a2;
 #endif
+    const int own = first + group * RPT;  // this thread's first row
+#if ROWS_EXACT
+    // Every tile is whole: one address per tile, each row and chunk a constant offset from it.
+    const Words* tile_words = weight + (long)own * CHUNKS + gtid;
+    const float* tile_scales = absmax + (long)own * BLOCKS + (gtid >> 1);  // GROUP_THREADS is even
+#endif
     #pragma unroll
-    for (int r = 0; r < NT; ++r) {
-        const int row = min(first + r, n - 1);
+    for (int r = 0; r < RPT; ++r) {
+#if !ROWS_EXACT
+        const int row = min(own + r, n - 1);
+#endif
         #pragma unroll
         for (int c = 0; c < CPT; ++c) {
-            const int chunk = threadIdx.x + c * THREADS;
             if (valid[c]) {
+#if ROWS_EXACT
+                w[r][c] = load_stream(tile_words + r * CHUNKS + c * GROUP_THREADS);
+                s[r][c] = load_scale(tile_scales + r * BLOCKS + c * (GROUP_THREADS / 2));
+#else
+                const int chunk = gtid + c * GROUP_THREADS;
                 w[r][c] = load_stream(weight + (long)row * CHUNKS + chunk);
                 s[r][c] = load_scale(absmax + (long)row * BLOCKS + (chunk >> 1));
+#endif
             } else {
                 w[r][c] = Words{0u, 0u, 0u, 0u};
                 s[r][c] = 0.0f;
             }
         }
     }
+}
+
+// Each thread holds VALUES partial sums (its rows of the tile times x rows); the totals over
+// each LANES lanes, one per value, land in `slot`. With VALUES a power of two, each butterfly
+// step trades half of the values with the partner lane instead of shuffling all of them:
+// 5 V shuffles and adds become V - 1 + log2(32 / V) (for 8 values, 9 instead of 40).
+__device__ __forceinline__ void lane_sums(float (&v)[VALUES], float* slot, int tid) {
+#if (VALUES & (VALUES - 1)) == 0 && VALUES <= LANES
+    int index = 0;
+    #pragma unroll
+    for (int step = 0; (1 << step) < VALUES; ++step) {
+        const int half = VALUES >> (step + 1);
+        const int mask = (LANES / 2) >> step;
+        const bool upper = tid & mask;
+        #pragma unroll
+        for (int i = 0; i < half; ++i) {
+            const float send = upper ? v[i] : v[i + half];
+            const float keep = upper ? v[i + half] : v[i];
+            v[i] = keep + shuffle_xor(send, mask);
+        }
+        if (upper) index += half;
+    }
+    float total = v[0];
+    #pragma unroll
+    for (int mask = LANES / 2 / VALUES; mask > 0; mask >>= 1) total += shuffle_xor(total, mask);
+    if ((tid & (LANES / VALUES - 1)) == 0) slot[(tid / LANES) * VALUES + index] = total;
+#else
+    #pragma unroll
+    for (int j = 0; j < VALUES; ++j) {
+        float total = v[j];
+        #pragma unroll
+        for (int mask = LANES / 2; mask > 0; mask >>= 1) total += shuffle_xor(total, mask);
+        if ((tid & (LANES - 1)) == 0) slot[(tid / LANES) * VALUES + j] = total;
+    }
+#endif
 }
 
 // The blocks of a launch must fit an SM together: with MIN_BLOCKS > 1, ptxas keeps the
@@ -223,25 +298,34 @@ extern "C" __global__ void LAUNCH_BOUNDS nf4_gemv_cuda(
     };
     const int tid = threadIdx.x;
     const u32 lane4 = (tid & 31) * 4;
-    const int warp = tid >> 5;
+    const int group = GROUPS == 1 ? 0 : tid / GROUP_THREADS;
+    const int gtid = tid - group * GROUP_THREADS;  // the thread's place in its set: its chunks
     const int tiles = (n + NT - 1) / NT;
     int tile = blockIdx.x;
 
     bool valid[CPT];
     #pragma unroll
-    for (int c = 0; c < CPT; ++c) valid[c] = tid + c * THREADS < CHUNKS;
-    // The first tile's codes are requested before the table is built, so the memory system
-    // is busy from the first cycle (short kernels spend a good part of their time starting).
-    Words w[NT][CPT];
-    float s[NT][CPT];
-    if (tile < tiles) load_tile(tile, n, parts, valid, w, s);
+    for (int c = 0; c < CPT; ++c) valid[c] = (c + 1) * GROUP_THREADS <= CHUNKS || gtid + c * GROUP_THREADS < CHUNKS;
+
+    // Everything the prologue reads is requested before anything is stored, so one memory
+    // latency (the first tile's) covers it all; short kernels spend a good part of their time
+    // starting. First the table's words (256 pairs; each store below writes four lanes' copies).
+    u32 table_pairs[TABLE_STEPS];
+    #pragma unroll
+    for (int j = 0; j < TABLE_STEPS; ++j) {
+        const int i = tid + j * THREADS;
+        table_pairs[j] = i < 256 * 8 ? pair_table[i >> 3] : 0u;
+    }
+    Words w[RPT][CPT];
+    float s[RPT][CPT];
+    if (tile < tiles) load_tile(tile, n, group, gtid, parts, valid, w, s);
 #if NORM
-    // The residual, delta and norm weight are requested before the table is built too: their
-    // latency hides under it (with PDL, what the previous kernel wrote only after the wait).
+    // Residual and delta (with PDL: after the wait, the previous kernel writes them) and the
+    // norm weight.
     Words rv[CPT][4], dv[CPT][4], g[CPT][4];
     #pragma unroll
     for (int c = 0; c < CPT; ++c) {
-        const int chunk = tid + c * THREADS;
+        const int chunk = gtid + c * GROUP_THREADS;
         #pragma unroll
         for (int q = 0; q < 4; ++q) {
             g[c][q] = valid[c] ? *(reinterpret_cast<const Words*>(norm_weight) + chunk * 4 + q) : Words{0u, 0u, 0u, 0u};
@@ -251,11 +335,25 @@ extern "C" __global__ void LAUNCH_BOUNDS nf4_gemv_cuda(
 #endif
         }
     }
+#else
+    // x (with PDL: after the wait)
+    Words xw[MX][CPT][4];
+#if !PDL
+    #pragma unroll
+    for (int c = 0; c < CPT; ++c)
+        #pragma unroll
+        for (int m = 0; m < MX; ++m)
+            #pragma unroll
+            for (int q = 0; q < 4; ++q)
+                xw[m][c][q] = valid[c] ? load_x(reinterpret_cast<const Words*>(x + (long)m * x_stride) + (gtid + c * GROUP_THREADS) * 4 + q) : Words{0u, 0u, 0u, 0u};
+#endif
 #endif
     // The table: the pair for byte b, once per lane, as 16-byte stores of four lanes' copies.
-    for (int i = tid; i < 256 * 8; i += THREADS) {
-        const u32 pair = pair_table[i >> 3];
-        *reinterpret_cast<Words*>(smem + (i >> 3) * (TABLE_WORDS / 256) + (i & 7) * 4) = Words{pair, pair, pair, pair};
+    #pragma unroll
+    for (int j = 0; j < TABLE_STEPS; ++j) {
+        const int i = tid + j * THREADS;
+        const u32 pair = table_pairs[j];
+        if (i < 256 * 8) *reinterpret_cast<Words*>(smem + (i >> 3) * (TABLE_WORDS / 256) + (i & 7) * 4) = Words{pair, pair, pair, pair};
     }
 #if PDL
     // Launched as a programmatic dependent (dependent_launch.py): the table and the first tile
@@ -274,7 +372,7 @@ extern "C" __global__ void LAUNCH_BOUNDS nf4_gemv_cuda(
         #pragma unroll
         for (int q = 0; q < 4; ++q) {
 #if PDL
-            const int chunk = tid + c * THREADS;
+            const int chunk = gtid + c * GROUP_THREADS;
             rv[c][q] = valid[c] ? load_x(reinterpret_cast<const Words*>(x) + chunk * 4 + q) : Words{0u, 0u, 0u, 0u};
             dv[c][q] = valid[c] ? load_x(reinterpret_cast<const Words*>(delta) + chunk * 4 + q) : Words{0u, 0u, 0u, 0u};
 #endif
@@ -289,10 +387,11 @@ extern "C" __global__ void LAUNCH_BOUNDS nf4_gemv_cuda(
             }
         }
     }
+    if (group != 0) squares = 0.0f;  // every set holds all of x: count it once
     #pragma unroll
     for (int mask = 16; mask > 0; mask >>= 1) squares += shuffle_xor(squares, mask);
     float* partial = reinterpret_cast<float*>(smem + TABLE_WORDS);  // before the tiles use it
-    if ((tid & 31) == 0) partial[warp] = squares;
+    if ((tid & 31) == 0) partial[tid >> 5] = squares;
     __syncthreads();
     float total = 0.0f;
     #pragma unroll
@@ -300,7 +399,7 @@ extern "C" __global__ void LAUNCH_BOUNDS nf4_gemv_cuda(
     const float inverse_rms = 1.0f / sqrtf(total / (float)(CHUNKS * 32) + (float)eps);
     #pragma unroll
     for (int c = 0; c < CPT; ++c) {
-        const int chunk = tid + c * THREADS;
+        const int chunk = gtid + c * GROUP_THREADS;
         #pragma unroll
         for (int q = 0; q < 4; ++q) {
             const u32 gw[4] = {g[c][q].a, g[c][q].b, g[c][q].c, g[c][q].d};
@@ -316,7 +415,7 @@ extern "C" __global__ void LAUNCH_BOUNDS nf4_gemv_cuda(
                 xv[0][c][q * 8 + e * 2 + 1] = high_half(xw);
 #endif
             }
-            if (blockIdx.x == 0 && valid[c]) {
+            if (blockIdx.x == 0 && group == 0 && valid[c]) {
                 reinterpret_cast<Words*>(residual_out)[chunk * 4 + q] =
                     Words{h[c][q * 4], h[c][q * 4 + 1], h[c][q * 4 + 2], h[c][q * 4 + 3]};
             }
@@ -325,14 +424,14 @@ extern "C" __global__ void LAUNCH_BOUNDS nf4_gemv_cuda(
 #else
     #pragma unroll
     for (int c = 0; c < CPT; ++c) {
-        const int chunk = tid + c * THREADS;
         #pragma unroll
         for (int m = 0; m < MX; ++m) {
-            const Words* xp = reinterpret_cast<const Words*>(x + (long)m * x_stride) + chunk * 4;
             #pragma unroll
             for (int q = 0; q < 4; ++q) {
-                const Words v = valid[c] ? load_x(xp + q) : Words{0u, 0u, 0u, 0u};
-                const u32 vw[4] = {v.a, v.b, v.c, v.d};
+#if PDL
+                xw[m][c][q] = valid[c] ? load_x(reinterpret_cast<const Words*>(x + (long)m * x_stride) + (gtid + c * GROUP_THREADS) * 4 + q) : Words{0u, 0u, 0u, 0u};
+#endif
+                const u32 vw[4] = {xw[m][c][q].a, xw[m][c][q].b, xw[m][c][q].c, xw[m][c][q].d};
                 #pragma unroll
                 for (int e = 0; e < 4; ++e) {
 #if PAIRS
@@ -348,50 +447,46 @@ extern "C" __global__ void LAUNCH_BOUNDS nf4_gemv_cuda(
 #endif
     __syncthreads();
 
-    float* reduce = reinterpret_cast<float*>(smem + TABLE_WORDS);  // [2][WARPS][NT * MX]
+    // [2][THREADS / LANES][VALUES]: each LANES lanes' totals, double-buffered by tile parity
+    float* reduce = reinterpret_cast<float*>(smem + TABLE_WORDS);
     if (tile >= tiles) return;
     int parity = 0;
     for (; tile < tiles; tile += gridDim.x) {
-        Words next_w[NT][CPT];
-        float next_s[NT][CPT];
+        Words next_w[RPT][CPT];
+        float next_s[RPT][CPT];
         const int next = tile + gridDim.x;
-        if (next < tiles) load_tile(next, n, parts, valid, next_w, next_s);
+        if (next < tiles) load_tile(next, n, group, gtid, parts, valid, next_w, next_s);
 
-        float acc[NT][MX];
+        float values[VALUES];  // row r, x row m at r * MX + m
         #pragma unroll
-        for (int r = 0; r < NT; ++r) {
+        for (int r = 0; r < RPT; ++r) {
             #pragma unroll
             for (int m = 0; m < MX; ++m) {
                 float a = 0.0f;
                 #pragma unroll
                 for (int c = 0; c < CPT; ++c) {
                     const XValue* xc = xv[m][c];
-                    const int step = X_PER_CHUNK / 4;
-                    float chunk_sum = word_dot(w[r][c].a, xc, lane4);
-                    chunk_sum += word_dot(w[r][c].b, xc + step, lane4);
-                    chunk_sum += word_dot(w[r][c].c, xc + 2 * step, lane4);
-                    chunk_sum += word_dot(w[r][c].d, xc + 3 * step, lane4);
+                    const u32 words[4] = {w[r][c].a, w[r][c].b, w[r][c].c, w[r][c].d};
+                    float chunk_sum = words_dot(words, xc, lane4);
+                    #pragma unroll
+                    for (int j = CHAIN; j < 4; j += CHAIN) chunk_sum += words_dot(words + j, xc + j * (X_PER_CHUNK / 4), lane4);
                     a = chunk_sum * s[r][c] + a;
                 }
-                acc[r][m] = a;
+                values[r * MX + m] = a;
             }
         }
 
-        float* slot = reduce + parity * (WARPS * NT * MX);
-        #pragma unroll
-        for (int j = 0; j < NT * MX; ++j) {
-            float v = acc[j / MX][j % MX];
-            #pragma unroll
-            for (int mask = 16; mask > 0; mask >>= 1) v += shuffle_xor(v, mask);
-            if ((tid & 31) == 0) slot[warp * (NT * MX) + j] = v;
-        }
+        float* slot = reduce + parity * ((THREADS / LANES) * VALUES);
+        lane_sums(values, slot, tid);
         __syncthreads();
         if (tid < NT * MX) {
+            // Output j = row * MX + m of the tile: its set's lane groups hold it at `index`.
+            const int r = tid / MX, m = tid % MX;
+            const int set = r / RPT, index = (r % RPT) * MX + m;
             float v = 0.0f;
             #pragma unroll
-            for (int k = 0; k < WARPS; ++k) v += slot[k * (NT * MX) + tid];
-            const int row = tile * NT + tid / MX;
-            const int m = tid % MX;
+            for (int k = 0; k < UNITS; ++k) v += slot[(set * UNITS + k) * VALUES + index];
+            const int row = tile * NT + r;
             if (row < n) {
 #if HAS_BIAS
                 v += bias[row];
@@ -401,14 +496,14 @@ extern "C" __global__ void LAUNCH_BOUNDS nf4_gemv_cuda(
         }
         parity ^= 1;
 
-        if (next < tiles) {
+        // Unconditional: past the last tile the loop ends and these are never read (a
+        // conditional copy costs a select per register).
+        #pragma unroll
+        for (int r = 0; r < RPT; ++r) {
             #pragma unroll
-            for (int r = 0; r < NT; ++r) {
-                #pragma unroll
-                for (int c = 0; c < CPT; ++c) {
-                    w[r][c] = next_w[r][c];
-                    s[r][c] = next_s[r][c];
-                }
+            for (int c = 0; c < CPT; ++c) {
+                w[r][c] = next_w[r][c];
+                s[r][c] = next_s[r][c];
             }
         }
     }
