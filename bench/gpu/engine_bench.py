@@ -12,7 +12,8 @@ Phases (each a subprocess so its memory cap and peak are its own):
             describe TTFT, vision decode, writer TTFT and decode, context, pipeline, peak,
             and a per-step kernel profile
   engine_*  decode-only variants: engine_fp32_unfused (Triton NF4 kernel, no fused decode
-            ops), engine_cuda_unfused; on request engine_bnb (bitsandbytes),
+            ops), engine_cuda_unfused; on request engine_off_fused (bitsandbytes' matmul for
+            decode, the rest as the default),
             engine_cuda_fused_dependent (dependent launch on), engine_cuda_fused_torch_noise
             (the sampler's PyTorch noise), engine_cuda_fused_transformers_step (transformers'
             forward instead of the written-out decode step), engine_cuda_fused_separate_norms
@@ -689,6 +690,8 @@ PHASES = {
     "engine_fp32_fused": lambda: phase_engine("fp32", full=False, fused=True),
     "engine_cuda_unfused": lambda: phase_engine("cuda", full=False, fused=False),
     "engine_cuda_fused": lambda: phase_engine("cuda", full=False, fused=True),
+    # bitsandbytes' matmul for decode (no NF4 kernel), everything else as the default
+    "engine_off_fused": lambda: phase_engine("off", full=False, fused=True),
     # the same with programmatic dependent launch (off by default; Hopper and newer only)
     "engine_cuda_fused_dependent": lambda: phase_engine("cuda", full=False, fused=True, dependent=True),
     # the same with the sampler's noise from PyTorch ops instead of its kernel
