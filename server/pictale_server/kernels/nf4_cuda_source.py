@@ -26,7 +26,9 @@ costs up to 9% on some launches; 3: up to three parts), PAIRS (1: the 8 products
 0: widened first, fp32 FMAs), HAS_BIAS, WIDE, PDL (1: launched as a programmatic dependent of the
 previous kernel, sm_90+), NORM (1: x is not read but made, MX = 1 only: see below), ROWS_EXACT
 (1: the tile height divides N, so no row is clamped and a tile's addresses are one base plus
-constant offsets -- ~60 fewer instructions per 8-row tile).
+constant offsets -- ~60 fewer instructions per 8-row tile), GROUPS (row groups, 1 or 2: see
+load_tile), CHAIN (PAIRS only: words whose products share one bf16x2 sum; 1, the default, keeps
+bitsandbytes-level error; 2 and 4 are for experiments, docs/kernels.md).
 
 NORM: a decoder layer's residual add and the RMSNorm after it, done where x is loaded. Every
 block holds all of x in registers anyway, so each computes h = residual + delta, the sum of
