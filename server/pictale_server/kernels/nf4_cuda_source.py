@@ -73,6 +73,11 @@ __device__ __forceinline__ Words load_x(const Words* p) {
 #endif
 }
 
+// Word q (16 bytes) of a row's 64-byte chunk, or zeros where this thread has no such chunk.
+__device__ __forceinline__ Words x_word(const u32* row, int chunk, int q, bool valid) {
+    return valid ? load_x(reinterpret_cast<const Words*>(row) + chunk * 4 + q) : Words{0u, 0u, 0u, 0u};
+}
+
 __device__ __forceinline__ float bits_to_float(u32 u) {
     float f;
     asm("mov.b32 %0, %1;" : "=f"(f) : "r"(u));
@@ -332,8 +337,8 @@ extern "C" __global__ void LAUNCH_BOUNDS nf4_gemv_cuda(
         for (int q = 0; q < 4; ++q) {
             g[c][q] = valid[c] ? *(reinterpret_cast<const Words*>(norm_weight) + chunk * 4 + q) : Words{0u, 0u, 0u, 0u};
 #if !PDL
-            rv[c][q] = valid[c] ? load_x(reinterpret_cast<const Words*>(x) + chunk * 4 + q) : Words{0u, 0u, 0u, 0u};
-            dv[c][q] = valid[c] ? load_x(reinterpret_cast<const Words*>(delta) + chunk * 4 + q) : Words{0u, 0u, 0u, 0u};
+            rv[c][q] = x_word(x, chunk, q, valid[c]);
+            dv[c][q] = x_word(delta, chunk, q, valid[c]);
 #endif
         }
     }
@@ -347,7 +352,7 @@ extern "C" __global__ void LAUNCH_BOUNDS nf4_gemv_cuda(
         for (int m = 0; m < MX; ++m)
             #pragma unroll
             for (int q = 0; q < 4; ++q)
-                xw[m][c][q] = valid[c] ? load_x(reinterpret_cast<const Words*>(x + (long)m * x_stride) + (gtid + c * GROUP_THREADS) * 4 + q) : Words{0u, 0u, 0u, 0u};
+                xw[m][c][q] = x_word(x + (long)m * x_stride, gtid + c * GROUP_THREADS, q, valid[c]);
 #endif
 #endif
     // The table: the pair for byte b, once per lane, as 16-byte stores of four lanes' copies.
@@ -375,8 +380,8 @@ extern "C" __global__ void LAUNCH_BOUNDS nf4_gemv_cuda(
         for (int q = 0; q < 4; ++q) {
 #if PDL
             const int chunk = gtid + c * GROUP_THREADS;
-            rv[c][q] = valid[c] ? load_x(reinterpret_cast<const Words*>(x) + chunk * 4 + q) : Words{0u, 0u, 0u, 0u};
-            dv[c][q] = valid[c] ? load_x(reinterpret_cast<const Words*>(delta) + chunk * 4 + q) : Words{0u, 0u, 0u, 0u};
+            rv[c][q] = x_word(x, chunk, q, valid[c]);
+            dv[c][q] = x_word(delta, chunk, q, valid[c]);
 #endif
             const u32 rw[4] = {rv[c][q].a, rv[c][q].b, rv[c][q].c, rv[c][q].d};
             const u32 dw[4] = {dv[c][q].a, dv[c][q].b, dv[c][q].c, dv[c][q].d};
@@ -431,7 +436,7 @@ extern "C" __global__ void LAUNCH_BOUNDS nf4_gemv_cuda(
             #pragma unroll
             for (int q = 0; q < 4; ++q) {
 #if PDL
-                xw[m][c][q] = valid[c] ? load_x(reinterpret_cast<const Words*>(x + (long)m * x_stride) + (gtid + c * GROUP_THREADS) * 4 + q) : Words{0u, 0u, 0u, 0u};
+                xw[m][c][q] = x_word(x + (long)m * x_stride, gtid + c * GROUP_THREADS, q, valid[c]);
 #endif
                 const u32 vw[4] = {xw[m][c][q].a, xw[m][c][q].b, xw[m][c][q].c, xw[m][c][q].d};
                 #pragma unroll
