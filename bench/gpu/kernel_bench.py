@@ -20,7 +20,6 @@ import statistics
 import sys
 import time
 import traceback
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -33,7 +32,7 @@ import triton
 
 from pictale_server.kernels.fuse import fuse_rows
 from pictale_server.kernels.nf4_format import packed_from_quant_state
-from pictale_server.kernels.nf4_cuda import CudaNF4Weight, Launch, candidates, cuda_gemv, default_launch, launch_gemv, staged_candidates
+from pictale_server.kernels.nf4_cuda import CudaNF4Weight, candidates, cuda_gemv, default_launch, launch_gemv
 from pictale_server.kernels.nf4_gemv import NF4KernelWeight, default_test_config, kernels, nf4_gemv
 
 SHAPES = [  # (model, name, N, K)
@@ -163,36 +162,7 @@ def correctness() -> list[dict]:
         results.append(check_case("zero blocks", 2048, 4096, 1, zero_blocks=True, lookup=variant))
     for splits, k, m in (((4096, 1024, 1024), 5120, 1), ((14336, 14336), 5120, 2), ((80, 16, 30), 192, 3)):
         results.append(check_parts(splits, k, m))
-    results += staged_checks()
     return results
-
-
-def staged_checks() -> list[dict]:
-    if torch.cuda.get_device_capability() < (9, 0):
-        return []
-    return [
-        check_staged((1003,), 3584, 1, Launch(4, 1, 1, True, 1, 3)),
-        check_staged((1003,), 3584, 3, Launch(8, 1, 2, True, 2, 2)),
-        check_staged((4096, 1024, 1024), 5120, 2, Launch(4, 1, 1, True, 1, 4)),
-        check_staged((517,), 18944, 1, Launch(2, 1, 1, True, 1, 6)),
-        check_staged((5120,), 14336, 4, Launch(2, 2, 1, True, 1, 3)),
-        check_staged((256,), 256, 1, Launch(2, 1, 2, True, 1, 2)),
-    ]
-
-
-def check_staged(splits: tuple[int, ...], k: int, m: int, launch: Launch) -> dict:
-    """A staged launch against the register path at the same tiles (equal bit for bit) and
-    dequantize + matmul: ragged last tiles, weights in parts, several rows of x."""
-    quantized = [quantize(n, k) for n in splits]
-    parts = [packed_from_quant_state(p, s) for p, s in quantized]
-    weight = CudaNF4Weight(parts if len(parts) > 1 else parts[0], None, pairs=True)
-    x = torch.randn(m, k, dtype=torch.bfloat16, device="cuda")
-    n = sum(splits)
-    staged = launch_gemv(x, weight, torch.empty(m, n, dtype=torch.bfloat16, device="cuda"), launch)
-    registers = launch_gemv(x, weight, torch.empty(m, n, dtype=torch.bfloat16, device="cuda"), replace(launch, stages=0))
-    ref = torch.cat([x.float() @ bnbf.dequantize_4bit(p, s).float().t() for p, s in quantized], dim=1)
-    return {"case": "cuda staged", "splits": list(splits), "K": k, "rows": m, "launch": list(vars(launch).values()),
-            "equal_to_registers": bool(torch.equal(staged, registers)), "rel_err_kernel": rel_error(staged, ref)}
 
 
 def check_parts(splits: tuple[int, ...], k: int, m: int) -> dict:
@@ -211,7 +181,7 @@ def check_parts(splits: tuple[int, ...], k: int, m: int) -> dict:
             "equal_to_concatenated": bool(torch.equal(out, concatenated)), "rel_err_kernel": rel_error(out, ref)}
 
 
-def sweep(n: int, k: int, rows: int, copy_bw: float, wide: bool = False, staged: bool = False) -> list[dict]:
+def sweep(n: int, k: int, rows: int, copy_bw: float, wide: bool = False) -> list[dict]:
     """Every launch candidate of the CUDA kernel on one shape (for the launch rule)."""
     packed, state = quantize(n, k)
     weight_bytes = packed.numel() + state.absmax.numel() * 4
@@ -222,22 +192,15 @@ def sweep(n: int, k: int, rows: int, copy_bw: float, wide: bool = False, staged:
     for pairs in (True,):
         weights = [CudaNF4Weight(packed_from_quant_state(packed.clone(), state), None, pairs=pairs) for _ in range(copies)]
         outs = [torch.empty(rows, n, dtype=torch.bfloat16, device="cuda") for _ in weights]
-        # staged: the register path's measured launch first, as the same-run baseline
-        launches = [default_launch(n, k, rows, (9, 0)), *staged_candidates(k)] if staged else candidates(k, wide)
-        for launch in launches:
+        for launch in candidates(k, wide):
             try:
                 seconds = graph_time([lambda w=w, o=o, l=launch: launch_gemv(x, w, o, l) for w, o in zip(weights, outs)], replays=10)
                 error = rel_error(launch_gemv(x, weights[0], outs[0], launch), ref)
             except Exception as exc:  # noqa: BLE001
                 rows_out.append({"N": n, "K": k, "rows": rows, "pairs": pairs, "launch": list(vars(launch).values()), "error": repr(exc)[:200]})
                 continue
-            row = {"N": n, "K": k, "rows": rows, "pairs": pairs, "launch": list(vars(launch).values()),
-                   "us": seconds * 1e6, "pct_copy": 100 * weight_bytes / seconds / copy_bw, "rel_err": error}
-            if launch.stages:  # the same arithmetic as the register path: equal bit for bit
-                staged = outs[0].clone()
-                registers = launch_gemv(x, weights[0], outs[0], replace(launch, stages=0))
-                row["equal_to_registers"] = bool(torch.equal(staged, registers))
-            rows_out.append(row)
+            rows_out.append({"N": n, "K": k, "rows": rows, "pairs": pairs, "launch": list(vars(launch).values()),
+                             "us": seconds * 1e6, "pct_copy": 100 * weight_bytes / seconds / copy_bw, "rel_err": error})
         del weights, outs
         torch.cuda.empty_cache()
     return rows_out
@@ -303,7 +266,6 @@ def main() -> None:
     parser.add_argument("--skip-check", action="store_true")
     parser.add_argument("--sweep", default="", help="comma-separated shape indices to sweep every CUDA launch on")
     parser.add_argument("--sweep-wide", default="", help="comma-separated shape indices to sweep the CUDA kernel's wide-table launches on")
-    parser.add_argument("--sweep-staged", default="", help="comma-separated shape indices to sweep the staged (bulk-copy) launches on")
     parser.add_argument("--out", default=os.path.join(os.environ.get("OUT", "."), "nf4_kernel_bench.json"))
     args = parser.parse_args()
     report = {
@@ -318,10 +280,10 @@ def main() -> None:
         for row in report["correctness"]:
             print(json.dumps(row), flush=True)
     report["sweep"] = []
-    for indices, wide, staged in ((args.sweep, False, False), (args.sweep_wide, True, False), (args.sweep_staged, True, True)):
+    for indices, wide in ((args.sweep, False), (args.sweep_wide, True)):
         for index in filter(None, indices.split(",")):
             _, _, n, k = SHAPES[int(index)]
-            report["sweep"] += sweep(n, k, 1, report["copy_tb_s"] * 1e12, wide=wide, staged=staged)
+            report["sweep"] += sweep(n, k, 1, report["copy_tb_s"] * 1e12, wide=wide)
             Path(args.out).write_text(json.dumps(report, indent=1))
     shapes = SHAPES if not args.shapes else [SHAPES[int(i)] for i in args.shapes.split(",")]
     report["timings"] = []

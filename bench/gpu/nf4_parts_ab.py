@@ -54,7 +54,7 @@ class Baseline:
             defines = {"NT": launch.tile_rows, "CPT": launch.chunks_per_thread, "THREADS": launch.threads(k),
                        "MX": rows, "CHUNKS": k // 32, "PAIRS": 1, "HAS_BIAS": 0, "WIDE": int(launch.wide),
                        "MIN_BLOCKS": launch.blocks_per_sm, "ROWS_EXACT": int(rows_exact),
-                       "GROUPS": launch.row_groups, "STAGES": getattr(launch, "stages", 0),
+                       "GROUPS": launch.row_groups,
                        **({"PARTS": 1, "PDL": 0} if self.parts else {}), **self.extra}
             source = "".join(f"#define {name} {value}\n" for name, value in defines.items()) + self.source
             props = torch.cuda.get_device_properties(0)

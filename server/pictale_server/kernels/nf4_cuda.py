@@ -16,7 +16,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
@@ -44,10 +44,6 @@ class Launch:
     # Sets of threads in a block, each walking all of K for tile_rows / row_groups of the rows:
     # 2 where one set would leave half a warp idle (K = 3584: 112 chunks).
     row_groups: int = 1
-    # Tiles staged in shared memory by bulk copies (sm_90+): this many requested ahead, with no
-    # registers or threads holding them in flight. 0: each thread loads the next tile's words
-    # into registers while it computes this one.
-    stages: int = 0
 
     def threads(self, k: int) -> int:
         chunks = k // 32
@@ -118,7 +114,7 @@ def _compiled(
         "MIN_BLOCKS": launch.blocks_per_sm,
         "MX": rows, "CHUNKS": k // 32, "PAIRS": int(pairs), "HAS_BIAS": int(has_bias), "WIDE": int(launch.wide),
         "PARTS": 1 if parts == 1 else MAX_PARTS, "PDL": int(dependent), "NORM": int(norm),
-        "ROWS_EXACT": int(rows_exact), "GROUPS": launch.row_groups, "STAGES": launch.stages,
+        "ROWS_EXACT": int(rows_exact), "GROUPS": launch.row_groups,
     }
     header = "".join(f"#define {name} {value}\n" for name, value in defines.items())
     with _compile_lock:
@@ -136,22 +132,8 @@ def _compiled(
 
 
 def shared_bytes(k: int, launch: Launch, rows: int) -> int:
-    """Dynamic shared memory: the table, the reduction's slots and (staged) the tiles, laid out
-    as the kernel's STAGE_OFFSET and STAGE_BYTES say."""
     table = WIDE_TABLE_BYTES if launch.wide else TABLE_BYTES
-    slots = 2 * (launch.threads(k) // 32) * launch.tile_rows * rows * 4
-    if not launch.stages:
-        return table + slots
-    return _round_up(table + slots, 128) + launch.stages * stage_bytes(k, launch)
-
-
-def stage_bytes(k: int, launch: Launch) -> int:
-    """One staged tile: its rows' codes (K / 2 bytes a row), then their fp32 absmax."""
-    return _round_up(launch.tile_rows * (k // 2 + k // 64 * 4), 128)
-
-
-def _round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
+    return table + 2 * (launch.threads(k) // 32) * launch.tile_rows * rows * 4
 
 
 def grid_size(tiles: int, sms: int, blocks_per_sm: int, shared_per_block: int, shared_per_sm: int | None) -> int:
@@ -219,12 +201,6 @@ class CudaNF4Weight:
         self.capability = (props.major, props.minor)
         self.shared_per_sm = getattr(props, "shared_memory_per_multiprocessor", None)
         self.sms = props.multi_processor_count
-        # Staged launches copy a tile's codes and absmax with 16-byte-aligned bulk copies (sm_90+).
-        self.bulk_copies = (
-            self.capability >= (9, 0)
-            and self.in_features % 256 == 0
-            and all(part.packed.data_ptr() % 16 == 0 and part.absmax.data_ptr() % 16 == 0 for part in parts)
-        )
 
     @property
     def device(self) -> torch.device:
@@ -255,8 +231,6 @@ def launch_gemv(
 ) -> torch.Tensor:
     """out = x @ W^T (+ bias); with `norm`, x is made from a residual first (NormInput)."""
     rows, k = x.shape
-    if launch.stages and not weight.bulk_copies:
-        raise ValueError("a staged launch needs sm_90+, K a multiple of 256 and 16-byte aligned codes and absmax")
     dependent = dependent_launch.active(x.device)
     kernel = _compiled(
         weight.arch, k, launch, rows, weight.pairs, weight.bias is not None, len(weight.parts), dependent,
@@ -312,25 +286,6 @@ def accepts(x: torch.Tensor) -> bool:
         and x.data_ptr() % 16 == 0
         and (x.shape[0] == 1 or x.stride(0) % 8 == 0)
     )
-
-
-SHARED_PER_BLOCK_SM90 = 227 * 1024  # the most dynamic shared memory one block may opt in to
-SHARED_PER_SM_SM90 = 228 * 1024
-STAGE_COUNTS = (2, 3, 4, 6)
-
-
-def staged_candidates(k: int) -> list[Launch]:
-    """Staged launches (wide table) whose shared memory fits an H100/H200 SM at their blocks per SM."""
-    found = []
-    for launch in candidates(k, wide=True):
-        if launch.blocks_per_sm > 2 or launch.chunks_per_thread > 2:
-            continue
-        for stages in STAGE_COUNTS:
-            staged = replace(launch, stages=stages)
-            shared = shared_bytes(k, staged, 1)
-            if shared <= SHARED_PER_BLOCK_SM90 and SHARED_PER_SM_SM90 // (shared + 1024) >= launch.blocks_per_sm:
-                found.append(staged)
-    return found
 
 
 def candidates(k: int, wide: bool = False) -> list[Launch]:

@@ -44,9 +44,6 @@ struct __align__(16) Words { u32 a, b, c, d; };
 
 #define WARPS (THREADS / 32)
 #define BLOCKS (CHUNKS / 2)
-#ifndef STAGES
-#define STAGES 0
-#endif
 
 extern __shared__ u32 smem[];
 
@@ -104,27 +101,6 @@ __device__ __forceinline__ float shuffle_xor(float v, int mask) {
     asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=f"(r) : "f"(v), "r"(mask));
     return r;
 }
-
-#if STAGES
-// Staged tiles (sm_90+): a tile's rows are contiguous in memory, so one bulk copy (the TMA
-// engine, no registers, no threads) moves its codes into shared memory and one more its absmax;
-// an mbarrier per stage counts the bytes in.
-__device__ __forceinline__ u32 shared_address(const void* p) {
-    u32 a;
-    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
-    return a;
-}
-
-__device__ __forceinline__ void bulk_copy(u32 destination, const void* source, u32 bytes, u32 barrier) {
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
-        :: "r"(destination), "l"(source), "r"(bytes), "r"(barrier) : "memory");
-}
-
-__device__ __forceinline__ void wait_stage(u32 barrier, u32 phase) {
-    asm volatile("{\n .reg .pred done;\n WAIT:\n mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-                 " @!done bra WAIT;\n}" :: "r"(barrier), "r"(phase) : "memory");
-}
-#endif
 
 // The pair of values for the byte at bits 7..14 of `offset` (this lane's copy of the table).
 __device__ __forceinline__ u32 pair_at(u32 offset) {
@@ -271,55 +247,6 @@ __device__ __forceinline__ void load_tile(
     }
 }
 
-#if STAGES
-// Shared memory after the table: the reduction's slots, then STAGES tiles, each its rows' codes
-// (NT * CHUNKS 16-byte words) followed by their absmax (NT * BLOCKS floats).
-#define SLOT_BYTES (2 * (THREADS / 32) * NT * MX * 4)
-#define STAGE_OFFSET ((TABLE_WORDS * 4 + SLOT_BYTES + 127) / 128 * 128)
-#define STAGE_CODES (NT * CHUNKS * 16)
-#define STAGE_BYTES ((STAGE_CODES + NT * BLOCKS * 4 + 127) / 128 * 128)
-
-// One thread asks for a tile: its rows (fewer in a ragged last tile) into stage `stage`.
-__device__ __forceinline__ void request_tile(int tile, int n, const Parts& parts, int stage, u32 barrier) {
-    const int first = tile * NT;
-#if PARTS == 1
-    const Words* weight = parts.w0;
-    const float* absmax = parts.a0;
-#else
-    const Words* weight = first < parts.end0 ? parts.w0 : first < parts.end1 ? parts.w1 : parts.w2;
-    const float* absmax = first < parts.end0 ? parts.a0 : first < parts.end1 ? parts.a1 : parts.a2;
-#endif
-#if ROWS_EXACT
-    const u32 rows = NT;
-#else
-    const u32 rows = min(NT, n - first);
-#endif
-    const u32 codes = rows * (CHUNKS * 16), scales = rows * (BLOCKS * 4);
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" :: "r"(barrier), "r"(codes + scales) : "memory");
-    const u32 destination = shared_address(smem) + STAGE_OFFSET + stage * STAGE_BYTES;
-    bulk_copy(destination, weight + (long)first * CHUNKS, codes, barrier);
-    bulk_copy(destination + STAGE_CODES, absmax + (long)first * BLOCKS, scales, barrier);
-}
-
-// This thread's words and scales of a staged tile (rows past a ragged end hold stale values;
-// their outputs are not stored).
-__device__ __forceinline__ void read_tile(
-    int stage, int group, int gtid, const bool* valid, Words (&w)[RPT][CPT], float (&s)[RPT][CPT])
-{
-    const char* base = reinterpret_cast<const char*>(smem) + STAGE_OFFSET + stage * STAGE_BYTES;
-    const Words* codes = reinterpret_cast<const Words*>(base) + group * RPT * CHUNKS + gtid;
-    const float* scales = reinterpret_cast<const float*>(base + STAGE_CODES) + group * RPT * BLOCKS + (gtid >> 1);
-    #pragma unroll
-    for (int r = 0; r < RPT; ++r) {
-        #pragma unroll
-        for (int c = 0; c < CPT; ++c) {
-            w[r][c] = valid[c] ? codes[r * CHUNKS + c * GROUP_THREADS] : Words{0u, 0u, 0u, 0u};
-            s[r][c] = valid[c] ? scales[r * BLOCKS + c * (GROUP_THREADS / 2)] : 0.0f;
-        }
-    }
-}
-#endif
-
 // Each thread holds VALUES partial sums (its rows of the tile times x rows); the totals over
 // each LANES lanes, one per value, land in `slot`. With VALUES a power of two, each butterfly
 // step trades half of the values with the partner lane instead of shuffling all of them:
@@ -396,25 +323,9 @@ extern "C" __global__ void LAUNCH_BOUNDS nf4_gemv_cuda(
         const int i = tid + j * THREADS;
         table_pairs[j] = i < 256 * 8 ? pair_table[i >> 3] : 0u;
     }
-#if STAGES
-    // The first STAGES tiles are asked for at once; each stage is asked for again as soon as
-    // the block is done with it.
-    __shared__ __align__(8) unsigned long long stage_full[STAGES];
-    if (tid == 0) {
-        #pragma unroll
-        for (int j = 0; j < STAGES; ++j)
-            asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" :: "r"(shared_address(&stage_full[j])) : "memory");
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-        #pragma unroll
-        for (int j = 0; j < STAGES; ++j)
-            if (tile + j * (int)gridDim.x < tiles)
-                request_tile(tile + j * gridDim.x, n, parts, j, shared_address(&stage_full[j]));
-    }
-#else
     Words w[RPT][CPT];
     float s[RPT][CPT];
     if (tile < tiles) load_tile(tile, n, group, gtid, parts, valid, w, s);
-#endif
 #if NORM
     // Residual and delta (with PDL: after the wait, the previous kernel writes them) and the
     // norm weight.
@@ -547,22 +458,11 @@ extern "C" __global__ void LAUNCH_BOUNDS nf4_gemv_cuda(
     float* reduce = reinterpret_cast<float*>(smem + TABLE_WORDS);
     if (tile >= tiles) return;
     int parity = 0;
-#if STAGES
-    int stage = 0;
-    u32 phase = 0;
-#endif
     for (; tile < tiles; tile += gridDim.x) {
-#if STAGES
-        Words w[RPT][CPT];
-        float s[RPT][CPT];
-        wait_stage(shared_address(&stage_full[stage]), phase);
-        read_tile(stage, group, gtid, valid, w, s);
-#else
         Words next_w[RPT][CPT];
         float next_s[RPT][CPT];
         const int next = tile + gridDim.x;
         if (next < tiles) load_tile(next, n, group, gtid, parts, valid, next_w, next_s);
-#endif
 
         float values[VALUES];  // row r, x row m at r * MX + m
         #pragma unroll
@@ -586,17 +486,6 @@ extern "C" __global__ void LAUNCH_BOUNDS nf4_gemv_cuda(
         float* slot = reduce + parity * ((THREADS / LANES) * VALUES);
         lane_sums(values, slot, tid);
         __syncthreads();
-#if STAGES
-        // Every thread has read this stage (the sums above used it): refill it.
-        if (tid == 0) {
-            const int later = tile + STAGES * gridDim.x;
-            if (later < tiles) {
-                asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-                request_tile(later, n, parts, stage, shared_address(&stage_full[stage]));
-            }
-        }
-        if (++stage == STAGES) { stage = 0; phase ^= 1; }
-#endif
         if (tid < NT * MX) {
             // Output j = row * MX + m of the tile: its set's lane groups hold it at `index`.
             const int r = tid / MX, m = tid % MX;
@@ -613,7 +502,7 @@ extern "C" __global__ void LAUNCH_BOUNDS nf4_gemv_cuda(
             }
         }
         parity ^= 1;
-#if !STAGES
+
         // Unconditional: past the last tile the loop ends and these are never read (a
         // conditional copy costs a select per register).
         #pragma unroll
@@ -624,7 +513,6 @@ extern "C" __global__ void LAUNCH_BOUNDS nf4_gemv_cuda(
                 s[r][c] = next_s[r][c];
             }
         }
-#endif
     }
 }
 """
