@@ -306,14 +306,15 @@ def candidates(k: int, wide: bool = False) -> list[Launch]:
 
 
 # Best launch per K on an H200 (sm_90) at batch 1, from a sweep of every candidate
-# (bench/results/nf4_cuda_sweep_h200.json, nf4_cuda_wide_sweep_h200.json): K -> (tile rows,
+# (bench/results/nf4_cuda_load_order_sweep_h200.json, the latest; nf4_cuda_sweep_h200.json and
+# nf4_cuda_wide_sweep_h200.json before it): K -> (tile rows,
 # chunks per thread, blocks per SM, wide table). The wide table won on every shape swept (by 2-9%).
 MEASURED_SM90 = {
     3584: Launch(8, 1, 2, wide=True, row_groups=2),
-    4096: Launch(8, 1, 3, wide=True),
+    4096: Launch(4, 1, 3, wide=True),
     5120: Launch(4, 1, 3, wide=True),
     14336: Launch(4, 1, 2, wide=True),
-    18944: Launch(2, 1, 2, wide=True),
+    18944: Launch(2, 2, 2, wide=True),
 }
 
 

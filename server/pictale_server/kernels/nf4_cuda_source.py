@@ -463,6 +463,11 @@ extern "C" __global__ void LAUNCH_BOUNDS nf4_gemv_cuda(
         float next_s[RPT][CPT];
         const int next = tile + gridDim.x;
         if (next < tiles) load_tile(next, n, group, gtid, parts, valid, next_w, next_s);
+        // Issue the next tile's loads before this tile's arithmetic. Left alone, ptxas moves
+        // them below it (their values are not needed until the next tile), and a block has
+        // nothing in flight while it computes: on the down projections every load came after
+        // the last product. ptxas does not move memory accesses across a warp barrier.
+        __syncwarp();
 
         float values[VALUES];  // row r, x row m at r * MX + m
         #pragma unroll
