@@ -2,7 +2,7 @@
 replaces (decode_ops.add_rms_norm_, then nf4_cuda.cuda_gemv), on the q/k/v and gate/up launches
 of both models: same residual, same outputs, and the time per call of each way.
 
-    python3 bench/gpu/norm_gemv_check.py [--out results.json]
+    python3 bench/gpu/norm_gemv_check.py [--sweep] [--out results.json]
 
 Weights are random NF4 (bitsandbytes), read by parts as the engine reads them; every timing is
 a CUDA graph over enough weight copies that the L2 cache cannot hold them (kernel_bench.py).
@@ -24,7 +24,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[2] / "server"), str(Path(__
 from kernel_bench import ROTATION_BYTES, copy_bandwidth, graph_time, quantize, rel_error  # noqa: E402
 
 from pictale_server.kernels.decode_ops import add_rms_norm_  # noqa: E402
-from pictale_server.kernels.nf4_cuda import CudaNF4Weight, cuda_gemv, norm_gemv  # noqa: E402
+from pictale_server.kernels.nf4_cuda import CudaNF4Weight, NormInput, candidates, cuda_gemv, launch_gemv, norm_gemv  # noqa: E402
 from pictale_server.kernels.nf4_format import packed_from_quant_state  # noqa: E402
 
 LAUNCHES = [  # (model, launch, rows of each part, K, bias)
@@ -87,9 +87,31 @@ def check(model: str, name: str, parts: tuple[int, ...], k: int, bias: bool, cop
     return result
 
 
+def sweep(model: str, name: str, parts: tuple[int, ...], k: int, bias: bool, copy_bw: float) -> list[dict]:
+    """Every wide-table launch candidate of the norm-making launch on this layer's weights (read
+    as parts, as the engine reads them)."""
+    copies = max(2, min(64, math.ceil(ROTATION_BYTES / (sum(parts) * k * 9 // 16))))
+    weights = [weight(parts, k, bias) for _ in range(copies)]
+    residual = torch.randn(1, k, dtype=torch.bfloat16, device="cuda")
+    delta = torch.randn(1, k, dtype=torch.bfloat16, device="cuda")
+    norm = NormInput(delta, torch.ones(k, dtype=torch.bfloat16, device="cuda"), EPS, torch.empty_like(residual))
+    outs = [torch.empty(1, sum(parts), dtype=torch.bfloat16, device="cuda") for _ in weights]
+    weight_bytes = sum(parts) * k // 2 + sum(parts) * k // 64 * 4
+    rows = []
+    for launch in candidates(k, wide=True):
+        calls = [lambda w=w, o=o, launch=launch: launch_gemv(residual, w, o, launch, norm) for w, o in zip(weights, outs)]
+        seconds = graph_time(calls, replays=10)
+        rows.append({"model": model, "launch": name, "candidate": list(vars(launch).values()), "us": seconds * 1e6,
+                     "pct_copy": 100 * weight_bytes / seconds / copy_bw})
+    del weights
+    torch.cuda.empty_cache()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=os.path.join(os.environ.get("OUT", "."), "norm_gemv_check.json"))
+    parser.add_argument("--sweep", action="store_true", help="also time every launch candidate of each norm launch")
     args = parser.parse_args()
     report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
     report["copy_tb_s"] = copy_bandwidth() / 1e12
@@ -99,6 +121,11 @@ def main() -> None:
         report["launches"].append(row)
         print(json.dumps(row), flush=True)
         Path(args.out).write_text(json.dumps(report, indent=1))
+    if args.sweep:
+        report["sweep"] = []
+        for launch in LAUNCHES:
+            report["sweep"] += sweep(*launch, report["copy_tb_s"] * 1e12)
+            Path(args.out).write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":
