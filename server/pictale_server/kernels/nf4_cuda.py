@@ -305,10 +305,10 @@ def candidates(k: int, wide: bool = False) -> list[Launch]:
     return found
 
 
-# Best launch per K on an H200 (sm_90) at batch 1, from a sweep of every candidate
-# (bench/results/nf4_cuda_load_order_sweep_h200.json, the latest; nf4_cuda_sweep_h200.json and
-# nf4_cuda_wide_sweep_h200.json before it): K -> (tile rows,
-# chunks per thread, blocks per SM, wide table). The wide table won on every shape swept (by 2-9%).
+# Best launch per K on an H200 (sm_90) at batch 1, from a sweep of every candidate: K -> (tile
+# rows, chunks per thread, blocks per SM, wide table, row groups). Latest sweep:
+# bench/results/nf4_cuda_load_order_sweep_h200.json; before it nf4_cuda_sweep_h200.json and
+# nf4_cuda_wide_sweep_h200.json, where the wide table won on every shape (by 2-9%).
 MEASURED_SM90 = {
     3584: Launch(8, 1, 2, wide=True, row_groups=2),
     4096: Launch(4, 1, 3, wide=True),
