@@ -702,7 +702,6 @@ PHASES = {
     "engine_cuda_fused_separate_norms": lambda: phase_engine("cuda", full=False, fused=True, norm_in_matmul=False),
     # ... and with the sampler in PyTorch ops instead of its three kernels
     "engine_cuda_fused_torch_sampler": lambda: phase_engine("cuda", full=False, fused=True, sampler_kernel=False),
-    "engine_bnb": lambda: phase_engine("off", full=False, fused=True),
     "engine_bnb_unfused": lambda: phase_engine("off", full=False, fused=False),
     "peak_default": lambda: phase_peak("default"),
     "peak_expandable": lambda: phase_peak("expandable", alloc_conf="expandable_segments:True"),

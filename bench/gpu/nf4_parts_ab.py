@@ -4,7 +4,8 @@
     python3 bench/gpu/nf4_parts_ab.py /tmp/baseline.py [LABEL:NAME=VALUE,...]   # $OUT/ab.json
 
 With PICTALE_AB_BASELINE_LAUNCHES set (JSON: {"K": [tile rows, chunks per thread, blocks per
-SM, wide]}), the baseline runs at those launches, its own best, instead of today's.
+SM, wide, row groups]}, the last ones optional), the baseline runs at those launches, its own
+best, instead of today's.
 
 Each LABEL:NAME=VALUE,... argument adds the current source compiled with those extra defines
 (an experiment's compile-time switch) to the comparison.
@@ -15,7 +16,8 @@ out stride, bias, n), as before weights could be read as parts, or a later one t
 CUDA graphs over rotating copies (to defeat the L2 cache), three times each, alternating, with
 dependent launch off so each kernel's start-up counts in full; outputs must be equal bit for
 bit (or, where the arithmetic's order changed on purpose, within the relative error each
-has against dequantize + matmul in fp32, which is reported). Results: bench/results/nf4_parts_ab_h200.json, nf4_table_build_ab_h200.json.
+has against dequantize + matmul in fp32, which is reported). Results:
+bench/results/nf4_parts_ab_h200.json, nf4_table_build_ab_h200.json, nf4_load_order_ab_h200.json.
 """
 import json
 import math

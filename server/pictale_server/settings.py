@@ -66,8 +66,8 @@ class Settings(BaseSettings):
     fused_decode_ops: bool = True
     # On Hopper and newer, each decode kernel starts while the previous one finishes
     # (programmatic dependent launch, kernels/dependent_launch.py). Off by default: measured on
-    # an H200 it made the writer 3% slower and the vision model 3-9% faster (docs/kernels.md).
-    # Process-wide; older GPUs ignore it.
+    # an H200 it made the writer no faster or up to 3% slower and the vision model 3-9% faster
+    # (docs/kernels.md). Process-wide; older GPUs ignore it.
     dependent_launch: bool = False
     max_context_tokens: int = 16384
 

@@ -52,6 +52,7 @@ class Launch:
             return min(1024, -(-per_thread // 32) * 32)
         return self.row_groups * -(-per_thread // 16) * 16
 
+
 def pair_table(code: torch.Tensor) -> torch.Tensor:
     """256 int32 words: word b holds bf16(code[b >> 4]) in its low half and bf16(code[b & 15])
     in its high half -- the two weights of a packed byte (high nibble = even element), in the
