@@ -83,7 +83,7 @@ MODEL_ENV = {"PICTALE_PROFILE": "reference", "PICTALE_WEIGHTS_DIR": WEIGHTS_PATH
 )
 def prepare_weights() -> list[str]:
     """Download both models at their configured revisions and save NF4 checkpoints to the volume."""
-    from pictale_server import weights
+    from pictale_server.engine import prepare_weights as weights
     from pictale_server.settings import Settings
 
     settings = Settings()
@@ -184,7 +184,7 @@ def start_engine():
     """
     from pictale_server.engine.loader import load_engine
     from pictale_server.settings import Settings
-    from pictale_server.weights import missing_checkpoints
+    from pictale_server.engine.prepare_weights import missing_checkpoints
 
     settings = Settings()
     for model in missing_checkpoints(settings):

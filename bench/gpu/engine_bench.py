@@ -284,7 +284,7 @@ def phase_engine(
     from PIL import Image
 
     from pictale_server.engine.base import Cancel, Sampling
-    from pictale_server.prompts import describe_messages, narrate_messages
+    from pictale_server.runtime.prompts import describe_messages, narrate_messages
     from pictale_server.safety.gate import SafetyGate
     from pictale_server.settings import Settings
 
@@ -589,7 +589,7 @@ def phase_peak(label: str, alloc_conf: str | None = None, prefill_chunk: int | N
     from PIL import Image
 
     from pictale_server.engine.base import Cancel, Sampling
-    from pictale_server.prompts import describe_messages, narrate_messages
+    from pictale_server.runtime.prompts import describe_messages, narrate_messages
 
     cap_to_a10g()
     engine, load_s = _engine("nf4")

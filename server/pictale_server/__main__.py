@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uvicorn
 
-from .app import create_app
-from .engine.loader import load_engine
-from .log import configure_logging
-from .settings import Settings
+from pictale_server.app import create_app
+from pictale_server.engine.loader import load_engine
+from pictale_server.log import configure_logging
+from pictale_server.settings import Settings
 
 
 def main() -> None:

@@ -12,29 +12,29 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 
-from . import __version__
-from .auth import make_authenticate, make_rate_limit
-from .body_limit import BodyLimitMiddleware
-from .engine.base import Engine
-from .error_handlers import install_error_handlers
-from .rate_limit import RateLimiter
-from .readiness import ModelLoader
-from .request_context import RequestContextMiddleware
-from .routes import generate, health, runs
-from .runs import RunRegistry
-from .scheduler import Scheduler
-from .services import Gate, ImageLoader, Services
-from .settings import Settings
+from pictale_server import __version__
+from pictale_server.api.auth import make_authenticate, make_rate_limit
+from pictale_server.api.body_limit import BodyLimitMiddleware
+from pictale_server.engine.base import Engine
+from pictale_server.api.error_handlers import install_error_handlers
+from pictale_server.api.rate_limit import RateLimiter
+from pictale_server.runtime.readiness import ModelLoader
+from pictale_server.api.request_context import RequestContextMiddleware
+from pictale_server.api.routes import generate, health, runs
+from pictale_server.runtime.runs import RunRegistry
+from pictale_server.runtime.scheduler import Scheduler
+from pictale_server.runtime.services import Gate, ImageLoader, Services
+from pictale_server.settings import Settings
 
 
 def _default_gate(settings: Settings) -> Gate:
-    from .safety.gate import SafetyGate
+    from pictale_server.safety.gate import SafetyGate
 
     return SafetyGate.from_settings(settings)
 
 
 def _default_image_loader(settings: Settings) -> ImageLoader:
-    from .images import ImagePolicy, load_image
+    from pictale_server.images import ImagePolicy, load_image
 
     policy = ImagePolicy.from_settings(settings)
 

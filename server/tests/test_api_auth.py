@@ -78,7 +78,7 @@ def test_rate_limit_per_key_answers_429_with_retry_after(serve):
 
 def test_the_rate_window_slides():
     from pictale_server.errors import ApiError
-    from pictale_server.rate_limit import RateLimiter
+    from pictale_server.api.rate_limit import RateLimiter
 
     now = [100.0]
     limiter = RateLimiter(2, clock=lambda: now[0])

@@ -14,8 +14,8 @@ from conftest import live_server, make_settings
 from fakes import FakeEngine
 from pictale_server.app import create_app
 from pictale_server.errors import ERROR_CODES, ApiError
-from pictale_server.schemas import ErrorBody, PipelineResult, StageRunResult
-from pictale_server.sse import PING, EventEncoder
+from pictale_server.api.schemas import ErrorBody, PipelineResult, StageRunResult
+from pictale_server.api.sse import PING, EventEncoder
 
 CONTRACT = Path(__file__).resolve().parents[2] / "tests" / "contract"
 

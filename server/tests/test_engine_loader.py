@@ -17,7 +17,7 @@ from pictale_server.engine.model_sources import (
     resolve_profile,
 )
 from pictale_server.settings import Settings
-from pictale_server.weights import Manifest, checkpoint_dir, write_manifest
+from pictale_server.engine.checkpoints import Manifest, checkpoint_dir, write_manifest
 
 HUB = ModelSource("acme/model", "acme/model", "main", local_files_only=True)
 
@@ -55,12 +55,13 @@ def test_a_revision_setting_overrides_the_pin():
 def test_a_prepared_nf4_checkpoint_is_preferred(tmp_path):
     directory = checkpoint_dir(tmp_path, REFERENCE_WRITER_ID)
     directory.mkdir(parents=True)
-    write_manifest(directory, Manifest(REFERENCE_WRITER_ID, "main", "f" * 40, double_quant=False))
+    write_manifest(directory, Manifest(REFERENCE_WRITER_ID, "main", "f" * 40))
     vision, writer = model_sources(Settings(weights_dir=tmp_path), "reference")
     assert writer == ModelSource(REFERENCE_WRITER_ID, str(directory), None, True)
     assert vision.location == REFERENCE_VISION_ID  # none prepared: the Hub cache
-    # A checkpoint made with other quantization settings does not match.
-    _, writer = model_sources(Settings(weights_dir=tmp_path, double_quant=True), "reference")
+    # A checkpoint made with nested quantization does not match.
+    write_manifest(directory, Manifest(REFERENCE_WRITER_ID, "main", "f" * 40, double_quant=True))
+    _, writer = model_sources(Settings(weights_dir=tmp_path), "reference")
     assert writer.location == REFERENCE_WRITER_ID
 
 
@@ -74,8 +75,8 @@ def test_custom_models_may_be_local_directories_or_hub_ids(tmp_path):
 
 
 def test_cpu_loads_float32_with_sdpa_and_no_quantization():
-    plan = plan_for(HUB, device=torch.device("cpu"), quantize=True, double_quant=True)
-    assert plan == LoadPlan(torch.device("cpu"), torch.float32, quantize=False, double_quant=False)
+    plan = plan_for(HUB, device=torch.device("cpu"), quantize=True)
+    assert plan == LoadPlan(torch.device("cpu"), torch.float32, quantize=False)
     kwargs = from_pretrained_kwargs(HUB, plan)
     assert kwargs == {
         "local_files_only": True,
@@ -87,11 +88,12 @@ def test_cpu_loads_float32_with_sdpa_and_no_quantization():
 
 def test_gpu_loads_bf16_nf4_onto_the_card(monkeypatch):
     monkeypatch.setattr(loading, "is_prequantized", lambda source: False)
-    plan = plan_for(HUB, device=torch.device("cuda", 0), quantize=True, double_quant=False)
-    assert (plan.dtype, plan.quantize, plan.double_quant) == (torch.bfloat16, True, False)
+    plan = plan_for(HUB, device=torch.device("cuda", 0), quantize=True)
+    assert (plan.dtype, plan.quantize) == (torch.bfloat16, True)
     kwargs = from_pretrained_kwargs(HUB, plan)
     assert kwargs["device_map"] == {"": 0}
     config = kwargs["quantization_config"]
+    assert config.bnb_4bit_use_double_quant is False  # the fast kernel reads fp32 absmax
     assert config.bnb_4bit_quant_type == "nf4" and config.llm_int8_skip_modules == [
         "model.visual",
         "visual",
@@ -101,16 +103,7 @@ def test_gpu_loads_bf16_nf4_onto_the_card(monkeypatch):
 
 def test_a_prequantized_checkpoint_is_not_quantized_again(monkeypatch):
     monkeypatch.setattr(loading, "is_prequantized", lambda source: True)
-    plan = plan_for(HUB, device=torch.device("cuda", 0), quantize=True, double_quant=False)
+    plan = plan_for(HUB, device=torch.device("cuda", 0), quantize=True)
     assert plan.quantize is False
     assert "quantization_config" not in from_pretrained_kwargs(HUB, plan)
 
-
-@pytest.mark.parametrize("double_quant", [False, True])
-def test_double_quant_follows_the_setting(monkeypatch, double_quant):
-    monkeypatch.setattr(loading, "is_prequantized", lambda source: False)
-    plan = plan_for(HUB, device=torch.device("cuda", 0), quantize=True, double_quant=double_quant)
-    assert (
-        from_pretrained_kwargs(HUB, plan)["quantization_config"].bnb_4bit_use_double_quant
-        is double_quant
-    )

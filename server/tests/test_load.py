@@ -38,7 +38,7 @@ from PIL import Image
 from pictale_server.app import create_app
 from pictale_server.engine.base import Finished
 from pictale_server.engine.loader import load_engine
-from pictale_server.scheduler import Job
+from pictale_server.runtime.scheduler import Job
 
 STREAMS = 24  # concurrent streaming requests per wave
 WAIT_S = 60.0  # bound for any one request; a request still open after it has hung

@@ -10,7 +10,7 @@ import pytest
 from fakes import WAIT_S
 from pictale_server.engine.base import Cancel
 from pictale_server.errors import ApiError
-from pictale_server.scheduler import Dropped, Ended, Job, LoopSink, ModelWorker, Queued, Started
+from pictale_server.runtime.scheduler import Dropped, Ended, Job, LoopSink, ModelWorker, Queued, Started
 
 
 async def next_items(job: Job, count: int) -> list:

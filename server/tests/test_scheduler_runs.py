@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pictale_server.runs import RETENTION_S, RunRegistry
+from pictale_server.runtime.runs import RETENTION_S, RunRegistry
 
 
 class Clock:

@@ -6,7 +6,7 @@ import json
 
 import httpx
 
-from pictale_server.sse import encode_event
+from pictale_server.api.sse import encode_event
 
 WIDE_BREAKS = "\x85\u2028\u2029"
 

@@ -10,8 +10,9 @@ import json
 from pathlib import Path
 
 import pytest
-from pictale_server import weights
-from pictale_server.weights import HubModel, Manifest
+from pictale_server.engine import prepare_weights as weights
+from pictale_server.engine.checkpoints import Manifest
+from pictale_server.engine.prepare_weights import HubModel
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 VISION = HubModel("vision", "acme/vision-7b", COMMIT)
@@ -39,11 +40,11 @@ class FakeHub:
 
 class FakeQuantizer:
     def __init__(self, fail_on: str | None = None) -> None:
-        self.calls: list[tuple[str, bool]] = []
+        self.calls: list[str] = []
         self.fail_on = fail_on
 
-    def __call__(self, source: HubModel, snapshot: Path, output: Path, double_quant: bool) -> None:
-        self.calls.append((source.repo_id, double_quant))
+    def __call__(self, source: HubModel, snapshot: Path, output: Path) -> None:
+        self.calls.append(source.repo_id)
         (output / "config.json").write_text(
             '{"quantization_config": {"quant_method": "bitsandbytes"}}'
         )
@@ -52,11 +53,10 @@ class FakeQuantizer:
             raise RuntimeError("CUDA out of memory")
 
 
-def run_prepare(root: Path, sources, *, double_quant=False, hub=None, quantizer=None):
+def run_prepare(root: Path, sources, *, hub=None, quantizer=None):
     return weights.prepare(
         root,
         sources,
-        double_quant=double_quant,
         download=hub or FakeHub(),
         quantize=quantizer or FakeQuantizer(),
     )
@@ -122,30 +122,41 @@ def test_a_branch_revision_matches_by_name_and_a_commit_by_hash(tmp_path):
     assert by_name.skipped and by_hash.skipped
 
 
-def test_prepare_rebuilds_when_revision_or_double_quant_changes(tmp_path):
+def test_prepare_rebuilds_when_the_revision_changes(tmp_path):
     run_prepare(tmp_path, [VISION])
     moved = HubModel("vision", VISION.repo_id, "f" * 40)
     quantizer = FakeQuantizer()
 
     run_prepare(tmp_path, [moved], quantizer=quantizer)
-    run_prepare(tmp_path, [moved], double_quant=True, quantizer=quantizer)
+    run_prepare(tmp_path, [moved], quantizer=quantizer)
 
-    assert quantizer.calls == [(VISION.repo_id, False), (VISION.repo_id, True)]
-    assert weights.read_manifest(tmp_path / "nf4" / "acme--vision-7b").double_quant is True
+    assert quantizer.calls == [VISION.repo_id]
+    assert weights.read_manifest(tmp_path / "nf4" / "acme--vision-7b").revision == "f" * 40
+
+
+def test_a_double_quantized_checkpoint_is_rebuilt(tmp_path):
+    """Older manifests may record nested quantization, which the fast kernel cannot read."""
+    [first] = run_prepare(tmp_path, [VISION])
+    weights.write_manifest(first.path, Manifest(VISION.repo_id, COMMIT, COMMIT, double_quant=True))
+    assert weights.find_checkpoint(tmp_path, VISION.repo_id, COMMIT) is None
+    quantizer = FakeQuantizer()
+    [again] = run_prepare(tmp_path, [VISION], quantizer=quantizer)
+    assert not again.skipped and quantizer.calls == [VISION.repo_id]
+    assert weights.read_manifest(again.path).double_quant is False
 
 
 def test_an_interrupted_build_leaves_no_checkpoint_that_looks_complete(tmp_path):
     with pytest.raises(RuntimeError, match="out of memory"):
         run_prepare(tmp_path, [VISION], quantizer=FakeQuantizer(fail_on=VISION.repo_id))
 
-    assert weights.find_checkpoint(tmp_path, VISION.repo_id, COMMIT, double_quant=False) is None
+    assert weights.find_checkpoint(tmp_path, VISION.repo_id, COMMIT) is None
     assert not (tmp_path / "nf4" / "acme--vision-7b").exists()
     assert (tmp_path / "downloads").exists()  # kept, so the retry need not fetch it again
 
     [retry] = run_prepare(tmp_path, [VISION])
     assert not retry.skipped
     assert (
-        weights.find_checkpoint(tmp_path, VISION.repo_id, COMMIT, double_quant=False) == retry.path
+        weights.find_checkpoint(tmp_path, VISION.repo_id, COMMIT) == retry.path
     )
     assert not (tmp_path / "nf4" / "acme--vision-7b.partial").exists()
 
@@ -155,7 +166,6 @@ def test_on_prepared_is_called_after_each_model(tmp_path):
     weights.prepare(
         tmp_path,
         [VISION, WRITER],
-        double_quant=False,
         download=FakeHub(),
         quantize=FakeQuantizer(),
         on_prepared=lambda result: seen.append((result.source.role, result.path.exists())),
@@ -165,24 +175,21 @@ def test_on_prepared_is_called_after_each_model(tmp_path):
 
 def test_find_checkpoint_needs_a_matching_manifest(tmp_path):
     directory = weights.checkpoint_dir(tmp_path, VISION.repo_id)
-    assert weights.find_checkpoint(tmp_path, VISION.repo_id, COMMIT, double_quant=False) is None
+    assert weights.find_checkpoint(tmp_path, VISION.repo_id, COMMIT) is None
 
     directory.mkdir(parents=True)
     (directory / "pictale-weights.json").write_text("{not json")
-    assert weights.find_checkpoint(tmp_path, VISION.repo_id, COMMIT, double_quant=False) is None
+    assert weights.find_checkpoint(tmp_path, VISION.repo_id, COMMIT) is None
 
-    weights.write_manifest(directory, Manifest(VISION.repo_id, COMMIT, COMMIT, double_quant=False))
-    assert (
-        weights.find_checkpoint(tmp_path, VISION.repo_id, COMMIT, double_quant=False) == directory
-    )
-    assert weights.find_checkpoint(tmp_path, VISION.repo_id, COMMIT, double_quant=True) is None
-    assert weights.find_checkpoint(tmp_path, VISION.repo_id, "main", double_quant=False) is None
+    weights.write_manifest(directory, Manifest(VISION.repo_id, COMMIT, COMMIT))
+    assert weights.find_checkpoint(tmp_path, VISION.repo_id, COMMIT) == directory
+    assert weights.find_checkpoint(tmp_path, VISION.repo_id, "main") is None
 
 
 def test_a_manifest_from_an_older_format_is_rebuilt(tmp_path):
     directory = weights.checkpoint_dir(tmp_path, VISION.repo_id)
     directory.mkdir(parents=True)
-    old = Manifest(VISION.repo_id, COMMIT, COMMIT, double_quant=False, format_version=0)
+    old = Manifest(VISION.repo_id, COMMIT, COMMIT, format_version=0)
     weights.write_manifest(directory, old)
 
     [result] = run_prepare(tmp_path, [VISION])

@@ -17,7 +17,6 @@ class LoadPlan:
     device: torch.device
     dtype: torch.dtype
     quantize: bool  # NF4 on load (False for checkpoints that are already NF4, and on CPU)
-    double_quant: bool
 
     @property
     def cuda(self) -> bool:
@@ -37,13 +36,13 @@ def is_prequantized(source: ModelSource) -> bool:
 
 
 def plan_for(
-    source: ModelSource, *, device: torch.device, quantize: bool, double_quant: bool
+    source: ModelSource, *, device: torch.device, quantize: bool
 ) -> LoadPlan:
     """bf16 + NF4 on a GPU (unless the checkpoint is NF4 already); float32 on CPU."""
     if device.type != "cuda":
-        return LoadPlan(device, torch.float32, quantize=False, double_quant=False)
+        return LoadPlan(device, torch.float32, quantize=False)
     quantize_now = quantize and not is_prequantized(source)
-    return LoadPlan(device, torch.bfloat16, quantize=quantize_now, double_quant=double_quant)
+    return LoadPlan(device, torch.bfloat16, quantize=quantize_now)
 
 
 def from_pretrained_kwargs(source: ModelSource, plan: LoadPlan) -> dict[str, Any]:
@@ -55,5 +54,5 @@ def from_pretrained_kwargs(source: ModelSource, plan: LoadPlan) -> dict[str, Any
     if plan.cuda:
         kwargs["device_map"] = {"": plan.device.index or 0}
     if plan.quantize:
-        kwargs["quantization_config"] = nf4_config(double_quant=plan.double_quant)
+        kwargs["quantization_config"] = nf4_config()
     return kwargs

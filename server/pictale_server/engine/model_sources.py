@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pictale_server.engine.checkpoints import find_checkpoint
 from pictale_server.settings import Profile, Settings
 
 REFERENCE_VISION_ID = "huihui-ai/Qwen2.5-VL-7B-Instruct-abliterated"
@@ -42,11 +43,7 @@ def resolve_profile(settings: Settings, *, cuda_available: bool) -> Profile:
 def _hub_source(settings: Settings, repo_id: str, revision: str, *, offline: bool) -> ModelSource:
     """From a prepared NF4 checkpoint when one matches, else from the Hub (cache)."""
     if settings.weights_dir is not None:
-        from pictale_server.weights import find_checkpoint
-
-        checkpoint = find_checkpoint(
-            settings.weights_dir, repo_id, revision, double_quant=settings.double_quant
-        )
+        checkpoint = find_checkpoint(settings.weights_dir, repo_id, revision)
         if checkpoint is not None:
             return ModelSource(repo_id, str(checkpoint), None, local_files_only=True)
     return ModelSource(repo_id, repo_id, revision, local_files_only=offline)

@@ -17,14 +17,16 @@ SKIP_MODULES = ["model.visual", "visual", "lm_head"]
 VISION_TOWER_PREFIXES = ("model.visual", "visual")
 
 
-def nf4_config(*, double_quant: bool):
+def nf4_config():
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_compute_dtype=torch.bfloat16,
-        bnb_4bit_use_double_quant=double_quant,
+        # No nested (double) quantization: the fast decode kernel reads fp32 absmax (~0.4 GB
+        # more for both models, well inside the A10G budget; docs/kernels.md).
+        bnb_4bit_use_double_quant=False,
         llm_int8_skip_modules=list(SKIP_MODULES),
     )
 

@@ -6,6 +6,7 @@ Implements engine.base.Engine for every profile; only where the checkpoints come
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import threading
@@ -23,13 +24,20 @@ from pictale_server.engine.chat_format import CHATML_ANSWER_END, format_chatml, 
 from pictale_server.engine.chunk_stream import stream_chunks
 from pictale_server.engine.decode_loop import DecodeLoop, DecodePath
 from pictale_server.engine.gpu_memory import prepare_thread, use_expandable_segments
+from pictale_server.engine.load_failures import check_source, classify
 from pictale_server.engine.loading import LoadPlan, from_pretrained_kwargs, hub_kwargs, plan_for
 from pictale_server.engine.model_sources import ModelSource
 from pictale_server.engine.quantization import assert_quantization_layout
 from pictale_server.engine.runners import CausalLMRunner, QwenVLRunner, WriterPrompt
 from pictale_server.engine.vision_inputs import VisionInputs, VisionPreprocessor
 from pictale_server.engine.vision_window_attention import batch_window_attention
-from pictale_server.errors import ApiError
+from pictale_server.engine.errors import (
+    ImageUnprocessable,
+    MalformedConversation,
+    ModelRole,
+    NotLoaded,
+    PromptTooLong,
+)
 from pictale_server.kernels import dependent_launch
 from pictale_server.settings import Settings
 
@@ -93,10 +101,14 @@ class TransformersEngine:
         with self._load_lock:
             self._resolve_dev_sources()
             if self._vision is None:
-                self._vision, self._preprocessor = self._load_vision(self._vision_source)
+                with _load_failures("vision"):
+                    check_source("vision", self._vision_source)
+                    self._vision, self._preprocessor = self._load_vision(self._vision_source)
             if self._writer is None:
-                self._writer = self._load_writer(self._writer_source)
-                self._warm_up()
+                with _load_failures("writer"):
+                    check_source("writer", self._writer_source)
+                    self._writer = self._load_writer(self._writer_source)
+                    self._warm_up()
 
     def _warm_up(self) -> None:
         """One short generation per model, then the decode graph of every cache length, so
@@ -112,8 +124,8 @@ class TransformersEngine:
             pass
         hello = [ChatMessage(role="user", content="Hello")]
         ids = self.writer_prompt_ids(hello)
-        self._require(self._writer).loop.capture_graphs(WriterPrompt(ids), ids)
-        vision = self._require(self._vision)
+        self._require(self._writer, "writer").loop.capture_graphs(WriterPrompt(ids), ids)
+        vision = self._require(self._vision, "vision")
         inputs = self._vision_inputs(picture, hello).to(self._device, vision.model.dtype)
         vision.loop.capture_graphs(inputs, inputs.input_ids)
 
@@ -131,7 +143,6 @@ class TransformersEngine:
             source,
             device=self._device,
             quantize=self._quantize,
-            double_quant=self._settings.double_quant,
         )
 
     def _finish_loading(self, model: torch.nn.Module, plan: LoadPlan) -> torch.nn.Module:
@@ -224,9 +235,9 @@ class TransformersEngine:
         )
         return LoadedModel(model, tokenizer, loop, frozenset({tokenizer.eos_token_id}))
 
-    def _require(self, loaded: LoadedModel | None) -> LoadedModel:
+    def _require(self, loaded: LoadedModel | None, model: ModelRole) -> LoadedModel:
         if loaded is None:
-            raise ApiError("not_ready", "the models are still loading", retry_after=5)
+            raise NotLoaded(model)
         return loaded
 
     # -- generation ----------------------------------------------------------------------------
@@ -234,15 +245,13 @@ class TransformersEngine:
     def stream_vision(
         self, image: Image, messages: Sequence[ChatMessage], sampling: Sampling, cancel: Cancel
     ) -> Iterator[Chunk]:
-        vision = self._require(self._vision)
+        vision = self._require(self._vision, "vision")
         prepare_thread(self._device)
         inputs = self._vision_inputs(image, messages)
         if inputs.length + sampling.max_tokens > vision.loop.cache_tokens:
-            raise ApiError(
-                "invalid_request",
-                f"the prompt takes {inputs.length} tokens with the image; with max_tokens "
-                f"{sampling.max_tokens} that exceeds the vision model's {vision.loop.cache_tokens}",
-                param="prompt",
+            raise PromptTooLong(
+                "vision", prompt_tokens=inputs.length, max_tokens=sampling.max_tokens,
+                limit=vision.loop.cache_tokens,
             )
         inputs = inputs.to(self._device, vision.model.dtype)
         return self._stream(vision, inputs, inputs.input_ids, sampling, cancel)
@@ -250,28 +259,24 @@ class TransformersEngine:
     def stream_writer(
         self, messages: Sequence[ChatMessage], sampling: Sampling, cancel: Cancel
     ) -> Iterator[Chunk]:
-        writer = self._require(self._writer)
+        writer = self._require(self._writer, "writer")
         prepare_thread(self._device)
         ids = self.writer_prompt_ids(messages)
         limit = min(self._settings.max_context_tokens, writer.loop.cache_tokens)
         if ids.shape[1] + sampling.max_tokens > limit:
-            has_history = sum(1 for m in messages if m["role"] != "system") > 1
-            raise ApiError(
-                "invalid_request",
-                f"the prompt takes {ids.shape[1]} tokens; with max_tokens {sampling.max_tokens} "
-                f"that exceeds the writer's context of {limit} tokens — shorten the "
-                f"{'history' if has_history else 'context'} or lower max_tokens",
-                param="history" if has_history else "context",
+            raise PromptTooLong(
+                "writer", prompt_tokens=int(ids.shape[1]), max_tokens=sampling.max_tokens, limit=limit,
+                has_history=sum(1 for m in messages if m["role"] != "system") > 1,
             )
         return self._stream(writer, WriterPrompt(ids), ids, sampling, cancel)
 
     def writer_prompt_ids(self, messages: Sequence[ChatMessage]) -> torch.Tensor:
-        writer = self._require(self._writer)
+        writer = self._require(self._writer, "writer")
         tokenizer = writer.tokenizer
         try:
             prompt = format_tekken(messages, bos=tokenizer.bos_token, eos=tokenizer.eos_token)
         except ValueError as error:
-            raise ApiError("invalid_request", str(error), param="history") from error
+            raise MalformedConversation("writer", str(error)) from error
         return tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
 
     def _vision_inputs(self, image: Image, messages: Sequence[ChatMessage], answer: str = ""):
@@ -279,13 +284,11 @@ class TransformersEngine:
         try:
             prompt = format_chatml(messages, with_image=True)
         except ValueError as error:
-            raise ApiError("invalid_request", str(error), param="prompt") from error
+            raise MalformedConversation("vision", str(error)) from error
         try:
             return self._preprocessor(image, prompt + answer)
         except ValueError as error:  # e.g. an aspect ratio the processor refuses
-            raise ApiError(
-                "invalid_image", f"the image cannot be processed: {error}", param="image"
-            ) from error
+            raise ImageUnprocessable(f"the image cannot be processed: {error}") from error
 
     def _stream(
         self,
@@ -311,7 +314,7 @@ class TransformersEngine:
     def score_vision_options(
         self, image: Image, messages: Sequence[ChatMessage], options: Sequence[str]
     ) -> list[float]:
-        vision = self._require(self._vision)
+        vision = self._require(self._vision, "vision")
         prepare_thread(self._device)
         runner: QwenVLRunner = vision.loop.runner  # type: ignore[assignment]
         prompt = self._vision_inputs(image, messages).to(self._device, vision.model.dtype)
@@ -327,6 +330,15 @@ class TransformersEngine:
             log_probs = torch.log_softmax(predicted, dim=-1).gather(-1, answer[0].unsqueeze(-1))
             scores.append(float(log_probs.sum()))
         return scores
+
+
+@contextlib.contextmanager
+def _load_failures(role: ModelRole) -> Iterator[None]:
+    """Whatever loading `role` raises leaves as a ModelLoadFailed with a reason code."""
+    try:
+        yield
+    except Exception as exc:
+        raise classify(role, exc) from exc
 
 
 def _located(source: ModelSource, path: Path) -> ModelSource:

@@ -5,8 +5,8 @@ Importable without the server's web stack. Triton is imported only when a kernel
 kernel never runs; bitsandbytes is needed only to patch a model.
 """
 
-from .fast_decode import FastNF4Handle, enable_fast_nf4, kernel_lookup_for
-from .nf4_format import PackedNF4, UnsupportedNF4Weight, packed_from_quant_state, reference_linear
+from pictale_server.kernels.fast_decode import FastNF4Handle, enable_fast_nf4, kernel_lookup_for
+from pictale_server.kernels.nf4_format import PackedNF4, UnsupportedNF4Weight, packed_from_quant_state, reference_linear
 
 __all__ = [
     "FastNF4Handle",

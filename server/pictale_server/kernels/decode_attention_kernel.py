@@ -15,7 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_dependent_launch import after_previous_kernel, launch_options
+from pictale_server.kernels.triton_dependent_launch import after_previous_kernel, launch_options
 
 BLOCK_L = 64
 HEAD_DIMS = (64, 128, 256)

@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
-from .fuse import can_fuse, fuse_rows
-from .nf4_format import PackedNF4, UnsupportedNF4Weight, packed_from_quant_state
+from pictale_server.kernels.fuse import can_fuse, fuse_rows
+from pictale_server.kernels.nf4_format import PackedNF4, UnsupportedNF4Weight, packed_from_quant_state
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class _Group:
         return self.kernel_weights[0].in_features
 
     def triton(self, x2d: torch.Tensor) -> torch.Tensor:
-        from .nf4_gemv import nf4_gemv
+        from pictale_server.kernels.nf4_gemv import nf4_gemv
 
         if len(self.kernel_weights) == 1:
             return nf4_gemv(x2d, self.kernel_weights[0], self.biases[0])
@@ -108,7 +108,7 @@ class FastNF4Handle:
         Call once after enabling and before capturing CUDA graphs: the first call per shape
         compiles and benchmarks (and synchronizes), which must not happen during capture.
         """
-        from .nf4_cuda import MAX_ROWS as CUDA_ROWS
+        from pictale_server.kernels.nf4_cuda import MAX_ROWS as CUDA_ROWS
 
         groups = {id(m._fast_nf4_group): m._fast_nf4_group for m in self.patched}.values()
         for group in groups:
@@ -129,8 +129,8 @@ class FastNF4Handle:
     def _warm_cuda(self, groups, rows: tuple[int, ...]) -> None:
         """Compile the CUDA kernel for every shape; if it cannot be built here, every group
         stays on the Triton kernel (logged), which is how the handle then reports itself."""
-        from .nf4_cuda import MAX_ROWS as CUDA_ROWS
-        from .nf4_cuda import CudaKernelUnavailable, cuda_gemv
+        from pictale_server.kernels.nf4_cuda import MAX_ROWS as CUDA_ROWS
+        from pictale_server.kernels.nf4_cuda import CudaKernelUnavailable, cuda_gemv
 
         done = set()
         try:
@@ -201,7 +201,7 @@ def _rows(x: torch.Tensor) -> torch.Tensor | None:
 
 
 def _install(module, group: _Group, index: int, max_rows: int) -> None:
-    from . import nf4_cuda
+    from pictale_server.kernels import nf4_cuda
 
     original = module.forward
     start = sum(group.splits[:index])
@@ -282,7 +282,7 @@ def enable_fast_nf4(
     if lookup == "plain":
         products = "fp32"
 
-    from .nf4_gemv import NF4KernelWeight
+    from pictale_server.kernels.nf4_gemv import NF4KernelWeight
 
     cuda = cuda and lookup == "asm"
     handle = FastNF4Handle(enabled=True, lookup=lookup, max_rows=max_rows, cuda=cuda)
@@ -293,7 +293,7 @@ def enable_fast_nf4(
     def cuda_weight(packed: PackedNF4 | list[PackedNF4], bias: torch.Tensor | None):
         """The CUDA kernel's weight (several weights: read as parts of one), or None where the
         CUDA kernel is off or cannot read them (then the Triton kernel serves)."""
-        from .nf4_cuda import CudaNF4Weight, parts_unsupported
+        from pictale_server.kernels.nf4_cuda import CudaNF4Weight, parts_unsupported
 
         parts = packed if isinstance(packed, list) else [packed]
         if not cuda or parts_unsupported(parts):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .nf4_format import NestedAbsmax, PackedNF4, UnsupportedNF4Weight
+from pictale_server.kernels.nf4_format import NestedAbsmax, PackedNF4, UnsupportedNF4Weight
 
 
 def can_fuse(weights: list[PackedNF4]) -> str | None:

@@ -36,10 +36,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .decode_attention_kernel import HEAD_DIMS, split_decode_attention
-from .decode_ops import add_rms_norm_, rms_norm, rotary_cache_write, silu_mul
-from .fused_layers import MAX_ROWS
-from .nf4_cuda import norm_gemv, norm_unsupported
+from pictale_server.kernels.decode_attention_kernel import HEAD_DIMS, split_decode_attention
+from pictale_server.kernels.decode_ops import add_rms_norm_, rms_norm, rotary_cache_write, silu_mul
+from pictale_server.kernels.fused_layers import MAX_ROWS
+from pictale_server.kernels.nf4_cuda import norm_gemv, norm_unsupported
 
 RopePositions = Callable[[torch.Tensor], torch.Tensor]
 

@@ -60,7 +60,7 @@ def _few_rows(x: torch.Tensor, device: torch.device) -> bool:
 
 
 def _patch_norm(module, device: torch.device) -> None:
-    from .decode_ops import rms_norm
+    from pictale_server.kernels.decode_ops import rms_norm
 
     original = module.forward
 
@@ -77,7 +77,7 @@ def _is_silu(module) -> bool:
 
 
 def _patch_mlp(module, device: torch.device) -> None:
-    from .decode_ops import silu_mul
+    from pictale_server.kernels.decode_ops import silu_mul
 
     original = module.forward
 
@@ -100,7 +100,7 @@ class _MistralRotary:
     def acquire(cls) -> None:
         from transformers.models.mistral import modeling_mistral
 
-        from .decode_ops import rotary
+        from pictale_server.kernels.decode_ops import rotary
 
         with cls.lock:
             if cls.users == 0:
@@ -137,7 +137,7 @@ def fuse_cache_writes(cache) -> int:
     Returns the number of layers changed (0 where the fused ops cannot run)."""
     from transformers.cache_utils import StaticLayer
 
-    from .decode_ops import cache_write
+    from pictale_server.kernels.decode_ops import cache_write
 
     changed = 0
     for layer in cache.layers:

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import torch
 
-from . import dependent_launch
-from .nf4_cuda_source import SOURCE
-from .nf4_format import PackedNF4
+from pictale_server.kernels import dependent_launch
+from pictale_server.kernels.nf4_cuda_source import SOURCE
+from pictale_server.kernels.nf4_format import PackedNF4
 
 MAX_ROWS = 4  # rows of x this kernel takes; more go to the Triton kernel
 TABLE_BYTES = 256 * 32 * 4

@@ -20,8 +20,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .nf4_format import PackedNF4
-from .nf4_prmt import (
+from pictale_server.kernels.nf4_format import PackedNF4
+from pictale_server.kernels.nf4_prmt import (
     LOOKUP_CONSTRAINTS,
     PAIR_DOT_ASM,
     PAIR_DOT_CONSTRAINTS,

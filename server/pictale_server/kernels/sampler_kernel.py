@@ -30,8 +30,8 @@ import triton
 import triton.language as tl
 from triton.language.extra.cuda import libdevice
 
-from .sampling_noise import uniform_at
-from .triton_dependent_launch import after_previous_kernel, launch_options
+from pictale_server.kernels.sampling_noise import uniform_at
+from pictale_server.kernels.triton_dependent_launch import after_previous_kernel, launch_options
 
 BLOCK = 8192
 

@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_dependent_launch import after_previous_kernel, launch_options
+from pictale_server.kernels.triton_dependent_launch import after_previous_kernel, launch_options
 
 BLOCK = 4096
 

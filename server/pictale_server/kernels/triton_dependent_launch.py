@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
-from . import dependent_launch
+from pictale_server.kernels import dependent_launch
 
 
 @triton.jit

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .patterns import term_pattern
+from pictale_server.safety.patterns import term_pattern
 
 ADULT_AGE = 18
 

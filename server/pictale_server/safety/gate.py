@@ -10,14 +10,14 @@ from collections.abc import Mapping, Sequence
 
 from PIL.Image import Image
 
-from ..engine.base import Engine
-from ..settings import Settings
-from .classifiers import ImageClassifier, classifier_refusal, load_classifiers
-from .image_assessment import Unparseable, assess_image
-from .image_policy import UNPARSEABLE, decide_image
-from .refusal import refusal
-from .text_cues import compiled_patterns
-from .text_policy import decide_text
+from pictale_server.engine.base import Engine
+from pictale_server.settings import Settings
+from pictale_server.safety.classifiers import ImageClassifier, classifier_refusal, load_classifiers
+from pictale_server.safety.image_assessment import Unparseable, assess_image
+from pictale_server.safety.image_policy import UNPARSEABLE, decide_image
+from pictale_server.safety.refusal import refusal
+from pictale_server.safety.text_cues import compiled_patterns
+from pictale_server.safety.text_policy import decide_text
 
 
 class SafetyGate:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from PIL.Image import Image
 
-from ..engine.base import ChatMessage, Engine
+from pictale_server.engine.base import ChatMessage, Engine
 
 SYSTEM = (
     "You are a content-safety assessor. Answer each question about the image with exactly one "

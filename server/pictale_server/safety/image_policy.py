@@ -8,7 +8,7 @@ likely band, `image_uncertain` otherwise (adult by too small a margin, or "uncle
 
 from __future__ import annotations
 
-from .image_assessment import Assessment
+from pictale_server.safety.image_assessment import Assessment
 
 ADULT_MIN = 0.5
 MINOR_MAX = 0.25

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from ..errors import ApiError
+from pictale_server.errors import ApiError
 
 logger = logging.getLogger("pictale.safety")
 

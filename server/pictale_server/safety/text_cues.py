@@ -7,10 +7,10 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from . import lexicon
-from .age_cues import find_age_cues
-from .normalize import normalize_text
-from .patterns import compile_terms
+from pictale_server.safety import lexicon
+from pictale_server.safety.age_cues import find_age_cues
+from pictale_server.safety.normalize import normalize_text
+from pictale_server.safety.patterns import compile_terms
 
 CueKind = Literal["minor", "sexual"]
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .normalize import normalize_text
-from .text_cues import Cue, find_cues
+from pictale_server.safety.normalize import normalize_text
+from pictale_server.safety.text_cues import Cue, find_cues
 
 WINDOW_CHARS = 300
 

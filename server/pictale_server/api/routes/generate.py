@@ -15,10 +15,10 @@ from typing import Any
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 
-from ..delivery import json_response, stream_response
-from ..errors import ApiError
-from ..flows import DescribeFlow, Flow, FlowContext, NarrateFlow, PipelineFlow
-from ..schemas import (
+from pictale_server.api.delivery import json_response, stream_response
+from pictale_server.errors import ApiError
+from pictale_server.runtime.flows import DescribeFlow, Flow, FlowContext, NarrateFlow, PipelineFlow
+from pictale_server.api.schemas import (
     DescribeRequest,
     ErrorBody,
     NarrateRequest,
@@ -26,7 +26,7 @@ from ..schemas import (
     PipelineResult,
     StageRunResult,
 )
-from ..services import Services
+from pictale_server.runtime.services import Services
 
 router = APIRouter()
 

@@ -8,7 +8,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from .errors import ApiError
+from pictale_server.errors import ApiError
 
 WINDOW_S = 60.0
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from .. import PROTOCOL_VERSION, __version__
-from ..schemas import Health
+from pictale_server import PROTOCOL_VERSION, __version__
+from pictale_server.api.schemas import Health
 
 router = APIRouter()
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import ApiError
+from pictale_server.errors import ApiError
 
 access_log = logging.getLogger("pictale.access")
 logger = logging.getLogger("pictale.server")

@@ -1,15 +1,10 @@
-"""Pre-quantized NF4 checkpoints: where they live, how they are made, how they are found.
+"""Offline weight preparation: a Hub model at a pinned revision → a pre-quantized NF4 checkpoint.
 
 Serving reads ~16 GB of NF4 weights instead of ~41 GB of bf16 and skips quantizing at every
 cold start. `prepare` turns a model on the Hugging Face Hub (at a pinned revision) into such a
 checkpoint, once, on a machine with a CUDA GPU (bitsandbytes quantizes on the GPU).
 
-Layout under the weights directory (a Modal Volume in deployment):
-
-    nf4/<owner>--<name>/            one checkpoint per model: safetensors, config with the
-                                    quantization settings, tokenizer/processor files, and
-        pictale-weights.json        the manifest, written last: its presence means "complete"
-    downloads/                      Hub cache while preparing; emptied after each model
+The layout it writes is checkpoints.py's.
 
 A checkpoint is built in `<dir>.partial` and renamed into place, so an interrupted run never
 leaves a directory that looks complete. Models whose manifest already matches are skipped.
@@ -18,24 +13,29 @@ leaves a directory that looks complete. Models whose manifest already matches ar
 from __future__ import annotations
 
 import fnmatch
-import json
 import shutil
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
+
+from pictale_server.engine import model_sources as ref
+from pictale_server.engine.checkpoints import (
+    DOWNLOADS_SUBDIR,
+    PARTIAL_SUFFIX,
+    Manifest,
+    checkpoint_dir,
+    find_checkpoint,
+    matches,
+    read_manifest,
+    write_manifest,
+)
 
 if TYPE_CHECKING:
     from pictale_server.settings import Settings
 
 Role = Literal["vision", "writer"]
 
-CHECKPOINTS_SUBDIR = "nf4"
-DOWNLOADS_SUBDIR = "downloads"
-MANIFEST_NAME = "pictale-weights.json"
-PARTIAL_SUFFIX = ".partial"
-# Bumped when the checkpoint layout or quantization recipe changes: old checkpoints get rebuilt.
-FORMAT_VERSION = 1
 
 # Never downloaded: other serializations of the same weights.
 IGNORED_DOWNLOADS = (
@@ -63,15 +63,6 @@ class HubModel:
 
 
 @dataclass(frozen=True)
-class Manifest:
-    repo_id: str
-    revision: str  # as requested (a commit hash, or a branch/tag name)
-    commit: str  # the commit actually downloaded
-    double_quant: bool
-    format_version: int = FORMAT_VERSION
-
-
-@dataclass(frozen=True)
 class Prepared:
     source: HubModel
     path: Path
@@ -80,14 +71,12 @@ class Prepared:
 
 Downloader = Callable[[HubModel, Path], Path]
 """(source, downloads dir) -> local snapshot directory; its name is the commit hash."""
-Quantizer = Callable[[HubModel, Path, Path, bool], None]
-"""(source, snapshot dir, output dir, double_quant) -> writes the NF4 model into output dir."""
+Quantizer = Callable[[HubModel, Path, Path], None]
+"""(source, snapshot dir, output dir) -> writes the NF4 model into output dir."""
 
 
 def hub_models(settings: Settings) -> list[HubModel]:
     """The Hub models the configured profile serves; local directories need no preparing."""
-    from pictale_server.engine import model_sources as ref
-
     if settings.profile == "custom":
         vision_id = settings.vision_model or ref.REFERENCE_VISION_ID
         writer_id = settings.writer_model or ref.REFERENCE_WRITER_ID
@@ -111,50 +100,8 @@ def missing_checkpoints(settings: Settings) -> list[HubModel]:
     return [
         model
         for model in hub_models(settings)
-        if find_checkpoint(
-            settings.weights_dir, model.repo_id, model.revision, double_quant=settings.double_quant
-        )
-        is None
+        if find_checkpoint(settings.weights_dir, model.repo_id, model.revision) is None
     ]
-
-
-def checkpoint_dir(weights_dir: Path, repo_id: str) -> Path:
-    """Where the NF4 checkpoint of `repo_id` lives under `weights_dir`."""
-    if repo_id.count("/") != 1 or any(part in ("", ".", "..") for part in repo_id.split("/")):
-        raise ValueError(f"not a Hub model id (owner/name): {repo_id!r}")
-    return Path(weights_dir) / CHECKPOINTS_SUBDIR / repo_id.replace("/", "--")
-
-
-def read_manifest(directory: Path) -> Manifest | None:
-    """The manifest of a checkpoint directory, or None when absent or unreadable."""
-    try:
-        data = json.loads((Path(directory) / MANIFEST_NAME).read_text())
-        return Manifest(**data)
-    except (OSError, ValueError, TypeError):
-        return None
-
-
-def write_manifest(directory: Path, manifest: Manifest) -> None:
-    (Path(directory) / MANIFEST_NAME).write_text(json.dumps(asdict(manifest), indent=2) + "\n")
-
-
-def matches(manifest: Manifest | None, repo_id: str, revision: str, double_quant: bool) -> bool:
-    """Whether a checkpoint with `manifest` is this model at this revision and quantization."""
-    return (
-        manifest is not None
-        and manifest.format_version == FORMAT_VERSION
-        and manifest.repo_id == repo_id
-        and revision in (manifest.revision, manifest.commit)
-        and manifest.double_quant == double_quant
-    )
-
-
-def find_checkpoint(
-    weights_dir: Path, repo_id: str, revision: str, *, double_quant: bool
-) -> Path | None:
-    """The prepared checkpoint for this model, or None (the loader then reads the Hub cache)."""
-    directory = checkpoint_dir(weights_dir, repo_id)
-    return directory if matches(read_manifest(directory), repo_id, revision, double_quant) else None
 
 
 def copy_support_files(snapshot: Path, output: Path) -> list[str]:
@@ -177,7 +124,6 @@ def prepare(
     weights_dir: Path,
     sources: Iterable[HubModel],
     *,
-    double_quant: bool,
     download: Downloader,
     quantize: Quantizer,
     on_prepared: Callable[[Prepared], None] = lambda _: None,
@@ -186,10 +132,10 @@ def prepare(
     results = []
     for source in sources:
         target = checkpoint_dir(weights_dir, source.repo_id)
-        if matches(read_manifest(target), source.repo_id, source.revision, double_quant):
+        if matches(read_manifest(target), source.repo_id, source.revision):
             result = Prepared(source, target, skipped=True)
         else:
-            _build(weights_dir, source, target, double_quant, download, quantize)
+            _build(weights_dir, source, target, download, quantize)
             result = Prepared(source, target, skipped=False)
         on_prepared(result)
         results.append(result)
@@ -200,7 +146,6 @@ def _build(
     weights_dir: Path,
     source: HubModel,
     target: Path,
-    double_quant: bool,
     download: Downloader,
     quantize: Quantizer,
 ) -> None:
@@ -209,9 +154,9 @@ def _build(
     staging = target.with_name(target.name + PARTIAL_SUFFIX)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    quantize(source, snapshot, staging, double_quant)
+    quantize(source, snapshot, staging)
     copy_support_files(snapshot, staging)
-    manifest = Manifest(source.repo_id, source.revision, Path(snapshot).name, double_quant)
+    manifest = Manifest(source.repo_id, source.revision, Path(snapshot).name)
     write_manifest(staging, manifest)
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
@@ -238,7 +183,7 @@ def hub_download(source: HubModel, downloads: Path) -> Path:
     return Path(path)
 
 
-def quantize_nf4(source: HubModel, snapshot: Path, output: Path, double_quant: bool) -> None:
+def quantize_nf4(source: HubModel, snapshot: Path, output: Path) -> None:
     """Load the bf16 snapshot with the engine's NF4 config on the GPU and save it quantized."""
     import torch
     from transformers import AutoModelForCausalLM, Qwen2_5_VLForConditionalGeneration
@@ -251,7 +196,7 @@ def quantize_nf4(source: HubModel, snapshot: Path, output: Path, double_quant: b
     )
     model = model_class.from_pretrained(
         snapshot,
-        quantization_config=nf4_config(double_quant=double_quant),
+        quantization_config=nf4_config(),
         dtype=torch.bfloat16,
         device_map={"": 0},
     )

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .errors import ApiError
+from pictale_server.errors import ApiError
 
 
 def error_json(request: Request, error: ApiError, status: int | None = None) -> JSONResponse:

@@ -13,19 +13,19 @@ from typing import Any, Protocol
 
 from PIL.Image import Image
 
-from . import prompts
-from .engine.base import ChatMessage, Engine, Finished, Sampling
-from .runs import Run
-from .scheduler import Scheduler
-from .schemas import (
+from pictale_server import prompts
+from pictale_server.engine.base import ChatMessage, Engine, Finished, Sampling
+from pictale_server.runtime.runs import Run
+from pictale_server.runtime.scheduler import Scheduler
+from pictale_server.api.schemas import (
     DescribeOverrides,
     DescribeRequest,
     NarrateOverrides,
     NarrateRequest,
     PipelineRequest,
 )
-from .services import Gate
-from .stages import Event, StageRunner, cancelled_result, generation_work
+from pictale_server.runtime.services import Gate
+from pictale_server.runtime.stages import Event, StageRunner, cancelled_result, generation_work
 
 _SAMPLING_FIELDS = {f.name for f in fields(Sampling)}
 

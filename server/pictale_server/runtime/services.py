@@ -8,11 +8,11 @@ from typing import Any, Protocol
 
 from PIL.Image import Image
 
-from .engine.base import Engine
-from .readiness import ModelLoader
-from .runs import RunRegistry
-from .scheduler import Scheduler
-from .settings import Settings
+from pictale_server.engine.base import Engine
+from pictale_server.runtime.readiness import ModelLoader
+from pictale_server.runtime.runs import RunRegistry
+from pictale_server.runtime.scheduler import Scheduler
+from pictale_server.settings import Settings
 
 ImageLoader = Callable[[Any], Awaitable[Image]]
 

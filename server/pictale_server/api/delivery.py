@@ -14,12 +14,13 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from .errors import ApiError
-from .flows import Flow
-from .readiness import ModelLoader
-from .runs import Run, RunRegistry
-from .sse import PING, SSE_HEADERS, SSE_MEDIA_TYPE, EventEncoder
-from .stages import Event, internal_error
+from pictale_server.errors import ApiError
+from pictale_server.runtime.flows import Flow
+from pictale_server.runtime.readiness import ModelLoader
+from pictale_server.runtime.runs import Run, RunRegistry
+from pictale_server.api.sse import PING, SSE_HEADERS, SSE_MEDIA_TYPE, EventEncoder
+from pictale_server.runtime.engine_errors import contract_error
+from pictale_server.runtime.stages import Event
 
 _END = object()
 
@@ -68,7 +69,7 @@ def stream_response(
             async for event in _drive(runs, run, flow):
                 await queue.put(event)
         except Exception as exc:  # everything after the stream opened becomes an `error` event
-            error = internal_error(exc)
+            error = contract_error(exc)
             if not run.ended:
                 runs.end(run, "cancelled" if run.cancel.is_set else "error")
             record_error_code(request, error.code)
@@ -143,9 +144,9 @@ async def json_response(request: Request, runs: RunRegistry, run: Run, flow: Flo
     except ApiError:
         raise
     except Exception as exc:
-        raise internal_error(exc) from exc
+        raise contract_error(exc) from exc
     finally:
         watcher.cancel()
     if result is None:
-        raise internal_error(RuntimeError("the flow ended without a result"))
+        raise contract_error(RuntimeError("the flow ended without a result"))
     return JSONResponse(result)

@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .engine.base import Chunk, Delta, Finished
-from .errors import ApiError
-from .runs import Run
-from .scheduler import Dropped, Emit, Ended, Job, LoopSink, ModelWorker, Queued, Started
+from pictale_server.engine.base import Chunk, Delta, Finished
+from pictale_server.runtime.engine_errors import contract_error
+from pictale_server.runtime.runs import Run
+from pictale_server.runtime.scheduler import Dropped, Emit, Ended, Job, LoopSink, ModelWorker, Queued, Started
 
 logger = logging.getLogger("pictale.server")
 
@@ -102,13 +102,6 @@ def cancelled_result(model: str, arrived: float) -> dict[str, Any]:
     return stage_result(model, "", outcome, arrived)
 
 
-def internal_error(exc: BaseException) -> ApiError:
-    if isinstance(exc, ApiError):
-        return exc
-    logger.error("generation failed: %s", type(exc).__name__, exc_info=exc)
-    return ApiError("internal", "The model failed while generating.")
-
-
 class StageRunner:
     """Submit once with `submit()` (raises `queue_full`), then iterate `events()`."""
 
@@ -150,7 +143,7 @@ class StageRunner:
                 yield "stage-end", {"stage": self.stage, **self.result}
             elif isinstance(item, Ended):
                 if item.error is not None:
-                    raise internal_error(item.error)
+                    raise contract_error(item.error)
                 if self.result is None:
-                    raise internal_error(RuntimeError("stage ended without a result"))
+                    raise contract_error(RuntimeError("stage ended without a result"))
                 return

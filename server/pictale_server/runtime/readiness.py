@@ -11,8 +11,8 @@ import logging
 import threading
 import time
 
-from .engine.base import Engine
-from .errors import ApiError
+from pictale_server.engine.base import Engine
+from pictale_server.errors import ApiError
 
 logger = logging.getLogger("pictale.server")
 

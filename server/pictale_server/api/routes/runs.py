@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from ..errors import ApiError
-from ..schemas import CancelResult, ErrorBody
+from pictale_server.errors import ApiError
+from pictale_server.api.schemas import CancelResult, ErrorBody
 
 router = APIRouter()
 

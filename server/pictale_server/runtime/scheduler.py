@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .engine.base import Cancel
-from .errors import ApiError
+from pictale_server.engine.base import Cancel
+from pictale_server.errors import ApiError
 
 Emit = Callable[[Any], None]
 

@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 from fastapi import Request
 
-from .errors import ApiError
-from .rate_limit import RateLimiter
+from pictale_server.errors import ApiError
+from pictale_server.api.rate_limit import RateLimiter
 
 
 def _digest(key: str) -> bytes:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import ApiError
-from .request_context import error_response_messages
+from pictale_server.errors import ApiError
+from pictale_server.api.request_context import error_response_messages
 
 
 class BodyLimitMiddleware:

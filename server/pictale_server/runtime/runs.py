@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .engine.base import Cancel
+from pictale_server.engine.base import Cancel
 
 RunState = Literal["queued", "running", "done", "error", "cancelled"]
 ENDED_STATES = ("done", "error", "cancelled")
