@@ -96,7 +96,6 @@ def prepare_weights() -> list[str]:
     results = weights.prepare(
         Path(WEIGHTS_PATH),
         weights.hub_models(settings),
-        double_quant=settings.double_quant,
         download=weights.hub_download,
         quantize=weights.quantize_nf4,
         on_prepared=report,

@@ -55,20 +55,10 @@ class Settings(BaseSettings):
 
     # Engine.
     max_pixels: int = 1280 * 28 * 28
-    double_quant: bool = False
-    decode_path: Literal["graph", "eager"] = "graph"
-    # Decode-time NF4 matmuls: the fused Triton kernel (docs/kernels.md), its bf16x2 variant,
-    # "cuda" (the shared-memory-table CUDA kernel for 1-4 rows, Triton bf16x2 elsewhere), or
-    # "off" for bitsandbytes' own. Only NF4 models on a GPU are affected.
-    nf4_kernel: Literal["off", "fp32", "bf16x2", "cuda"] = "cuda"
-    # Decode-time RMSNorm, rotary embedding and SiLU-gate as one kernel each instead of 5-8
-    # small ones (kernels/decode_ops.py). GPU only; prefill keeps transformers' code.
-    fused_decode_ops: bool = True
-    # On Hopper and newer, each decode kernel starts while the previous one finishes
-    # (programmatic dependent launch, kernels/dependent_launch.py). Off by default: measured on
-    # an H200 it made the writer no faster or up to 3% slower and the vision model 3-9% faster
-    # (docs/kernels.md). Process-wide; older GPUs ignore it.
-    dependent_launch: bool = False
+    # "auto": NF4 models on a CUDA GPU (compute capability 8.0+) decode on the fast path (the
+    # CUDA NF4 kernel, the written-out step, the sampler kernels); anything else, or "off",
+    # decodes on the reference path (transformers' forward). /health says which, and why.
+    fast_path: Literal["auto", "off"] = "auto"
     max_context_tokens: int = 16384
 
     @field_validator("api_keys", "url_allowlist", "image_classifiers", mode="before")

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from pictale_server.engine.decode_loop import DecodeLoop
+from pictale_server.engine.decode_step import ReferenceStep
 from pictale_server.engine.dev.models import DevModelPaths, ensure_dev_models
+from pictale_server.engine.kv_buckets import KVBuckets
 from pictale_server.engine.loader import load_engine
 from pictale_server.engine.transformers_engine import TransformersEngine
 from pictale_server.settings import Settings
@@ -50,3 +53,10 @@ def scene_image(size: tuple[int, int] = (320, 240)) -> Image.Image:
     draw.ellipse((w // 8, h // 8, w // 2, h // 2), fill=(220, 40, 40))
     draw.rectangle((w // 2, h // 2, w - w // 8, h - h // 8), fill=(240, 200, 40))
     return image
+
+
+def reference_loop(runner, *, cache_tokens: int, vocab_size: int) -> DecodeLoop:
+    """A decode loop on the reference step over a fresh KV buffer, on the runner's device."""
+    model = runner.model
+    buckets = KVBuckets(model.config, cache_tokens, dtype=model.dtype, device=model.device)
+    return DecodeLoop(runner, buckets, ReferenceStep(runner), vocab_size=vocab_size)

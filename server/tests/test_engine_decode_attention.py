@@ -2,12 +2,12 @@
 
 import pytest
 import torch
+from engine_fixtures import reference_loop
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from pictale_server.engine.base import Sampling
 from pictale_server.engine.chat_format import format_tekken
 from pictale_server.engine.decode_attention import decode_attention, register
-from pictale_server.engine.decode_loop import DecodeLoop
 from pictale_server.engine.runners import CausalLMRunner, WriterPrompt
 
 pytest_plugins = ["engine_fixtures"]
@@ -49,14 +49,7 @@ def test_the_dev_writer_decodes_the_same_tokens_with_it(dev_model_paths):
         model = AutoModelForCausalLM.from_pretrained(
             dev_model_paths.writer, dtype=torch.float32, attn_implementation=attention
         ).eval()
-        loop = DecodeLoop(
-            CausalLMRunner(model),
-            config=model.config,
-            cache_tokens=2048,
-            vocab_size=model.config.vocab_size,
-            device=torch.device("cpu"),
-            path="eager",
-        )
+        loop = reference_loop(CausalLMRunner(model), cache_tokens=2048, vocab_size=model.config.vocab_size)
         tokens = list(loop.tokens(WriterPrompt(ids), ids, Sampling(max_tokens=24, temperature=0.0), 0))
         results[attention] = (tokens, loop.logits.clone())
     assert results[name][0] == results["sdpa"][0]

@@ -2,12 +2,11 @@
 
 import pytest
 import torch
-from engine_fixtures import scene_image
+from engine_fixtures import scene_image, reference_loop
 from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
 from pictale_server.engine.base import Sampling
 from pictale_server.engine.chat_format import format_chatml, format_tekken
-from pictale_server.engine.decode_loop import DecodeLoop
 from pictale_server.engine.runners import CausalLMRunner, QwenVLRunner, WriterPrompt
 from pictale_server.engine.vision_inputs import VisionPreprocessor
 
@@ -23,14 +22,7 @@ def writer(dev_model_paths):
         dev_model_paths.writer, dtype=torch.float32, attn_implementation="sdpa"
     )
     tokenizer = AutoTokenizer.from_pretrained(dev_model_paths.writer)
-    loop = DecodeLoop(
-        CausalLMRunner(model.eval()),
-        config=model.config,
-        cache_tokens=256,
-        vocab_size=model.config.vocab_size,
-        device=CPU,
-        path="eager",
-    )
+    loop = reference_loop(CausalLMRunner(model.eval()), cache_tokens=256, vocab_size=model.config.vocab_size)
     return model, tokenizer, loop
 
 
@@ -103,14 +95,7 @@ def test_vision_greedy_tokens_match_hf_generate(dev_model_paths):
         with_image=True,
     )
     inputs = preprocessor(scene_image(), prompt)
-    loop = DecodeLoop(
-        QwenVLRunner(model),
-        config=model.config,
-        cache_tokens=512,
-        vocab_size=model.config.text_config.vocab_size,
-        device=CPU,
-        path="eager",
-    )
+    loop = reference_loop(QwenVLRunner(model), cache_tokens=512, vocab_size=model.config.text_config.vocab_size)
     ours = list(loop.tokens(inputs, inputs.input_ids, GREEDY, seed=0))
     reference = model.generate(
         input_ids=inputs.input_ids,
@@ -124,17 +109,10 @@ def test_vision_greedy_tokens_match_hf_generate(dev_model_paths):
     assert ours == reference[0, inputs.length :].tolist()
 
 
-def test_the_graph_path_falls_back_to_eager_without_cuda(writer):
+def test_a_loop_without_cuda_runs_its_steps_eagerly(writer):
     model, _, _ = writer
-    loop = DecodeLoop(
-        CausalLMRunner(model),
-        config=model.config,
-        cache_tokens=64,
-        vocab_size=model.config.vocab_size,
-        device=CPU,
-        path="graph",
-    )
-    assert loop.path == "eager"
+    loop = reference_loop(CausalLMRunner(model), cache_tokens=64, vocab_size=model.config.vocab_size)
+    assert loop.graphs is False
 
 
 def test_chunked_prefill_gives_the_same_tokens_and_logits(writer):
@@ -142,14 +120,7 @@ def test_chunked_prefill_gives_the_same_tokens_and_logits(writer):
     ids = writer_prompt(tokenizer, "The old lighthouse looks toward the evening sky. " * 3)
     whole = list(loop.tokens(WriterPrompt(ids), ids, GREEDY, seed=0))
     whole_logits = loop.logits.clone()
-    chunked_loop = DecodeLoop(
-        CausalLMRunner(model, prefill_chunk_tokens=7),
-        config=model.config,
-        cache_tokens=256,
-        vocab_size=model.config.vocab_size,
-        device=CPU,
-        path="eager",
-    )
+    chunked_loop = reference_loop(CausalLMRunner(model, prefill_chunk_tokens=7), cache_tokens=256, vocab_size=model.config.vocab_size)
     assert ids.shape[1] > 3 * 7  # several chunks, the last one partial
     chunked = list(chunked_loop.tokens(WriterPrompt(ids), ids, GREEDY, seed=0))
     assert chunked == whole

@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from engine_fixtures import reference_loop
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from pictale_server.engine.base import Sampling
 from pictale_server.engine.chat_format import format_tekken
-from pictale_server.engine.decode_loop import DecodeLoop
 from pictale_server.engine.kv_buckets import KVBuckets, bucket_lengths
 from pictale_server.engine.runners import CausalLMRunner, WriterPrompt
 
@@ -56,14 +56,7 @@ def test_requests_pick_the_shortest_bucket_and_decode_the_same_tokens(writer):
     model, tokenizer = writer
     prompt = format_tekken([{"role": "user", "content": "A red circle sits beside the water."}])
     ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
-    loop = DecodeLoop(
-        CausalLMRunner(model),
-        config=model.config,
-        cache_tokens=4096,
-        vocab_size=model.config.vocab_size,
-        device=CPU,
-        path="eager",
-    )
+    loop = reference_loop(CausalLMRunner(model), cache_tokens=4096, vocab_size=model.config.vocab_size)
     short = Sampling(max_tokens=16, temperature=0.0)
     long = Sampling(max_tokens=3000, temperature=0.0)
     short_tokens = list(loop.tokens(WriterPrompt(ids), ids, short, seed=0))

@@ -83,14 +83,18 @@ class Engine(Protocol):
     def writer_loaded(self) -> bool: ...
 
     def load(self) -> None:
-        """Load both models (blocking, idempotent). Health says "loading" until it returns."""
+        """Load both models (blocking, idempotent). Health says "loading" until it returns;
+        a failure raises engine.errors.ModelLoadFailed with a reason code."""
+
+    def decode_info(self, model: Literal["vision", "writer"]) -> dict[str, str] | None:
+        """How a loaded model decodes: {"path": "fast" | "reference", "reason": why not fast}."""
 
     def stream_vision(
         self, image: Image, messages: Sequence[ChatMessage], sampling: Sampling, cancel: Cancel
     ) -> Iterator[Chunk]:
         """Generate from the vision model; `messages`' last user turn is about `image`.
 
-        Raises ApiError (e.g. invalid_request when the prompt cannot fit) before the first chunk.
+        Raises engine.errors.EngineError subclasses (e.g. PromptTooLong) before the first chunk.
         """
 
     def stream_writer(

@@ -7,9 +7,9 @@ products (scores, then the weighted values) and a softmax between them let cuBLA
 cache over the whole GPU. Grouped-query heads are packed so no key/value is repeated.
 
 Registered with transformers as the attention implementation "pictale_sdpa": single-token
-queries take this path; everything else (prefill, the vision tower) is plain SDPA. Attention
-layers marked by kernels/fused_layers.py (`SPLIT_KERNEL_FLAG`, GPU only) run the same
-computation as one split-K Triton kernel plus a merge instead (decode_attention_kernel.py).
+queries take this path; everything else (prefill, the vision tower) is plain SDPA. This is the
+reference decode path's attention; the fast path reads the cache with its own split-K kernel
+(kernels/decode_attention_kernel.py) and never calls transformers' attention at decode.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 NAME = "pictale_sdpa"
-SPLIT_KERNEL_FLAG = "_pictale_split_attention"
 
 
 def decode_attention(
@@ -72,11 +71,6 @@ def pictale_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    if getattr(module, SPLIT_KERNEL_FLAG, False) and query.is_cuda:
-        from pictale_server.kernels import decode_attention_kernel as kernel
-
-        if kernel.accepts(query, key, value, attention_mask):
-            return kernel.split_decode_attention(query, key, value, attention_mask, scale), None
     return decode_attention(query, key, value, attention_mask, scale), None
 
 

@@ -7,26 +7,24 @@ static cache writes at its own counter, not at the positions it is given, so a c
 over from an earlier request would run past the buffer). A decode step is forward + sampling +
 feeding the token back, reading and writing only fixed device buffers, so on CUDA it is
 captured as a CUDA graph once per cache length and sampling kind (with or without top-k/top-p)
-and replayed (`decode_path="graph"`); the eager path runs the very same step function.
+and replayed; on a CPU the very same step runs eagerly. Which step (reference or fast) is the
+engine's choice (decode_choice.py), made once per model and handed in.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Iterator
-from typing import Literal, Protocol
+from typing import Protocol
 
 import torch
 from transformers import StaticCache
 
 from pictale_server.engine.base import Sampling
+from pictale_server.engine.decode_step import DecodeStep
 from pictale_server.engine.gpu_memory import release_cached_memory
 from pictale_server.engine.kv_buckets import KVBuckets
-from pictale_server.engine.sampling import SamplingTensors, needs_ranking, sample_next_token, uniform_noise
-
-DecodePath = Literal["graph", "eager"]
-logger = logging.getLogger("pictale.engine")
+from pictale_server.engine.sampling import SamplingTensors, needs_ranking
 
 
 class ModelRunner(Protocol):
@@ -62,30 +60,18 @@ def _warm_up_stream(device: torch.device) -> torch.cuda.Stream:
 
 
 class DecodeLoop:
-    def __init__(
-        self,
-        runner: ModelRunner,
-        *,
-        config,
-        cache_tokens: int,
-        vocab_size: int,
-        device: torch.device,
-        path: DecodePath,
-        fused_decode_ops: bool = False,
-        norm_in_matmul: bool = False,
-    ) -> None:
-        if path == "graph" and device.type != "cuda":
-            path = "eager"
+    """Decodes one request at a time on `runner`'s model with `step` (decode_choice.py), over
+    the KV views of `buckets`; on a GPU each step is a replayed CUDA graph."""
+
+    def __init__(self, runner: ModelRunner, buckets: KVBuckets, step: DecodeStep, *, vocab_size: int) -> None:
+        device = buckets.device
         self.runner = runner
-        self.path: DecodePath = path
-        self.cache_tokens = cache_tokens
-        self.buckets = KVBuckets(config, cache_tokens, dtype=runner.model.dtype, device=device)
-        self._noise = uniform_noise
-        self._sample_unranked = None  # the sampler's kernels where they run (sampler_kernel.py)
-        if fused_decode_ops and device.type == "cuda":
-            self._use_fused_ops(runner, device, norm_in_matmul)
-        self.bucket = cache_tokens
-        self.cache: StaticCache = self.buckets.caches[cache_tokens]
+        self.step = step
+        self.graphs = device.type == "cuda"
+        self.buckets = buckets
+        self.cache_tokens = buckets.max_tokens
+        self.bucket = self.cache_tokens
+        self.cache: StaticCache = buckets.caches[self.cache_tokens]
         self.device = device
         self.params = SamplingTensors.allocate(device)
         self.token = torch.zeros((1, 1), dtype=torch.int64, device=device)
@@ -101,46 +87,15 @@ class DecodeLoop:
             self._host_tokens = torch.zeros(2, dtype=torch.int64, pin_memory=True)
             self._token_ready = [torch.cuda.Event(), torch.cuda.Event()]
 
-    def _use_fused_ops(self, runner, device: torch.device, norm_in_matmul: bool) -> None:
-        """One-kernel cache writes, the sampler in three launches (one for its noise where it
-        sorts), and the runner's decode through the written-out step
-        (kernels/fused_decoder_step.py)."""
-        from pictale_server.kernels.fused_decoder_step import decoder_step_for
-        from pictale_server.kernels.fused_layers import fuse_cache_writes, fused_ops_unavailable
-        from pictale_server.kernels.sampler_kernel import sample_and_accept
-        from pictale_server.kernels.sampling_noise import uniform_noise as noise_kernel
-
-        for cache in self.buckets.caches.values():
-            fuse_cache_writes(cache)
-        why_not = fused_ops_unavailable(device)
-        if why_not:
-            return
-        self._noise = noise_kernel
-        self._sample_unranked = sample_and_accept
-        if hasattr(runner, "step_parts"):
-            slots = getattr(runner, "rope_positions_are_slots", False)
-            runner.step, why_not = decoder_step_for(
-                *runner.step_parts(), self.buckets.caches.values(), norm_in_matmul=norm_in_matmul,
-                rope_table_tokens=self.cache_tokens if slots else None,
-            )
-            if why_not:
-                logger.warning("decode step stays transformers' forward: %s", why_not)
-
-    # -- the step (captured as one CUDA graph on the graph path) -------------------------------
+    # -- the step (captured as one CUDA graph on a GPU) ----------------------------------------
 
     def _accept(self, logits: torch.Tensor) -> None:
         """Sample from `logits` and feed the token back into the step's input buffers."""
         self.logits.copy_(logits)
-        if self._sample_unranked is not None and not self.by_rank:
-            self._sample_unranked(logits, self.seen, self.params, self.token)  # the same, in 3 launches
-            return
-        next_token = sample_next_token(logits, self.seen, self.params, self._noise, self.by_rank)
-        self.seen.scatter_(1, next_token.view(1, 1), True)
-        self.token.copy_(next_token.view(1, 1))
-        self.params.step.add_(1)
+        self.step.sample(logits, self.seen, self.params, self.token, self.by_rank)
 
     def _step(self) -> None:
-        logits = self.runner.decode(self.token, self.position, self.cache)
+        logits = self.step.forward(self.token, self.position, self.cache)
         self.position.add_(1)
         self._accept(logits)
 
@@ -187,7 +142,7 @@ class DecodeLoop:
         ]
 
     def _run_step(self) -> None:
-        if self.path == "graph":
+        if self.graphs:
             if (self.bucket, self.by_rank) not in self._graphs:
                 self._capture()
             self._graphs[self.bucket, self.by_rank].replay()
@@ -242,7 +197,7 @@ class DecodeLoop:
     def capture_graphs(self, inputs: object, prompt_ids: torch.Tensor) -> None:
         """Capture the decode steps of every cache length now (at load, not in a request):
         one without and one with top-k/top-p filtering."""
-        if self.path != "graph":
+        if not self.graphs:
             return
         for length in self.buckets.lengths:
             for by_rank in (False, True):

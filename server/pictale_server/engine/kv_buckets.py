@@ -46,6 +46,7 @@ def _view_layer(layer, full_layer, length: int) -> None:
 class KVBuckets:
     def __init__(self, config, max_tokens: int, *, dtype: torch.dtype, device: torch.device) -> None:
         self.max_tokens = max_tokens
+        self.device = device
         full = StaticCache(config=config, max_cache_len=max_tokens)
         num_heads, head_dim = _kv_shape(config)
         full.early_initialization(

@@ -21,5 +21,4 @@ def load_engine(settings: Settings) -> TransformersEngine:
         device=torch.device("cuda:0" if cuda else "cpu"),
         # The dev models are tiny: NF4 would only add a dependency; they run in bf16 on a GPU.
         quantize=cuda and profile != "dev",
-        decode_path=settings.decode_path,
     )

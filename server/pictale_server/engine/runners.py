@@ -30,12 +30,11 @@ class CausalLMRunner:
     ) -> None:
         self.model = model
         self.prefill_chunk_tokens = prefill_chunk_tokens
-        self.step = None  # the written-out decode step (DecodeLoop sets it where it runs)
 
     rope_positions_are_slots = True  # rotary positions never leave the cache: a table can hold them
 
     def step_parts(self):
-        """Text decoder, lm_head and the rotary positions of a cache slot, for the written-out step."""
+        """Text decoder, lm_head and the rotary positions of a cache slot, for the fast step."""
         return self.model.model, self.model.lm_head, lambda position: position.view(1, 1)
 
     def prefill(self, inputs: WriterPrompt, cache: StaticCache) -> torch.Tensor:
@@ -57,8 +56,6 @@ class CausalLMRunner:
     def decode(
         self, token: torch.Tensor, position: torch.Tensor, cache: StaticCache
     ) -> torch.Tensor:
-        if self.step is not None:
-            return self.step(token, position, cache)
         out = self.model(
             input_ids=token,
             position_ids=position.view(1, 1),
@@ -79,7 +76,8 @@ class QwenVLRunner:
     def __init__(self, model: torch.nn.Module) -> None:
         self.model = model
         self.rope_delta = torch.zeros((1,), dtype=torch.int64, device=model.device)
-        self.step = None  # the written-out decode step (DecodeLoop sets it where it runs)
+
+    rope_positions_are_slots = False  # text positions are slots plus the image's delta
 
     def step_parts(self):
         """Text decoder, lm_head and the rotary positions of a cache slot: at decode the
@@ -133,8 +131,6 @@ class QwenVLRunner:
     def decode(
         self, token: torch.Tensor, position: torch.Tensor, cache: StaticCache
     ) -> torch.Tensor:
-        if self.step is not None:
-            return self.step(token, position, cache)
         slot = position.view(1, 1, 1)
         positions = torch.cat([slot, (slot + self.rope_delta).expand(3, 1, 1)], dim=0)
         out = self.model(

@@ -22,8 +22,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2_5_VLForCondi
 from pictale_server.engine.base import Cancel, ChatMessage, Chunk, Sampling
 from pictale_server.engine.chat_format import CHATML_ANSWER_END, format_chatml, format_tekken
 from pictale_server.engine.chunk_stream import stream_chunks
-from pictale_server.engine.decode_loop import DecodeLoop, DecodePath
+from pictale_server.engine.decode_choice import DecodeChoice, choose_decode_step
+from pictale_server.engine.decode_loop import DecodeLoop
 from pictale_server.engine.gpu_memory import prepare_thread, use_expandable_segments
+from pictale_server.engine.kv_buckets import KVBuckets
 from pictale_server.engine.load_failures import check_source, classify
 from pictale_server.engine.loading import LoadPlan, from_pretrained_kwargs, hub_kwargs, plan_for
 from pictale_server.engine.model_sources import ModelSource
@@ -38,7 +40,6 @@ from pictale_server.engine.errors import (
     NotLoaded,
     PromptTooLong,
 )
-from pictale_server.kernels import dependent_launch
 from pictale_server.settings import Settings
 
 logger = logging.getLogger("pictale.engine")
@@ -54,6 +55,7 @@ class LoadedModel:
     tokenizer: object
     loop: DecodeLoop
     end_ids: frozenset[int]
+    decode: DecodeChoice
 
 
 class TransformersEngine:
@@ -66,7 +68,6 @@ class TransformersEngine:
         settings: Settings,
         device: torch.device,
         quantize: bool,
-        decode_path: DecodePath,
     ) -> None:
         self.profile = profile
         self.vision_id = vision.id
@@ -76,13 +77,10 @@ class TransformersEngine:
         self._settings = settings
         self._device = device
         self._quantize = quantize
-        self._decode_path: DecodePath = decode_path if device.type == "cuda" else "eager"
         self._load_lock = threading.Lock()
         self._vision: LoadedModel | None = None
         self._writer: LoadedModel | None = None
         self._preprocessor: VisionPreprocessor | None = None
-        self._nf4_kernels: list[object] = []
-        self._fused_ops: list[object] = []
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -94,10 +92,16 @@ class TransformersEngine:
     def writer_loaded(self) -> bool:
         return self._writer is not None
 
+    def decode_info(self, model: ModelRole) -> dict[str, str] | None:
+        """{"path": "fast" | "reference", "reason": why not fast ("" when fast)}, once loaded."""
+        loaded = self._vision if model == "vision" else self._writer
+        if loaded is None:
+            return None
+        return {"path": loaded.decode.path, "reason": loaded.decode.reason}
+
     def load(self) -> None:
         use_expandable_segments(self._device)
         prepare_thread(self._device)
-        dependent_launch.configure(self._settings.dependent_launch)  # before any kernel is built
         with self._load_lock:
             self._resolve_dev_sources()
             if self._vision is None:
@@ -149,43 +153,20 @@ class TransformersEngine:
         model.eval()
         if plan.cuda and getattr(model.config, "quantization_config", None) is not None:
             assert_quantization_layout(model)
-            self._enable_nf4_kernel(model)
-        if plan.cuda and self._settings.fused_decode_ops:
-            self._enable_fused_ops(model)
         if not plan.cuda:
             model.to(plan.device)
         return model
 
-    def _enable_nf4_kernel(self, model: torch.nn.Module) -> None:
-        """Decode-time NF4 matmuls through the fused kernel (settings.nf4_kernel), before any
-        graph is captured; prefill stays bitsandbytes'. Where it cannot run, bitsandbytes."""
-        if self._settings.nf4_kernel == "off":
-            return
-        from pictale_server.kernels import enable_fast_nf4
-
-        kernel = self._settings.nf4_kernel
-        handle = enable_fast_nf4(model, products="bf16x2" if kernel == "cuda" else kernel, cuda=kernel == "cuda")
-        if not handle.enabled:
-            logger.warning("NF4 decode kernel not used: %s", handle.reason)
-            return
-        try:
-            handle.warmup(rows=(1,))
-        except Exception:  # a GPU or Triton build it has never met: serve on bitsandbytes
-            logger.exception("NF4 decode kernel failed to compile; using bitsandbytes")
-            handle.disable()  # before any graph is captured, so nothing points into it
-            return
-        self._nf4_kernels.append(handle)  # captured graphs point into its buffers
-
-    def _enable_fused_ops(self, model: torch.nn.Module) -> None:
-        """Decode-time RMSNorm, rotary and SiLU gate as one kernel each (before any graph is
-        captured; they compile during the capture's warm-up steps)."""
-        from pictale_server.kernels.fused_layers import enable_fused_decode_ops
-
-        handle = enable_fused_decode_ops(model)
-        if not handle.enabled:
-            logger.warning("fused decode ops not used: %s", handle.reason)
-            return
-        self._fused_ops.append(handle)
+    def _decode_loop(
+        self, name: str, runner, model: torch.nn.Module, *, cache_tokens: int, vocab_size: int
+    ) -> tuple[DecodeLoop, DecodeChoice]:
+        """The model's KV buffer, its decode step (decode_choice.py) and the loop over both."""
+        buckets = KVBuckets(model.config, cache_tokens, dtype=model.dtype, device=self._device)
+        choice = choose_decode_step(
+            name, runner, list(buckets.caches.values()), self._device,
+            setting=self._settings.fast_path, cache_tokens=cache_tokens,
+        )
+        return DecodeLoop(runner, buckets, choice.step, vocab_size=vocab_size), choice
 
     def _load_vision(self, source: ModelSource) -> tuple[LoadedModel, VisionPreprocessor]:
         plan = self._plan(source)
@@ -202,16 +183,11 @@ class TransformersEngine:
         )
         tokenizer = preprocessor.tokenizer
         end_ids = {tokenizer.convert_tokens_to_ids(t) for t in (CHATML_ANSWER_END, "<|endoftext|>")}
-        loop = DecodeLoop(
-            QwenVLRunner(model),
-            config=model.config,
-            cache_tokens=VISION_CACHE_TOKENS,
-            vocab_size=model.config.text_config.vocab_size,
-            device=self._device,
-            path=self._decode_path,
-            fused_decode_ops=self._settings.fused_decode_ops,
+        loop, choice = self._decode_loop(
+            "the vision model", QwenVLRunner(model), model,
+            cache_tokens=VISION_CACHE_TOKENS, vocab_size=model.config.text_config.vocab_size,
         )
-        return LoadedModel(model, tokenizer, loop, frozenset(end_ids)), preprocessor
+        return LoadedModel(model, tokenizer, loop, frozenset(end_ids), choice), preprocessor
 
     def _load_writer(self, source: ModelSource) -> LoadedModel:
         plan = self._plan(source)
@@ -220,20 +196,11 @@ class TransformersEngine:
         )
         model = self._finish_loading(model, plan)
         tokenizer = AutoTokenizer.from_pretrained(source.location, **hub_kwargs(source))
-        loop = DecodeLoop(
-            CausalLMRunner(model),
-            config=model.config,
-            cache_tokens=self._settings.max_context_tokens,
-            vocab_size=model.config.vocab_size,
-            device=self._device,
-            path=self._decode_path,
-            fused_decode_ops=self._settings.fused_decode_ops,
-            # Norms inside the q/k/v and gate/up launches: writer decode 4% faster on an H200;
-            # the vision model keeps them separate (its gate/up launch was slower with the
-            # first version, and the final one was not measured on it: docs/kernels.md).
-            norm_in_matmul=True,
+        loop, choice = self._decode_loop(
+            "the writer", CausalLMRunner(model), model,
+            cache_tokens=self._settings.max_context_tokens, vocab_size=model.config.vocab_size,
         )
-        return LoadedModel(model, tokenizer, loop, frozenset({tokenizer.eos_token_id}))
+        return LoadedModel(model, tokenizer, loop, frozenset({tokenizer.eos_token_id}), choice)
 
     def _require(self, loaded: LoadedModel | None, model: ModelRole) -> LoadedModel:
         if loaded is None:

@@ -1,7 +1,11 @@
-"""The written-out decode step (kernels/fused_decoder_step.py) under Triton's interpreter,
-against transformers' own forward through the runners, on tiny Mistral and Qwen2.5-VL models.
+"""The fast path's written-out decode step (engine/fast_path/written_step.py) under Triton's
+interpreter, against transformers' own forward through the runners, on tiny Mistral and
+Qwen2.5-VL models.
 
-Run by test_fused_decoder_step_interpret.py in a process of its own with TRITON_INTERPRET=1.
+The CUDA NF4 kernel does not run on a CPU, so the step's projections here are the models' own
+bf16 linears behind the same `Projection` interface (residual add and RMSNorm by the Triton
+op, then the matmul); the kernel itself is checked against a reference in the GPU suite.
+Run by test_written_step_interpret.py in a process of its own with TRITON_INTERPRET=1.
 """
 
 from __future__ import annotations
@@ -10,15 +14,52 @@ import torch
 import triton.language as tl
 from transformers import MistralConfig, MistralForCausalLM, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, StaticCache
 
+from pictale_server.engine.fast_path.projections import LayerProjections
+from pictale_server.engine.fast_path.written_step import WrittenStep, structure_unsupported
 from pictale_server.engine.runners import CausalLMRunner, QwenVLRunner
-from pictale_server.kernels.fused_decoder_step import FusedDecoderStep, decoder_step_for
-from pictale_server.kernels.fused_layers import enable_fused_decode_ops
+from pictale_server.kernels.decode_ops import add_rms_norm_
 
 if type(tl.zeros).__name__ == "JITFunction":
     raise RuntimeError("run with TRITON_INTERPRET=1 set before anything imports triton")
 
 CACHE = 48
 STEPS = 10
+
+
+class LinearProjection:
+    """bf16 linears behind the fast step's Projection interface (what the NF4 kernel computes)."""
+
+    def __init__(self, *modules: torch.nn.Linear) -> None:
+        self.modules = modules
+        self.out_features = sum(m.out_features for m in modules)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([m(x) for m in self.modules], dim=-1)
+
+    def normed(self, residual, delta, norm, residual_out) -> torch.Tensor:
+        residual_out.copy_(residual)
+        return self(add_rms_norm_(residual_out, delta, norm.weight, norm.variance_epsilon))
+
+
+def linear_projections(text_model) -> list[LayerProjections]:
+    layers = []
+    for layer in text_model.layers:
+        a, mlp = layer.self_attn, layer.mlp
+        layers.append(LayerProjections(
+            qkv=LinearProjection(a.q_proj, a.k_proj, a.v_proj),
+            qkv_split=(a.q_proj.out_features, a.k_proj.out_features, a.v_proj.out_features),
+            o=LinearProjection(a.o_proj),
+            gate_up=LinearProjection(mlp.gate_proj, mlp.up_proj),
+            gate_rows=mlp.gate_proj.out_features,
+            down=LinearProjection(mlp.down_proj),
+        ))
+    return layers
+
+
+def written_step(runner, caches, table):
+    text_model, lm_head, rope_positions = runner.step_parts()
+    assert structure_unsupported(text_model, caches) == ""
+    return WrittenStep(text_model, lm_head, rope_positions, linear_projections(text_model), rope_table_tokens=table)
 
 
 def tiny_mistral(**overrides) -> MistralForCausalLM:
@@ -59,21 +100,17 @@ def decode_both_ways(runner, prefill, prompt_length: int):
     """Prefill two caches the same way, then decode greedily with transformers' forward on one
     and the written-out step on the other, feeding both the forward's tokens."""
     ours, theirs = static_cache(runner.model.config), static_cache(runner.model.config)
-    table = CACHE if getattr(runner, "rope_positions_are_slots", False) else None
-    step, why_not = decoder_step_for(*runner.step_parts(), [ours, theirs], rope_table_tokens=table)
+    table = CACHE if runner.rope_positions_are_slots else None
+    step = written_step(runner, [ours, theirs], table)
     assert (step.rope_table is not None) == (table is not None)
-    assert why_not == "" and isinstance(step, FusedDecoderStep)
     with torch.inference_mode():
         logits_theirs, logits_ours = prefill(theirs), prefill(ours)
         position = torch.tensor([prompt_length])
         pairs = []
         for _ in range(STEPS):
             token = logits_theirs.argmax(-1).view(1, 1)
-            runner.step = None
             logits_theirs = runner.decode(token, position, theirs)
-            runner.step = step
-            logits_ours = runner.decode(token, position, ours)
-            runner.step = None
+            logits_ours = step(token, position, ours)
             pairs.append((logits_ours.float(), logits_theirs.float()))
             position += 1
     return pairs, ours, theirs
@@ -95,46 +132,34 @@ def assert_same_decode(pairs, ours, theirs, written: int):
 
 def test_the_written_step_decodes_a_mistral_like_transformers():
     model = tiny_mistral()
-    handle = enable_fused_decode_ops(model)  # the step runs with the fused ops, as in the engine
-    assert handle.enabled
-    try:
-        runner = CausalLMRunner(model)
-        prompt = torch.randint(0, 256, (1, 9), generator=torch.Generator().manual_seed(3))
+    runner = CausalLMRunner(model)
+    prompt = torch.randint(0, 256, (1, 9), generator=torch.Generator().manual_seed(3))
 
-        def prefill(cache):
-            return runner.prefill(type("Prompt", (), {"input_ids": prompt})(), cache)
+    def prefill(cache):
+        return runner.prefill(type("Prompt", (), {"input_ids": prompt})(), cache)
 
-        pairs, ours, theirs = decode_both_ways(runner, prefill, prompt.shape[1])
-    finally:
-        handle.disable()
+    pairs, ours, theirs = decode_both_ways(runner, prefill, prompt.shape[1])
     assert_same_decode(pairs, ours, theirs, written=9 + STEPS)
 
 
 def test_the_written_step_decodes_qwen2_5_vl_text_with_its_rope_delta_like_transformers():
     model = tiny_qwen()
-    handle = enable_fused_decode_ops(model)
-    assert handle.enabled
-    try:
-        runner = QwenVLRunner(model)
-        runner.rope_delta.fill_(-5)  # as if an image had taken rotary positions
-        prompt = torch.randint(0, 200, (1, 11), generator=torch.Generator().manual_seed(4))
-        slots = torch.arange(11).view(1, 1, -1)
-        positions = torch.cat([slots, (slots - 5).expand(3, 1, -1)], dim=0)
+    runner = QwenVLRunner(model)
+    runner.rope_delta.fill_(-5)  # as if an image had taken rotary positions
+    prompt = torch.randint(0, 200, (1, 11), generator=torch.Generator().manual_seed(4))
+    slots = torch.arange(11).view(1, 1, -1)
+    positions = torch.cat([slots, (slots - 5).expand(3, 1, -1)], dim=0)
 
-        def prefill(cache):
-            out = model(input_ids=prompt, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1)
-            return out.logits[:, -1, :]
+    def prefill(cache):
+        out = model(input_ids=prompt, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1, :]
 
-        pairs, ours, theirs = decode_both_ways(runner, prefill, prompt.shape[1])
-    finally:
-        handle.disable()
+    pairs, ours, theirs = decode_both_ways(runner, prefill, prompt.shape[1])
     assert_same_decode(pairs, ours, theirs, written=11 + STEPS)
 
 
-def test_models_the_step_cannot_run_keep_transformers_forward():
+def test_models_the_step_cannot_run_are_named_with_the_reason():
     sliding = tiny_mistral(sliding_window=8)
-    step, why_not = decoder_step_for(*CausalLMRunner(sliding).step_parts(), [static_cache(sliding.config)])
-    assert step is None and "sliding" in why_not
+    assert "sliding" in structure_unsupported(sliding.model, [static_cache(sliding.config)])
     narrow = tiny_mistral(head_dim=16, hidden_size=64)
-    step, why_not = decoder_step_for(*CausalLMRunner(narrow).step_parts(), [static_cache(narrow.config)])
-    assert step is None and "head dim 16" in why_not
+    assert "head dim 16" in structure_unsupported(narrow.model, [static_cache(narrow.config)])

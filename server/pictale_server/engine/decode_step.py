@@ -1,0 +1,54 @@
+"""What one decode step does, as the decode loop runs it: a forward for one token, then
+sampling that feeds the token back. Two implementations, chosen per model by decode_choice.py:
+
+- `ReferenceStep`: transformers' forward (bitsandbytes or plain torch matmuls) and the PyTorch
+  sampler. Runs anywhere; the CPU dev profile uses it, and tests use it as the oracle.
+- `FastStep` (fast_path/fast_step.py): the written-out step on the CUDA NF4 kernel and the
+  sampler's kernels. NF4 models on CUDA GPUs of compute capability 8.0 or newer.
+
+Both read and write only the loop's fixed device buffers, so on a GPU either is captured as
+a CUDA graph.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+import torch
+from transformers import StaticCache
+
+from pictale_server.engine.sampling import SamplingTensors, sample_next_token, uniform_noise
+
+DecodePath = Literal["fast", "reference"]
+
+
+class DecodeStep(Protocol):
+    path: DecodePath
+
+    def forward(self, token: torch.Tensor, position: torch.Tensor, cache: StaticCache) -> torch.Tensor:
+        """One token (1, 1) at cache slot `position` (1,) → (1, vocab) logits."""
+
+    def sample(
+        self, logits: torch.Tensor, seen: torch.Tensor, params: SamplingTensors, token: torch.Tensor, by_rank: bool
+    ) -> None:
+        """Sample from `logits` into `token`, mark it in `seen` and advance `params.step`.
+        `by_rank`: whether top-k/top-p are on (sampling.needs_ranking)."""
+
+
+def accept(next_token: torch.Tensor, seen: torch.Tensor, params: SamplingTensors, token: torch.Tensor) -> None:
+    seen.scatter_(1, next_token.view(1, 1), True)
+    token.copy_(next_token.view(1, 1))
+    params.step.add_(1)
+
+
+class ReferenceStep:
+    path: DecodePath = "reference"
+
+    def __init__(self, runner) -> None:
+        self.runner = runner
+
+    def forward(self, token, position, cache) -> torch.Tensor:
+        return self.runner.decode(token, position, cache)
+
+    def sample(self, logits, seen, params, token, by_rank) -> None:
+        accept(sample_next_token(logits, seen, params, uniform_noise, by_rank), seen, params, token)

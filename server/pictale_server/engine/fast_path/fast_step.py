@@ -1,0 +1,28 @@
+"""The fast decode step: the written-out forward on the CUDA NF4 kernel, and the sampler as
+kernels (three launches without top-k/top-p; with them, the PyTorch sort and the noise kernel)."""
+
+from __future__ import annotations
+
+import torch
+
+from pictale_server.engine.decode_step import DecodePath, accept
+from pictale_server.engine.fast_path.written_step import WrittenStep
+from pictale_server.engine.sampling import sample_next_token
+from pictale_server.kernels.sampler_kernel import sample_and_accept
+from pictale_server.kernels.sampling_noise import uniform_noise
+
+
+class FastStep:
+    path: DecodePath = "fast"
+
+    def __init__(self, written: WrittenStep) -> None:
+        self.written = written
+
+    def forward(self, token, position, cache) -> torch.Tensor:
+        return self.written(token, position, cache)
+
+    def sample(self, logits, seen, params, token, by_rank) -> None:
+        if not by_rank:
+            sample_and_accept(logits, seen, params, token)
+            return
+        accept(sample_next_token(logits, seen, params, uniform_noise, by_rank), seen, params, token)
