@@ -1,6 +1,6 @@
 """What grows the GPU memory that the allocator does not hold (the "context") during a run.
 
-    python3 bench/gpu/context_probe.py      # prints and writes $OUT/context_probe.json
+    python3 bench/gpu/context_probe.py      # prints and writes $OUT/context-probe.json (bench/results/ keeps the committed copy)
 
 The A10G cap counts the CUDA context, which on an H200 is 1.03 GiB at start and ~1.28 GiB once
 the engine has loaded. Each step below is one kind of GPU work the engine does; the growth
@@ -71,7 +71,7 @@ def main() -> None:
     packed = torch.randint(0, 255, (5120 * 5120 // 2,), dtype=torch.uint8, device="cuda")
     absmax = torch.rand(5120 * 5120 // 64, device="cuda")
     code = torch.linspace(-1, 1, 16)
-    cuda_gemv(x[:1], CudaNF4Weight(PackedNF4(packed, absmax, code, 5120, 5120), None, pairs=True))
+    cuda_gemv(x[:1], CudaNF4Weight(PackedNF4(packed, absmax, code, 5120, 5120), None))
     record("NVRTC NF4 kernel")
     graph = torch.cuda.CUDAGraph()
     y = x[:1].clone()
@@ -82,7 +82,7 @@ def main() -> None:
     record("CUDA graph of 500 kernels")
     out = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "steps": steps,
            "cudnn_sdp_enabled": torch.backends.cuda.cudnn_sdp_enabled()}
-    Path(os.environ.get("OUT", "."), "context_probe.json").write_text(json.dumps(out, indent=1))
+    Path(os.environ.get("OUT", "."), "context-probe.json").write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

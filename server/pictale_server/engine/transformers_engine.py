@@ -10,6 +10,7 @@ import contextlib
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,8 @@ class TransformersEngine:
         self._vision: LoadedModel | None = None
         self._writer: LoadedModel | None = None
         self._preprocessor: VisionPreprocessor | None = None
+        # Seconds per load step (vision, writer, warm_up: compilation and graph capture).
+        self.load_seconds: dict[str, float] = {}
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -91,6 +94,11 @@ class TransformersEngine:
     @property
     def writer_loaded(self) -> bool:
         return self._writer is not None
+
+    def loaded(self, model: ModelRole) -> LoadedModel:
+        """A resident model with its tokenizer, decode loop and decode choice (for benchmarks
+        and tests that look inside; serving goes through the Engine protocol)."""
+        return self._require(self._vision if model == "vision" else self._writer, model)
 
     def decode_info(self, model: ModelRole) -> dict[str, str] | None:
         """{"path": "fast" | "reference", "reason": why not fast ("" when fast)}, once loaded."""
@@ -105,14 +113,25 @@ class TransformersEngine:
         with self._load_lock:
             self._resolve_dev_sources()
             if self._vision is None:
-                with _load_failures("vision"):
+                with _load_failures("vision"), self._timed("vision"):
                     check_source("vision", self._vision_source)
                     self._vision, self._preprocessor = self._load_vision(self._vision_source)
             if self._writer is None:
                 with _load_failures("writer"):
-                    check_source("writer", self._writer_source)
-                    self._writer = self._load_writer(self._writer_source)
-                    self._warm_up()
+                    with self._timed("writer"):
+                        check_source("writer", self._writer_source)
+                        self._writer = self._load_writer(self._writer_source)
+                    with self._timed("warm_up"):
+                        self._warm_up()
+
+    @contextlib.contextmanager
+    def _timed(self, step: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.load_seconds[step] = time.perf_counter() - start
+            logger.info("load step %s took %.1f s", step, self.load_seconds[step])
 
     def _warm_up(self) -> None:
         """One short generation per model, then the decode graph of every cache length, so
