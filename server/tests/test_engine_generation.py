@@ -6,10 +6,11 @@ import pytest
 import torch
 from engine_fixtures import dev_settings, scene_image
 
-from pictale_server import prompts
+from pictale_server.runtime import prompts
 from pictale_server.engine.base import Cancel, Delta, Finished, Sampling
 from pictale_server.engine.loader import load_engine
-from pictale_server.errors import ApiError
+from pictale_server.engine.errors import ImageUnprocessable, NotLoaded, PromptTooLong
+from pictale_server.runtime.engine_errors import contract_error
 
 pytest_plugins = ["engine_fixtures"]
 
@@ -41,9 +42,9 @@ def test_the_dev_engine_reports_its_profile_and_models(dev_engine):
 def test_load_engine_returns_before_loading(dev_cache_dir):
     engine = load_engine(dev_settings(dev_cache_dir))
     assert not engine.vision_loaded and not engine.writer_loaded
-    with pytest.raises(ApiError) as error:
+    with pytest.raises(NotLoaded) as error:
         engine.stream_writer(NARRATE, Sampling(max_tokens=4), Cancel())
-    assert error.value.code == "not_ready"
+    assert contract_error(error.value).code == "not_ready"
 
 
 def test_writer_streams_deltas_that_make_up_the_whole_text(dev_engine):
@@ -96,17 +97,19 @@ def test_cancel_mid_generation_stops_before_another_decode_step(dev_engine, monk
 def test_a_prompt_over_the_context_limit_is_refused_before_generating(dev_cache_dir):
     engine = load_engine(dev_settings(dev_cache_dir, max_context_tokens=64))
     engine.load()
-    with pytest.raises(ApiError) as error:
+    with pytest.raises(PromptTooLong) as error:
         engine.stream_writer(NARRATE, Sampling(max_tokens=16), Cancel())
-    assert (error.value.code, error.value.param) == ("invalid_request", "context")
+    assert (error.value.model, error.value.limit, error.value.has_history) == ("writer", 64, False)
+    answer = contract_error(error.value)
+    assert (answer.code, answer.param) == ("invalid_request", "context")
     history = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello " * 40}]
-    with pytest.raises(ApiError) as error:
+    with pytest.raises(PromptTooLong) as error:
         engine.stream_writer(
             prompts.narrate_messages("Go on.", None, None, history),
             Sampling(max_tokens=16),
             Cancel(),
         )
-    assert error.value.param == "history"
+    assert contract_error(error.value).param == "history"
 
 
 def test_vision_streams_a_description(dev_engine):
@@ -120,11 +123,11 @@ def test_vision_streams_a_description(dev_engine):
 def test_vision_refuses_an_image_the_processor_cannot_take(dev_engine):
     from PIL import Image
 
-    with pytest.raises(ApiError) as error:
+    with pytest.raises(ImageUnprocessable) as error:
         dev_engine.stream_vision(
             Image.new("RGB", (6000, 20)), DESCRIBE, Sampling(max_tokens=4), Cancel()
         )
-    assert error.value.code == "invalid_image"
+    assert (contract_error(error.value).code, contract_error(error.value).param) == ("invalid_image", "image")
 
 
 def test_score_vision_options_gives_teacher_forced_log_probs(dev_engine):

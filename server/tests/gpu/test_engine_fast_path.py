@@ -1,0 +1,157 @@
+"""The engine's fast decode path on a GPU, against its reference path, through the engine.
+
+Small random models of both architectures, with the head size and widths the fast path's
+kernels take (the dev profile's are too narrow), are saved in bf16 and loaded by the engine
+as a deployment loads them: quantized to NF4 by bitsandbytes on the GPU. One engine serves on
+the fast path, a second one on the reference path (PICTALE_FAST_PATH=off) over the same
+checkpoints, so every difference is the decode step's.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+from transformers import MistralForCausalLM, Qwen2_5_VLForConditionalGeneration
+
+from pictale_server.engine.base import Cancel, ChatMessage, Finished, Sampling
+from pictale_server.engine.dev.models import (
+    image_processor,
+    tiny_writer_config,
+    vision_config,
+)
+from pictale_server.engine.dev.tokenizers import build_qwen_tokenizer, build_tekken_tokenizer
+from pictale_server.engine.loader import load_engine
+from pictale_server.settings import Settings
+
+pytest.importorskip("bitsandbytes", reason="the fast path serves bitsandbytes NF4 models")
+if not torch.cuda.is_available():
+    pytest.skip("the fast path needs a CUDA GPU", allow_module_level=True)
+
+TEXT = {
+    "hidden_size": 512, "intermediate_size": 1536, "num_hidden_layers": 3,
+    "num_attention_heads": 8, "num_key_value_heads": 4,
+}
+CONTEXT_TOKENS = 2048
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("small-models")
+    writer_tokenizer = build_tekken_tokenizer()
+    config = tiny_writer_config(
+        len(writer_tokenizer), writer_tokenizer.bos_token_id, writer_tokenizer.eos_token_id,
+        writer_tokenizer.pad_token_id,
+    )
+    for key, value in TEXT.items():
+        setattr(config, key, value)
+    config.head_dim = 64
+    torch.manual_seed(11)
+    MistralForCausalLM(config).to(torch.bfloat16).save_pretrained(root / "writer")
+    writer_tokenizer.save_pretrained(root / "writer")
+
+    vision_tokenizer = build_qwen_tokenizer()
+    vconfig = vision_config(
+        vision_tokenizer,
+        text={**TEXT, "vocab_size": len(vision_tokenizer), "max_window_layers": TEXT["num_hidden_layers"],
+              "rope_scaling": {"type": "mrope", "mrope_section": [8, 12, 12]}},
+        vision={"depth": 2, "hidden_size": 128, "intermediate_size": 256, "num_heads": 2,
+                "out_hidden_size": TEXT["hidden_size"], "fullatt_block_indexes": [1]},
+    )
+    torch.manual_seed(12)
+    Qwen2_5_VLForConditionalGeneration(vconfig).to(torch.bfloat16).save_pretrained(root / "vision")
+    vision_tokenizer.save_pretrained(root / "vision")
+    image_processor().save_pretrained(root / "vision")
+    return root
+
+
+def engine_for(root, fast_path: str):
+    engine = load_engine(Settings(
+        profile="custom", vision_model=str(root / "vision"), writer_model=str(root / "writer"),
+        max_context_tokens=CONTEXT_TOKENS, fast_path=fast_path,
+    ))
+    engine.load()
+    return engine
+
+
+@pytest.fixture(scope="module")
+def fast(checkpoints):
+    return engine_for(checkpoints, "auto")
+
+
+@pytest.fixture(scope="module")
+def reference(checkpoints):
+    return engine_for(checkpoints, "off")
+
+
+PROMPT = [ChatMessage(role="user", content="Tell a story about the harbour at dusk, the ships and the lights.")]
+
+
+def writer_tokens(engine, sampling: Sampling) -> tuple[list[int], torch.Tensor]:
+    """The writer's token ids for PROMPT, and the first decode step's logits."""
+    loop = engine.loaded("writer").loop
+    ids = engine.writer_prompt_ids(PROMPT)
+    from pictale_server.engine.runners import WriterPrompt
+
+    tokens, first_step = [], None
+    for index, token in enumerate(loop.tokens(WriterPrompt(ids), ids, sampling, seed=sampling.seed or 0)):
+        tokens.append(token)
+        if index == 1:
+            first_step = loop.logits.clone()
+    return tokens, first_step
+
+
+def test_nf4_models_on_this_gpu_decode_on_the_fast_path(fast, reference):
+    for model in ("vision", "writer"):
+        assert fast.decode_info(model) == {"path": "fast", "reason": ""}
+        assert reference.decode_info(model) == {"path": "reference", "reason": "PICTALE_FAST_PATH=off"}
+
+
+def test_the_fast_step_computes_what_the_reference_step_computes(fast, reference):
+    greedy = Sampling(max_tokens=24, temperature=0.0)
+    ours, our_logits = writer_tokens(fast, greedy)
+    theirs, their_logits = writer_tokens(reference, greedy)
+    # Same prefill (bitsandbytes on both), so the first token is equal; the first decode step's
+    # logits differ by the NF4 kernel's rounding (bf16 pair products) against bitsandbytes'.
+    assert ours[0] == theirs[0]
+    relative = float((our_logits - their_logits).norm() / their_logits.norm())
+    assert relative < 2e-2, relative
+    assert our_logits.argmax() == their_logits.argmax()
+
+
+def test_replayed_graphs_give_the_eager_steps_tokens_bit_for_bit(fast):
+    sampled = Sampling(max_tokens=40, temperature=0.9, min_p=0.05, repetition_penalty=1.1, seed=3)
+    ranked = Sampling(max_tokens=40, temperature=0.9, top_p=0.8, top_k=40, seed=4)
+    loop = fast.loaded("writer").loop
+    for sampling in (sampled, ranked):
+        graph_tokens, graph_logits = writer_tokens(fast, sampling)
+        captured, loop.graphs = loop.graphs, False
+        try:
+            eager_tokens, eager_logits = writer_tokens(fast, sampling)
+        finally:
+            loop.graphs = captured
+        assert graph_tokens == eager_tokens
+        assert torch.equal(graph_logits, eager_logits)
+
+
+def test_a_seed_gives_the_same_story_every_time(fast):
+    sampling = Sampling(max_tokens=32, temperature=1.0, min_p=0.02, seed=99)
+    assert writer_tokens(fast, sampling)[0] == writer_tokens(fast, sampling)[0]
+
+
+def test_many_requests_never_overrun_the_cache(fast):
+    """2,400 steps over 30 requests: the captured cache writes follow the positions."""
+    loop = fast.loaded("writer").loop
+    sampling = Sampling(max_tokens=80, temperature=0.7, seed=1)
+    for _ in range(30):
+        tokens, _ = writer_tokens(fast, sampling)
+        assert len(tokens) == 80
+        prompt = fast.writer_prompt_ids(PROMPT).shape[1]
+        assert loop.written_tokens() == prompt + 80 - 1
+
+
+def test_a_description_streams_on_the_fast_path(fast):
+    picture = Image.new("RGB", (224, 168), (30, 120, 200))
+    chunks = list(fast.stream_vision(picture, PROMPT, Sampling(max_tokens=16, temperature=0.0), Cancel()))
+    finished = chunks[-1]
+    assert isinstance(finished, Finished) and finished.output_tokens >= 1
