@@ -1,7 +1,9 @@
 """`create_app(engine, settings)`: the FastAPI app, with no globals and no Modal.
 
-The lifespan starts the model workers and loads the models in a background thread (unless the
-engine is already loaded); on shutdown it cancels live runs and stops the workers.
+The lifespan starts the model workers and the model lifecycle (runtime/lifecycle.py), which
+loads the models in a background thread unless the engine is already loaded; on shutdown it
+cancels live runs and stops the workers. The layers: api/ (HTTP), runtime/ (runs, scheduling,
+model state), engine/ (the models).
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from fastapi import Depends, FastAPI
 from pictale_server import __version__
 from pictale_server.api.auth import make_authenticate, make_rate_limit
 from pictale_server.api.body_limit import BodyLimitMiddleware
-from pictale_server.engine.base import Engine
+from pictale_server.api.dependencies import attach_services
 from pictale_server.api.error_handlers import install_error_handlers
 from pictale_server.api.rate_limit import RateLimiter
-from pictale_server.runtime.readiness import ModelLoader
 from pictale_server.api.request_context import RequestContextMiddleware
 from pictale_server.api.routes import generate, health, runs
+from pictale_server.engine.base import Engine
+from pictale_server.runtime.lifecycle import ModelLifecycle
 from pictale_server.runtime.runs import RunRegistry
 from pictale_server.runtime.scheduler import Scheduler
 from pictale_server.runtime.services import Gate, ImageLoader, Services
@@ -56,7 +59,7 @@ def create_app(
         settings=settings,
         scheduler=Scheduler(settings.queue_depth),
         runs=RunRegistry(),
-        loader=ModelLoader(engine),
+        lifecycle=ModelLifecycle(engine),
         gate=gate if gate is not None else _default_gate(settings),
         load_image=image_loader if image_loader is not None else _default_image_loader(settings),
     )
@@ -64,7 +67,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services.scheduler.start()
-        services.loader.start()
+        services.lifecycle.start()
         try:
             yield
         finally:
@@ -78,18 +81,17 @@ def create_app(
         summary="Turns a picture into a story: describe, narrate, pipeline (docs/protocol.md).",
         lifespan=lifespan,
     )
-    app.state.services = services
-    install_error_handlers(app)
+    attach_services(app, services)
 
     authenticate = make_authenticate(settings.api_keys)
     limiter = (
         RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
     )
-    app.include_router(health.router)
     admit = make_rate_limit(limiter, authenticate)
     # FastAPI decodes a JSON body before it runs route dependencies; the validation handler
     # admits the caller first, so a malformed body never answers before the key is checked.
-    app.state.admit_generation = admit
+    install_error_handlers(app, admit_generation=admit)
+    app.include_router(health.router)
     app.include_router(generate.router, dependencies=[Depends(admit)])
     app.include_router(runs.router, dependencies=[Depends(authenticate)])
 

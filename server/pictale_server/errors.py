@@ -3,6 +3,9 @@
 Everything the server refuses is raised as `ApiError`; the app turns it into the contract's
 body (`{"error": {...}}`) or, once a stream is open, an `error` event. docs/protocol.md lists
 the codes; extend, never rename.
+
+`not_ready` says why in `state`: `"loading"` (retryable, with Retry-After) or `"failed"` (the
+models could not be loaded; `reason` is the load failure's code and retrying cannot help).
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ class ApiError(Exception):
     retry_after: int | None = None
     details: list[dict[str, str]] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # Optional body fields, present only when set: the server's model state for `not_ready`
+    # ("loading" | "failed") and, when failed, the load failure's reason code.
+    state: str | None = None
+    reason: str | None = None
 
     def __post_init__(self) -> None:
         if self.code not in ERROR_CODES:
@@ -48,7 +55,17 @@ class ApiError(Exception):
 
     @property
     def retryable(self) -> bool:
+        if self.state == "failed":
+            return False  # the models will not load by themselves: a retry cannot succeed
         return ERROR_CODES[self.code][1]
+
+    def _extra_fields(self) -> dict[str, str]:
+        extra: dict[str, str] = {}
+        if self.state is not None:
+            extra["state"] = self.state
+        if self.reason is not None:
+            extra["reason"] = self.reason
+        return extra
 
     def body(self, request_id: str) -> dict:
         error: dict = {"code": self.code, "message": self.message, "request_id": request_id}
@@ -56,6 +73,7 @@ class ApiError(Exception):
             error["param"] = self.param
         if self.details:
             error["details"] = self.details
+        error.update(self._extra_fields())
         return {"error": error}
 
     def event_data(self, request_id: str) -> dict:
@@ -64,6 +82,7 @@ class ApiError(Exception):
             "message": self.message,
             "retryable": self.retryable,
             "request_id": request_id,
+            **self._extra_fields(),
         }
 
     def response_headers(self) -> dict[str, str]:

@@ -65,6 +65,18 @@ def live_server(app: Any) -> Iterator[str]:
         thread.join(10)
 
 
+def wait_for_status(client: httpx.Client, status: str, timeout_s: float = 10.0) -> dict[str, Any]:
+    """Poll /health until its status is `status`; its body. Fails after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        body = client.get("/health").json()
+        if body["status"] == status:
+            return body
+        if time.monotonic() > deadline:
+            raise AssertionError(f"/health stayed {body['status']!r}, expected {status!r}")
+        time.sleep(0.01)
+
+
 @dataclass
 class Served:
     url: str

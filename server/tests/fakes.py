@@ -7,6 +7,7 @@ waits, as the real decode loop does every step), can fail mid-stream, and record
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -151,6 +152,14 @@ class FakeEngine:
         yield Finished(reason, script.input_tokens, produced)
 
 
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 class FakeGate:
     """Refuses text containing `refuse_marker`; refuses every image when `refuse_images`."""
 
@@ -158,11 +167,13 @@ class FakeGate:
         self.refuse_marker = refuse_marker
         self.refuse_images = refuse_images
         self.texts: list[dict[str, str]] = []
+        self.text_on_loop: list[bool] = []  # per check_text call: ran on an event loop thread?
         self.image_threads: list[str] = []
         self.request_ids: list[str | None] = []
 
     def check_text(self, fields: dict[str, str], *, request_id: str | None = None) -> None:
         self.texts.append(dict(fields))
+        self.text_on_loop.append(_on_event_loop())
         self.request_ids.append(request_id)
         if any(self.refuse_marker in value for value in fields.values()):
             raise ApiError(

@@ -214,3 +214,31 @@ def test_the_app_serves_again_after_its_lifespan_restarts():
         with TestClient(app) as client:
             response = client.post("/v1/narrate", json={"instruction": "Go."})
             assert response.json()["text"] == "Once upon a time."
+
+
+def test_routes_reach_the_services_only_through_their_dependency():
+    """Overriding `get_services` swaps what every route sees: health, generation and cancel."""
+    import httpx
+
+    from conftest import live_server, make_settings
+    from fakes import FakeGate
+    from pictale_server.api.dependencies import get_services
+    from pictale_server.app import create_app
+
+    settings = make_settings()
+    app = create_app(FakeEngine(writer_id="app/writer"), settings, gate=FakeGate())
+    other = create_app(FakeEngine(writer_id="other/writer"), settings, gate=FakeGate())
+    services = other.state.services
+    app.dependency_overrides[get_services] = lambda: services
+    services.scheduler.start()
+    try:
+        with live_server(app) as url, httpx.Client(base_url=url, timeout=10) as client:
+            health = client.get("/health").json()
+            assert health["models"]["writer"]["id"] == "other/writer"
+            story = client.post("/v1/narrate", json={"instruction": "Go."}).json()
+            assert story["model"] == "other/writer"
+            assert services.runs.get(story["id"]) is not None
+            cancel = client.post(f"/v1/runs/{story['id']}/cancel").json()
+            assert cancel == {"id": story["id"], "cancelled": False, "state": "done"}
+    finally:
+        services.scheduler.stop()

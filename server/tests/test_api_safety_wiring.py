@@ -57,6 +57,36 @@ def test_pipeline_checks_its_text_fields_then_the_description(serve):
     assert len(served.engine.calls) == 2  # only the first pipeline ran
 
 
+def test_every_text_gate_call_runs_off_the_event_loop(serve):
+    """The gate is blocking work (a few hundred ms for a maximal request): on the event loop it
+    would stall every other stream. Routes and the pipeline's description check both thread it."""
+    served = serve()
+    body = {"image": IMAGE, "instruction": "Go."}
+    assert served.client.post("/v1/pipeline", json=body).status_code == 200
+    with served.client.stream("POST", "/v1/pipeline", json={**body, "stream": True}) as response:
+        assert read_events(response)[-1].name == "done"
+    assert served.client.post("/v1/narrate", json={"instruction": "Go."}).status_code == 200
+    described = served.client.post("/v1/describe", json={"image": IMAGE, "prompt": "Look."})
+    assert described.status_code == 200
+    # route check + description check, twice; narrate; describe
+    assert len(served.gate.texts) == 6
+    assert served.gate.texts[1] == {"instruction": "Go.", "context": "A red circle."}
+    assert served.gate.text_on_loop == [False] * 6
+
+
+def test_the_gate_probe_tells_the_event_loop_apart():
+    import asyncio
+
+    gate = FakeGate()
+
+    async def on_the_loop() -> None:
+        gate.check_text({"instruction": "Go."})
+        await asyncio.to_thread(gate.check_text, {"instruction": "Go."})
+
+    asyncio.run(on_the_loop())
+    assert gate.text_on_loop == [True, False]
+
+
 def test_pipeline_refuses_when_the_description_trips_the_text_gate(serve):
     served = serve(gate=FakeGate(refuse_marker="red circle"))
     with served.client.stream(

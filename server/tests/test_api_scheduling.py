@@ -233,7 +233,7 @@ def test_a_stream_whose_client_left_before_reading_is_cancelled():
 
     async def scenario() -> None:
         services.scheduler.start()
-        services.loader.start()
+        services.lifecycle.start()
         inbox = [{"type": "http.request", "body": body, "more_body": False}]
 
         async def receive() -> dict:

@@ -135,20 +135,3 @@ def test_stream_errors_before_opening_are_plain_http_errors(serve):
     )
     assert bad_image.status_code == 400
     assert bad_image.json()["error"]["code"] == "invalid_image"
-
-
-def test_a_failed_model_load_is_reported_not_waited_on(serve):
-    load_gate = threading.Event()
-    engine = FakeEngine(loaded=False, load_gate=load_gate, load_error=MemoryError("no room"))
-    served = serve(engine)
-    stream = LiveStream(served.client, "/v1/narrate", {"instruction": "Go."})
-    assert stream.until_name("status").data == {"state": "loading"}
-    load_gate.set()
-    events = stream.rest()
-    assert events[-1].name == "error"
-    assert events[-1].data["code"] == "internal"
-    assert "room" not in events[-1].data["message"]
-    plain = served.client.post("/v1/narrate", json={"instruction": "Go."})
-    assert plain.status_code == 500
-    assert plain.json()["error"]["code"] == "internal"
-    assert served.client.get("/health").json()["status"] == "loading"

@@ -9,12 +9,14 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from conftest import live_server, make_settings
+from conftest import live_server, make_settings, wait_for_status
 from fakes import FakeEngine
 from pictale_server.app import create_app
 from pictale_server.errors import ERROR_CODES, ApiError
-from pictale_server.api.schemas import ErrorBody, PipelineResult, StageRunResult
+from pictale_server.api.schemas import ErrorBody, Health, PipelineResult, StageRunResult
+from pictale_server.engine.errors import ModelLoadFailed
 from pictale_server.api.sse import PING, EventEncoder
 
 CONTRACT = Path(__file__).resolve().parents[2] / "tests" / "contract"
@@ -42,6 +44,25 @@ class TextGateOnly:
 
     def check_image(self, image: object, engine: object, *, request_id: str | None = None) -> None:
         return None
+
+
+@pytest.fixture(scope="module")
+def failed_client():
+    """A server whose engine failed to load as the recorded failed health body says."""
+    import httpx
+
+    recorded = next(body for body in load("health.json")["valid"] if body["status"] == "failed")
+    engine = FakeEngine(
+        loaded=False,
+        load_error=ModelLoadFailed(recorded["failure"]["reason"], recorded["failure"]["message"]),
+        profile=recorded["profile"],
+        vision_id=recorded["models"]["vision"]["id"],
+        writer_id=recorded["models"]["writer"]["id"],
+    )
+    app = create_app(engine, make_settings(), gate=TextGateOnly())
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=10) as client:
+        wait_for_status(client, "failed")
+        yield client
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +104,10 @@ def test_error_fixtures_have_the_shape_the_server_produces(case):
         fixture["code"] == "invalid_request" and case["status"] == 422
     )
     retry_after = int(case["headers"]["retry-after"]) if "retry-after" in case["headers"] else None
+    # A failed model load is not retryable: its not_ready has no Retry-After.
     assert (retry_after is not None) == (
         fixture["code"] in ("queue_full", "rate_limited", "not_ready")
+        and fixture.get("state") != "failed"
     )
     error = ApiError(
         fixture["code"],
@@ -92,6 +115,8 @@ def test_error_fixtures_have_the_shape_the_server_produces(case):
         param=fixture.get("param"),
         details=fixture.get("details"),
         retry_after=retry_after,
+        state=fixture.get("state"),
+        reason=fixture.get("reason"),
     )
     assert error.body(fixture["request_id"]) == case["body"]
     headers = {k.lower(): v for k, v in error.response_headers().items()}
@@ -137,12 +162,49 @@ def test_recorded_results_fit_the_result_models(stream):
                 {"id": "run_0", **{k: v for k, v in data.items() if k != "stage"}}
             )
         if name == "error":
-            assert set(data) <= {"code", "message", "retryable", "request_id"}
-            assert data["retryable"] == ERROR_CODES[data["code"]][1]
+            assert set(data) <= {"code", "message", "retryable", "request_id", "state", "reason"}
+            error = ApiError(
+                data["code"], data["message"], state=data.get("state"), reason=data.get("reason")
+            )
+            assert data["retryable"] == error.retryable
+            assert error.event_data(data.get("request_id", "r")) == {"request_id": "r", **data}
 
 
-def test_health_has_every_field_of_the_recorded_bodies(contract_client):
-    ours = contract_client.get("/health").json()
+def test_health_has_every_field_of_the_recorded_bodies(contract_client, failed_client):
+    served = {
+        "ok": contract_client.get("/health").json(),
+        "failed": failed_client.get("/health").json(),
+    }
     for body in load("health.json")["valid"]:
-        assert set(body) <= set(ours)
+        ours = served.get(body["status"], served["ok"])
+        assert set(body) <= set(ours), body["status"]
         assert set(body["models"]) == set(ours["models"])
+        if body["status"] == "failed":  # built from the same engine failure: equal, not alike
+            assert {key: ours[key] for key in body} == body
+    assert "failure" not in served["ok"]
+
+
+def test_recorded_health_bodies_fit_the_health_model(contract_client):
+    extras = contract_client.get("/health").json()  # the fields the fixtures may leave out
+    for body in load("health.json")["valid"]:
+        Health.model_validate({**extras, **body})
+    for body in load("health.json")["invalid"]:
+        with pytest.raises(ValidationError):
+            Health.model_validate({**extras, **body})
+
+
+def test_a_failed_load_answers_the_recorded_not_ready_body(failed_client):
+    """The server builds the recorded failed-load body from what the engine raised."""
+    recorded = next(
+        case
+        for case in ERRORS
+        if case["body"]["error"]["code"] == "not_ready"
+        and case["body"]["error"].get("state") == "failed"
+    )
+    request_id = recorded["body"]["error"]["request_id"]
+    response = failed_client.post(
+        "/v1/narrate", json={"instruction": "Go."}, headers={"x-request-id": request_id}
+    )
+    assert response.status_code == recorded["status"]
+    assert response.json() == recorded["body"]
+    assert "retry-after" not in response.headers

@@ -102,7 +102,8 @@ def contract_violations(response: schemathesis.Response) -> list[str]:
         problems.append(f"{code} without a message")
     if error.get("request_id") != request_id:
         problems.append(f"{code}: request_id differs from x-request-id")
-    if code in ("queue_full", "rate_limited", "not_ready") and not _header(response, "retry-after"):
+    waits = code in ("queue_full", "rate_limited", "not_ready")
+    if waits and error.get("state") != "failed" and not _header(response, "retry-after"):
         problems.append(f"{code} without Retry-After")
     return problems
 

@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from pictale_server import prompts
+from pictale_server.runtime import prompts
 from pictale_server.engine.chat_format import format_tekken
 
 

@@ -26,7 +26,7 @@ def test_cancel_runs_hooks_once_and_not_after_the_end():
     run.on_cancel(lambda: calls.append("hook"))
     assert run.request_cancel() is True
     assert run.cancel.is_set and calls == ["hook"]
-    registry.end(run, "cancelled")
+    assert registry.finish(run, completed=False) == "cancelled"
     assert run.request_cancel() is False
     assert calls == ["hook"]
 
@@ -43,7 +43,7 @@ def test_ended_runs_are_remembered_for_ten_minutes():
     clock = Clock()
     registry = RunRegistry(clock=clock)
     run = registry.create(0.0, "c", None)
-    registry.end(run, "done")
+    registry.finish(run, completed=True)
     clock.now += RETENTION_S - 1
     assert registry.get(run.id) is run
     clock.now += 2
@@ -71,7 +71,7 @@ def test_idempotency_keys_are_per_caller_and_per_live_run():
     mine = registry.create(0.0, "caller-a", "key-1")
     registry.create(0.0, "caller-b", "key-1")
     assert not mine.cancel.is_set  # another caller's key never touches my run
-    registry.end(mine, "done")
+    registry.finish(mine, completed=True)
     later = registry.create(0.0, "caller-a", "key-1")
     assert not later.cancel.is_set and mine.state == "done"
 
@@ -94,7 +94,32 @@ def test_an_ended_run_keeps_nothing_of_its_request():
     del work
     gc.collect()
     assert alive() is not None  # a live run holds its work, to cancel it
-    registry.end(run, "done")
+    registry.finish(run, completed=True)
     gc.collect()
     assert alive() is None
     assert registry.get(run.id) is run
+
+
+def test_finish_decides_the_final_state_from_the_flow_and_the_stop_flag():
+    registry = RunRegistry()
+    completed, failed, cancelled, cancelled_but_completed = (
+        registry.create(0.0, "c", None) for _ in range(4)
+    )
+    cancelled.request_cancel()
+    cancelled_but_completed.request_cancel()
+    assert registry.finish(completed, completed=True) == "done"
+    assert registry.finish(failed, completed=False) == "error"
+    assert registry.finish(cancelled, completed=False) == "cancelled"
+    # A cancelled stream still ends with `done` (finish_reason "cancelled"): the run is cancelled.
+    assert registry.finish(cancelled_but_completed, completed=True) == "cancelled"
+    assert registry.live() == []
+
+
+def test_the_first_finish_wins():
+    registry = RunRegistry()
+    run = registry.create(0.0, "c", None)
+    assert registry.finish(run, completed=True) == "done"
+    ended_at = run.ended_at
+    run.cancel.set()  # a late stop flag (e.g. a disconnect after the answer) changes nothing
+    assert registry.finish(run, completed=False) == "done"
+    assert run.state == "done" and run.ended_at == ended_at

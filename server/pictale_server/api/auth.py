@@ -13,8 +13,9 @@ from collections.abc import Callable
 
 from fastapi import Request
 
-from pictale_server.errors import ApiError
 from pictale_server.api.rate_limit import RateLimiter
+from pictale_server.api.request_context import get_request_context
+from pictale_server.errors import ApiError
 
 
 def _digest(key: str) -> bytes:
@@ -34,16 +35,16 @@ def _bearer_token(request: Request) -> str | None:
 
 
 def make_authenticate(api_keys: list[str]) -> Callable[[Request], str]:
-    """A FastAPI dependency returning the caller id, or raising 401 `unauthorized`."""
+    """A FastAPI dependency returning the caller id (also kept on the request context), or
+    raising 401 `unauthorized`."""
     # Digests have one length, so the comparison does not leak the keys' lengths either.
     keys = [_digest(key) for key in api_keys]
 
     def authenticate(request: Request) -> str:
+        context = get_request_context(request)
         if not keys:
-            request.state.caller = "client:" + (
-                request.client.host if request.client else "unknown"
-            )
-            return request.state.caller
+            context.caller = "client:" + (request.client.host if request.client else "unknown")
+            return context.caller
         token = _bearer_token(request)
         if token is None:
             raise ApiError(
@@ -54,8 +55,8 @@ def make_authenticate(api_keys: list[str]) -> Callable[[Request], str]:
         matched = [hmac.compare_digest(presented, key) for key in keys]
         if not any(matched):
             raise ApiError("unauthorized", "The API key is not valid.")
-        request.state.caller = _caller_for_key(token)
-        return request.state.caller
+        context.caller = _caller_for_key(token)
+        return context.caller
 
     return authenticate
 

@@ -1,79 +1,43 @@
-"""How a flow's events reach the client: an SSE stream, or one JSON body at the end.
+"""How a run's events reach the client: an SSE stream, or one JSON body at the end.
 
-Both paths end the run in the registry with its final state, and both cancel the run when the
-client goes away: a stream when its connection closes, a plain request through a task that
-waits for the ASGI `http.disconnect` message.
+Delivery never decides how a run ended: it iterates `RunExecution.events()` (whose end ends the
+run) and calls `RunExecution.abandon()` when the client goes away — a stream when its
+connection closes, a plain request through a task that waits for the ASGI `http.disconnect`.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from pictale_server.errors import ApiError
-from pictale_server.runtime.flows import Flow
-from pictale_server.runtime.readiness import ModelLoader
-from pictale_server.runtime.runs import Run, RunRegistry
+from pictale_server.api.request_context import RequestContext
 from pictale_server.api.sse import PING, SSE_HEADERS, SSE_MEDIA_TYPE, EventEncoder
+from pictale_server.errors import ApiError
 from pictale_server.runtime.engine_errors import contract_error
-from pictale_server.runtime.stages import Event
+from pictale_server.runtime.execution import RunExecution
 
 _END = object()
 
 
-async def _drive(runs: RunRegistry, run: Run, flow: Flow) -> AsyncIterator[Event]:
-    """The flow's events; records how the run ended, however the iteration stops."""
-    completed = False
-    try:
-        async for name, data in flow.events():
-            if name == "done":
-                completed = True
-            yield name, data
-    finally:
-        if completed and not run.cancel.is_set:
-            runs.end(run, "done")
-        elif run.cancel.is_set:
-            runs.end(run, "cancelled")
-        else:
-            runs.end(run, "error")
-
-
-def record_error_code(request: Request, code: str) -> None:
-    """For the access log line (request_context.py)."""
-    request.state.error_code = code
-
-
 def stream_response(
-    request: Request,
-    runs: RunRegistry,
-    run: Run,
-    flow: Flow,
-    *,
-    loader: ModelLoader,
-    started: bool,
-    ping_interval_s: float,
+    context: RequestContext, execution: RunExecution, *, ping_interval_s: float
 ) -> StreamingResponse:
-    """`started`: the route already queued the flow's first job; otherwise wait for the models."""
-    request_id: str = request.state.request_id
+    run = execution.run
 
     async def produce(queue: asyncio.Queue) -> None:
         try:
-            if not started:
-                await queue.put(("status", {"state": "loading"}))
-                await loader.wait()
-                flow.start()
-            async for event in _drive(runs, run, flow):
-                await queue.put(event)
+            async with aclosing(execution.events()) as events:
+                async for event in events:
+                    await queue.put(event)
         except Exception as exc:  # everything after the stream opened becomes an `error` event
             error = contract_error(exc)
-            if not run.ended:
-                runs.end(run, "cancelled" if run.cancel.is_set else "error")
-            record_error_code(request, error.code)
-            await queue.put(("error", error.event_data(request_id)))
+            context.record_error(error.code)
+            await queue.put(("error", error.event_data(context.request_id)))
         finally:
             await queue.put(_END)
 
@@ -102,11 +66,9 @@ def stream_response(
         if finished:
             return
         # The client went away, perhaps before the first byte: stop the run's work.
-        run.request_cancel()
+        execution.abandon()
         if producer is not None:
-            producer.cancel()  # its iteration of the flow ends the run in the registry
-        elif not run.ended:
-            runs.end(run, "cancelled")
+            producer.cancel()
 
     return _RunStreamResponse(body(), on_close=on_close)
 
@@ -125,22 +87,23 @@ class _RunStreamResponse(StreamingResponse):
             self._on_close()
 
 
-async def _cancel_on_disconnect(request: Request, run: Run) -> None:
+async def _abandon_on_disconnect(request: Request, execution: RunExecution) -> None:
     while True:
         message = await request.receive()
         if message["type"] == "http.disconnect":
-            run.request_cancel()
+            execution.run.request_cancel()  # the flow still completes, with what it has
             return
 
 
-async def json_response(request: Request, runs: RunRegistry, run: Run, flow: Flow) -> JSONResponse:
-    watcher = asyncio.create_task(_cancel_on_disconnect(request, run))
+async def json_response(request: Request, execution: RunExecution) -> JSONResponse:
+    watcher = asyncio.create_task(_abandon_on_disconnect(request, execution))
     result: dict | None = None
     try:
-        # Iterated to the end (`done` is last), so the run is recorded as ended before answering.
-        async for name, data in _drive(runs, run, flow):
-            if name == "done":
-                result = data
+        # Iterated to the end (`done` is last), so the run has ended before the answer goes out.
+        async with aclosing(execution.events()) as events:
+            async for name, data in events:
+                if name == "done":
+                    result = data
     except ApiError:
         raise
     except Exception as exc:

@@ -6,6 +6,7 @@ Starlette's 404/405 are reshaped here so clients see one shape with one set of c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,13 +14,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from pictale_server.api.request_context import get_request_context
 from pictale_server.errors import ApiError
 
 
 def error_json(request: Request, error: ApiError, status: int | None = None) -> JSONResponse:
-    request.state.error_code = error.code
+    context = get_request_context(request)
+    context.record_error(error.code)
     return JSONResponse(
-        error.body(request.state.request_id),
+        error.body(context.request_id),
         status_code=status or error.status,
         headers=error.response_headers(),
     )
@@ -67,7 +70,13 @@ def _body_never_decoded(exc: RequestValidationError) -> bool:
     return any(error.get("type") == "json_invalid" for error in exc.errors())
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(
+    app: FastAPI, admit_generation: Callable[[Request], object] | None = None
+) -> None:
+    """`admit_generation`: the generation routes' auth and rate limit, which the validation
+    handler applies to a body that never decoded (FastAPI decodes a JSON body before it runs
+    route dependencies, so a malformed body must not answer before the key is checked)."""
+
     @app.exception_handler(ApiError)
     async def on_api_error(request: Request, exc: ApiError) -> JSONResponse:
         return error_json(request, exc)
@@ -75,10 +84,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         if _body_never_decoded(exc):
-            admit = getattr(request.app.state, "admit_generation", None)
-            if admit is not None:
+            if admit_generation is not None:
                 try:
-                    admit(request)  # auth and rate limit, which the route never reached
+                    admit_generation(request)  # auth and rate limit: the route never ran
                 except ApiError as error:
                     return error_json(request, error)
         return error_json(request, validation_error(exc))

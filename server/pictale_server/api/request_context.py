@@ -1,8 +1,11 @@
-"""Outermost middleware: request id, arrival time, the access log line, last-resort 500s.
+"""Outermost middleware: the typed request context, the access log line, last-resort 500s.
 
-Every response gets `x-request-id` (the client's own when it is valid, else `req_` + 24 hex
-digits). Anything that escapes the app before the response started becomes the contract's
-`internal` body; the log gets the request id, route, status, duration and error code only.
+Every HTTP request gets a `RequestContext` (request id, arrival time; the caller once auth has
+run; the error code the request was answered with, for the log). Routes and dependencies read
+it with `get_request_context`; ASGI middleware with `context_of(scope)`. Every response gets
+`x-request-id` (the client's own when it is valid, else `req_` + 24 hex digits). Anything that
+escapes the app before the response started becomes the contract's `internal` body; the log
+gets the request id, route, status, duration and error code only.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ import logging
 import re
 import secrets
 import time
-from typing import Any
+from dataclasses import dataclass
 
+from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pictale_server.errors import ApiError
@@ -22,6 +26,28 @@ access_log = logging.getLogger("pictale.access")
 logger = logging.getLogger("pictale.server")
 
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+CONTEXT_SCOPE_KEY = "pictale.context"  # where the middleware keeps the context in the ASGI scope
+
+
+@dataclass
+class RequestContext:
+    request_id: str
+    arrived: float  # time.perf_counter() when the request reached the app
+    caller: str | None = None  # set by auth: "key:<digest prefix>" or "client:<address>"
+    error_code: str | None = None  # the contract code the request was answered with, if any
+
+    def record_error(self, code: str) -> None:
+        self.error_code = code
+
+
+def context_of(scope: Scope) -> RequestContext:
+    """The context RequestContextMiddleware attached to this request's scope."""
+    return scope[CONTEXT_SCOPE_KEY]
+
+
+def get_request_context(request: Request) -> RequestContext:
+    """FastAPI dependency: this request's context."""
+    return context_of(request.scope)
 
 
 def new_request_id() -> str:
@@ -63,9 +89,8 @@ class RequestContextMiddleware:
             return
         request_id = request_id_from(scope)
         started = time.perf_counter()
-        state: dict[str, Any] = scope.setdefault("state", {})
-        state["request_id"] = request_id
-        state["arrived"] = started
+        context = RequestContext(request_id=request_id, arrived=started)
+        scope[CONTEXT_SCOPE_KEY] = context
         status = 0
 
         async def send_with_id(message: Message) -> None:
@@ -83,7 +108,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
             logger.error("unhandled %s (request %s)", type(exc).__name__, request_id, exc_info=exc)
-            state["error_code"] = "internal"
+            context.record_error("internal")
             if status == 0:
                 error = ApiError("internal", "Internal server error.")
                 for message in error_response_messages(error, request_id):
@@ -97,5 +122,5 @@ class RequestContextMiddleware:
                 getattr(route, "path", None) or scope.get("path", "")[:200],
                 status or "-",
                 (time.perf_counter() - started) * 1000,
-                state.get("error_code", "-"),
+                context.error_code or "-",
             )

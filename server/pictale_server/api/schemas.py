@@ -16,8 +16,11 @@ from pydantic import (
     PlainValidator,
     StringConstraints,
     WithJsonSchema,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
+
+from pictale_server.engine.errors import LoadFailure
 
 Style = Literal["caption", "detailed", "scene"]
 FinishReason = Literal["stop", "length", "cancelled"]
@@ -200,13 +203,27 @@ class ModelHealth(BaseModel):
     loaded: bool
 
 
+class HealthFailure(BaseModel):
+    """Why the models failed to load: the engine's reason code and its message."""
+
+    reason: LoadFailure  # model_not_found | out_of_memory | unsupported_gpu | load_error
+    message: str
+
+
 class Health(BaseModel):
-    status: Literal["ok", "loading"]
+    status: Literal["ok", "loading", "failed"]
     profile: Literal["dev", "reference", "custom"]
     models: dict[Literal["vision", "writer"], ModelHealth]
     version: str
     queue: dict[Literal["vision", "writer"], int]
     server_version: str
+    failure: HealthFailure | None = None  # present exactly when status is "failed"
+
+    @model_validator(mode="after")
+    def _failure_only_when_failed(self) -> Health:
+        if (self.status == "failed") != (self.failure is not None):
+            raise ValueError('"failure" is present exactly when "status" is "failed"')
+        return self
 
 
 class ErrorInfo(BaseModel):
@@ -215,6 +232,9 @@ class ErrorInfo(BaseModel):
     request_id: str
     param: str | None = None
     details: list[dict[str, str]] | None = None
+    # not_ready only: the models' state, and the load failure's reason when it is "failed".
+    state: Literal["loading", "failed"] | None = None
+    reason: str | None = None
 
 
 class ErrorBody(BaseModel):

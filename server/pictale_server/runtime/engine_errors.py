@@ -12,10 +12,9 @@ from pictale_server.engine.errors import (
     PromptTooLong,
 )
 from pictale_server.errors import ApiError
+from pictale_server.runtime.lifecycle import not_ready_error
 
 logger = logging.getLogger("pictale.server")
-
-NOT_LOADED_RETRY_AFTER_S = 5
 
 
 def contract_error(exc: BaseException) -> ApiError:
@@ -32,10 +31,11 @@ def contract_error(exc: BaseException) -> ApiError:
             "invalid_request", f"{exc} — shorten {shorten} or lower max_tokens", param=param
         )
     if isinstance(exc, MalformedConversation):
-        return ApiError("invalid_request", str(exc), param="history" if exc.model == "writer" else "prompt")
+        param = "history" if exc.model == "writer" else "prompt"
+        return ApiError("invalid_request", str(exc), param=param)
     if isinstance(exc, ImageUnprocessable):
         return ApiError("invalid_image", str(exc), param="image")
     if isinstance(exc, NotLoaded):
-        return ApiError("not_ready", "The models are still loading.", retry_after=NOT_LOADED_RETRY_AFTER_S)
+        return not_ready_error("loading", None)
     logger.error("generation failed: %s", type(exc).__name__, exc_info=exc)
     return ApiError("internal", "The model failed while generating.")

@@ -7,14 +7,15 @@ queues its first job (a full queue raises `queue_full` while the route can still
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 from PIL.Image import Image
 
-from pictale_server import prompts
 from pictale_server.engine.base import ChatMessage, Engine, Finished, Sampling
+from pictale_server.runtime import prompts
 from pictale_server.runtime.runs import Run
 from pictale_server.runtime.scheduler import Scheduler
 from pictale_server.api.schemas import (
@@ -167,7 +168,10 @@ class PipelineFlow:
             story = cancelled_result(ctx.engine.writer_id, run.arrived)
         else:
             overrides = self._request.narrate
-            ctx.gate.check_text(
+            # Off the event loop, like the route's own text gate: a long description plus a
+            # long instruction takes the gate a few hundred ms.
+            await asyncio.to_thread(
+                ctx.gate.check_text,
                 {"instruction": self._request.instruction, "context": description["text"]},
                 request_id=ctx.request_id,
             )

@@ -3,6 +3,10 @@
 The registry answers `POST /v1/runs/{id}/cancel`, remembers ended runs for ten minutes, and
 implements `Idempotency-Key`: a new run with the key of a run that is still live cancels the
 old one first, so a retried request never holds a model twice.
+
+A run's final state is decided and set in one place, `RunRegistry.finish`: `cancelled` when its
+stop flag is set, `done` when its flow completed, `error` otherwise. Only the runtime's
+`RunExecution` (runtime/execution.py) calls it, however the request ends.
 """
 
 from __future__ import annotations
@@ -38,6 +42,11 @@ class Run:
     @property
     def ended(self) -> bool:
         return self.state in ENDED_STATES
+
+    def mark_running(self) -> None:
+        """Its first job started on a model."""
+        if self.state == "queued":
+            self.state = "running"
 
     def on_cancel(self, hook: Callable[[], None]) -> None:
         """Run `hook` when the run is cancelled (now, if it already was)."""
@@ -87,13 +96,26 @@ class RunRegistry:
             self._prune_locked()
             return self._runs.get(run_id)
 
-    def end(self, run: Run, state: RunState) -> None:
+    def finish(self, run: Run, *, completed: bool) -> RunState:
+        """End `run` and return its final state; the first call decides, later ones change nothing.
+
+        `completed`: its flow produced its result (`done`). A set stop flag makes it `cancelled`
+        either way (a cancelled stream still completes, with `finish_reason: "cancelled"`).
+        """
         with self._lock:
-            run.state = state
+            if run.ended:
+                return run.state
+            if run.cancel.is_set:
+                run.state = "cancelled"
+            elif completed:
+                run.state = "done"
+            else:
+                run.state = "error"
             run.ended_at = self._clock()
             run.drop_hooks()
             if run.idempotency and self._by_key.get(run.idempotency) is run:
                 del self._by_key[run.idempotency]
+            return run.state
 
     def live(self) -> list[Run]:
         with self._lock:

@@ -1,4 +1,8 @@
-"""Everything one app instance owns, built by `create_app` and kept on `app.state.services`."""
+"""Everything one app instance owns, built by `create_app`.
+
+Routes reach it through the `get_services` dependency (api/dependencies.py), never by reading
+app state themselves.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import Any, Protocol
 from PIL.Image import Image
 
 from pictale_server.engine.base import Engine
-from pictale_server.runtime.readiness import ModelLoader
+from pictale_server.runtime.lifecycle import ModelLifecycle
 from pictale_server.runtime.runs import RunRegistry
 from pictale_server.runtime.scheduler import Scheduler
 from pictale_server.settings import Settings
@@ -21,7 +25,8 @@ class Gate(Protocol):
     """The safety gate as the routes use it (pictale_server.safety.gate.SafetyGate)."""
 
     def check_text(self, fields: dict[str, str], *, request_id: str | None = None) -> None:
-        """Raise ApiError content_refused; cheap, called on the event loop before queueing."""
+        """Raise ApiError content_refused; blocking (a few hundred ms at most), so callers run it
+        in a worker thread (asyncio.to_thread), never on the event loop."""
 
     def check_image(self, image: Image, engine: Engine, *, request_id: str | None = None) -> None:
         """Raise ApiError content_refused; blocking, called on the vision worker thread."""
@@ -33,6 +38,6 @@ class Services:
     settings: Settings
     scheduler: Scheduler
     runs: RunRegistry
-    loader: ModelLoader
+    lifecycle: ModelLifecycle
     gate: Gate
     load_image: ImageLoader

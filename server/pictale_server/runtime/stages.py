@@ -18,7 +18,16 @@ from typing import Any, Literal
 from pictale_server.engine.base import Chunk, Delta, Finished
 from pictale_server.runtime.engine_errors import contract_error
 from pictale_server.runtime.runs import Run
-from pictale_server.runtime.scheduler import Dropped, Emit, Ended, Job, LoopSink, ModelWorker, Queued, Started
+from pictale_server.runtime.scheduler import (
+    Dropped,
+    Emit,
+    Ended,
+    Job,
+    LoopSink,
+    ModelWorker,
+    Queued,
+    Started,
+)
 
 logger = logging.getLogger("pictale.server")
 
@@ -126,8 +135,7 @@ class StageRunner:
             if isinstance(item, Queued):
                 yield "status", {"state": "queued", "position": item.position}
             elif isinstance(item, Started):
-                if self.run.state == "queued":
-                    self.run.state = "running"
+                self.run.mark_running()
                 yield "status", {"state": "running"}
                 yield "stage-start", {"stage": self.stage}
             elif isinstance(item, Delta):

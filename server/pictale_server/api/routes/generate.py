@@ -1,7 +1,7 @@
 """POST /v1/describe, /v1/narrate, /v1/pipeline.
 
-Each route: validate (pydantic) → text gate → readiness (plain requests) → image → run →
-queue the first job → answer as a stream or one JSON body. Everything refused before the
+Each route: validate (pydantic) → text gate → readiness (runtime/lifecycle.py) → image →
+run → queue the first job → answer as a stream or one JSON body. Everything refused before the
 stream opens is a plain HTTP error; after that it is an `error` event.
 """
 
@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import Response
 
 from pictale_server.api.delivery import json_response, stream_response
-from pictale_server.errors import ApiError
-from pictale_server.runtime.flows import DescribeFlow, Flow, FlowContext, NarrateFlow, PipelineFlow
+from pictale_server.api.dependencies import RequestContext, get_request_context, get_services
 from pictale_server.api.schemas import (
     DescribeRequest,
     ErrorBody,
@@ -26,6 +25,9 @@ from pictale_server.api.schemas import (
     PipelineResult,
     StageRunResult,
 )
+from pictale_server.errors import ApiError
+from pictale_server.runtime.execution import RunExecution
+from pictale_server.runtime.flows import DescribeFlow, Flow, FlowContext, NarrateFlow, PipelineFlow
 from pictale_server.runtime.services import Services
 
 router = APIRouter()
@@ -80,65 +82,67 @@ def _history_fields(prefix: str, history: list | None) -> dict[str, str]:
 
 async def _serve(
     request: Request,
+    context: RequestContext,
     services: Services,
     *,
     stream: bool,
     idempotency_key: str | None,
     build_flow: Callable[[FlowContext], Flow],
 ) -> Response:
-    run = services.runs.create(request.state.arrived, request.state.caller, idempotency_key)
-    started = False
-    try:
-        flow = build_flow(
-            FlowContext(
-                run, services.engine, services.scheduler, services.gate, request.state.request_id
-            )
-        )
-        # Only a stream may wait for the models (plain requests were answered 503 before).
-        if services.loader.ready or not stream:
-            flow.start()
-            started = True
-    except Exception:
-        services.runs.end(run, "error")
-        raise
+    run = services.runs.create(context.arrived, context.caller, idempotency_key)
+    execution = RunExecution(services.runs, run, services.lifecycle)
+    flow_context = FlowContext(
+        run, services.engine, services.scheduler, services.gate, context.request_id
+    )
+    # Only a stream may wait for the models (plain requests were answered 503 before).
+    execution.start(lambda: build_flow(flow_context), may_wait=stream)
     if stream:
         return stream_response(
-            request,
-            services.runs,
-            run,
-            flow,
-            loader=services.loader,
-            started=started,
-            ping_interval_s=services.settings.ping_interval_s,
+            context, execution, ping_interval_s=services.settings.ping_interval_s
         )
-    return await json_response(request, services.runs, run, flow)
+    return await json_response(request, execution)
 
 
 async def _admit(
-    request: Request, body_stream: bool, idempotency_key: str | None, texts: dict[str, str]
-) -> tuple[Services, bool, str | None]:
+    request: Request,
+    context: RequestContext,
+    services: Services,
+    body_stream: bool,
+    idempotency_key: str | None,
+    texts: dict[str, str],
+) -> tuple[bool, str | None]:
     """What every generation route does before its image: the Idempotency-Key's form, the text
-    gate (in a thread: a maximal request takes a few hundred ms), readiness for plain requests."""
-    services: Services = request.app.state.services
+    gate (in a thread: a maximal request takes a few hundred ms), readiness (plain requests
+    need the models resident; a stream may wait for them to load, not for a failed load)."""
     key = _idempotency_key(idempotency_key)
-    await asyncio.to_thread(services.gate.check_text, texts, request_id=request.state.request_id)
+    await asyncio.to_thread(services.gate.check_text, texts, request_id=context.request_id)
     stream = _wants_stream(request, body_stream)
-    if not stream:
-        services.loader.check_ready()
-    return services, stream, key
+    if stream:
+        services.lifecycle.check_failed()
+    else:
+        services.lifecycle.check_ready()
+    return stream, key
+
+
+_Context = Annotated[RequestContext, Depends(get_request_context)]
+_Services = Annotated[Services, Depends(get_services)]
+_IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
 @router.post("/v1/describe", response_model=StageRunResult, responses=_responses(StageRunResult))
 async def describe(
     body: DescribeRequest,
     request: Request,
-    idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+    context: _Context,
+    services: _Services,
+    idempotency_key: _IdempotencyKey = None,
 ) -> Response:
     texts = _text_fields(prompt=body.prompt, system=body.system)
-    services, stream, key = await _admit(request, body.stream, idempotency_key, texts)
+    stream, key = await _admit(request, context, services, body.stream, idempotency_key, texts)
     image = await services.load_image(body.image)
     return await _serve(
         request,
+        context,
         services,
         stream=stream,
         idempotency_key=key,
@@ -150,15 +154,18 @@ async def describe(
 async def narrate(
     body: NarrateRequest,
     request: Request,
-    idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+    context: _Context,
+    services: _Services,
+    idempotency_key: _IdempotencyKey = None,
 ) -> Response:
     texts = {
         **_text_fields(instruction=body.instruction, context=body.context, system=body.system),
         **_history_fields("history", body.history),
     }
-    services, stream, key = await _admit(request, body.stream, idempotency_key, texts)
+    stream, key = await _admit(request, context, services, body.stream, idempotency_key, texts)
     return await _serve(
         request,
+        context,
         services,
         stream=stream,
         idempotency_key=key,
@@ -170,7 +177,9 @@ async def narrate(
 async def pipeline(
     body: PipelineRequest,
     request: Request,
-    idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+    context: _Context,
+    services: _Services,
+    idempotency_key: _IdempotencyKey = None,
 ) -> Response:
     texts = {
         **_text_fields(
@@ -183,10 +192,11 @@ async def pipeline(
         ),
         **_history_fields("narrate.history", body.narrate.history),
     }
-    services, stream, key = await _admit(request, body.stream, idempotency_key, texts)
+    stream, key = await _admit(request, context, services, body.stream, idempotency_key, texts)
     image = await services.load_image(body.image)
     return await _serve(
         request,
+        context,
         services,
         stream=stream,
         idempotency_key=key,
