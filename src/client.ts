@@ -6,9 +6,8 @@ import {
   type ResolvedOptions,
 } from './client-options'
 import { InvalidInputError, ValidationError } from './errors/client-errors'
-import { linkUserSignal } from './http/link-abort'
-import { newIdempotencyKey } from './http/idempotency-key'
-import { sendRequest } from './http/send-request'
+import { linkUserSignal } from './http/abort'
+import { newIdempotencyKey, sendRequest } from './http/send-request'
 import { prepareImage } from './images/prepare-image'
 import type { ImageInput } from './images/image-input'
 import { Run } from './run/run'

@@ -1,9 +1,9 @@
 import type { CallOptions } from './client-options'
 import type { PictaleError } from './errors/pictale-error'
+import { ServiceUnavailableError } from './errors/api-error'
 import { TimeoutError } from './errors/client-errors'
-import { isRetryable } from './http/retry-policy'
-import { abortableSleep } from './http/abortable-sleep'
-import { linkUserSignal } from './http/link-abort'
+import { abortableSleep, linkUserSignal } from './http/abort'
+import { isRetryable } from './http/retry'
 import type { Health } from './schemas/health'
 
 /** Options of `client.waitUntilReady()`. */
@@ -20,7 +20,9 @@ export interface WaitUntilReadyOptions {
 
 /**
  * Polls `health` until `status` is `'ok'`. Connection errors, connect timeouts and retryable
- * statuses (5xx, 429, …) count as "not yet"; any other error, an abort or the timeout end the wait.
+ * statuses (5xx, 429, …) count as "not yet"; any other error, an abort or the timeout end the
+ * wait. Models that failed to load end it at once: `status: 'failed'`, or a `503 not_ready`
+ * with state `failed`, is thrown as a {@link ServiceUnavailableError} with state `'failed'`.
  */
 export async function waitUntilReady(
   health: (call: CallOptions) => Promise<Health>,
@@ -33,19 +35,40 @@ export async function waitUntilReady(
   const timer = setTimeout(() => controller.abort(new TimeoutError('total', timeoutMs)), timeoutMs)
   try {
     for (;;) {
+      let status: Health
       try {
-        const status = await health({ signal: controller.signal, maxRetries: 0 })
-        options.onStatus?.({ health: status })
-        if (status.status === 'ok') return status
+        status = await health({ signal: controller.signal, maxRetries: 0 })
       } catch (error) {
         if (controller.signal.aborted) throw controller.signal.reason
         if (!isRetryable(error) && !(error instanceof TimeoutError)) throw error
         options.onStatus?.({ error: error as PictaleError })
+        await abortableSleep(intervalMs, controller.signal)
+        continue
       }
+      options.onStatus?.({ health: status })
+      if (status.status === 'ok') return status
+      if (status.status === 'failed') throw loadFailed(status)
       await abortableSleep(intervalMs, controller.signal)
     }
   } finally {
     clearTimeout(timer)
     unlink()
   }
+}
+
+/**
+ * The error a generation call would get from this server: `503 not_ready`, state `failed`.
+ * `body` is the health object it was made from.
+ */
+function loadFailed(health: Health): ServiceUnavailableError {
+  const reason = health.failure?.reason
+  const detail = health.failure?.message ?? 'the server gave no details'
+  return new ServiceUnavailableError({
+    status: 503,
+    code: 'not_ready',
+    message: `The models failed to load (${reason ?? 'no reason given'}): ${detail}`,
+    state: 'failed',
+    reason,
+    body: health,
+  })
 }

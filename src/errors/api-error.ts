@@ -1,4 +1,4 @@
-import { PictaleError } from './pictale-error'
+import { PictaleError, withReason } from './pictale-error'
 
 /** One field problem reported by the server for a `400`/`422` request. */
 export interface FieldError {
@@ -18,6 +18,10 @@ export interface APIErrorInit {
   details?: FieldError[] | undefined
   /** Delay the server asked for (`Retry-After` / `retry-after-ms`), in milliseconds. */
   retryAfterMs?: number | undefined
+  /** `not_ready` bodies: the server's state (`loading` or `failed`). */
+  state?: string | undefined
+  /** `not_ready` bodies with state `failed`: why the models failed to load. */
+  reason?: string | undefined
   headers?: Headers | undefined
   /** The parsed body, or its text when it was not JSON. */
   body?: unknown
@@ -84,13 +88,31 @@ export class ServerError extends APIError {
   static override readonly kind: string = 'ServerError'
 }
 
-/** `503` (`not_ready`: models still loading, or the deployment is starting). */
+/** Whether a `503 not_ready` server is still loading its models or failed to load them. */
+export type NotReadyState = 'loading' | 'failed'
+
+/**
+ * `503` (`not_ready`). `state` says which: `'loading'` (the models are loading or the
+ * deployment is starting; retried, and worth waiting for) or `'failed'` (the models failed to
+ * load, `reason` says why; never retried: only fixing the server helps). A 503 that does not
+ * say (a proxy's, an older server's) counts as `'loading'`.
+ */
 export class ServiceUnavailableError extends ServerError {
   static override readonly kind: string = 'ServiceUnavailableError'
   /** How long the server asked the client to wait, in **milliseconds** (undefined if unsaid). */
   readonly retryAfter: number | undefined
+  /** `'loading'`: try again later. `'failed'`: the models failed to load. */
+  readonly state: NotReadyState
+  /**
+   * Why the models failed to load (state `'failed'`): `model_not_found`, `out_of_memory`,
+   * `unsupported_gpu`, `load_error`, or a reason newer than this SDK. Undefined while loading.
+   */
+  readonly reason: string | undefined
   constructor(init: APIErrorInit) {
-    super(init)
+    const failed = init.state === 'failed'
+    super(failed ? { ...init, message: withReason(init.message, init.reason) } : init)
     this.retryAfter = init.retryAfterMs
+    this.state = failed ? 'failed' : 'loading'
+    this.reason = failed ? init.reason : undefined
   }
 }

@@ -1,4 +1,4 @@
-import { PictaleError, type PictaleErrorOptions } from './pictale-error'
+import { PictaleError, withReason, type PictaleErrorOptions } from './pictale-error'
 
 /** The request never got an HTTP response (DNS, refused connection, reset, CORS, offline). */
 export class ConnectionError extends PictaleError {
@@ -43,14 +43,28 @@ export class StreamError extends PictaleError {
   readonly retryable: boolean
   /** The server's request id, when known. */
   readonly requestId: string | undefined
+  /**
+   * `not_ready` events: `'loading'` or `'failed'` (the models failed to load while the
+   * request waited for them). Undefined for other codes.
+   */
+  readonly state: string | undefined
+  /** `not_ready` events with state `'failed'`: why the models failed to load (e.g. `model_not_found`). */
+  readonly reason: string | undefined
   constructor(
     code: string,
     message: string,
-    init: { retryable: boolean; requestId?: string | undefined },
+    init: {
+      retryable: boolean
+      requestId?: string | undefined
+      state?: string | undefined
+      reason?: string | undefined
+    },
   ) {
-    super(code, message)
+    super(code, withReason(message, init.reason))
     this.retryable = init.retryable
     this.requestId = init.requestId
+    this.state = init.state
+    this.reason = init.reason
   }
 }
 

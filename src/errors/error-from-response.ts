@@ -1,6 +1,6 @@
 import { ErrorBodySchema } from '../schemas/error-body'
 import { camelizeKeys } from '../wire/case'
-import { retryAfterMs } from '../http/retry-after'
+import { retryAfterMs } from '../http/retry'
 import {
   APIError,
   AuthenticationError,
@@ -50,6 +50,8 @@ export function errorFromResponse(
     param: error?.param ?? undefined,
     details: error?.details,
     retryAfterMs: retryAfterMs(headers),
+    state: error?.state,
+    reason: error?.reason,
     headers,
     body,
   }

@@ -52,6 +52,11 @@ export function brandAlso(error: PictaleError, ...kinds: string[]): void {
   ;(error as unknown as { [KINDS]: string[] })[KINDS].push(...kinds)
 }
 
+/** `message`, naming `reason` when it does not already. Internal: not exported by the package. */
+export function withReason(message: string, reason: string | undefined): string {
+  return reason === undefined || message.includes(reason) ? message : `${message} (${reason})`
+}
+
 function hasKind(value: unknown, kind: string): boolean {
   if (typeof value !== 'object' || value === null) return false
   const kinds = (value as { [KINDS]?: unknown })[KINDS]

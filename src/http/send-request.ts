@@ -2,16 +2,17 @@ import type { ResolvedOptions } from '../client-options'
 import { errorFromResponse } from '../errors/error-from-response'
 import { APIError } from '../errors/api-error'
 import { ConnectionError, TimeoutError } from '../errors/client-errors'
-import { abortableSleep } from './abortable-sleep'
-import { requestHeaders } from './request-headers'
-import { isRetryable, retryDelayMs } from './retry-policy'
+import { abortableSleep } from './abort'
+import { isRetryable, retryDelayMs } from './retry'
 
 /** One logical request; retries resend it unchanged (same body, same Idempotency-Key). */
 export interface RequestSpec {
   method: 'GET' | 'POST'
   path: string
   body?: unknown
+  /** This request's own headers (content type, accept, idempotency key). */
   headers: Record<string, string>
+  /** The call's extra headers (`CallOptions.headers`). */
   callHeaders?: Record<string, string> | undefined
   maxRetries: number
   connectMs: number
@@ -21,17 +22,20 @@ export interface RequestSpec {
 
 /**
  * Sends a request and returns the first successful response (status 2xx, body unread).
- * Retries connection errors and retryable statuses until `maxRetries`; an error response's
- * body is read and thrown as its typed {@link APIError}.
+ * Retries connection errors and retryable statuses (see `isRetryable`) until `maxRetries`,
+ * waiting as `retryDelayMs` says; an error response's body is read and thrown as its typed
+ * {@link APIError}.
  */
 export async function sendRequest(options: ResolvedOptions, spec: RequestSpec): Promise<Response> {
   const body = spec.body === undefined ? undefined : JSON.stringify(spec.body)
+  const headers = requestHeaders(options, spec)
   for (let attempt = 0; ; attempt++) {
     try {
-      return await attemptOnce(options, spec, body)
+      return await attemptOnce(options, spec, headers, body)
     } catch (error) {
       if (spec.signal.aborted) throw spec.signal.reason
-      const delay = retryDelayMs(attempt, error instanceof APIError ? retryAfterOf(error) : undefined)
+      const retryAfter = error instanceof APIError ? (error as { retryAfter?: number }).retryAfter : undefined
+      const delay = retryDelayMs(attempt, retryAfter)
       if (attempt >= spec.maxRetries || !isRetryable(error) || delay === undefined) throw error
       options.logger?.warn(`pictale: retrying ${spec.method} ${spec.path} in ${Math.round(delay)} ms`, error)
       await abortableSleep(delay, spec.signal)
@@ -39,13 +43,34 @@ export async function sendRequest(options: ResolvedOptions, spec: RequestSpec): 
   }
 }
 
-function retryAfterOf(error: APIError): number | undefined {
-  return (error as { retryAfter?: number }).retryAfter ?? undefined
+/** A fresh `Idempotency-Key` (UUID v4 where available; crypto.randomUUID needs a secure context). */
+export function newIdempotencyKey(): string {
+  const cryptoApi = globalThis.crypto
+  if (typeof cryptoApi?.randomUUID === 'function') return cryptoApi.randomUUID()
+  const bytes = new Uint8Array(16)
+  cryptoApi.getRandomValues(bytes)
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')
 }
 
+/** Headers of one request: auth, the client's and the call's own, then the request's. */
+function requestHeaders(options: ResolvedOptions, spec: RequestSpec): Headers {
+  const headers = new Headers()
+  if (options.apiKey) headers.set('authorization', `Bearer ${options.apiKey}`)
+  if (options.modal) {
+    headers.set('modal-key', options.modal.key)
+    headers.set('modal-secret', options.modal.secret)
+  }
+  for (const source of [options.headers, spec.callHeaders ?? {}, spec.headers]) {
+    for (const [name, value] of Object.entries(source)) headers.set(name, value)
+  }
+  return headers
+}
+
+/** One attempt: `connectMs` covers it until the response headers arrive. */
 async function attemptOnce(
   options: ResolvedOptions,
   spec: RequestSpec,
+  headers: Headers,
   body: string | undefined,
 ): Promise<Response> {
   const attempt = new AbortController()
@@ -62,7 +87,7 @@ async function attemptOnce(
     try {
       response = await options.fetch(options.baseURL + spec.path, {
         method: spec.method,
-        headers: requestHeaders(options, spec.callHeaders, spec.headers),
+        headers,
         body,
         signal: attempt.signal,
       })

@@ -1,7 +1,7 @@
 import type { EventSourceMessage } from 'eventsource-parser'
 import { StreamError, ValidationError } from '../errors/client-errors'
 import { ContentRefusedError } from '../errors/content-refused-error'
-import { ErrorEventDataSchema, doneSchemas, progressEventSchemas } from '../schemas/events'
+import { ErrorEventDataSchema, doneSchemas, progressEventSchemas, type ErrorEventData } from '../schemas/events'
 import { camelizeKeys } from '../wire/case'
 
 /** Which `done` shape a route ends with. */
@@ -41,13 +41,15 @@ export function decodeEvent(
     throw new ValidationError(type, issues, raw, requestId)
   }
   if (type === 'error') {
-    const data = parsed.data as { code: string; message: string; retryable: boolean; requestId?: string }
+    const data = parsed.data as ErrorEventData
     if (data.code === 'content_refused') {
       throw new ContentRefusedError({ source: 'stream', message: data.message, requestId: data.requestId ?? requestId })
     }
     throw new StreamError(data.code, data.message, {
       retryable: data.retryable,
       requestId: data.requestId ?? requestId,
+      state: data.state,
+      reason: data.reason,
     })
   }
   return { type, ...(parsed.data as Record<string, unknown>) }

@@ -1,4 +1,5 @@
 import { createParser, type EventSourceMessage } from 'eventsource-parser'
+import { untilAborted } from '../http/abort'
 
 /** Control over one body read loop. */
 export interface ReadSseOptions {
@@ -26,7 +27,7 @@ export async function* readSse(
   try {
     for (;;) {
       options.onWaiting(true)
-      const { done, value } = await readOrAbort(reader, options.signal)
+      const { done, value } = await untilAborted(reader.read(), options.signal)
       options.onWaiting(false)
       if (done) {
         parser.feed(decoder.decode())
@@ -46,25 +47,4 @@ export async function* readSse(
     if (!finished) reader.cancel().catch(() => {})
     reader.releaseLock()
   }
-}
-
-function readOrAbort(
-  reader: ReadableStreamDefaultReader<Uint8Array>,
-  signal: AbortSignal,
-): Promise<ReadableStreamReadResult<Uint8Array>> {
-  if (signal.aborted) return Promise.reject(signal.reason)
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(signal.reason)
-    signal.addEventListener('abort', onAbort, { once: true })
-    reader.read().then(
-      (result) => {
-        signal.removeEventListener('abort', onAbort)
-        resolve(result)
-      },
-      (error) => {
-        signal.removeEventListener('abort', onAbort)
-        reject(signal.aborted ? signal.reason : error)
-      },
-    )
-  })
 }

@@ -9,9 +9,10 @@ import {
   ValidationError,
   type TimeoutPhase,
 } from '../errors/client-errors'
-import { linkUserSignal } from '../http/link-abort'
+import { linkUserSignal, untilAborted } from '../http/abort'
 import { sendRequest } from '../http/send-request'
 import { decodeEvent, type ResultKind } from './decode-event'
+import { EventFeed } from './event-feed'
 import { readSse } from './read-sse'
 
 /** What a {@link Run} needs to send its one request. */
@@ -33,22 +34,27 @@ type Outcome<T> = { ok: true; value: T } | { ok: false; error: unknown }
  * One call to the server: a promise of its result **and** an async iterable of its events,
  * backed by a single streaming HTTP request.
  *
- * The request is sent when the run is first awaited or iterated. Iterate first and await
- * after (`for await (const e of run) …; const result = await run`), or only await: awaiting
- * first consumes the stream, and iterating afterwards throws `run_consumed`. Leaving a
- * `for await` early (`break`, `return`, a throw) or calling {@link Run.abort} closes the
- * connection and asks the server to cancel the job.
+ * The request is sent when the run is first awaited or iterated. Its events can be iterated
+ * once, through the run or its {@link Run.textStream}; the result can be awaited any number of
+ * times, before, while or after iterating: it is assembled from the same events. Start the
+ * iteration no later than the first await: a run awaited with no iterator does not keep its
+ * events, and iterating it afterwards throws `run_consumed`, as does a second iteration.
+ * Leaving a `for await` early (`break`, `return`, a throw) or calling {@link Run.abort}
+ * closes the connection and asks the server to cancel the job.
  */
 export class Run<TResult, TEvent extends { type: string }> implements PromiseLike<TResult>, AsyncIterable<TEvent> {
   /** The `Idempotency-Key` this call sends on every attempt. */
   readonly idempotencyKey: string
   readonly #spec: RunSpec
   readonly #controller = new AbortController()
+  readonly #feed: EventFeed<TEvent> = new EventFeed(
+    () => this.#events(),
+    () => this.#stop(new UserAbortError('the consumer stopped iterating')),
+  )
   readonly #result: Promise<TResult>
   #resolve!: (value: TResult) => void
   #reject!: (error: unknown) => void
   #outcome: Outcome<TResult> | undefined
-  #consumer: 'none' | 'iterator' | 'drain' = 'none'
   #runId: string | undefined
   #requestId: string | undefined
   #serverFinished = false
@@ -91,7 +97,10 @@ export class Run<TResult, TEvent extends { type: string }> implements PromiseLik
     this.#stop(new UserAbortError(reason))
   }
 
-  /** The run's delta texts only, in order (both stages for a pipeline). Consumes the run like iterating it. */
+  /**
+   * The run's delta texts only, in order (both stages for a pipeline). Iterating it is the
+   * run's one iteration (like iterating the run); await the run, during or after, for the result.
+   */
   get textStream(): AsyncIterable<string> {
     return {
       [Symbol.asyncIterator]: () => {
@@ -105,21 +114,37 @@ export class Run<TResult, TEvent extends { type: string }> implements PromiseLik
     }
   }
 
-  /** Iterates the run's events; see the class description for how this combines with awaiting. */
+  /**
+   * Iterates the run's events, once. Throws `run_consumed` for a second iteration, or when
+   * the run was awaited before any iteration started (its events were not kept).
+   */
   [Symbol.asyncIterator](): AsyncIterator<TEvent> {
-    this.#claim('iterator')
-    return this.#events()
+    const unavailable = this.#feed.unavailable
+    if (unavailable === 'iterated') {
+      throw new InvalidInputError(
+        'run_consumed',
+        "this run's events are already iterated: a run (or its textStream) can be iterated once; await the run for its result",
+      )
+    }
+    if (unavailable === 'dropped') {
+      throw new InvalidInputError(
+        'run_consumed',
+        'this run was awaited before it was iterated, so its events were not kept: start iterating (the run or its textStream) before or while awaiting it',
+      )
+    }
+    return this.#feed.iterate()
   }
 
-  /** Awaits the result; sends the request first if nothing has consumed the run yet. */
+  /**
+   * Awaits the result; sends the request first if nothing has consumed the run yet. While an
+   * iteration is under way the run reads ahead, so awaiting inside the loop works too; the
+   * iterator still receives every event, in order.
+   */
   then<A = TResult, B = never>(
     onfulfilled?: ((value: TResult) => A | PromiseLike<A>) | null,
     onrejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
   ): Promise<A | B> {
-    if (this.#consumer === 'none') {
-      this.#consumer = 'drain'
-      void this.#drain()
-    }
+    this.#feed.drain()
     return this.#result.then(onfulfilled, onrejected)
   }
 
@@ -133,26 +158,7 @@ export class Run<TResult, TEvent extends { type: string }> implements PromiseLik
     return this.then().finally(onfinally)
   }
 
-  #claim(consumer: 'iterator'): void {
-    if (this.#consumer !== 'none') {
-      throw new InvalidInputError(
-        'run_consumed',
-        'this run is already being consumed: iterate it (or its textStream) once, before awaiting it',
-      )
-    }
-    this.#consumer = consumer
-  }
-
-  async #drain(): Promise<void> {
-    try {
-      for await (const _event of this.#events()) {
-        // Awaiting only: events are not kept.
-      }
-    } catch {
-      // Already recorded as the run's outcome.
-    }
-  }
-
+  /** The events of the one request, read by the feed; the run's outcome is settled here. */
   async *#events(): AsyncGenerator<TEvent> {
     const signal = this.#controller.signal
     try {
@@ -186,6 +192,7 @@ export class Run<TResult, TEvent extends { type: string }> implements PromiseLik
       const messages = readSse(response.body, { signal, onWaiting: (waiting) => this.#onWaiting(waiting) })
       for await (const batch of messages) {
         for (const message of batch) {
+          if (signal.aborted) throw signal.reason
           const event = decodeEvent(message, this.#spec.resultKind, this.#requestId)
           if (event === undefined) continue
           if (event.type === 'run') this.#runId = event.id as string
@@ -204,15 +211,24 @@ export class Run<TResult, TEvent extends { type: string }> implements PromiseLik
     } catch (error) {
       if (error instanceof StreamError && !(error instanceof StreamEndedEarlyError)) this.#serverFinished = true
       const final = signal.aborted ? signal.reason : error
-      this.#stop(final)
+      // The feed hands the events read before this error to the iterator, then the error.
+      this.#fail(final)
       throw final
     } finally {
-      // Reached without an outcome only when the consumer left the loop early.
+      // Reached without an outcome only if the source was returned before it finished.
       if (this.#outcome === undefined) this.#stop(new UserAbortError('the consumer stopped iterating'))
     }
   }
 
+  /** Stops the run from outside its stream (abort, signal, timeout, leaving the loop). */
   #stop(error: unknown): void {
+    if (this.#outcome !== undefined) return
+    this.#fail(error)
+    // The iterator gets the error at once; events read ahead are not worth waiting through.
+    this.#feed.stop(error)
+  }
+
+  #fail(error: unknown): void {
     if (this.#outcome !== undefined) return
     this.#finish({ ok: false, error })
     if (!this.#controller.signal.aborted) this.#controller.abort(error)
@@ -253,13 +269,4 @@ export class Run<TResult, TEvent extends { type: string }> implements PromiseLik
       this.#idleTimer = setTimeout(() => this.#stop(new TimeoutError('idle', idleMs)), idleMs)
     }
   }
-}
-
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason)
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason)
-    signal.addEventListener('abort', onAbort, { once: true })
-    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
-  })
 }

@@ -1,6 +1,9 @@
 import * as z from 'zod/mini'
 
-/** The body of every HTTP error response: `{"error": {code, message, param?, request_id, details?}}`. */
+/**
+ * The body of every HTTP error response: `{"error": {code, message, param?, request_id,
+ * details?}}`; a `not_ready` body adds `state` (`loading` | `failed`) and, when failed, `reason`.
+ */
 export const ErrorBodySchema = z.object({
   error: z.object({
     code: z.string(),
@@ -8,6 +11,8 @@ export const ErrorBodySchema = z.object({
     param: z.optional(z.nullable(z.string())),
     requestId: z.optional(z.string()),
     details: z.optional(z.array(z.object({ param: z.string(), message: z.string() }))),
+    state: z.optional(z.string()),
+    reason: z.optional(z.string()),
   }),
 })
 

@@ -1,14 +1,8 @@
 import * as z from 'zod/mini'
-import {
-  PipelineResultSchema,
-  StageResultSchema,
-  StageSchema,
-  TextResultSchema,
-  type PipelineResult,
-  type StageResult,
-  type Stage,
-  type TextResult,
-} from './results'
+import { PipelineResultSchema, StageResultSchema, StageSchema, TextResultSchema, type PipelineResult, type TextResult } from './results'
+
+// Each event type is `{ type }` beside its data schema's output, so the two cannot drift: a
+// field added to a schema appears on the event type, with the type the parser guarantees.
 
 /** Data of `run`: the server's run id, sent before any waiting. */
 export const RunEventDataSchema = z.object({ id: z.string() })
@@ -23,38 +17,35 @@ export const StageStartEventDataSchema = z.object({ stage: StageSchema })
 export const DeltaEventDataSchema = z.object({ stage: StageSchema, text: z.string() })
 /** Data of `stage-end`: the stage and its result. */
 export const StageEndEventDataSchema = z.object({ stage: StageSchema, ...StageResultSchema.shape })
-/** Data of `error`: ends the stream. */
+/**
+ * Data of `error`: ends the stream (the SDK throws it as a `StreamError`). `not_ready` adds
+ * `state` and, when the models failed to load, `reason`.
+ */
 export const ErrorEventDataSchema = z.object({
   code: z.string(),
   message: z.string(),
   retryable: z.boolean(),
   requestId: z.optional(z.string()),
+  state: z.optional(z.string()),
+  reason: z.optional(z.string()),
 })
+/** Data of an `error` event, camelCased. */
+export type ErrorEventData = z.output<typeof ErrorEventDataSchema>
+
+/** `{ type: name }` beside the data, as one flat object type (optional fields stay optional). */
+type EventOf<Name extends string, Data> = Flatten<{ type: Name } & Data>
+type Flatten<T> = { [K in keyof T]: T[K] }
 
 /** The run id is known. */
-export interface RunEvent {
-  type: 'run'
-  id: string
-}
+export type RunEvent = EventOf<'run', z.output<typeof RunEventDataSchema>>
 /** Waiting (queued with a 1-based `position`, or models loading) or started running. */
-export interface StatusEvent {
-  type: 'status'
-  state: 'queued' | 'loading' | 'running'
-  position?: number | undefined
-}
+export type StatusEvent = EventOf<'status', z.output<typeof StatusEventDataSchema>>
 /** A stage began generating. */
-export interface StageStartEvent {
-  type: 'stage-start'
-  stage: Stage
-}
+export type StageStartEvent = EventOf<'stage-start', z.output<typeof StageStartEventDataSchema>>
 /** Decoded text, in order; concatenated they are the stage's text. */
-export interface DeltaEvent {
-  type: 'delta'
-  stage: Stage
-  text: string
-}
+export type DeltaEvent = EventOf<'delta', z.output<typeof DeltaEventDataSchema>>
 /** A stage ended, with its result. */
-export type StageEndEvent = { type: 'stage-end'; stage: Stage } & StageResult
+export type StageEndEvent = EventOf<'stage-end', z.output<typeof StageEndEventDataSchema>>
 /** The last event of a successful stream; the same data as the awaited result. */
 export type DoneEvent<R> = { type: 'done' } & R
 

@@ -10,6 +10,7 @@
  * @packageDocumentation
  */
 export {
+  failedHealth,
   pictaleHandlers,
   pictaleMock,
   READY_HEALTH,
@@ -23,6 +24,7 @@ export {
   httpError,
   midStreamError,
   MOCK_RUN_ID,
+  modelsFailed,
   notReady,
   rateLimited,
   rawStream,

@@ -58,6 +58,19 @@ export const READY_HEALTH = {
   version: '1',
 }
 
+/** The health body of a server whose models failed to load (`status: 'failed'`). */
+export function failedHealth(reason = 'model_not_found', detail = 'mock checkpoint not found') {
+  return {
+    ...READY_HEALTH,
+    status: 'failed',
+    models: {
+      vision: { ...READY_HEALTH.models.vision, loaded: false },
+      writer: { ...READY_HEALTH.models.writer, loaded: false },
+    },
+    failure: { reason, message: detail },
+  }
+}
+
 /**
  * msw handlers that behave like a pictale server following a script. Unscripted generation
  * routes answer `404 not_found`.

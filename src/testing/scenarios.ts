@@ -107,11 +107,20 @@ function* tokenSteps(options: TokenStreamOptions): Generator<ScriptStep> {
   yield { event: 'done', data: done }
 }
 
-/** An HTTP error in the protocol's shape (`{"error": {code, message, request_id}}`). */
+/**
+ * An HTTP error in the protocol's shape (`{"error": {code, message, request_id}}`); `fields`
+ * go into the error object as they are (e.g. `state` and `reason` of `not_ready`).
+ */
 export function httpError(
   status: number,
   code: string,
-  options: { message?: string; retryAfterSeconds?: number; param?: string; details?: { param: string; message: string }[] } = {},
+  options: {
+    message?: string
+    retryAfterSeconds?: number
+    param?: string
+    details?: { param: string; message: string }[]
+    fields?: Record<string, unknown>
+  } = {},
 ): HttpResponse {
   const headers: Record<string, string> = {}
   if (options.retryAfterSeconds !== undefined) headers['retry-after'] = String(options.retryAfterSeconds)
@@ -125,6 +134,7 @@ export function httpError(
         message: options.message ?? `mock ${code}`,
         ...(options.param ? { param: options.param } : {}),
         ...(options.details ? { details: options.details } : {}),
+        ...options.fields,
       },
     },
   }
@@ -135,9 +145,21 @@ export function rateLimited(retryAfterSeconds = 1): HttpResponse {
   return httpError(429, 'rate_limited', { retryAfterSeconds })
 }
 
-/** `503 not_ready` with `Retry-After`: the server is loading its models. */
+/** `503 not_ready` with `Retry-After` and state `loading`: the server is loading its models. */
 export function notReady(retryAfterSeconds = 1): HttpResponse {
-  return httpError(503, 'not_ready', { retryAfterSeconds })
+  return httpError(503, 'not_ready', { retryAfterSeconds, fields: { state: 'loading' } })
+}
+
+/**
+ * `503 not_ready` with state `failed` and no `Retry-After`: the models failed to load.
+ * `reason` is `model_not_found`, `out_of_memory`, `unsupported_gpu`, `load_error` or any other
+ * string.
+ */
+export function modelsFailed(reason = 'model_not_found', detail = 'mock checkpoint not found'): HttpResponse {
+  return httpError(503, 'not_ready', {
+    message: `The models failed to load (${reason}): ${detail}`,
+    fields: { state: 'failed', reason },
+  })
 }
 
 /** `403 content_refused`: the safety gate refused the request before the stream opened. */
@@ -145,12 +167,16 @@ export function refused(): HttpResponse {
   return httpError(403, 'content_refused', { message: 'This request was refused by the content policy.' })
 }
 
-/** A stream that sends some deltas, then an `error` event (default `internal`, retryable). */
+/**
+ * A stream that sends some deltas, then an `error` event (default `internal`, retryable);
+ * `fields` go into the event's data as they are.
+ */
 export function midStreamError(options: {
   stage?: 'describe' | 'narrate'
   tokens?: string[]
   code?: string
   retryable?: boolean
+  fields?: Record<string, unknown>
 } = {}): StreamResponse {
   const stage = options.stage ?? 'narrate'
   const steps: ScriptStep[] = [
@@ -159,7 +185,7 @@ export function midStreamError(options: {
     ...(options.tokens ?? ['It was']).map((text) => ({ event: 'delta', data: { stage, text } })),
     {
       event: 'error',
-      data: { code: options.code ?? 'internal', message: 'mock failure', retryable: options.retryable ?? true },
+      data: { code: options.code ?? 'internal', message: 'mock failure', retryable: options.retryable ?? true, ...options.fields },
     },
   ]
   return { kind: 'stream', steps }

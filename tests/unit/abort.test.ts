@@ -1,5 +1,6 @@
-import { describe, expect, it } from 'vitest'
-import { StreamError, UserAbortError } from '../../src/index'
+import { describe, expect, it, vi } from 'vitest'
+import { StreamError, TimeoutError, UserAbortError } from '../../src/index'
+import { abortableSleep, linkUserSignal, untilAborted } from '../../src/http/abort'
 import { MOCK_RUN_ID, midStreamError, stalled, tokenStream } from '../../src/testing'
 import { rejectionOf, testClient, useMockServer } from './support/mock-server'
 
@@ -91,5 +92,54 @@ describe('stopping a run', () => {
     }
     expect(await rejectionOf(run)).toBeInstanceOf(UserAbortError)
     await settled(() => server.cancels.length === 1)
+  })
+})
+
+describe('abort helpers', () => {
+  it('untilAborted rejects with the signal\'s reason, also when the promise fails because of the abort', async () => {
+    const controller = new AbortController()
+    const reason = new TimeoutError('idle', 5)
+    // A fetch-like promise that fails with its own AbortError once the signal fires.
+    const fetchLike = new Promise((_, reject) =>
+      controller.signal.addEventListener('abort', () => reject(new DOMException('aborted', 'AbortError'))),
+    )
+    const waiting = untilAborted(fetchLike, controller.signal)
+    controller.abort(reason)
+    await expect(waiting).rejects.toBe(reason)
+    await expect(untilAborted(Promise.resolve(1), controller.signal)).rejects.toBe(reason)
+    await expect(untilAborted(Promise.reject(new Error('own')), new AbortController().signal)).rejects.toThrow('own')
+    await expect(untilAborted(Promise.resolve(7), new AbortController().signal)).resolves.toBe(7)
+  })
+
+  it('abortableSleep waits, or stops at once with the reason and clears its timer', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+    try {
+      const controller = new AbortController()
+      let slept = false
+      const sleep = abortableSleep(1000, controller.signal).then(() => (slept = true))
+      await vi.advanceTimersByTimeAsync(999)
+      expect(slept).toBe(false)
+      await vi.advanceTimersByTimeAsync(1)
+      expect(slept).toBe(true)
+
+      const stopped = abortableSleep(60_000, controller.signal)
+      controller.abort('bye')
+      await expect(stopped).rejects.toBe('bye')
+      expect(vi.getTimerCount()).toBe(0)
+    } finally {
+      vi.useRealTimers()
+    }
+  })
+
+  it('linkUserSignal turns the caller\'s abort into a UserAbortError, until unlinked', () => {
+    const seen: UserAbortError[] = []
+    const controller = new AbortController()
+    const unlink = linkUserSignal(controller.signal, (error) => seen.push(error))
+    unlink()
+    controller.abort('ignored')
+    expect(seen).toHaveLength(0)
+    linkUserSignal(AbortSignal.abort('early'), (error) => seen.push(error))
+    expect(seen[0]).toBeInstanceOf(UserAbortError)
+    expect(seen[0]!.reason).toBe('early')
   })
 })

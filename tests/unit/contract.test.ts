@@ -135,6 +135,10 @@ describe('contract: HTTP errors map to typed classes', () => {
       if (error instanceof BadRequestError) {
         expect(error.details).toEqual(fixture.body.error.details ?? [])
       }
+      if (code === 'not_ready') {
+        expect(error).toMatchObject({ state: fixture.body.error.state, reason: fixture.body.error.reason })
+        if (!fixture.headers['retry-after']) expect((error as ServiceUnavailableError).retryAfter).toBeUndefined()
+      }
     })
   }
 })

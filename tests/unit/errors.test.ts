@@ -1,6 +1,7 @@
 import { describe, expect, it, vi } from 'vitest'
 import * as sdk from '../../src/index'
 import { errorFromResponse } from '../../src/errors/error-from-response'
+import { isRetryable } from '../../src/http/retry'
 
 const {
   APIError,
@@ -70,6 +71,32 @@ describe('error classes', () => {
     expect(empty).toBeInstanceOf(ServiceUnavailableError)
     expect((empty as InstanceType<typeof ServiceUnavailableError>).retryAfter).toBe(1500)
     expect(errorFromResponse(418, headers(), '').constructor).toBe(APIError)
+  })
+
+  it('tell a loading server from one whose models failed to load', () => {
+    const loading = errorFromResponse(
+      503,
+      headers({ 'retry-after': '2' }),
+      JSON.stringify({ error: { code: 'not_ready', message: 'loading', state: 'loading' } }),
+    ) as InstanceType<typeof ServiceUnavailableError>
+    expect(loading).toMatchObject({ state: 'loading', reason: undefined, retryAfter: 2000 })
+    expect(isRetryable(loading)).toBe(true)
+
+    const failedBody = { error: { code: 'not_ready', message: 'The models failed to load (model_not_found): no such checkpoint', state: 'failed', reason: 'model_not_found' } }
+    const failed = errorFromResponse(503, headers(), JSON.stringify(failedBody)) as InstanceType<typeof ServiceUnavailableError>
+    expect(failed).toBeInstanceOf(ServiceUnavailableError)
+    expect(failed).toMatchObject({ code: 'not_ready', state: 'failed', reason: 'model_not_found', retryAfter: undefined })
+    expect(failed.message).toBe('503 not_ready: The models failed to load (model_not_found): no such checkpoint')
+    expect(isRetryable(failed)).toBe(false)
+
+    // A reason the message leaves out is added to it; an unknown reason is kept as it is.
+    const terse = errorFromResponse(503, headers(), JSON.stringify({ error: { code: 'not_ready', message: 'down', state: 'failed', reason: 'disk_full' } }))
+    expect(terse.message).toBe('503 not_ready: down (disk_full)')
+    expect(terse).toMatchObject({ reason: 'disk_full' })
+
+    // A 503 that does not say (a proxy, an older server) counts as loading.
+    expect(errorFromResponse(503, headers(), '')).toMatchObject({ state: 'loading', reason: undefined })
+    expect(isRetryable(errorFromResponse(503, headers(), ''))).toBe(true)
   })
 
   it('make a refusal one class whichever way it arrived', () => {

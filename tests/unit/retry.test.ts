@@ -1,8 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { ConnectionError, ContentRefusedError, RateLimitError, ServerError, TimeoutError } from '../../src/index'
-import { retryAfterMs } from '../../src/http/retry-after'
-import { retryDelayMs } from '../../src/http/retry-policy'
-import { httpError, notReady, rateLimited, refused, tokenStream } from '../../src/testing'
+import { ConnectionError, ContentRefusedError, RateLimitError, ServerError, ServiceUnavailableError, TimeoutError } from '../../src/index'
+import { isRetryable, retryAfterMs, retryDelayMs } from '../../src/http/retry'
+import { httpError, modelsFailed, notReady, rateLimited, refused, tokenStream } from '../../src/testing'
 import { BASE_URL, rejectionOf, testClient, useMockServer } from './support/mock-server'
 
 const { mock } = useMockServer()
@@ -68,6 +67,17 @@ describe('retries before the first body byte', () => {
     await vi.advanceTimersByTimeAsync(1000)
     expect((await result).finishReason).toBe('stop')
     expect(server.requests).toHaveLength(2)
+  })
+
+  it('does not retry 503 not_ready whose models failed to load', async () => {
+    const server = mock({ narrate: [modelsFailed('out_of_memory'), tokenStream({ route: 'narrate' })] })
+    const failure = rejectionOf(testClient({ maxRetries: 3 }).narrate({ instruction: 'Go.' }))
+    await vi.advanceTimersByTimeAsync(20_000)
+    const error = await failure
+    expect(error).toBeInstanceOf(ServiceUnavailableError)
+    expect(error).toMatchObject({ state: 'failed', reason: 'out_of_memory' })
+    expect(isRetryable(error)).toBe(false)
+    expect(server.requests).toHaveLength(1)
   })
 
   it('does not retry a Retry-After over 60 s; the caller gets it', async () => {

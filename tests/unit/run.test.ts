@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from 'vitest'
-import { InvalidInputError, type PipelineEvent } from '../../src/index'
-import { MOCK_RUN_ID, rawStream, tokenStream } from '../../src/testing'
+import { InvalidInputError, StreamError, UserAbortError, type PipelineEvent } from '../../src/index'
+import { MOCK_RUN_ID, midStreamError, rawStream, stalled, tokenStream } from '../../src/testing'
 import { PNG_BASE64, collect, rejectionOf, testClient, useMockServer } from './support/mock-server'
 
 const { mock } = useMockServer()
@@ -33,15 +33,6 @@ describe('a run is one request you can await and iterate', () => {
     const run = testClient().narrate({ instruction: 'Hi' })
     expect(await collect(run.textStream)).toEqual(['Hel', 'lo'])
     expect((await run).text).toBe('Hello')
-  })
-
-  it('awaiting first consumes the stream; iterating afterwards is a clear error', async () => {
-    mock({ narrate: tokenStream({ route: 'narrate' }) })
-    const run = testClient().narrate({ instruction: 'Hi' })
-    await run
-    const error = await rejectionOf(collect(run))
-    expect(error).toBeInstanceOf(InvalidInputError)
-    expect(error).toMatchObject({ code: 'run_consumed' })
   })
 
   it('sends nothing until awaited or iterated', async () => {
@@ -145,5 +136,163 @@ describe('a run is one request you can await and iterate', () => {
       vi.unstubAllGlobals()
     }
     expect(seen).toEqual(['http://pictale.test/health'])
+  })
+})
+
+/** Rejects if `promise` has not settled within `ms` (a deadlock fails fast instead of hanging). */
+function within<T>(promise: PromiseLike<T>, ms = 2000): Promise<T> {
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`not settled within ${ms} ms`)), ms)),
+  ])
+}
+
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+describe('awaiting and iterating the same run', () => {
+  const words = ['Once', ' upon', ' a', ' time', '.']
+
+  it('a result awaited before the loop starts is assembled from the iterated events', async () => {
+    const server = mock({ narrate: tokenStream({ route: 'narrate', tokens: { narrate: words } }) })
+    const run = testClient().narrate({ instruction: 'Hi' })
+    const result = run.then((r) => r)
+    const texts = await collect(run.textStream)
+    expect(texts).toEqual(words)
+    expect((await within(result)).text).toBe(words.join(''))
+    expect(server.requests).toHaveLength(1)
+  })
+
+  it('awaiting inside the textStream loop resolves, and the loop still gets every text in order', async () => {
+    const server = mock({ narrate: tokenStream({ route: 'narrate', tokens: { narrate: words }, deltaDelayMs: 2 }) })
+    const run = testClient().narrate({ instruction: 'Hi' })
+    const texts: string[] = []
+    let awaitedText: string | undefined
+    for await (const text of run.textStream) {
+      texts.push(text)
+      if (texts.length === 1) awaitedText = (await within(run)).text
+    }
+    expect(awaitedText).toBe(words.join(''))
+    expect(texts).toEqual(words)
+    expect(server.requests).toHaveLength(1)
+  })
+
+  it('awaiting inside the event loop leaves the events exactly as a plain iteration sees them', async () => {
+    mock({ pipeline: tokenStream({ route: 'pipeline', queuePosition: 1 }) })
+    const plain = await collect(testClient().pipeline({ image, instruction: 'A fable.' }))
+    const run = testClient().pipeline({ image, instruction: 'A fable.' })
+    const events: PipelineEvent[] = []
+    for await (const event of run) {
+      events.push(event)
+      if (event.type === 'run') await within(run)
+    }
+    expect(events).toEqual(plain)
+    const { type: _type, ...done } = events.at(-1) as PipelineEvent & { type: 'done' }
+    expect(await run).toEqual(done)
+  })
+
+  it('text and result side by side with Promise.all, from one request', async () => {
+    const server = mock({ narrate: tokenStream({ route: 'narrate', tokens: { narrate: words } }) })
+    const run = testClient().narrate({ instruction: 'Hi' })
+    const [texts, result] = await within(Promise.all([collect(run.textStream), run]))
+    expect(texts.join('')).toBe(result.text)
+    expect(server.requests).toHaveLength(1)
+  })
+
+  it('awaiting after iterating gives the same result object every time', async () => {
+    mock({ narrate: tokenStream({ route: 'narrate' }) })
+    const run = testClient().narrate({ instruction: 'Hi' })
+    await collect(run.textStream)
+    const first = await run
+    expect(await run).toBe(first)
+    expect(await run.then((r) => r.text)).toBe(first.text)
+  })
+
+  it('leaving the loop after the result arrived keeps the result and sends no cancel', async () => {
+    const server = mock({ narrate: tokenStream({ route: 'narrate', tokens: { narrate: words } }) })
+    const run = testClient().narrate({ instruction: 'Hi' })
+    for await (const _text of run.textStream) {
+      await within(run)
+      break
+    }
+    expect((await run).text).toBe(words.join(''))
+    await pause(20)
+    expect(server.cancels).toEqual([])
+  })
+
+  it('an error event reaches the text stream after the texts before it, and the awaited result', async () => {
+    mock({ narrate: midStreamError({ tokens: ['It', ' was'] }) })
+    const run = testClient().narrate({ instruction: 'Hi' })
+    const awaited = rejectionOf(run)
+    const texts: string[] = []
+    const error = await rejectionOf(
+      (async () => {
+        for await (const text of run.textStream) texts.push(text)
+      })(),
+    )
+    expect(texts).toEqual(['It', ' was'])
+    expect(error).toBeInstanceOf(StreamError)
+    expect(await awaited).toBe(error)
+  })
+
+  it('abort() while events are read ahead ends the iteration at once, without them', async () => {
+    const server = mock({ narrate: stalled({ tokens: ['a', 'b', 'c'] }) })
+    const run = testClient().narrate({ instruction: 'Hi' })
+    const seen: string[] = []
+    let awaited: Promise<unknown> | undefined
+    const error = await rejectionOf(
+      (async () => {
+        for await (const text of run.textStream) {
+          seen.push(text)
+          awaited = rejectionOf(run) // reads 'b' and 'c' ahead into the buffer
+          await pause(30)
+          run.abort('enough')
+        }
+      })(),
+    )
+    expect(seen).toEqual(['a'])
+    expect(error).toBeInstanceOf(UserAbortError)
+    expect(await awaited).toBe(error)
+    await server.streams[0]!.ended
+    expect(server.streams[0]!.closedByClient).toBe(true)
+    for (let i = 0; i < 100 && server.cancels.length === 0; i++) await pause(5)
+    expect(server.cancels).toEqual([MOCK_RUN_ID])
+  })
+})
+
+describe('a run is iterated once', () => {
+  it.each([
+    ['the events after its textStream', (run: AsyncIterable<unknown> & { textStream: AsyncIterable<string> }) => [run.textStream, run]],
+    ['its textStream after its events', (run: AsyncIterable<unknown> & { textStream: AsyncIterable<string> }) => [run, run.textStream]],
+    ['its textStream twice', (run: AsyncIterable<unknown> & { textStream: AsyncIterable<string> }) => [run.textStream, run.textStream]],
+  ] as const)('iterating %s is run_consumed, and the first iteration is unharmed', async (_, order) => {
+    mock({ narrate: tokenStream({ route: 'narrate', tokens: { narrate: ['a', 'b'] } }) })
+    const run = testClient().narrate({ instruction: 'Hi' })
+    const [first, second] = order(run) as [AsyncIterable<unknown>, AsyncIterable<unknown>]
+    const firstItems = collect(first)
+    const error = await rejectionOf(collect(second))
+    expect(error).toBeInstanceOf(InvalidInputError)
+    expect(error).toMatchObject({ code: 'run_consumed' })
+    expect((error as Error).message).toMatch(/iterated once/)
+    expect((await firstItems).length).toBeGreaterThanOrEqual(2)
+    expect((await run).text).toBe('ab')
+    // Still refused once the first iteration has finished.
+    expect(await rejectionOf(collect(run))).toMatchObject({ code: 'run_consumed' })
+  })
+
+  it('awaiting with no iteration keeps no events: iterating afterwards is run_consumed, saying why', async () => {
+    mock({ narrate: tokenStream({ route: 'narrate' }) })
+    const run = testClient().narrate({ instruction: 'Hi' })
+    await run
+    const error = await rejectionOf(collect(run.textStream))
+    expect(error).toBeInstanceOf(InvalidInputError)
+    expect(error).toMatchObject({ code: 'run_consumed' })
+    expect((error as Error).message).toMatch(/awaited before it was iterated/)
+  })
+
+  it('iterating a run that failed before any event gives its error', async () => {
+    mock({ narrate: { kind: 'http', status: 400, body: { error: { code: 'invalid_request', message: 'no' } } } })
+    const run = testClient().narrate({ instruction: 'Hi' })
+    const awaited = await rejectionOf(run)
+    expect(await rejectionOf(collect(run))).toBe(awaited)
   })
 })
