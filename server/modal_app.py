@@ -176,7 +176,7 @@ def smoke(
 def start_engine():
     """Settings from the environment (API keys from the Secret) and the engine, not yet loaded.
 
-    The app's lifespan loads it in a background thread (pictale_server/readiness.py) while the
+    The app's lifespan loads it in a background thread (pictale_server/runtime/lifecycle.py) while the
     container already takes requests: one that caused a cold start gets its `run` event,
     `status: loading` events and pings at once instead of waiting at Modal's edge against the
     150 s web limit. Health says "loading" until the models are loaded and warmed up.

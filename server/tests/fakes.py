@@ -66,6 +66,9 @@ class FakeEngine:
     def writer_loaded(self) -> bool:
         return self.loaded
 
+    def decode_info(self, model: str) -> dict[str, str] | None:
+        return {"path": "reference", "reason": "no CUDA GPU"} if self.loaded else None
+
     def load(self) -> None:
         if self.load_gate is not None:
             self.load_gate.wait(WAIT_S)

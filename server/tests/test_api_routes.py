@@ -21,6 +21,9 @@ def assert_stage_result(result: dict, text: str, model: str, output_tokens: int)
     assert all(value >= 0 for value in result["timings"].values())
 
 
+REFERENCE_DECODE = {"path": "reference", "reason": "no CUDA GPU"}
+
+
 def test_health_reports_models_profile_and_queues(serve):
     served = serve()
     response = served.client.get("/health")
@@ -29,8 +32,8 @@ def test_health_reports_models_profile_and_queues(serve):
         "status": "ok",
         "profile": "dev",
         "models": {
-            "vision": {"id": "fake/vision", "loaded": True},
-            "writer": {"id": "fake/writer", "loaded": True},
+            "vision": {"id": "fake/vision", "loaded": True, "decode": REFERENCE_DECODE},
+            "writer": {"id": "fake/writer", "loaded": True, "decode": REFERENCE_DECODE},
         },
         "version": "1",
         "queue": {"vision": 0, "writer": 0},

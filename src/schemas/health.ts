@@ -1,6 +1,16 @@
 import * as z from 'zod/mini'
 
-const ModelStatusSchema = z.object({ id: z.string(), loaded: z.boolean() })
+/**
+ * Which decode step serves a loaded model: `'fast'` (the GPU kernels) or `'reference'`, with the
+ * reason the fast one does not serve (empty on the fast path). Any path string is accepted.
+ */
+const DecodeInfoSchema = z.object({ path: z.string(), reason: z.string() })
+
+const ModelStatusSchema = z.object({
+  id: z.string(),
+  loaded: z.boolean(),
+  decode: z.optional(DecodeInfoSchema),
+})
 
 /**
  * Why the models failed to load (`status: 'failed'`). `reason` is `model_not_found`,

@@ -198,9 +198,17 @@ class CancelResult(BaseModel):
     state: Literal["queued", "running", "done", "error", "cancelled"]
 
 
+class DecodeInfo(BaseModel):
+    """Which decode step serves a loaded model (engine/decode_choice.py), and why not the fast one."""
+
+    path: Literal["fast", "reference"]
+    reason: str  # "" on the fast path
+
+
 class ModelHealth(BaseModel):
     id: str
     loaded: bool
+    decode: DecodeInfo | None = None  # once loaded
 
 
 class HealthFailure(BaseModel):

@@ -24,8 +24,8 @@ def health(services: Annotated[Services, Depends(get_services)]) -> Health:
         status=_STATUS[state],
         profile=engine.profile,
         models={
-            "vision": {"id": engine.vision_id, "loaded": engine.vision_loaded},
-            "writer": {"id": engine.writer_id, "loaded": engine.writer_loaded},
+            "vision": {"id": engine.vision_id, "loaded": engine.vision_loaded, "decode": engine.decode_info("vision")},
+            "writer": {"id": engine.writer_id, "loaded": engine.writer_loaded, "decode": engine.decode_info("writer")},
         },
         version=PROTOCOL_VERSION,
         queue=services.scheduler.queue_sizes(),
