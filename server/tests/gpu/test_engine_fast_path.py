@@ -1,13 +1,18 @@
 """The engine's fast decode path on a GPU, against its reference path, through the engine.
 
 Small random models of both architectures, with the head size and widths the fast path's
-kernels take (the dev profile's are too narrow), are saved in bf16 and loaded by the engine
-as a deployment loads them: quantized to NF4 by bitsandbytes on the GPU. One engine serves on
-the fast path, a second one on the reference path (PICTALE_FAST_PATH=off) over the same
-checkpoints, so every difference is the decode step's.
+kernels take (the dev profile's are too narrow), are written as the Hub repositories hold
+them (old Qwen key names, bf16, several shards with an index), turned into NF4 checkpoints by
+`prepare_weights` exactly as a deployment prepares them (bitsandbytes quantizes on the GPU),
+and loaded by the engine. One engine serves on the fast path, a second one on the reference
+path (PICTALE_FAST_PATH=off) over the same checkpoints, so every difference is the decode
+step's.
 """
 
 from __future__ import annotations
+
+import json
+import shutil
 
 import pytest
 import torch
@@ -20,7 +25,9 @@ from pictale_server.engine.dev.models import (
     tiny_writer_config,
     vision_config,
 )
+from pictale_server.engine.dev.hub_layout import save_in_hub_layout
 from pictale_server.engine.dev.tokenizers import build_qwen_tokenizer, build_tekken_tokenizer
+from pictale_server.engine.prepare_weights import HubModel, prepare, quantize_nf4
 from pictale_server.engine.loader import load_engine
 from pictale_server.settings import Settings
 
@@ -33,6 +40,8 @@ TEXT = {
     "num_attention_heads": 8, "num_key_value_heads": 4,
 }
 CONTEXT_TOKENS = 2048
+SHARD_BYTES = 8_000_000  # several shards and an index, as the Hub repositories have
+COMMIT = "0" * 40
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +56,8 @@ def checkpoints(tmp_path_factory):
         setattr(config, key, value)
     config.head_dim = 64
     torch.manual_seed(11)
-    MistralForCausalLM(config).to(torch.bfloat16).save_pretrained(root / "writer")
-    writer_tokenizer.save_pretrained(root / "writer")
+    save_in_hub_layout(MistralForCausalLM(config), root / "hub-writer", max_shard_bytes=SHARD_BYTES)
+    writer_tokenizer.save_pretrained(root / "hub-writer")
 
     vision_tokenizer = build_qwen_tokenizer()
     vconfig = vision_config(
@@ -59,15 +68,30 @@ def checkpoints(tmp_path_factory):
                 "out_hidden_size": TEXT["hidden_size"], "fullatt_block_indexes": [1]},
     )
     torch.manual_seed(12)
-    Qwen2_5_VLForConditionalGeneration(vconfig).to(torch.bfloat16).save_pretrained(root / "vision")
-    vision_tokenizer.save_pretrained(root / "vision")
-    image_processor().save_pretrained(root / "vision")
-    return root
+    save_in_hub_layout(Qwen2_5_VLForConditionalGeneration(vconfig), root / "hub-vision", max_shard_bytes=SHARD_BYTES)
+    vision_tokenizer.save_pretrained(root / "hub-vision")
+    image_processor().save_pretrained(root / "hub-vision")
+
+    def download(source: HubModel, downloads):  # the snapshot a Hub download would leave
+        snapshot = downloads / "snapshots" / COMMIT
+        shutil.copytree(root / f"hub-{source.role}", snapshot)
+        return snapshot
+
+    sources = [HubModel("vision", "acme/vision-small", COMMIT), HubModel("writer", "acme/writer-small", COMMIT)]
+    prepared = prepare(root / "weights", sources, download=download, quantize=quantize_nf4)
+    return {result.source.role: result.path for result in prepared}
 
 
-def engine_for(root, fast_path: str):
+def test_prepare_weights_made_plain_nf4_checkpoints_from_the_hub_layout(checkpoints):
+    for role, path in checkpoints.items():
+        config = json.loads((path / "config.json").read_text())
+        assert config["quantization_config"]["bnb_4bit_quant_type"] == "nf4", role
+        assert not config["quantization_config"]["bnb_4bit_use_double_quant"], role
+
+
+def engine_for(paths, fast_path: str):
     engine = load_engine(Settings(
-        profile="custom", vision_model=str(root / "vision"), writer_model=str(root / "writer"),
+        profile="custom", vision_model=str(paths["vision"]), writer_model=str(paths["writer"]),
         max_context_tokens=CONTEXT_TOKENS, fast_path=fast_path,
     ))
     engine.load()
