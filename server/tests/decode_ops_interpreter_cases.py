@@ -1,5 +1,6 @@
-"""The fused decode ops (kernels/decode_ops.py) under Triton's interpreter, against the
-PyTorch chains they replace in transformers.
+"""The Triton kernels of the fast decode step under Triton's interpreter, against the PyTorch
+code they replace: the decode ops (kernels/decode_ops.py), the split-K decode attention, the
+sampler's noise and the sampler.
 
 Run by test_decode_ops_interpret.py in a process of its own with TRITON_INTERPRET=1.
 """
@@ -9,13 +10,10 @@ from __future__ import annotations
 import pytest
 import torch
 import triton.language as tl
-from transformers import MistralConfig, MistralForCausalLM
 from transformers.models.mistral import modeling_mistral
 from transformers.models.mistral.modeling_mistral import MistralRMSNorm
 
-from pictale_server.engine.decode_attention import SPLIT_KERNEL_FLAG
-from pictale_server.kernels.decode_ops import add_rms_norm_, rms_norm, rotary, rotary_cache_write, silu_mul
-from pictale_server.kernels.fused_layers import enable_fused_decode_ops
+from pictale_server.kernels.decode_ops import add_rms_norm_, rms_norm, rotary_cache_write, silu_mul
 
 if type(tl.zeros).__name__ == "JITFunction":
     raise RuntimeError("run with TRITON_INTERPRET=1 set before anything imports triton")
@@ -47,23 +45,6 @@ def test_rms_norm_with_fp32_weight_returns_fp32_like_transformers():
     torch.testing.assert_close(out, norm(x), rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("batch,q_heads,k_heads,dim", [(1, 32, 8, 128), (2, 4, 2, 16), (1, 28, 4, 128)])
-def test_rotary_matches_transformers(batch, q_heads, k_heads, dim):
-    torch.manual_seed(dim)
-    fused = torch.randn(batch, 1, (q_heads + 2 * k_heads) * dim, dtype=torch.bfloat16)
-    # q and k as the attention layer makes them: views into one projection output
-    q = fused[..., : q_heads * dim].view(batch, 1, q_heads, dim).transpose(1, 2)
-    k = fused[..., q_heads * dim : (q_heads + k_heads) * dim].view(batch, 1, k_heads, dim).transpose(1, 2)
-    angles = torch.rand(batch, 1, dim // 2) * 100
-    emb = torch.cat((angles, angles), dim=-1)
-    cos, sin = emb.cos().to(torch.bfloat16), emb.sin().to(torch.bfloat16)
-    q_ref, k_ref = modeling_mistral.apply_rotary_pos_emb(q, k, cos, sin)
-    q_out, k_out = rotary(q, k, cos, sin)
-    assert q_out.shape == q_ref.shape and k_out.shape == k_ref.shape
-    assert bf16_ulps(q_out, q_ref) == 0
-    assert bf16_ulps(k_out, k_ref) == 0
-
-
 @pytest.mark.parametrize("rows,hidden", [(1, 5120), (2, 3584), (1, 100)])
 def test_add_rms_norm_adds_in_place_and_normalizes_like_transformers(rows, hidden):
     torch.manual_seed(hidden)
@@ -79,10 +60,15 @@ def test_add_rms_norm_adds_in_place_and_normalizes_like_transformers(rows, hidde
     assert bf16_ulps(out, expected) <= 1
 
 
-@pytest.mark.parametrize("slot,length", [(0, 32), (17, 32), (32, 32)])
-def test_rotary_cache_write_rotates_and_stores_like_transformers(slot, length):
+@pytest.mark.parametrize(
+    "slot,length,q_heads,k_heads,dim",
+    [(0, 32, 4, 2, 64), (17, 32, 4, 2, 64), (32, 32, 4, 2, 64), (5, 16, 32, 8, 128), (15, 16, 28, 4, 128)],
+)
+def test_rotary_cache_write_rotates_and_stores_like_transformers(slot, length, q_heads, k_heads, dim):
+    """The writer's heads (32 q, 8 kv), the vision model's (28, 4) and a small model's; a slot
+    past the cache writes nothing."""
     torch.manual_seed(slot)
-    q_heads, k_heads, dim = 4, 2, 64
+    # q, k and v as the attention layer makes them: views into one projection output
     fused = torch.randn(1, 1, (q_heads + 2 * k_heads) * dim, dtype=torch.bfloat16)
     heads = (1, 1, -1, dim)
     q = fused[..., : q_heads * dim].view(heads).transpose(1, 2)
@@ -91,6 +77,7 @@ def test_rotary_cache_write_rotates_and_stores_like_transformers(slot, length):
     angles = torch.rand(1, 1, dim // 2) * 100
     emb = torch.cat((angles, angles), dim=-1)
     cos, sin = emb.cos().to(torch.bfloat16), emb.sin().to(torch.bfloat16)
+    # the cache as the engine sees it: a view of the first `length` slots of a longer buffer
     keys = torch.randn(1, k_heads, length + 8, dim, dtype=torch.bfloat16)[:, :, :length]
     values = torch.randn(1, k_heads, length + 8, dim, dtype=torch.bfloat16)[:, :, :length]
     expected_keys, expected_values = keys.clone(), values.clone()
@@ -112,66 +99,24 @@ def test_silu_mul_matches_pytorch_on_strided_slices(rows, width):
     assert bf16_ulps(silu_mul(gate, up), expected) <= 1
 
 
-def tiny_mistral(sliding_window: int | None = None) -> MistralForCausalLM:
-    config = MistralConfig(
-        sliding_window=sliding_window, vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=256,
-    )
-    torch.manual_seed(0)
-    return MistralForCausalLM(config).to(torch.bfloat16).eval()
-
-
-def test_a_model_decodes_the_same_greedy_tokens_with_the_fused_ops():
-    model = tiny_mistral()
-    prompt = torch.randint(0, 256, (1, 12))
-    plain = model.generate(prompt, max_new_tokens=12, do_sample=False)
-    handle = enable_fused_decode_ops(model)
-    assert handle.enabled and handle.rotary
-    assert len(handle.patched) == 2 * 2 + 1 + 2  # norms per layer + final norm + MLPs
-    attention = [layer.self_attn for layer in model.model.layers]
-    assert all(getattr(a, SPLIT_KERNEL_FLAG) for a in attention)
-    try:
-        fused = model.generate(prompt, max_new_tokens=12, do_sample=False)
-    finally:
-        handle.disable()
-    assert not any(hasattr(a, SPLIT_KERNEL_FLAG) for a in attention)
-    assert torch.equal(plain, fused)
-    assert modeling_mistral.apply_rotary_pos_emb.__qualname__ == "apply_rotary_pos_emb"
-    assert not any("forward" in vars(m) for m in model.modules())
-
-
-def test_prefill_keeps_transformers_code():
-    model = tiny_mistral()
-    calls = []
-    import pictale_server.kernels.decode_ops as ops
-
-    original = ops.rms_norm
-    ops.rms_norm = lambda *a: calls.append(a) or original(*a)
-    handle = enable_fused_decode_ops(model)  # binds the counting wrapper
-    try:
-        with torch.inference_mode():
-            model(torch.randint(0, 256, (1, 12)))  # 12 rows: more than a decode step
-            assert calls == []
-            model(torch.randint(0, 256, (1, 1)))
-            assert len(calls) == 5
-        model(torch.randint(0, 256, (1, 1)))  # with autograd on: transformers' code
-        assert len(calls) == 5
-    finally:
-        ops.rms_norm = original
-        handle.disable()
-
-
 def reference_attention(query, key, value, mask, scale):
-    from pictale_server.engine.decode_attention import decode_attention
-
-    return decode_attention(query.float(), key.float(), value.float(), mask, scale)
+    """Attention of one query token in fp32, each query head reading its group's KV head."""
+    groups = query.shape[1] // key.shape[1]
+    keys = key.float().repeat_interleave(groups, dim=1)
+    values = value.float().repeat_interleave(groups, dim=1)
+    scores = query.float() @ keys.transpose(-1, -2) * scale  # [B, Hq, 1, L]
+    if mask is not None and mask.dtype == torch.bool:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    elif mask is not None:
+        scores = scores + mask.float()
+    return (torch.softmax(scores, dim=-1) @ values).transpose(1, 2)  # [B, 1, Hq, D]
 
 
 @pytest.mark.parametrize(
     "batch,q_heads,kv_heads,length,mask_kind",
     [(1, 32, 8, 1024, "bool"), (1, 28, 4, 200, "bool"), (2, 8, 2, 130, "float"), (1, 4, 4, 64, None)],
 )
-def test_split_decode_attention_matches_the_pytorch_path(batch, q_heads, kv_heads, length, mask_kind):
+def test_split_decode_attention_matches_fp32_attention(batch, q_heads, kv_heads, length, mask_kind):
     from pictale_server.kernels.decode_attention_kernel import accepts, split_decode_attention
 
     torch.manual_seed(length)
@@ -208,78 +153,6 @@ def test_split_decode_attention_with_a_last_slot_equals_its_causal_mask():
         with_mask = split_decode_attention(query, key, value, mask, 0.1)
         with_slot = split_decode_attention(query, key, value, None, 0.1, last_slot=torch.tensor([last]))
         assert torch.equal(with_mask, with_slot)
-
-
-@pytest.mark.parametrize("start", [0, 5, 31])
-def test_cache_write_matches_transformers_static_layer_update(start):
-    from transformers.cache_utils import StaticLayer
-
-    from pictale_server.kernels.decode_ops import cache_write
-
-    def layer():
-        made = StaticLayer(max_cache_len=32)
-        made.lazy_initialization(torch.zeros(1, 8, 1, 16, dtype=torch.bfloat16), torch.zeros(1, 8, 1, 16, dtype=torch.bfloat16))
-        made.cumulative_length.fill_(start)
-        return made
-
-    torch.manual_seed(start)
-    # new states as the attention layer makes them: transposed views of a projection
-    key = torch.randn(1, 1, 8, 16, dtype=torch.bfloat16).transpose(1, 2)
-    value = torch.randn(1, 1, 8, 16, dtype=torch.bfloat16).transpose(1, 2)
-    expected, ours = layer(), layer()
-    expected.update(key, value)
-    cache_write(key, value, ours.keys, ours.values, ours.cumulative_length)
-    assert torch.equal(ours.keys, expected.keys) and torch.equal(ours.values, expected.values)
-    assert int(ours.cumulative_length) == int(expected.cumulative_length) == start + 1
-
-
-def test_cache_write_past_the_end_writes_nothing():
-    from pictale_server.kernels.decode_ops import cache_write
-
-    keys = torch.zeros(1, 2, 4, 16, dtype=torch.bfloat16)
-    values = torch.zeros_like(keys)
-    counter = torch.tensor(4)
-    cache_write(torch.ones(1, 2, 1, 16, dtype=torch.bfloat16), torch.ones(1, 2, 1, 16, dtype=torch.bfloat16),
-                keys, values, counter)
-    assert not keys.any() and not values.any()
-
-
-def static_cache(model: MistralForCausalLM, length: int = 32):
-    from transformers import StaticCache
-
-    cache = StaticCache(config=model.config, max_cache_len=length)
-    cache.early_initialization(batch_size=1, num_heads=2, head_dim=16, dtype=torch.bfloat16, device=torch.device("cpu"))
-    return cache
-
-
-def test_a_static_cache_with_fused_writes_decodes_like_transformers():
-    from pictale_server.kernels.fused_layers import fuse_cache_writes
-
-    model = tiny_mistral()
-    prompt = torch.randint(0, 256, (1, 6))
-
-    def run(fused: bool) -> list[torch.Tensor]:
-        cache = static_cache(model)
-        if fused:
-            assert fuse_cache_writes(cache) == 2
-        logits = []
-        with torch.inference_mode():
-            out = model(prompt, past_key_values=cache, cache_position=torch.arange(6), use_cache=True)
-            for step in range(6):
-                token = out.logits[:, -1:].argmax(-1)
-                logits.append(out.logits[:, -1].clone())
-                out = model(token, past_key_values=cache, cache_position=torch.tensor([6 + step]), use_cache=True)
-        assert int(cache.layers[0].cumulative_length) == 12
-        return logits
-
-    for plain, fused in zip(run(False), run(True), strict=True):
-        assert torch.equal(plain, fused)
-
-
-def test_sliding_window_cache_layers_keep_transformers_update():
-    from pictale_server.kernels.fused_layers import fuse_cache_writes
-
-    assert fuse_cache_writes(static_cache(tiny_mistral(sliding_window=8))) == 0
 
 
 @pytest.mark.parametrize("seed,step,size", [(0, 0, 5), (123456789, 7, 4096), (2**62 + 99, 2**33 + 5, 9000)])

@@ -17,16 +17,3 @@ def quantize(weight: torch.Tensor, nested: bool = False):
     import bitsandbytes.functional as bnbf
 
     return bnbf.quantize_4bit(weight, blocksize=64, quant_type="nf4", compress_statistics=nested)
-
-
-def bnb_reference(x: torch.Tensor, packed, state, bias=None) -> torch.Tensor:
-    """bitsandbytes' dequantize_4bit, then an fp32 matmul: what the kernel must match."""
-    import bitsandbytes.functional as bnbf
-
-    out = x.float() @ bnbf.dequantize_4bit(packed, state).float().t()
-    return out + bias.float() if bias is not None else out
-
-
-def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
-    return ((out.float() - ref.float()).norm() / ref.float().norm()).item()
-

@@ -1,65 +1,94 @@
-"""The CUDA NF4 kernel's host side and arithmetic, checked without a GPU.
+"""The CUDA NF4 kernel's launcher and arithmetic, checked without a GPU.
 
-The kernel itself only runs on a GPU (bench/gpu/kernel_bench.py checks it there against
-bitsandbytes on every decode shape). Here: the pair table, the byte-offset arithmetic of the
-kernel emulated word by word against bitsandbytes' dequantization, the launch rule's coverage
-of K, and the fallback to the Triton kernel when NVRTC cannot build it.
+The kernel itself runs in the GPU suite (tests/gpu/). Here: the limits the launcher reads from
+nf4_gemv.cu, the compile-time switches it passes, the pair table, the byte offsets of both
+table layouts emulated against bitsandbytes' dequantization, the launch rule's coverage of K
+and its shared memory, which weights may be read as parts, the inputs the launchers refuse,
+and when the kernel reports itself unavailable.
 """
 
 from __future__ import annotations
 
-import logging
+import ast
+import contextlib
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from nf4_fixtures import NF4_CODE, quantize
 
-from pictale_server.kernels import fast_decode, nf4_cuda
+from pictale_server.kernels import nf4_cuda
 from pictale_server.kernels.nf4_cuda import (
+    MAX_ROWS,
     Launch,
+    Variant,
     accepts,
-    candidates,
     default_launch,
     grid_size,
+    kernel_source,
     pair_table,
     shared_bytes,
 )
-from pictale_server.kernels.nf4_format import dequantize, packed_from_quant_state
+from pictale_server.kernels.nf4_format import PackedNF4, packed_from_quant_state, unpack_codes
 
-SHAPES = [(6144, 5120), (5120, 4096), (28672, 5120), (5120, 14336), (4608, 3584), (37888, 3584), (3584, 18944)]
+KERNELS = Path(nf4_cuda.__file__).parent
+# (N, K) of every NF4 decode launch of both models: writer q, k/v, o, gate/up, down, fused
+# q+k+v and gate+up; vision the same.
+SHAPES = [(4096, 5120), (1024, 5120), (5120, 4096), (14336, 5120), (5120, 14336), (6144, 5120), (28672, 5120),
+          (3584, 3584), (512, 3584), (18944, 3584), (3584, 18944), (4608, 3584), (37888, 3584)]
+HOPPER_SHARED_PER_BLOCK = 227 * 1024
 
 
-def bf16_bits(values: torch.Tensor) -> torch.Tensor:
-    return values.to(torch.bfloat16).view(torch.int16).to(torch.int64) & 0xFFFF
+def test_the_kernel_limits_are_read_from_the_cuda_source() -> None:
+    source = nf4_cuda.SOURCE
+    assert (MAX_ROWS, nf4_cuda.MAX_PARTS, nf4_cuda.PART_ROWS_MULTIPLE) == (4, 3, 8)
+    assert f"#define NF4_MAX_ROWS {MAX_ROWS}" in source
+    assert all(8 % tile == 0 for tile in (2, 4, 8))  # every tile height divides PART_ROWS_MULTIPLE
+
+
+def test_the_launcher_passes_every_switch_the_source_has_and_no_other() -> None:
+    """Each compile-time switch of nf4_gemv.cu has a default (so nvcc builds it as it is), and
+    the launcher sets exactly those."""
+    switches = set(re.findall(r"^#ifndef (\w+)", nf4_cuda.SOURCE, re.MULTILINE))
+    variant = Variant(5120, Launch(4, 1, 3), 2, has_bias=True, parts=True, norm=False, rows_exact=False)
+    assert set(variant.defines()) == switches
+    header = kernel_source(variant).split(nf4_cuda.SOURCE)[0]
+    assert "#define MX 2\n" in header and "#define PARTS 3\n" in header and "#define ROWS_EXACT 0\n" in header
+    assert not re.search(r"\b(PDL|PAIRS|CHAIN)\b", nf4_cuda.SOURCE)  # switches no launch ever set
+
+
+def test_the_source_defaults_are_a_launch_the_rule_makes() -> None:
+    """The defaults nvcc builds with: the writer's K = 5120, one row, one weight, on an A10G."""
+    defaults = dict(re.findall(r"^#ifndef (\w+)\n#define \1 (\d+)", nf4_cuda.SOURCE, re.MULTILINE))
+    launch = default_launch(4096, 5120, 1, (8, 6))
+    expected = Variant(5120, launch, 1).defines()
+    del expected["THREADS"]  # computed from CHUNKS and CPT in the source
+    assert {name: int(value) for name, value in defaults.items()} == expected
 
 
 def test_pair_table_holds_both_codes_of_a_byte_high_nibble_first() -> None:
     table = pair_table(NF4_CODE).to(torch.int64) & 0xFFFFFFFF
-    codes = bf16_bits(NF4_CODE)
+    codes = NF4_CODE.to(torch.bfloat16).view(torch.int16).to(torch.int64) & 0xFFFF
     for byte in range(256):
         assert table[byte] & 0xFFFF == codes[byte >> 4]  # even element: low half, as x pairs
         assert table[byte] >> 16 == codes[byte & 15]
-
-
-def emulated_word_dots(words: torch.Tensor, x_pairs: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-    """The kernel's BYTE0..BYTE3 offsets (byte * 128 + lane * 4) turned back into table rows,
-    each pair widened and multiplied in fp32 (the `PAIRS=0` arithmetic)."""
-    table = table.to(torch.int64) & 0xFFFFFFFF
-    total = torch.zeros(words.shape[0], dtype=torch.float64)
-    lane4 = 4 * 7
-    for index, shift in enumerate((-7, 1, 9, 17)):
-        offsets = ((words << -shift) if shift < 0 else (words >> shift)) & 0x7F80 | lane4
-        pairs = table[offsets >> 7]
-        low = ((pairs & 0xFFFF) << 16).to(torch.int32).view(torch.float32).double()
-        high = (pairs & 0xFFFF0000).to(torch.int32).view(torch.float32).double()
-        total += low * x_pairs[:, 2 * index] + high * x_pairs[:, 2 * index + 1]
-    return total
 
 
 def prmt(a: int, b: int, selector: int) -> int:
     """PTX prmt.b32 (default mode): result byte i = byte (selector nibble i) of {b, a}."""
     pool = [(a >> (8 * i)) & 0xFF for i in range(4)] + [(b >> (8 * i)) & 0xFF for i in range(4)]
     return sum(pool[(selector >> (4 * i)) & 7] << (8 * i) for i in range(4))
+
+
+def narrow_offsets(words: torch.Tensor, lane: int) -> list[torch.Tensor]:
+    """The kernel's BYTE0..BYTE3 for the 32 KB table: byte k of the word in bits 7..14."""
+    lane4 = 4 * lane
+    return [(words << 7) & 0x7F80 | lane4, (words >> 1) & 0x7F80 | lane4,
+            (words >> 9) & 0x7F80 | lane4, (words >> 17) & 0x7F80 | lane4]
 
 
 @pytest.mark.parametrize("lane", [0, 7, 31])
@@ -75,78 +104,56 @@ def test_wide_table_offsets_pick_the_byte_and_the_lanes_own_copy(lane) -> None:
             assert offset < 256 * 256  # inside the 64 KB table
 
 
-def test_kernel_byte_offsets_decode_bitsandbytes_words() -> None:
-    torch.manual_seed(0)
-    weight = torch.randn(8, 64)
-    packed, state = quantize(weight)
+@pytest.mark.parametrize("lane", [0, 7, 31])
+def test_narrow_table_offsets_decode_bitsandbytes_words(lane) -> None:
+    """Every packed word of a bitsandbytes weight, looked up through the narrow table's offsets
+    in the lane's own copy, gives the bitsandbytes codes of its 8 weights in order."""
+    torch.manual_seed(lane)
+    packed, state = quantize(torch.randn(8, 64))
     nf4 = packed_from_quant_state(packed, state)
-    codes_only = dequantize(nf4).double() / nf4.absmax.double().repeat_interleave(64).view(8, 64)
+    codes = nf4.code[unpack_codes(nf4.packed)].view(8, 64)  # each weight's code value, in order
     words = packed.view(-1).view(torch.int32).to(torch.int64) & 0xFFFFFFFF  # 8 weights a word
-    x = torch.randn(words.shape[0], 8, dtype=torch.float64)
-    expected = (codes_only.view(-1, 8).to(torch.bfloat16).double() * x).sum(-1)
-    got = emulated_word_dots(words, x, pair_table(nf4.code))
-    torch.testing.assert_close(got, expected)
+    table = pair_table(nf4.code).to(torch.int64) & 0xFFFFFFFF
+    values = []
+    for offsets in narrow_offsets(words, lane):
+        assert bool(((offsets & 127) == 4 * lane).all()) and int(offsets.max()) < 256 * 128
+        pairs = table[offsets >> 7]
+        values += [((pairs & 0xFFFF) << 16), pairs & 0xFFFF0000]
+    # element order of a word: byte 0 (low, high half), byte 1, ...
+    decoded = torch.stack(values, dim=1).to(torch.int32).view(torch.float32)
+    assert torch.equal(decoded.view(8, 64), codes.to(torch.bfloat16).float())
 
 
 @pytest.mark.parametrize("n,k", SHAPES + [(77, 192), (1, 64)])
 def test_the_launch_rule_covers_k_and_fits_shared_memory(n, k) -> None:
-    for rows, capability in ((1, None), (2, (9, 0)), (1, (9, 0)), (4, (8, 6))):
-        launch = default_launch(n, k, rows, capability)
-        threads = launch.threads(k)
-        assert threads % 32 == 0 and threads <= 1024
-        assert threads * launch.chunks_per_thread >= k // 32  # every chunk has a thread
-        if launch.wide:  # Hopper only: 64 KB table, within an H100/H200 block's 227 KB
-            assert capability == (9, 0) and shared_bytes(k, launch, rows) <= 227 * 1024
-        else:  # no opt-in needed on sm_80..sm_90
-            assert shared_bytes(k, launch, rows) < 48 * 1024
-        assert 1 <= launch.blocks_per_sm <= 4
-        assert launch in candidates(k, launch.wide)
+    for rows in range(1, MAX_ROWS + 1):
+        for capability in (None, (8, 0), (8, 6), (8, 9), (9, 0)):
+            launch = default_launch(n, k, rows, capability)
+            threads = launch.threads(k)
+            per_set = threads // launch.row_groups  # each set of threads walks all of K
+            assert threads % 32 == 0 and threads <= 1024 and per_set % 16 == 0
+            assert per_set * launch.chunks_per_thread >= k // 32  # every chunk has a thread
+            assert per_set * (launch.chunks_per_thread - 1) < k // 32  # every thread has a chunk
+            assert 1 <= launch.blocks_per_sm <= 4
+            if launch.wide:  # Hopper only: the 64 KB table, within a block's 227 KB
+                assert capability == (9, 0) and shared_bytes(k, launch, rows) <= HOPPER_SHARED_PER_BLOCK
+            else:  # no opt-in needed on sm_80..sm_90; an A10G's 100 KB SM holds two blocks or more
+                assert shared_bytes(k, launch, rows) < 48 * 1024
+                assert 2 * (shared_bytes(k, launch, rows) + 1024) <= 100 * 1024
 
 
-@pytest.mark.parametrize("k", [5120, 4096, 14336, 3584, 18944, 192])
-def test_candidates_give_every_thread_a_chunk(k) -> None:
-    found = candidates(k)
-    assert found
-    for launch in found:
-        per_set = launch.threads(k) // launch.row_groups  # each set of threads walks all of K
-        assert per_set * launch.chunks_per_thread >= k // 32
-        assert per_set * (launch.chunks_per_thread - 1) < k // 32
-        assert launch.threads(k) % 32 == 0 and per_set % 16 == 0
+def test_shared_memory_is_the_table_and_two_buffers_of_partial_sums() -> None:
+    # 160 threads = 5 warps, 4 rows x 1 x-row: 2 * 5 * 4 floats after the 32 KB table
+    assert shared_bytes(5120, Launch(4, 1, 3), 1) == 32768 + 2 * 5 * 4 * 4
+    assert shared_bytes(5120, Launch(4, 1, 3, wide=True), 4) == 65536 + 2 * 5 * 16 * 4
+    assert Variant(5120, Launch(4, 1, 3), 4).shared_bytes() == shared_bytes(5120, Launch(4, 1, 3), 4)
 
 
 def test_two_row_groups_fill_the_warps_one_set_would_leave_half_idle() -> None:
     # K = 3584: 112 chunks. One set rounds up to 128 threads; two sets are 7 whole warps.
     assert Launch(8, 1, 3).threads(3584) == 128
     assert Launch(8, 1, 3, wide=True, row_groups=2).threads(3584) == 224
-    assert any(launch.row_groups == 2 for launch in candidates(3584, wide=True))
-    assert not any(launch.row_groups == 2 for launch in candidates(4096, wide=True))  # 128 chunks: whole warps
-
-
-def test_inputs_the_kernel_cannot_read_are_refused() -> None:
-    x = torch.zeros(1, 5120, dtype=torch.bfloat16)
-    assert accepts(x)
-    assert not accepts(x.float())
-    assert not accepts(torch.zeros(5, 5120, dtype=torch.bfloat16))  # more rows than it takes
-    assert not accepts(torch.zeros(1, 5124, dtype=torch.bfloat16)[:, 4:])  # off 16-byte alignment
-    assert not accepts(torch.zeros(2, 5124, dtype=torch.bfloat16)[:, :5120])  # row stride unaligned
-
-
-def test_a_kernel_nvrtc_cannot_build_leaves_the_triton_kernel_in_charge(monkeypatch, caplog) -> None:
-    class Weight:
-        out_features, in_features = 64, 64
-        device = torch.device("cpu")
-
-    group = fast_decode._Group(kernel_weights=[], biases=[], splits=[64], cuda_weight=Weight())
-
-    def unavailable(x, weight):
-        raise nf4_cuda.CudaKernelUnavailable("NVRTC compilation failed")
-
-    monkeypatch.setattr(nf4_cuda, "cuda_gemv", unavailable)
-    handle = fast_decode.FastNF4Handle(enabled=True, cuda=True)
-    with caplog.at_level(logging.WARNING):
-        handle._warm_cuda([group], rows=(1,))
-    assert group.cuda_weight is None and handle.cuda is False
-    assert "using the Triton kernel" in caplog.text
+    assert default_launch(37888, 3584, 1, (9, 0)).row_groups == 2
 
 
 def test_launch_threads_round_up_to_whole_warps() -> None:
@@ -166,25 +173,49 @@ def test_persistent_blocks_are_capped_by_the_shared_memory_an_sm_has() -> None:
     assert grid_size(tiles=7168, sms=80, blocks_per_sm=4, shared_per_block=shared, shared_per_sm=None) == 320
 
 
+def test_inputs_the_kernel_cannot_read_are_refused() -> None:
+    x = torch.zeros(1, 5120, dtype=torch.bfloat16)
+    assert accepts(x)
+    assert accepts(torch.zeros(MAX_ROWS, 5120, dtype=torch.bfloat16))
+    assert not accepts(x.float())
+    assert not accepts(torch.zeros(MAX_ROWS + 1, 5120, dtype=torch.bfloat16))  # more rows than it takes
+    assert not accepts(torch.zeros(1, 5124, dtype=torch.bfloat16)[:, 4:])  # off 16-byte alignment
+    assert not accepts(torch.zeros(2, 5124, dtype=torch.bfloat16)[:, :5120])  # row stride unaligned
+    weight = SimpleNamespace(in_features=5120)
+    with pytest.raises(ValueError, match="does not fit the CUDA kernel"):
+        nf4_cuda.cuda_gemv(torch.zeros(MAX_ROWS + 1, 5120, dtype=torch.bfloat16), weight)
+    with pytest.raises(ValueError, match="does not fit the CUDA kernel"):
+        nf4_cuda.cuda_gemv(torch.zeros(1, 4096, dtype=torch.bfloat16), weight)  # another K
+
+
+def packed(rows: int, k: int = 128, nested=None) -> PackedNF4:
+    return PackedNF4(torch.zeros(rows * k // 2, dtype=torch.uint8), torch.ones(rows * k // 64),
+                     torch.linspace(-1, 1, 16), rows, k, nested)
+
+
 def test_weights_read_as_parts_must_keep_tiles_inside_one_part() -> None:
-    from pictale_server.kernels.nf4_format import PackedNF4
+    assert nf4_cuda.parts_unsupported([packed(4096), packed(1024), packed(1024)]) == ""
+    assert nf4_cuda.parts_unsupported([packed(64), packed(30)]) == ""  # only the last may be ragged
+    assert "multiple of 8" in nf4_cuda.parts_unsupported([packed(77), packed(16)])
+    assert "1..3 parts" in nf4_cuda.parts_unsupported([packed(8)] * 4)
+    assert "1..3 parts" in nf4_cuda.parts_unsupported([])
+    assert "same for every part" in nf4_cuda.parts_unsupported([packed(8), packed(8, k=192)])
+    assert "multiple of 64" in nf4_cuda.parts_unsupported([packed(8, k=96)])
+    assert "double quantization" in nf4_cuda.parts_unsupported([packed(8, nested=object())])
+    other_code = PackedNF4(torch.zeros(512, dtype=torch.uint8), torch.ones(16), torch.linspace(-2, 2, 16), 8, 128)
+    assert "code table" in nf4_cuda.parts_unsupported([packed(8), other_code])
 
-    def weight(rows: int, k: int = 128, nested=None) -> PackedNF4:
-        return PackedNF4(torch.zeros(rows * k // 2, dtype=torch.uint8), torch.ones(rows * k // 64),
-                         torch.linspace(-1, 1, 16), rows, k, nested)
 
-    assert nf4_cuda.parts_unsupported([weight(4096), weight(1024), weight(1024)]) == ""
-    assert nf4_cuda.parts_unsupported([weight(64), weight(30)]) == ""  # only the last may be ragged
-    assert "multiple of 8" in nf4_cuda.parts_unsupported([weight(77), weight(16)])
-    assert "1..3 parts" in nf4_cuda.parts_unsupported([weight(8)] * 4)
-    assert "same for every part" in nf4_cuda.parts_unsupported([weight(8), weight(8, k=192)])
+def test_a_weight_the_kernel_cannot_read_is_refused_before_it_reaches_the_gpu() -> None:
+    with pytest.raises(ValueError, match="double quantization"):
+        nf4_cuda.CudaNF4Weight(packed(8, nested=object()), None)
+    with pytest.raises(ValueError, match="1..3 parts"):
+        nf4_cuda.CudaNF4Weight([packed(8)] * 4, None)
 
 
 def test_a_launch_that_makes_its_own_input_refuses_rows_it_cannot_read() -> None:
     """norm_gemv checks its rows before anything reaches the GPU (the kernel reads one
     contiguous, 16-byte aligned bf16 row each and must not write the residual it reads)."""
-    from types import SimpleNamespace
-
     weight = SimpleNamespace(in_features=64, device=torch.device("cpu"))
     row = torch.zeros(1, 64, dtype=torch.bfloat16)
     norm = torch.ones(64, dtype=torch.bfloat16)
@@ -197,3 +228,65 @@ def test_a_launch_that_makes_its_own_input_refuses_rows_it_cannot_read() -> None
         nf4_cuda.norm_gemv(row, row.float(), norm, 1e-5, row.clone(), weight)
     with pytest.raises(ValueError, match="residual "):
         nf4_cuda.norm_gemv(torch.zeros(2, 64, dtype=torch.bfloat16), row, norm, 1e-5, row.clone(), weight)
+
+
+@pytest.fixture
+def fresh_availability():
+    nf4_cuda._unavailable.cache_clear()
+    yield
+    nf4_cuda._unavailable.cache_clear()
+
+
+def test_the_kernel_is_unavailable_off_a_cuda_gpu(fresh_availability, monkeypatch) -> None:
+    assert "not a CUDA device" in nf4_cuda.kernel_unavailable(torch.device("cpu"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert nf4_cuda.kernel_unavailable(torch.device("cuda")) == "no CUDA GPU"
+
+
+def test_the_kernel_is_unavailable_below_compute_capability_8(fresh_availability, monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: (7, 5))
+    assert "compute capability 8.0, not 7.5" in nf4_cuda.kernel_unavailable(torch.device("cuda", 0))
+
+
+def test_the_kernel_is_unavailable_where_nvrtc_is_missing_and_asks_once(fresh_availability, monkeypatch) -> None:
+    calls = []
+
+    def missing():
+        calls.append(1)
+        raise OSError("Could not find any NVRTC library")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: (8, 6))
+    monkeypatch.setattr(nf4_cuda, "_nvrtc_library", missing)
+    for _ in range(3):
+        assert "NVRTC cannot be loaded" in nf4_cuda.kernel_unavailable(torch.device("cuda", 0))
+    assert len(calls) == 1
+
+
+def test_the_kernel_is_unavailable_where_nvrtc_cannot_build_it(fresh_availability, monkeypatch) -> None:
+    def fails(arch, variant):
+        raise nf4_cuda.CudaKernelUnavailable("NVRTC compilation failed: unsupported arch")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: (8, 6))
+    monkeypatch.setattr(torch.cuda, "device", lambda index: contextlib.nullcontext())
+    monkeypatch.setattr(nf4_cuda, "_nvrtc_library", lambda: object())
+    monkeypatch.setattr(nf4_cuda, "_compiled", fails)
+    assert "unsupported arch" in nf4_cuda.kernel_unavailable(torch.device("cuda", 0))
+
+
+def test_importing_the_launcher_imports_no_triton() -> None:
+    code = "import sys, pictale_server.kernels.nf4_cuda, pictale_server.kernels.nf4_format; " \
+           "sys.exit('triton' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=KERNELS.parents[1], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_no_kernel_module_imports_the_engine() -> None:
+    for path in KERNELS.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            assert not any(name.startswith("pictale_server.engine") for name in names), path.name

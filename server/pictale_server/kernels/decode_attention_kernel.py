@@ -15,8 +15,6 @@ import torch
 import triton
 import triton.language as tl
 
-from pictale_server.kernels.triton_dependent_launch import after_previous_kernel, launch_options
-
 BLOCK_L = 64
 HEAD_DIMS = (64, 128, 256)
 
@@ -29,9 +27,7 @@ def _partial_kernel(
     G: tl.constexpr, GP: tl.constexpr, D: tl.constexpr, CHUNK: tl.constexpr, BLOCK: tl.constexpr,
     MASK_KIND: tl.constexpr,  # 0 none, 1 bool (True attends), 2 additive, 3 last slot (int64)
     FP32_DOT: tl.constexpr,  # Triton's interpreter multiplies bf16 as raw integers: fp32 there
-    PDL: tl.constexpr,
 ):
-    after_previous_kernel(PDL)
     bh = tl.program_id(0)
     split = tl.program_id(1)
     b = bh // kv_heads
@@ -86,10 +82,9 @@ def _partial_kernel(
 @triton.jit
 def _combine_kernel(
     ACC, MAX, SUM, OUT, splits, kv_heads, stride_ob, stride_oh,
-    G: tl.constexpr, D: tl.constexpr, SPLITS: tl.constexpr, PDL: tl.constexpr,
+    G: tl.constexpr, D: tl.constexpr, SPLITS: tl.constexpr,
 ):
     """Program (batch x KV head, query of the group): all chunks of one query row in one tile."""
-    after_previous_kernel(PDL)
     bh = tl.program_id(0)
     gi = tl.program_id(1)
     b = bh // kv_heads
@@ -154,11 +149,11 @@ def split_decode_attention(
         query.stride(0), query.stride(1), key.stride(0), key.stride(1), key.stride(2),
         value.stride(0), value.stride(1), value.stride(2), stride_mb, length, scale, kv_heads, splits,
         G=group, GP=padded, D=dim, CHUNK=chunk, BLOCK=BLOCK_L, MASK_KIND=kind,
-        FP32_DOT=query.device.type == "cpu", num_warps=4, **launch_options(query.device),
+        FP32_DOT=query.device.type == "cpu", num_warps=4,
     )
     _combine_kernel[(programs, group)](
         acc, maxima, sums, out, splits, kv_heads, out.stride(0), out.stride(2),
-        G=group, D=dim, SPLITS=MAX_SPLITS, num_warps=4, **launch_options(query.device),
+        G=group, D=dim, SPLITS=MAX_SPLITS, num_warps=4,
     )
     return out
 

@@ -1,27 +1,23 @@
-"""One-kernel versions of the small element-wise steps of a decode step.
+"""The small element-wise steps of the written-out decode step, one Triton kernel each.
 
 At batch 1 every launch inside the captured decode graph costs ~2 us however little it
 computes, and transformers writes these steps as chains of PyTorch ops: RMSNorm is 8 kernels
-(cast, pow, mean, add, rsqrt, mul, cast, mul), rotary embedding 10 (q and k: mul, neg, cat,
-mul, add), the SiLU gate 2. On the 40-layer writer that is ~800 launches per token. Each op
-here is one Triton kernel that rounds exactly where the PyTorch chain rounds (bf16 after each
-PyTorch op on bf16 tensors, fp32 inside RMSNorm), so outputs match to the last bit except
-where fp32 sums are reordered or rsqrt/sigmoid approximations differ by an ulp.
+(cast, pow, mean, add, rsqrt, mul, cast, mul), the rotary embedding 10 (q and k: mul, neg, cat,
+mul, add), a static-cache write 5, the SiLU gate 2. Each function here is one launch that rounds
+exactly where the PyTorch chain rounds (bf16 after each PyTorch op on bf16 tensors, fp32 inside
+RMSNorm), so outputs match to the last bit except where fp32 sums are reordered or
+rsqrt/sigmoid approximations differ by an ulp:
 
-Each function takes the few-row tensors of a decode step; `fused_layers.py` decides when to
-call them and otherwise leaves transformers' code in place. Two more join steps that
-transformers keeps in separate modules, for the written-out decode step
-(`fused_decoder_step.py`): a residual add with the RMSNorm after it, and the rotary embedding
-with the KV-cache write.
+- `rms_norm`: transformers' RMSNorm;
+- `add_rms_norm_`: a decoder layer's residual add (in place) and the RMSNorm after it;
+- `rotary_cache_write`: the rotary embedding of q and k and the KV-cache write of k and v;
+- `silu_mul`: the MLP's gate, silu(gate) * up.
 """
-
 from __future__ import annotations
 
 import torch
 import triton
 import triton.language as tl
-
-from pictale_server.kernels.triton_dependent_launch import after_previous_kernel, launch_options
 
 
 @triton.jit
@@ -46,8 +42,7 @@ def _rms_normed(x, w, N, eps, X_DTYPE: tl.constexpr, Y_DTYPE: tl.constexpr):
 
 
 @triton.jit
-def _rms_norm_kernel(X, W, Y, stride_x, stride_y, N, eps, BLOCK: tl.constexpr, PDL: tl.constexpr):
-    after_previous_kernel(PDL)
+def _rms_norm_kernel(X, W, Y, stride_x, stride_y, N, eps, BLOCK: tl.constexpr):
     row = tl.program_id(0)
     cols = tl.arange(0, BLOCK)
     mask = cols < N
@@ -66,16 +61,15 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     block = triton.next_power_of_2(n)
     _rms_norm_kernel[(rows.shape[0],)](
         rows, weight, out, rows.stride(0), out.stride(0), n, eps,
-        BLOCK=block, num_warps=8 if block >= 4096 else 4, **launch_options(x.device),
+        BLOCK=block, num_warps=8 if block >= 4096 else 4,
     )
     return out.view(x.shape)
 
 
 @triton.jit
 def _add_rms_norm_kernel(
-    R, X, W, Y, stride_r, stride_x, stride_y, N, eps, BLOCK: tl.constexpr, PDL: tl.constexpr
+    R, X, W, Y, stride_r, stride_x, stride_y, N, eps, BLOCK: tl.constexpr
 ):
-    after_previous_kernel(PDL)
     row = tl.program_id(0)
     cols = tl.arange(0, BLOCK)
     mask = cols < N
@@ -98,7 +92,7 @@ def add_rms_norm_(residual: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
     block = triton.next_power_of_2(n)
     _add_rms_norm_kernel[(r.shape[0],)](
         r, rows, weight, out, r.stride(0), rows.stride(0), out.stride(0), n, eps,
-        BLOCK=block, num_warps=8 if block >= 4096 else 4, **launch_options(residual.device),
+        BLOCK=block, num_warps=8 if block >= 4096 else 4,
     )
     return out.view(residual.shape)
 
@@ -120,25 +114,6 @@ def _rotate_head(x_ptr, COS, SIN, b, stride_cb, D: tl.constexpr):
     return _round(a.to(tl.float32) + c.to(tl.float32), x.dtype)
 
 
-@triton.jit
-def _rotary_kernel(
-    Q, K, COS, SIN, Q_OUT, K_OUT,
-    q_heads, stride_qb, stride_qh, stride_kb, stride_kh, stride_cb,
-    k_heads, D: tl.constexpr, PDL: tl.constexpr,
-):
-    """Program (b, h): head h of q (h < q_heads) or of k, at batch row b, one position."""
-    after_previous_kernel(PDL)
-    b = tl.program_id(0)
-    h = tl.program_id(1)
-    if h < q_heads:
-        base = Q + b * stride_qb + h * stride_qh
-        out = Q_OUT + (b * q_heads + h) * D
-    else:
-        base = K + b * stride_kb + (h - q_heads) * stride_kh
-        out = K_OUT + (b * k_heads + h - q_heads) * D
-    tl.store(out + tl.arange(0, D), _rotate_head(base, COS, SIN, b, stride_cb, D))
-
-
 def _angle_rows(cos: torch.Tensor, sin: torch.Tensor, batch: int, dim: int):
     """cos and sin [B, 1, D] as [B, D] rows with one row stride between them (the kernels take one)."""
     cos2 = cos.reshape(batch, dim)
@@ -148,28 +123,8 @@ def _angle_rows(cos: torch.Tensor, sin: torch.Tensor, batch: int, dim: int):
     return cos2, sin2
 
 
-def rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
-    """transformers' apply_rotary_pos_emb(q, k, cos, sin) for one position.
-
-    q [B, Hq, 1, D] and k [B, Hk, 1, D] (any strides with a unit last one), cos/sin [B, 1, D].
-    Returns new contiguous tensors of q's and k's shapes.
-    """
-    batch, q_heads, _, dim = q.shape
-    k_heads = k.shape[1]
-    q_out = torch.empty((batch, q_heads, 1, dim), dtype=q.dtype, device=q.device)
-    k_out = torch.empty((batch, k_heads, 1, dim), dtype=k.dtype, device=k.device)
-    cos2, sin2 = _angle_rows(cos, sin, batch, dim)
-    _rotary_kernel[(batch, q_heads + k_heads)](
-        q, k, cos2, sin2, q_out, k_out,
-        q_heads, q.stride(0), q.stride(1), k.stride(0), k.stride(1), cos2.stride(0),
-        k_heads, D=dim, num_warps=1, **launch_options(q.device),
-    )
-    return q_out, k_out
-
-
 @triton.jit
-def _silu_mul_kernel(G, U, Y, stride_g, stride_u, N, BLOCK: tl.constexpr, PDL: tl.constexpr):
-    after_previous_kernel(PDL)
+def _silu_mul_kernel(G, U, Y, stride_g, stride_u, N, BLOCK: tl.constexpr):
     row = tl.program_id(0)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < N
@@ -188,48 +143,9 @@ def silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     out = torch.empty(g.shape, dtype=gate.dtype, device=gate.device)
     block = 2048
     _silu_mul_kernel[(g.shape[0], triton.cdiv(n, block))](
-        g, u, out, g.stride(0), u.stride(0), n, BLOCK=block, num_warps=4, **launch_options(gate.device),
+        g, u, out, g.stride(0), u.stride(0), n, BLOCK=block, num_warps=4,
     )
     return out.view(gate.shape)
-
-
-@triton.jit
-def _cache_write_kernel(
-    K_NEW, V_NEW, KEYS, VALUES, COUNTER,
-    stride_kb, stride_kh, stride_vb, stride_vh,
-    stride_cb, stride_ch, stride_cl, stride_db, stride_dh, stride_dl,
-    heads, rows, length, D: tl.constexpr, ROWS: tl.constexpr, PDL: tl.constexpr,
-):
-    """One program: the token's K and V for every (batch, head) go to slot COUNTER, then the
-    counter moves on. A slot past the cache is not written (PyTorch's index_copy_ would stop the
-    GPU with a device-side assert; the decode loop never asks for one)."""
-    after_previous_kernel(PDL)
-    slot = tl.load(COUNTER)
-    r = tl.arange(0, ROWS)
-    d = tl.arange(0, D)
-    b = r // heads
-    h = r % heads
-    ok = (r < rows)[:, None] & (slot < length)
-    k = tl.load(K_NEW + (b * stride_kb + h * stride_kh)[:, None] + d[None, :], mask=(r < rows)[:, None])
-    v = tl.load(V_NEW + (b * stride_vb + h * stride_vh)[:, None] + d[None, :], mask=(r < rows)[:, None])
-    tl.store(KEYS + (b * stride_cb + h * stride_ch + slot * stride_cl)[:, None] + d[None, :], k, mask=ok)
-    tl.store(VALUES + (b * stride_db + h * stride_dh + slot * stride_dl)[:, None] + d[None, :], v, mask=ok)
-    tl.debug_barrier()  # every thread has read the counter before it moves
-    tl.store(COUNTER, slot + 1)
-
-
-def cache_write(key_states, value_states, keys, values, counter) -> None:
-    """A static cache layer's update for one token: keys/values[:, :, counter] = the new
-    states, then counter += 1 (transformers' StaticLayer does this in five kernels)."""
-    batch, heads, _, dim = key_states.shape
-    rows = batch * heads
-    _cache_write_kernel[(1,)](
-        key_states, value_states, keys, values, counter,
-        key_states.stride(0), key_states.stride(1), value_states.stride(0), value_states.stride(1),
-        keys.stride(0), keys.stride(1), keys.stride(2), values.stride(0), values.stride(1), values.stride(2),
-        heads, rows, keys.shape[2], D=dim, ROWS=triton.next_power_of_2(rows), num_warps=4,
-        **launch_options(keys.device),
-    )
 
 
 @triton.jit
@@ -237,10 +153,9 @@ def _rotary_cache_write_kernel(
     Q, K, V, COS, SIN, Q_OUT, KEYS, VALUES, SLOT,
     q_heads, k_heads, stride_qb, stride_qh, stride_kb, stride_kh, stride_vb, stride_vh, stride_cb,
     stride_kcb, stride_kch, stride_kcl, stride_vcb, stride_vch, stride_vcl,
-    length, D: tl.constexpr, PDL: tl.constexpr,
+    length, D: tl.constexpr,
 ):
     """Program (b, h): q head h, k head h - q_heads, or v head h - q_heads - k_heads."""
-    after_previous_kernel(PDL)
     b = tl.program_id(0)
     h = tl.program_id(1)
     d = tl.arange(0, D)
@@ -260,10 +175,11 @@ def _rotary_cache_write_kernel(
 
 
 def rotary_cache_write(q, k, v, cos, sin, keys, values, slot) -> torch.Tensor:
-    """`rotary(q, k, cos, sin)`, then the rotated k and v stored at cache slot `slot` (a
-    1-element device tensor): keys/values[:, :, slot] = k, v. One launch for what the attention
-    layer does in two (rotary, cache write). A slot past the cache is not written. No counter
-    moves: the caller keeps a transformers static layer's `cumulative_length` in step.
+    """transformers' apply_rotary_pos_emb(q, k, cos, sin) for one position, then the rotated k
+    and v stored at cache slot `slot` (a 1-element device tensor): keys/values[:, :, slot] = k, v.
+    One launch for what transformers' attention does in fifteen. A slot past the cache is not
+    written. No counter moves: the caller keeps a static cache layer's `cumulative_length` in
+    step.
 
     q [B, Hq, 1, D], k and v [B, Hk, 1, D] (any strides with a unit last one), cos/sin [B, 1, D],
     keys/values [B, Hk, L, D]. Returns the rotated q as a new contiguous tensor of q's shape.
@@ -277,9 +193,9 @@ def rotary_cache_write(q, k, v, cos, sin, keys, values, slot) -> torch.Tensor:
         q_heads, k_heads, q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
         cos2.stride(0), keys.stride(0), keys.stride(1), keys.stride(2),
         values.stride(0), values.stride(1), values.stride(2), keys.shape[2],
-        D=dim, num_warps=1, **launch_options(q.device),
+        D=dim, num_warps=1,
     )
     return q_out
 
 
-__all__ = ["add_rms_norm_", "cache_write", "rms_norm", "rotary", "rotary_cache_write", "silu_mul"]
+__all__ = ["add_rms_norm_", "rms_norm", "rotary_cache_write", "silu_mul"]

@@ -1,32 +1,53 @@
-"""The shared-memory-table NF4 GEMV (nf4_cuda_source.py): compiling, choosing a launch, calling.
+"""The NF4 GEMV in CUDA (nf4_gemv.cu): compiling it, choosing a launch, calling it.
 
 Compiled at run time by NVRTC, which ships with PyTorch's CUDA wheels (no toolkit, no build
 step), for the GPU at hand: sm_80 and newer (A10G is sm_86, H100/H200 sm_90). One binary per
-(K, tile rows, chunks per thread, x rows, products, bias, one weight or parts, launched as a
-programmatic dependent or not: dependent_launch.py); compiling one takes ~0.2 s.
+(K, launch, x rows, bias, one weight or parts, input made by the launch or not, whole tiles or
+not), ~0.2 s each; `kernel_source` gives the exact source NVRTC builds.
 
-A launch is (tile rows NT, 16-byte chunks per thread CPT, blocks per SM), picked by a rule
-(`default_launch`) drawn from a sweep of every candidate on an H200 (bench/gpu/kernel_bench.py
---sweep; docs/kernels.md). No timing at load: a per-shape tuner timed on one weight measured
-the L2 cache rather than memory and chose worse launches than the rule.
+A launch is (tile rows, 16-byte chunks per thread, blocks per SM, table width, row groups),
+picked by `default_launch`: the best launch measured per K on Hopper, else a rule. No timing
+at load: a per-shape tuner timed on one weight measured the L2 cache rather than memory and
+chose worse launches than the rule (docs/kernels.md).
+
+Importing this module imports neither Triton nor anything that touches the GPU.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import re
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from pictale_server.kernels import dependent_launch
-from pictale_server.kernels.nf4_cuda_source import SOURCE
 from pictale_server.kernels.nf4_format import PackedNF4
 
-MAX_ROWS = 4  # rows of x this kernel takes; more go to the Triton kernel
-TABLE_BYTES = 256 * 32 * 4
-WIDE_TABLE_BYTES = 256 * 64 * 4
+SOURCE_PATH = Path(__file__).with_name("nf4_gemv.cu")
+SOURCE = SOURCE_PATH.read_text()
+KERNEL_NAME = "nf4_gemv_cuda"
+
+
+def _limit(name: str) -> int:
+    found = re.search(rf"^#define NF4_{name} (\d+)", SOURCE, re.MULTILINE)
+    if found is None:
+        raise RuntimeError(f"{SOURCE_PATH.name} does not define NF4_{name}")
+    return int(found.group(1))
+
+
+# The kernel's limits, defined in nf4_gemv.cu and read from it.
+MAX_ROWS = _limit("MAX_ROWS")  # rows of x one launch takes
+MAX_PARTS = _limit("MAX_PARTS")  # separately allocated row blocks one launch reads (q/k/v)
+PART_ROWS_MULTIPLE = _limit("PART_ROWS_MULTIPLE")  # every tile height divides it: no tile spans two parts
+
+MIN_CAPABILITY = (8, 0)  # bf16x2 FMA (fma.rn.bf16x2) and cvt.rn.bf16x2
+TABLE_BYTES = 256 * 32 * 4  # 256 pairs, one copy per lane
+WIDE_TABLE_BYTES = 256 * 64 * 4  # rows of 256 bytes: a byte's offset is one prmt
+
+RESERVED_SHARED_PER_BLOCK = 1024  # of an SM's shared memory, kept by the driver per block
 
 
 class CudaKernelUnavailable(RuntimeError):
@@ -37,7 +58,7 @@ class CudaKernelUnavailable(RuntimeError):
 class Launch:
     tile_rows: int  # NT
     chunks_per_thread: int  # CPT
-    blocks_per_sm: int
+    blocks_per_sm: int  # MIN_BLOCKS, and the grid's blocks per SM where shared memory allows
     # The 64 KB table whose offsets take one prmt per byte instead of a shift and a mask
     # (fewer instructions; fewer blocks fit an SM).
     wide: bool = False
@@ -63,76 +84,8 @@ def pair_table(code: torch.Tensor) -> torch.Tensor:
     return torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
 
 
-def _nvrtc_cubin(source: str, arch: str) -> bytes:
-    from torch.cuda import _utils as cuda_utils
-
-    nvrtc = cuda_utils._get_gpu_rtc_library()
-    program = ctypes.c_void_p()
-
-    def check(result: int, what: str) -> None:
-        if result != 0:
-            raise CudaKernelUnavailable(f"NVRTC {what} failed with code {result}")
-
-    check(nvrtc.nvrtcCreateProgram(ctypes.byref(program), source.encode(), b"nf4_gemv.cu", 0, None, None), "create")
-    try:
-        options = [f"--gpu-architecture=sm_{arch}".encode(), b"--std=c++17"]
-        array = (ctypes.c_char_p * len(options))(*options)
-        if nvrtc.nvrtcCompileProgram(program, len(options), array) != 0:
-            size = ctypes.c_size_t()
-            nvrtc.nvrtcGetProgramLogSize(program, ctypes.byref(size))
-            text = ctypes.create_string_buffer(size.value)
-            nvrtc.nvrtcGetProgramLog(program, text)
-            raise CudaKernelUnavailable(f"NVRTC compilation failed:\n{text.value.decode(errors='replace')}")
-        size = ctypes.c_size_t()
-        check(nvrtc.nvrtcGetCUBINSize(program, ctypes.byref(size)), "cubin size")
-        cubin = ctypes.create_string_buffer(size.value)
-        check(nvrtc.nvrtcGetCUBIN(program, cubin), "cubin")
-        return cubin.raw
-    finally:
-        nvrtc.nvrtcDestroyProgram(ctypes.byref(program))
-
-
-_compile_lock = threading.Lock()
-
-
-@functools.cache
-def _compiled(
-    arch: str,
-    k: int,
-    launch: Launch,
-    rows: int,
-    pairs: bool,
-    has_bias: bool,
-    parts: int = 1,
-    dependent: bool = False,
-    norm: bool = False,
-    rows_exact: bool = False,
-):
-    from torch.cuda import _utils as cuda_utils
-
-    defines = {
-        "NT": launch.tile_rows, "CPT": launch.chunks_per_thread, "THREADS": launch.threads(k),
-        "MIN_BLOCKS": launch.blocks_per_sm,
-        "MX": rows, "CHUNKS": k // 32, "PAIRS": int(pairs), "HAS_BIAS": int(has_bias), "WIDE": int(launch.wide),
-        "PARTS": 1 if parts == 1 else MAX_PARTS, "PDL": int(dependent), "NORM": int(norm),
-        "ROWS_EXACT": int(rows_exact), "GROUPS": launch.row_groups,
-    }
-    header = "".join(f"#define {name} {value}\n" for name, value in defines.items())
-    with _compile_lock:
-        try:
-            cubin = _nvrtc_cubin(header + SOURCE, arch)
-            kernel = cuda_utils._cuda_load_module(cubin, ["nf4_gemv_cuda"])["nf4_gemv_cuda"]
-            shared = shared_bytes(k, launch, rows)
-            if shared >= 48 * 1024:  # past the default dynamic shared memory: opt in
-                kernel.set_shared_memory_config(shared)
-        except CudaKernelUnavailable:
-            raise
-        except Exception as exc:  # noqa: BLE001 - private torch API or driver refused the module
-            raise CudaKernelUnavailable(f"loading the kernel failed: {exc!r}") from exc
-    return kernel
-
-
 def shared_bytes(k: int, launch: Launch, rows: int) -> int:
+    """Dynamic shared memory of a block: the table, then two buffers of per-warp partial sums."""
     table = WIDE_TABLE_BYTES if launch.wide else TABLE_BYTES
     return table + 2 * (launch.threads(k) // 32) * launch.tile_rows * rows * 4
 
@@ -142,12 +95,153 @@ def grid_size(tiles: int, sms: int, blocks_per_sm: int, shared_per_block: int, s
     for a second wave builds its table again for fewer tiles), so blocks per SM are capped by
     the shared memory an SM has (an A10G fits three 33 KB tables, an H100/H200 six)."""
     if shared_per_sm:
-        blocks_per_sm = max(1, min(blocks_per_sm, shared_per_sm // (shared_per_block + 1024)))
+        blocks_per_sm = max(1, min(blocks_per_sm, shared_per_sm // (shared_per_block + RESERVED_SHARED_PER_BLOCK)))
     return min(tiles, sms * blocks_per_sm)
 
 
-MAX_PARTS = 3  # separately allocated row blocks one launch reads (q/k/v)
-PART_ROWS_MULTIPLE = 8  # every tile height divides it, so no tile spans two parts
+# Best launch per K on an H200 (sm_90) at batch 1, from a sweep of every candidate
+# (bench/gpu/kernel_bench.py --sweep; docs/kernels.md).
+MEASURED_SM90 = {
+    3584: Launch(8, 1, 2, wide=True, row_groups=2),
+    4096: Launch(4, 1, 3, wide=True),
+    5120: Launch(4, 1, 3, wide=True),
+    14336: Launch(4, 1, 2, wide=True),
+    18944: Launch(2, 2, 2, wide=True),
+}
+
+
+def default_launch(n: int, k: int, rows: int, capability: tuple[int, int] | None = None) -> Launch:
+    """The measured launch for this K on Hopper (1-2 rows), else a rule: the narrow (32 KB)
+    table, whose blocks fit three to an A10G's SM, 4-row tiles, one chunk per thread (two past
+    512 chunks), and as many blocks per SM as fit about 1024 threads, at most 4."""
+    if capability == (9, 0) and rows <= 2 and k in MEASURED_SM90:
+        return MEASURED_SM90[k]
+    chunks = k // 32
+    chunks_per_thread = 1 if chunks <= 512 else 2
+    threads = Launch(4, chunks_per_thread, 1).threads(k)
+    return Launch(tile_rows=4, chunks_per_thread=chunks_per_thread, blocks_per_sm=max(1, min(4, 1024 // threads)))
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Everything one binary is compiled for (the #defines of nf4_gemv.cu)."""
+
+    k: int
+    launch: Launch
+    rows: int  # MX
+    has_bias: bool = False
+    parts: bool = False  # up to MAX_PARTS weights (PARTS), else one
+    norm: bool = False  # x made from residual + delta (NORM)
+    rows_exact: bool = True  # the tile height divides N (ROWS_EXACT)
+
+    def defines(self) -> dict[str, int]:
+        launch = self.launch
+        return {
+            "NT": launch.tile_rows, "CPT": launch.chunks_per_thread, "THREADS": launch.threads(self.k),
+            "MIN_BLOCKS": launch.blocks_per_sm, "MX": self.rows, "CHUNKS": self.k // 32,
+            "HAS_BIAS": int(self.has_bias), "WIDE": int(launch.wide), "PARTS": MAX_PARTS if self.parts else 1,
+            "NORM": int(self.norm), "ROWS_EXACT": int(self.rows_exact), "GROUPS": launch.row_groups,
+        }
+
+    def shared_bytes(self) -> int:
+        return shared_bytes(self.k, self.launch, self.rows)
+
+
+def kernel_source(variant: Variant) -> str:
+    """nf4_gemv.cu with the variant's #defines in front: what NVRTC compiles."""
+    return "".join(f"#define {name} {value}\n" for name, value in variant.defines().items()) + SOURCE
+
+
+def _nvrtc_library() -> ctypes.CDLL:
+    from torch.cuda import _utils as cuda_utils
+
+    return cuda_utils._get_gpu_rtc_library()
+
+
+def compile_cubin(variant: Variant, arch: str, *, verbose: bool = False, text: str | None = None) -> tuple[bytes, str]:
+    """(cubin, NVRTC's log) for `variant` on sm_`arch` (e.g. "86"); no GPU is needed.
+    `verbose` asks ptxas for its register and spill counts in the log; `text` replaces
+    `kernel_source(variant)` (another version of the kernel, for A/B runs)."""
+    nvrtc = _nvrtc_library()
+    program = ctypes.c_void_p()
+
+    def check(result: int, what: str) -> None:
+        if result != 0:
+            raise CudaKernelUnavailable(f"NVRTC {what} failed with code {result}")
+
+    def log() -> str:
+        size = ctypes.c_size_t()
+        nvrtc.nvrtcGetProgramLogSize(program, ctypes.byref(size))
+        text = ctypes.create_string_buffer(size.value)
+        nvrtc.nvrtcGetProgramLog(program, text)
+        return text.value.decode(errors="replace")
+
+    source = (kernel_source(variant) if text is None else text).encode()
+    check(nvrtc.nvrtcCreateProgram(ctypes.byref(program), source, SOURCE_PATH.name.encode(), 0, None, None), "create")
+    try:
+        options = [f"--gpu-architecture=sm_{arch}".encode(), b"--std=c++17"]
+        if verbose:
+            options.append(b"--ptxas-options=-v")
+        array = (ctypes.c_char_p * len(options))(*options)
+        if nvrtc.nvrtcCompileProgram(program, len(options), array) != 0:
+            raise CudaKernelUnavailable(f"NVRTC compilation failed:\n{log()}")
+        size = ctypes.c_size_t()
+        check(nvrtc.nvrtcGetCUBINSize(program, ctypes.byref(size)), "cubin size")
+        cubin = ctypes.create_string_buffer(size.value)
+        check(nvrtc.nvrtcGetCUBIN(program, cubin), "cubin")
+        return cubin.raw, log()
+    finally:
+        nvrtc.nvrtcDestroyProgram(ctypes.byref(program))
+
+
+_compile_lock = threading.Lock()
+
+
+@functools.cache
+def _compiled(arch: str, variant: Variant):
+    from torch.cuda import _utils as cuda_utils
+
+    with _compile_lock:
+        try:
+            cubin, _ = compile_cubin(variant, arch)
+            kernel = cuda_utils._cuda_load_module(cubin, [KERNEL_NAME])[KERNEL_NAME]
+            shared = variant.shared_bytes()
+            if shared >= 48 * 1024:  # past the default dynamic shared memory: opt in
+                kernel.set_shared_memory_config(shared)
+        except CudaKernelUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - private torch API or driver refused the module
+            raise CudaKernelUnavailable(f"loading the kernel failed: {exc!r}") from exc
+    return kernel
+
+
+def kernel_unavailable(device: torch.device) -> str:
+    """'' when the CUDA kernel can run on `device` (a CUDA GPU of compute capability 8.0 or
+    newer where NVRTC builds and the driver loads it), else why not. Checked once per device."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return f"not a CUDA device ({device})"
+    if not torch.cuda.is_available():
+        return "no CUDA GPU"
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return _unavailable(index)
+
+
+@functools.cache
+def _unavailable(index: int) -> str:
+    major, minor = torch.cuda.get_device_capability(index)
+    if (major, minor) < MIN_CAPABILITY:
+        return f"the CUDA NF4 kernel needs compute capability {MIN_CAPABILITY[0]}.{MIN_CAPABILITY[1]}, not {major}.{minor}"
+    try:
+        _nvrtc_library()
+    except Exception as exc:  # noqa: BLE001 - a missing or unloadable library
+        return f"NVRTC cannot be loaded: {exc}"
+    try:
+        with torch.cuda.device(index):  # the smallest variant: NVRTC builds it, the driver loads it
+            _compiled(f"{major}{minor}", Variant(64, Launch(4, 1, 1), 1))
+    except CudaKernelUnavailable as exc:
+        return str(exc)
+    return ""
 
 
 def parts_unsupported(parts: list[PackedNF4]) -> str:
@@ -169,10 +263,10 @@ def parts_unsupported(parts: list[PackedNF4]) -> str:
 
 class CudaNF4Weight:
     """PackedNF4 weights (fp32 absmax, K a multiple of 64) ready for the CUDA kernel: one
-    weight, or up to three with the same K whose rows one launch computes in order, each read
-    where it was loaded (no fused copy)."""
+    weight, or up to MAX_PARTS with the same K whose rows one launch computes in order, each
+    read where it was loaded (nothing is copied)."""
 
-    def __init__(self, weight: PackedNF4 | list[PackedNF4], bias: torch.Tensor | None, *, pairs: bool) -> None:
+    def __init__(self, weight: PackedNF4 | list[PackedNF4], bias: torch.Tensor | None) -> None:
         parts = list(weight) if isinstance(weight, (list, tuple)) else [weight]
         why_not = parts_unsupported(parts)
         if why_not:
@@ -182,7 +276,6 @@ class CudaNF4Weight:
         self.parts = parts
         self.out_features = sum(part.out_features for part in parts)
         self.in_features = first.in_features
-        self.pairs = pairs
         self.table = pair_table(first.code).to(device)
         self.bias = bias.detach().float().contiguous() if bias is not None else None
         if self.bias is not None and self.bias.numel() != self.out_features:
@@ -227,24 +320,24 @@ def _arguments(x: torch.Tensor, weight: CudaNF4Weight, out: torch.Tensor, norm: 
     ]
 
 
+def variant_for(x_rows: int, weight: CudaNF4Weight, launch: Launch, norm: bool = False) -> Variant:
+    return Variant(
+        k=weight.in_features, launch=launch, rows=x_rows, has_bias=weight.bias is not None,
+        parts=len(weight.parts) > 1, norm=norm, rows_exact=weight.out_features % launch.tile_rows == 0,
+    )
+
+
 def launch_gemv(
     x: torch.Tensor, weight: CudaNF4Weight, out: torch.Tensor, launch: Launch, norm: NormInput | None = None
 ) -> torch.Tensor:
     """out = x @ W^T (+ bias); with `norm`, x is made from a residual first (NormInput)."""
     rows, k = x.shape
-    dependent = dependent_launch.active(x.device)
-    kernel = _compiled(
-        weight.arch, k, launch, rows, weight.pairs, weight.bias is not None, len(weight.parts), dependent,
-        norm is not None, weight.out_features % launch.tile_rows == 0,
-    )
+    variant = variant_for(rows, weight, launch, norm is not None)
+    kernel = _compiled(weight.arch, variant)
     tiles = -(-weight.out_features // launch.tile_rows)
-    shared = shared_bytes(k, launch, rows)
+    shared = variant.shared_bytes()
     grid = grid_size(tiles, weight.sms, launch.blocks_per_sm, shared, weight.shared_per_sm)
-    arguments = _arguments(x, weight, out, norm)
-    if dependent:
-        dependent_launch.launch_dependent(kernel, grid, launch.threads(k), arguments, shared)
-    else:
-        kernel(grid=(grid, 1, 1), block=(launch.threads(k), 1, 1), args=arguments, shared_mem=shared)
+    kernel(grid=(grid, 1, 1), block=(launch.threads(k), 1, 1), args=_arguments(x, weight, out, norm), shared_mem=shared)
     return out
 
 
@@ -279,7 +372,7 @@ def norm_gemv(
 
 
 def accepts(x: torch.Tensor) -> bool:
-    """x [M, K] in a layout the kernel reads: bf16, M <= 4, rows 16-byte aligned."""
+    """x [M, K] in a layout the kernel reads: bf16, 1 <= M <= MAX_ROWS, rows 16-byte aligned."""
     return (
         x.dtype == torch.bfloat16
         and 1 <= x.shape[0] <= MAX_ROWS
@@ -289,53 +382,11 @@ def accepts(x: torch.Tensor) -> bool:
     )
 
 
-def candidates(k: int, wide: bool = False) -> list[Launch]:
-    found = []
-    for tile_rows in (2, 4, 8):
-        for chunks_per_thread in (1, 2, 4):
-            launch_probe = Launch(tile_rows, chunks_per_thread, 1)
-            threads = launch_probe.threads(k)
-            if threads * chunks_per_thread < k // 32 or threads * (chunks_per_thread - 1) >= k // 32:
-                continue  # does not cover K, or some thread would have no chunk at all
-            per_thread = -(-(k // 32) // chunks_per_thread)
-            # two sets where one leaves half a warp idle and two fill whole warps
-            groups = (1, 2) if per_thread % 32 == 16 and 2 * per_thread <= 1024 else (1,)
-            for row_groups in groups:
-                for blocks_per_sm in (1, 2, 3) if wide else (1, 2, 3, 4, 5, 6, 8):
-                    found.append(Launch(tile_rows, chunks_per_thread, blocks_per_sm, wide, row_groups))
-    return found
-
-
-# Best launch per K on an H200 (sm_90) at batch 1, from a sweep of every candidate: K -> (tile
-# rows, chunks per thread, blocks per SM, wide table, row groups). Latest sweep:
-# bench/results/nf4_cuda_load_order_sweep_h200.json; before it nf4_cuda_sweep_h200.json and
-# nf4_cuda_wide_sweep_h200.json, where the wide table won on every shape (by 2-9%).
-MEASURED_SM90 = {
-    3584: Launch(8, 1, 2, wide=True, row_groups=2),
-    4096: Launch(4, 1, 3, wide=True),
-    5120: Launch(4, 1, 3, wide=True),
-    14336: Launch(4, 1, 2, wide=True),
-    18944: Launch(2, 2, 2, wide=True),
-}
-
-
-def default_launch(n: int, k: int, rows: int, capability: tuple[int, int] | None = None) -> Launch:
-    """The measured launch for this K on Hopper, else a rule: the narrow (32 KB) table, whose
-    blocks fit three to an A10G's SM, 4-row tiles, one chunk per thread (two past 512 chunks),
-    and as many blocks per SM as fit about 1024 threads, at most 4."""
-    if capability == (9, 0) and rows <= 2 and k in MEASURED_SM90:
-        return MEASURED_SM90[k]
-    chunks = k // 32
-    chunks_per_thread = 1 if chunks <= 512 else 2
-    threads = Launch(4, chunks_per_thread, 1).threads(k)
-    return Launch(tile_rows=4, chunks_per_thread=chunks_per_thread, blocks_per_sm=max(1, min(4, 1024 // threads)))
-
-
 def cuda_gemv(
     x: torch.Tensor, weight: CudaNF4Weight, out: torch.Tensor | None = None, *, launch: Launch | None = None
 ) -> torch.Tensor:
-    """out[M, N] = x[M, K] @ W^T (+ bias), M <= 4, launched by `default_launch` unless given.
-    The first call per shape compiles: warm up before capturing a CUDA graph."""
+    """out[M, N] = x[M, K] @ W^T (+ bias), M <= MAX_ROWS, launched by `default_launch` unless
+    given. The first call per variant compiles: warm up before capturing a CUDA graph."""
     if not accepts(x) or x.shape[1] != weight.in_features:
         raise ValueError(f"x of shape {tuple(x.shape)} / strides {x.stride()} does not fit the CUDA kernel")
     if out is None:
@@ -344,8 +395,9 @@ def cuda_gemv(
         launch = default_launch(weight.out_features, weight.in_features, x.shape[0], weight.capability)
     return launch_gemv(x, weight, out, launch)
 
+
 __all__ = [
     "MAX_PARTS", "MAX_ROWS", "PART_ROWS_MULTIPLE", "CudaKernelUnavailable", "CudaNF4Weight", "Launch", "NormInput",
-    "accepts", "candidates", "cuda_gemv", "default_launch", "launch_gemv", "norm_gemv", "norm_unsupported",
-    "pair_table", "parts_unsupported",
+    "Variant", "accepts", "compile_cubin", "cuda_gemv", "default_launch", "kernel_source", "kernel_unavailable",
+    "launch_gemv", "norm_gemv", "norm_unsupported", "pair_table", "parts_unsupported",
 ]

@@ -20,16 +20,13 @@ NF4_BLOCKSIZE = 64
 
 
 class UnsupportedNF4Weight(ValueError):
-    """The weight is not in the format the fast kernel reads (it stays on bitsandbytes)."""
+    """The weight is not in the NF4 format read here (blocksize 64, 2-D, K a multiple of 64)."""
 
 
 @dataclass(frozen=True)
 class NestedAbsmax:
-    """The double-quantized absmax of a weight: uint8 codes, per-256-block scales, offsets.
-
-    `offsets` holds one offset per absmax2 block (not one scalar), so the rows of several
-    weights with different offsets can be concatenated into one fused weight.
-    """
+    """The double-quantized absmax of a weight: uint8 codes, per-256-block scales, offsets
+    (`offsets` holds bitsandbytes' one offset repeated for every absmax2 block)."""
 
     code2: torch.Tensor  # fp32 [256]
     absmax2: torch.Tensor  # fp32 [ceil(n_blocks / blocksize2)]

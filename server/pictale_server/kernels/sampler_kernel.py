@@ -31,7 +31,6 @@ import triton.language as tl
 from triton.language.extra.cuda import libdevice
 
 from pictale_server.kernels.sampling_noise import uniform_at
-from pictale_server.kernels.triton_dependent_launch import after_previous_kernel, launch_options
 
 BLOCK = 8192
 
@@ -54,9 +53,8 @@ def _first_best(values, index):
 @triton.jit
 def _scale_kernel(
     LOGITS, SEEN, PENALTY, TEMPERATURE, SCALED, GREEDY_VALUE, GREEDY_INDEX, BLOCK_BEST,
-    size, BLOCK: tl.constexpr, PDL: tl.constexpr,
+    size, BLOCK: tl.constexpr,
 ):
-    after_previous_kernel(PDL)
     block = tl.program_id(0)
     index = block * BLOCK + tl.arange(0, BLOCK)
     inside = index < size
@@ -76,9 +74,8 @@ def _scale_kernel(
 @triton.jit
 def _pick_kernel(
     SCALED, BLOCK_BEST, MIN_P, SEED, STEP, SAMPLED_VALUE, SAMPLED_INDEX,
-    size, blocks, BLOCK: tl.constexpr, BLOCKS: tl.constexpr, EXACT_LOG: tl.constexpr, PDL: tl.constexpr,
+    size, blocks, BLOCK: tl.constexpr, BLOCKS: tl.constexpr, EXACT_LOG: tl.constexpr,
 ):
-    after_previous_kernel(PDL)
     block = tl.program_id(0)
     others = tl.arange(0, BLOCKS)
     best = tl.max(tl.load(BLOCK_BEST + others, mask=others < blocks, other=float("-inf")), axis=0)
@@ -97,9 +94,8 @@ def _pick_kernel(
 @triton.jit
 def _choose_kernel(
     GREEDY_VALUE, GREEDY_INDEX, SAMPLED_VALUE, SAMPLED_INDEX, TEMPERATURE, TOKEN, SEEN, STEP,
-    blocks, BLOCKS: tl.constexpr, PDL: tl.constexpr,
+    blocks, BLOCKS: tl.constexpr,
 ):
-    after_previous_kernel(PDL)
     block = tl.arange(0, BLOCKS)
     present = block < blocks
     greedy_value = tl.load(GREEDY_VALUE + block, mask=present, other=float("-inf"))
@@ -129,19 +125,18 @@ def sample_and_accept(logits: torch.Tensor, seen: torch.Tensor, params, token: t
     block_best = torch.empty(blocks, dtype=torch.float32, device=device)
     sampled_value = torch.empty(blocks, dtype=torch.float32, device=device)
     sampled_index = torch.empty(blocks, dtype=torch.int32, device=device)
-    options = launch_options(device)
     seen_bytes = seen.reshape(-1).view(torch.uint8)
     _scale_kernel[(blocks,)](
         row, seen_bytes, params.repetition_penalty, params.temperature, scaled, greedy_value, greedy_index,
-        block_best, size, BLOCK=BLOCK, num_warps=8, **options,
+        block_best, size, BLOCK=BLOCK, num_warps=8,
     )
     _pick_kernel[(blocks,)](
         scaled, block_best, params.min_p, params.seed, params.step, sampled_value, sampled_index, size, blocks,
-        BLOCK=BLOCK, BLOCKS=padded, EXACT_LOG=device.type == "cuda" and not _interpreting(), num_warps=8, **options,
+        BLOCK=BLOCK, BLOCKS=padded, EXACT_LOG=device.type == "cuda" and not _interpreting(), num_warps=8,
     )
     _choose_kernel[(1,)](
         greedy_value, greedy_index, sampled_value, sampled_index, params.temperature, token, seen_bytes,
-        params.step, blocks, BLOCKS=padded, num_warps=1, **options,
+        params.step, blocks, BLOCKS=padded, num_warps=1,
     )
 
 

@@ -12,8 +12,6 @@ import torch
 import triton
 import triton.language as tl
 
-from pictale_server.kernels.triton_dependent_launch import after_previous_kernel, launch_options
-
 BLOCK = 4096
 
 
@@ -42,8 +40,7 @@ def uniform_at(SEED, STEP, index):
 
 
 @triton.jit
-def _uniform_noise_kernel(SEED, STEP, OUT, size, BLOCK: tl.constexpr, PDL: tl.constexpr):
-    after_previous_kernel(PDL)
+def _uniform_noise_kernel(SEED, STEP, OUT, size, BLOCK: tl.constexpr):
     index = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     tl.store(OUT + index, uniform_at(SEED, STEP, index), mask=index < size)
 
@@ -52,7 +49,7 @@ def uniform_noise(seed: torch.Tensor, step: torch.Tensor, size: int) -> torch.Te
     """engine.sampling.uniform_noise(seed, step, size), bit for bit, in one launch."""
     out = torch.empty(size, dtype=torch.float32, device=seed.device)
     _uniform_noise_kernel[(triton.cdiv(size, BLOCK),)](
-        seed, step, out, size, BLOCK=BLOCK, num_warps=4, **launch_options(seed.device)
+        seed, step, out, size, BLOCK=BLOCK, num_warps=4
     )
     return out
 
