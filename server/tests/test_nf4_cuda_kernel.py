@@ -142,6 +142,27 @@ def test_the_launch_rule_covers_k_and_fits_shared_memory(n, k) -> None:
                 assert 2 * (shared_bytes(k, launch, rows) + 1024) <= 100 * 1024
 
 
+@pytest.mark.parametrize("capability", sorted(nf4_cuda.SHARED_PER_SM))
+def test_a_launch_never_asks_registers_for_blocks_its_sm_cannot_hold(capability) -> None:
+    """MIN_BLOCKS (the launch bounds) is at most the blocks the SM's shared memory holds at
+    once: an A10G holds three narrow blocks at 1-2 rows, two at 3-4."""
+    for n, k in SHAPES:
+        for rows in range(1, MAX_ROWS + 1):
+            launch = default_launch(n, k, rows, capability)
+            per_block = shared_bytes(k, launch, rows) + nf4_cuda.RESERVED_SHARED_PER_BLOCK
+            assert launch.blocks_per_sm * per_block <= nf4_cuda.SHARED_PER_SM[capability]
+    assert default_launch(4096, 5120, 1, (8, 6)).blocks_per_sm == 3
+    assert default_launch(4096, 5120, 4, (8, 6)).blocks_per_sm == 2
+
+
+def test_past_512_chunks_a_thread_takes_two_chunks_of_two_rows() -> None:
+    """K = 18944 (the vision model's down projection) off Hopper: 2-row tiles, two chunks per
+    thread, 2 blocks per SM -- with 4-row tiles or 3 blocks per SM it spills on sm_86."""
+    assert default_launch(3584, 18944, 1, (8, 6)) == Launch(2, 2, 2)
+    assert default_launch(3584, 18944, 1, (9, 0)) == nf4_cuda.MEASURED_SM90[18944]
+    assert default_launch(5120, 14336, 1, (8, 6)) == Launch(4, 1, 2)
+
+
 def test_shared_memory_is_the_table_and_two_buffers_of_partial_sums() -> None:
     # 160 threads = 5 warps, 4 rows x 1 x-row: 2 * 5 * 4 floats after the 32 KB table
     assert shared_bytes(5120, Launch(4, 1, 3), 1) == 32768 + 2 * 5 * 4 * 4

@@ -47,7 +47,9 @@ MIN_CAPABILITY = (8, 0)  # bf16x2 FMA (fma.rn.bf16x2) and cvt.rn.bf16x2
 TABLE_BYTES = 256 * 32 * 4  # 256 pairs, one copy per lane
 WIDE_TABLE_BYTES = 256 * 64 * 4  # rows of 256 bytes: a byte's offset is one prmt
 
-RESERVED_SHARED_PER_BLOCK = 1024  # of an SM's shared memory, kept by the driver per block
+# Shared memory per SM by compute capability, and what the driver keeps of it per block.
+SHARED_PER_SM = {(8, 0): 164 * 1024, (8, 6): 100 * 1024, (8, 7): 164 * 1024, (8, 9): 100 * 1024, (9, 0): 228 * 1024}
+RESERVED_SHARED_PER_BLOCK = 1024
 
 
 class CudaKernelUnavailable(RuntimeError):
@@ -112,14 +114,23 @@ MEASURED_SM90 = {
 
 def default_launch(n: int, k: int, rows: int, capability: tuple[int, int] | None = None) -> Launch:
     """The measured launch for this K on Hopper (1-2 rows), else a rule: the narrow (32 KB)
-    table, whose blocks fit three to an A10G's SM, 4-row tiles, one chunk per thread (two past
-    512 chunks), and as many blocks per SM as fit about 1024 threads, at most 4."""
+    table; up to 512 chunks (K <= 16384) 4-row tiles of one chunk per thread and as many blocks
+    per SM as fit about 1024 threads, at most 4; past that 2-row tiles of two chunks per thread,
+    2 blocks per SM (a thread holds twice the codes: with 4-row tiles or 3 blocks per SM they
+    spill registers on sm_86). Never more blocks per SM than its shared memory holds at once:
+    the launch bounds would only take registers from the blocks that run."""
     if capability == (9, 0) and rows <= 2 and k in MEASURED_SM90:
         return MEASURED_SM90[k]
-    chunks = k // 32
-    chunks_per_thread = 1 if chunks <= 512 else 2
-    threads = Launch(4, chunks_per_thread, 1).threads(k)
-    return Launch(tile_rows=4, chunks_per_thread=chunks_per_thread, blocks_per_sm=max(1, min(4, 1024 // threads)))
+    if k // 32 <= 512:
+        tile_rows, chunks_per_thread = 4, 1
+        blocks_per_sm = max(1, min(4, 1024 // Launch(tile_rows, chunks_per_thread, 1).threads(k)))
+    else:
+        tile_rows, chunks_per_thread, blocks_per_sm = 2, 2, 2
+    launch = Launch(tile_rows, chunks_per_thread, blocks_per_sm)
+    if capability in SHARED_PER_SM:
+        fits = SHARED_PER_SM[capability] // (shared_bytes(k, launch, rows) + RESERVED_SHARED_PER_BLOCK)
+        launch = Launch(tile_rows, chunks_per_thread, max(1, min(blocks_per_sm, fits)))
+    return launch
 
 
 @dataclass(frozen=True)

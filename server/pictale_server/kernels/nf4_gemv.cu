@@ -56,7 +56,7 @@
 #endif
 #endif
 #ifndef MIN_BLOCKS
-#define MIN_BLOCKS 4               // blocks per SM the registers must allow
+#define MIN_BLOCKS 3               // blocks per SM the registers must allow
 #endif
 #ifndef MX
 #define MX 1                       // rows of x
