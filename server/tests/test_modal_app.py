@@ -244,6 +244,9 @@ class FakeEngine:
         self.release.wait(10)
         self.loaded = True
 
+    def decode_info(self, model: str) -> dict[str, str] | None:
+        return {"path": "fast", "reason": ""} if self.loaded else None
+
     def stream_vision(self, image, messages, sampling, cancel):
         self.calls.append("vision")
         yield Delta("A red square.")
