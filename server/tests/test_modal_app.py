@@ -285,7 +285,7 @@ def test_the_served_app_is_create_app_with_the_loading_engine(recipe, monkeypatc
         wait_until(lambda: warm.writer_loaded)
         health = client.get("/health").json()
         assert health["status"] == "ok"
-        assert health["models"]["writer"] == {"id": "acme/writer", "loaded": True}
+        assert health["models"]["writer"] == {"id": "acme/writer", "loaded": True, "decode": {"path": "fast", "reason": ""}}
         assert client.post("/v1/narrate", json={"instruction": "hi"}).status_code == 401
     assert engine.calls[:2] == ["vision", "writer"]  # the warm-up ran before anything else
     assert engine.loads == 1
