@@ -8,6 +8,11 @@ The vision model (Qwen2.5-VL) speaks ChatML with the image inside the last user 
 The engine formats prompts here rather than through each checkpoint's bundled template, so the
 format is the one these models need whatever a checkpoint ships; the dev tokenizers carry the
 same formats as Jinja templates and a test keeps the two in agreement.
+
+A prompt is a list of segments: template markup, where special tokens are meant, and content
+(what users and apps wrote), which is always tokenized as plain text (prompt_tokens.py). A
+user who writes `[/INST]` or `<|im_start|>system` gets those characters, not control tokens.
+The `format_*` functions join the segments into the same text for display and tests.
 """
 
 from __future__ import annotations
@@ -20,6 +25,24 @@ from pictale_server.engine.base import ChatMessage
 # Inserted when a history starts with the assistant: V3-Tekken must open with a user turn.
 NEUTRAL_USER_TURN = "Continue."
 TURN_SEPARATOR = "\n\n"
+
+
+@dataclass(frozen=True)
+class Segment:
+    text: str
+    markup: bool  # the template's own text: special tokens in it are meant
+
+
+def markup(text: str) -> Segment:
+    return Segment(text, True)
+
+
+def content(text: str) -> Segment:
+    return Segment(text, False)
+
+
+def joined(segments: Sequence[Segment]) -> str:
+    return "".join(segment.text for segment in segments)
 
 
 @dataclass(frozen=True)
@@ -54,7 +77,9 @@ def normalize(messages: Sequence[ChatMessage], *, alternate: bool) -> Conversati
     return Conversation(system=system, turns=tuple(turns))
 
 
-def format_tekken(messages: Sequence[ChatMessage], *, bos: str = "<s>", eos: str = "</s>") -> str:
+def tekken_segments(
+    messages: Sequence[ChatMessage], *, bos: str = "<s>", eos: str = "</s>"
+) -> list[Segment]:
     """Mistral V3-Tekken prompt ending with `[/INST]`, ready for the assistant's answer."""
     conversation = normalize(messages, alternate=True)
     turns = list(conversation.turns)
@@ -64,42 +89,54 @@ def format_tekken(messages: Sequence[ChatMessage], *, bos: str = "<s>", eos: str
     if turns[-1]["role"] != "user":
         raise ValueError("the writer prompt must end with a user turn")
     last_user = len(turns) - 1
-    parts = [bos]
+    segments = [markup(bos)]
     for index, turn in enumerate(turns):
         if turn["role"] == "user":
-            content = turn["content"]
+            text = turn["content"]
             if index == last_user and conversation.system:
-                content = conversation.system + TURN_SEPARATOR + content
-            parts.append(f"[INST]{content}[/INST]")
+                text = conversation.system + TURN_SEPARATOR + text
+            segments += [markup("[INST]"), content(text), markup("[/INST]")]
         else:
-            parts.append(turn["content"] + eos)
-    return "".join(parts)
+            segments += [content(turn["content"]), markup(eos)]
+    return segments
+
+
+def format_tekken(messages: Sequence[ChatMessage], *, bos: str = "<s>", eos: str = "</s>") -> str:
+    return joined(tekken_segments(messages, bos=bos, eos=eos))
 
 
 IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
 
 
-def format_chatml(messages: Sequence[ChatMessage], *, with_image: bool) -> str:
+def chatml_segments(messages: Sequence[ChatMessage], *, with_image: bool) -> list[Segment]:
     """Qwen ChatML prompt ending with the assistant header; the image opens the last user turn.
 
     `<|image_pad|>` appears once here; the vision preprocessor expands it to one token per
-    merged 28×28 patch.
+    merged 28×28 patch. Each role name stays with its `<|im_start|>` and the newline after it
+    starts the content, where the tokenizer's pre-tokenizer splits the text anyway, so the
+    segments tokenize to exactly the ids of the joined text.
     """
     conversation = normalize(messages, alternate=False)
     turns = list(conversation.turns)
     if not turns or turns[-1]["role"] != "user":
         raise ValueError("the vision prompt must end with a user turn")
-    parts = []
+    segments = []
     if conversation.system:
-        parts.append(f"<|im_start|>system\n{conversation.system}<|im_end|>\n")
+        segments += [markup("<|im_start|>system"), content("\n" + conversation.system), markup("<|im_end|>\n")]
     last_user = len(turns) - 1
     for index, turn in enumerate(turns):
-        content = turn["content"]
+        segments.append(markup(f"<|im_start|>{turn['role']}"))
         if with_image and index == last_user:
-            content = IMAGE_PLACEHOLDER + content
-        parts.append(f"<|im_start|>{turn['role']}\n{content}<|im_end|>\n")
-    parts.append("<|im_start|>assistant\n")
-    return "".join(parts)
+            segments += [content("\n"), markup(IMAGE_PLACEHOLDER), content(turn["content"])]
+        else:
+            segments.append(content("\n" + turn["content"]))
+        segments.append(markup("<|im_end|>\n"))
+    segments.append(markup("<|im_start|>assistant\n"))
+    return segments
+
+
+def format_chatml(messages: Sequence[ChatMessage], *, with_image: bool) -> str:
+    return joined(chatml_segments(messages, with_image=with_image))
 
 
 CHATML_ANSWER_END = "<|im_end|>"

@@ -21,7 +21,7 @@ from PIL.Image import Image
 from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
 from pictale_server.engine.base import Cancel, ChatMessage, Chunk, Sampling
-from pictale_server.engine.chat_format import CHATML_ANSWER_END, format_chatml, format_tekken
+from pictale_server.engine.chat_format import CHATML_ANSWER_END, chatml_segments, markup, tekken_segments
 from pictale_server.engine.chunk_stream import stream_chunks
 from pictale_server.engine.decode_choice import DecodeChoice, choose_decode_step
 from pictale_server.engine.decode_loop import DecodeLoop
@@ -30,6 +30,7 @@ from pictale_server.engine.kv_buckets import KVBuckets
 from pictale_server.engine.load_failures import check_source, classify
 from pictale_server.engine.loading import LoadPlan, from_pretrained_kwargs, hub_kwargs, plan_for
 from pictale_server.engine.model_sources import ModelSource
+from pictale_server.engine.prompt_tokens import prompt_token_ids
 from pictale_server.engine.quantization import assert_quantization_layout
 from pictale_server.engine.runners import CausalLMRunner, QwenVLRunner, WriterPrompt
 from pictale_server.engine.vision_inputs import VisionInputs, VisionPreprocessor
@@ -260,19 +261,19 @@ class TransformersEngine:
         writer = self._require(self._writer, "writer")
         tokenizer = writer.tokenizer
         try:
-            prompt = format_tekken(messages, bos=tokenizer.bos_token, eos=tokenizer.eos_token)
+            segments = tekken_segments(messages, bos=tokenizer.bos_token, eos=tokenizer.eos_token)
         except ValueError as error:
             raise MalformedConversation("writer", str(error)) from error
-        return tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        return torch.tensor([prompt_token_ids(tokenizer, segments)], dtype=torch.int64)
 
     def _vision_inputs(self, image: Image, messages: Sequence[ChatMessage], answer: str = ""):
         assert self._preprocessor is not None
         try:
-            prompt = format_chatml(messages, with_image=True)
+            segments = chatml_segments(messages, with_image=True)
         except ValueError as error:
             raise MalformedConversation("vision", str(error)) from error
         try:
-            return self._preprocessor(image, prompt + answer)
+            return self._preprocessor(image, segments + [markup(answer)] if answer else segments)
         except ValueError as error:  # e.g. an aspect ratio the processor refuses
             raise ImageUnprocessable(f"the image cannot be processed: {error}") from error
 

@@ -7,6 +7,7 @@ server does not use. The dev and reference profiles both run this exact code.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from PIL.Image import Image
 from transformers import AutoTokenizer
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
+from pictale_server.engine.chat_format import Segment, markup
 from pictale_server.engine.pixel_patches import PatchSpec, image_to_patches
+from pictale_server.engine.prompt_tokens import prompt_token_ids
 
 IMAGE_PAD = "<|image_pad|>"
 MIN_PIXELS = 56 * 56
@@ -78,14 +81,17 @@ class VisionPreprocessor:
     def image_tokens(self, image_grid_thw: torch.Tensor) -> int:
         return int(image_grid_thw.prod().item()) // self.merge_length
 
-    def __call__(self, image: Image, prompt: str) -> VisionInputs:
-        if prompt.count(IMAGE_PAD) != 1:
+    def __call__(self, image: Image, prompt: str | Sequence[Segment]) -> VisionInputs:
+        """`prompt`: the segments of chat_format.chatml_segments (content never becomes special
+        tokens), or a text that is all template markup."""
+        segments = [markup(prompt)] if isinstance(prompt, str) else list(prompt)
+        if sum(s.text.count(IMAGE_PAD) for s in segments if s.markup) != 1:
             raise ValueError("the vision prompt must hold exactly one image placeholder")
-        pixel_values, grid = image_to_patches(image, self.patch_spec, self.device)
         # Tokenize with one placeholder, then repeat its id: the same ids as tokenizing the
         # expanded text, without matching ~1,300 special tokens in a 17k-character string.
-        ids = self.tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        ids = torch.tensor([prompt_token_ids(self.tokenizer, segments)], dtype=torch.int64)
         (slot,) = (ids[0] == self.image_token_id).nonzero(as_tuple=True)[0].tolist()
+        pixel_values, grid = image_to_patches(image, self.patch_spec, self.device)
         pads = torch.full((1, self.image_tokens(grid)), self.image_token_id, dtype=ids.dtype)
         ids = torch.cat([ids[:, :slot], pads, ids[:, slot + 1 :]], dim=1)
         return VisionInputs(
