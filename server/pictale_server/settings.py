@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     writer_model: str | None = None
     vision_revision: str | None = None
     writer_revision: str | None = None
-    # Pre-quantized NF4 checkpoints (see server/pictale_server/weights.py); None = HF cache.
+    # Pre-quantized NF4 checkpoints (engine/checkpoints.py, made by engine/prepare_weights.py); None = HF cache.
     weights_dir: Path | None = None
     # Where the dev profile builds its tiny models.
     cache_dir: Path = Path.home() / ".cache" / "pictale"
