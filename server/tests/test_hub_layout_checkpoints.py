@@ -41,14 +41,13 @@ from pictale_server.engine.dev.hub_layout import (
     tensor_bytes,
 )
 from pictale_server.engine.dev.models import (
-    SEED,
     _reference_config,
+    dev_vision_model,
+    dev_writer_model,
     image_processor,
-    tiny_vision_config,
-    tiny_writer_config,
     vision_config,
 )
-from pictale_server.engine.dev.tokenizers import build_qwen_tokenizer, build_tekken_tokenizer
+from pictale_server.engine.dev.tokenizers import build_qwen_tokenizer
 from pictale_server.engine.loading import (
     LoadPlan,
     from_pretrained_kwargs,
@@ -72,20 +71,7 @@ class Written:
 
 
 def _write(role: str, root: Path) -> Written:
-    if role == "vision":
-        tokenizer = build_qwen_tokenizer()
-        torch.manual_seed(SEED + 1)
-        model = Qwen2_5_VLForConditionalGeneration(tiny_vision_config(tokenizer))
-    else:
-        tokenizer = build_tekken_tokenizer()
-        config = tiny_writer_config(
-            vocab_size=len(tokenizer),
-            bos_id=tokenizer.bos_token_id,
-            eos_id=tokenizer.eos_token_id,
-            pad_id=tokenizer.pad_token_id,
-        )
-        torch.manual_seed(SEED)
-        model = MistralForCausalLM(config)
+    model, tokenizer = dev_vision_model() if role == "vision" else dev_writer_model()
     model = model.to(torch.bfloat16).eval()  # the repositories' dtype: what gets written is exact
     path = root / role
     total = sum(tensor_bytes(t, torch.bfloat16) for t in model.state_dict().values())

@@ -155,7 +155,8 @@ def tiny_vision_config(tokenizer) -> Qwen2_5_VLConfig:
     )
 
 
-def _build_writer(target: Path) -> None:
+def dev_writer_model() -> tuple[MistralForCausalLM, object]:
+    """The dev writer, freshly initialised from the recipe's seed, and its tokenizer."""
     tokenizer = build_tekken_tokenizer()
     config = tiny_writer_config(
         vocab_size=len(tokenizer),
@@ -164,16 +165,25 @@ def _build_writer(target: Path) -> None:
         pad_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(SEED)
-    model = MistralForCausalLM(config)
+    return MistralForCausalLM(config), tokenizer
+
+
+def dev_vision_model() -> tuple[Qwen2_5_VLForConditionalGeneration, object]:
+    """The dev vision model, freshly initialised from the recipe's seed, and its tokenizer."""
+    tokenizer = build_qwen_tokenizer()
+    config = tiny_vision_config(tokenizer)
+    torch.manual_seed(SEED + 1)
+    return Qwen2_5_VLForConditionalGeneration(config), tokenizer
+
+
+def _build_writer(target: Path) -> None:
+    model, tokenizer = dev_writer_model()
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
 
 
 def _build_vision(target: Path) -> None:
-    tokenizer = build_qwen_tokenizer()
-    config = tiny_vision_config(tokenizer)
-    torch.manual_seed(SEED + 1)
-    model = Qwen2_5_VLForConditionalGeneration(config)
+    model, tokenizer = dev_vision_model()
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
     image_processor().save_pretrained(target)
