@@ -7,6 +7,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2_5_VLForCondi
 
 from pictale_server.engine.base import Sampling
 from pictale_server.engine.chat_format import format_chatml, format_tekken
+from pictale_server.engine.decode_loop import CacheNotWritten
 from pictale_server.engine.runners import CausalLMRunner, QwenVLRunner, WriterPrompt
 from pictale_server.engine.vision_inputs import VisionPreprocessor
 
@@ -71,6 +72,24 @@ def test_the_cache_is_reset_between_requests(writer):
     again = list(loop.tokens(WriterPrompt(short_ids), short_ids, GREEDY, seed=0))
     assert again == first
     assert loop.written_tokens() == short_ids.shape[1] + GREEDY.max_tokens - 1
+
+
+class PrefillBesideTheCache(CausalLMRunner):
+    """A forward that takes the cache under a keyword it does not know keeps its own cache."""
+
+    def prefill(self, inputs, cache):
+        return self.model(input_ids=inputs.input_ids, use_cache=True).logits[:, -1, :]
+
+
+def test_a_model_that_does_not_write_the_cache_is_caught(writer, dev_model_paths):
+    model, tokenizer, loop = writer
+    ids = writer_prompt(tokenizer)
+    loop.check_cache_writes(WriterPrompt(ids), ids)  # the real runner writes it
+    unwritten = reference_loop(
+        PrefillBesideTheCache(model), cache_tokens=256, vocab_size=model.config.vocab_size
+    )
+    with pytest.raises(CacheNotWritten, match=f"wrote 2 of {ids.shape[1] + 2} tokens"):
+        unwritten.check_cache_writes(WriterPrompt(ids), ids)
 
 
 def test_sampling_with_a_seed_is_reproducible(writer):

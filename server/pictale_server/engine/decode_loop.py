@@ -59,6 +59,10 @@ def _warm_up_stream(device: torch.device) -> torch.cuda.Stream:
         return _warm_up_streams[device]
 
 
+class CacheNotWritten(RuntimeError):
+    """The model's forward did not write the decode loop's KV cache."""
+
+
 class DecodeLoop:
     """Decodes one request at a time on `runner`'s model with `step` (decode_choice.py), over
     the KV views of `buckets`; on a GPU each step is a replayed CUDA graph."""
@@ -193,6 +197,24 @@ class DecodeLoop:
     def written_tokens(self) -> int:
         """The cache's own write counter (tests check it stays in step with positions)."""
         return int(cache_write_counters(self.cache)[0].item())
+
+    def check_cache_writes(self, inputs: object, prompt_ids: torch.Tensor) -> None:
+        """Decode three greedy tokens and check that the cache's write counter followed them.
+
+        The prefill is the model's own forward, handed the loop's static cache by keyword; a
+        transformers release that names that keyword differently takes the cache into its
+        `**kwargs` and builds one of its own, and every decode step then attends to an empty
+        cache without any error. Loading fails instead (transformers is pinned for this)."""
+        sampling = Sampling(max_tokens=3, temperature=0.0)
+        for _ in self.tokens(inputs, prompt_ids, sampling, seed=0):
+            pass
+        expected = prompt_ids.shape[-1] + sampling.max_tokens - 1
+        written = self.written_tokens()
+        if written != expected:
+            raise CacheNotWritten(
+                f"the model wrote {written} of {expected} tokens into the decode cache: "
+                "is the installed transformers the version pictale pins?"
+            )
 
     def capture_graphs(self, inputs: object, prompt_ids: torch.Tensor) -> None:
         """Capture the decode steps of every cache length now (at load, not in a request):

@@ -148,9 +148,12 @@ class TransformersEngine:
             pass
         hello = [ChatMessage(role="user", content="Hello")]
         ids = self.writer_prompt_ids(hello)
-        self._require(self._writer, "writer").loop.capture_graphs(WriterPrompt(ids), ids)
+        writer = self._require(self._writer, "writer")
+        writer.loop.check_cache_writes(WriterPrompt(ids), ids)
+        writer.loop.capture_graphs(WriterPrompt(ids), ids)
         vision = self._require(self._vision, "vision")
         inputs = self._vision_inputs(picture, hello).to(self._device, vision.model.dtype)
+        vision.loop.check_cache_writes(inputs, inputs.input_ids)
         vision.loop.capture_graphs(inputs, inputs.input_ids)
 
     def _resolve_dev_sources(self) -> None:
