@@ -37,6 +37,7 @@ class Call:
     image: Image | None
     thread: str
     finish_reason: str | None = None
+    prompt: str | None = None  # stream_writer_text's prompt
 
 
 @dataclass
@@ -86,6 +87,23 @@ class FakeEngine:
     ) -> Iterator[Chunk]:
         return self._stream("writer", self.writer, None, messages, sampling, cancel)
 
+    def stream_writer_text(self, prompt: str, sampling: Sampling, cancel: Cancel) -> Iterator[Chunk]:
+        return self._stream("writer", self.writer, None, [], sampling, cancel, prompt=prompt)
+
+    def writer_token_ids(self, text: str, *, special: bool = True) -> list[int]:
+        """One id per character; `[INST]` is one id when `special`."""
+        ids, rest = [], text
+        while rest:
+            if special and rest.startswith("[INST]"):
+                ids.append(3)
+                rest = rest[len("[INST]"):]
+            else:
+                ids.append(1000 + ord(rest[0]))
+                rest = rest[1:]
+        return ids
+
+    writer_context_tokens: int = 2048
+
     def score_vision_options(
         self, image: Image, messages: Sequence[ChatMessage], options: Sequence[str]
     ) -> list[float]:
@@ -129,8 +147,9 @@ class FakeEngine:
         messages: Sequence[ChatMessage],
         sampling: Sampling,
         cancel: Cancel,
+        prompt: str | None = None,
     ) -> Iterator[Chunk]:
-        call = Call(model, list(messages), sampling, image, threading.current_thread().name)
+        call = Call(model, list(messages), sampling, image, threading.current_thread().name, prompt=prompt)
         self._record(call)
         if script.error_first is not None:
             self._finish(call, "error")

@@ -45,9 +45,22 @@ def test_tekken_folds_consecutive_turns_and_opens_with_a_user_turn():
     )
 
 
-def test_tekken_refuses_a_conversation_that_ends_with_the_assistant():
+def test_tekken_leaves_a_trailing_assistant_turn_open_for_the_answer_to_continue():
+    prompt = format_tekken([m("system", "Be brief."), m("user", "a"), m("assistant", "The door")])
+    assert prompt == "<s>[INST]Be brief.\n\na[/INST]The door"
+
+
+def test_chatml_leaves_a_trailing_assistant_turn_open_after_the_image_turn():
+    prompt = format_chatml([m("user", "What is here?"), m("assistant", "A red")], with_image=True)
+    assert prompt == (
+        "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>What is here?<|im_end|>\n"
+        "<|im_start|>assistant\nA red"
+    )
+
+
+def test_chatml_needs_a_user_turn():
     with pytest.raises(ValueError):
-        format_tekken([m("user", "a"), m("assistant", "b")])
+        format_chatml([m("assistant", "b")], with_image=True)
 
 
 def test_normalize_without_alternation_keeps_the_assistant_first():

@@ -36,6 +36,9 @@ class Sampling:
     repetition_penalty: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    # Shrink max_tokens to what the context leaves after the prompt instead of refusing the
+    # request (the compatibility routes: their clients send a budget, not a promise).
+    fit_context: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,18 @@ class Engine(Protocol):
         self, messages: Sequence[ChatMessage], sampling: Sampling, cancel: Cancel
     ) -> Iterator[Chunk]:
         """Generate from the writer model (templated in its own chat format)."""
+
+    def stream_writer_text(self, prompt: str, sampling: Sampling, cancel: Cancel) -> Iterator[Chunk]:
+        """Generate from the writer, continuing `prompt` as written: a prompt the client
+        templated itself (its control tokens are meant), BOS in front unless it has one."""
+
+    def writer_token_ids(self, text: str, *, special: bool = True) -> list[int]:
+        """The writer tokenizer's ids for `text`, no BOS added; `special`: control-token text
+        (`[INST]`) is the control token, else the plain characters."""
+
+    @property
+    def writer_context_tokens(self) -> int:
+        """The most tokens a writer prompt and its answer may hold together."""
 
     def score_vision_options(
         self, image: Image, messages: Sequence[ChatMessage], options: Sequence[str]

@@ -80,15 +80,15 @@ def normalize(messages: Sequence[ChatMessage], *, alternate: bool) -> Conversati
 def tekken_segments(
     messages: Sequence[ChatMessage], *, bos: str = "<s>", eos: str = "</s>"
 ) -> list[Segment]:
-    """Mistral V3-Tekken prompt ending with `[/INST]`, ready for the assistant's answer."""
+    """Mistral V3-Tekken prompt ready for the assistant's answer: it ends with `[/INST]`, or,
+    when the last turn is the assistant's, with that turn's text left open (a prefill the
+    answer continues, as OpenAI-compatible servers treat a trailing assistant message)."""
     conversation = normalize(messages, alternate=True)
     turns = list(conversation.turns)
     if not turns:
         turns = [ChatMessage(role="user", content=conversation.system or NEUTRAL_USER_TURN)]
         conversation = Conversation(system=None, turns=())
-    if turns[-1]["role"] != "user":
-        raise ValueError("the writer prompt must end with a user turn")
-    last_user = len(turns) - 1
+    last_user = max(i for i, turn in enumerate(turns) if turn["role"] == "user")
     segments = [markup(bos)]
     for index, turn in enumerate(turns):
         if turn["role"] == "user":
@@ -96,6 +96,8 @@ def tekken_segments(
             if index == last_user and conversation.system:
                 text = conversation.system + TURN_SEPARATOR + text
             segments += [markup("[INST]"), content(text), markup("[/INST]")]
+        elif index == len(turns) - 1:  # a prefill: the answer goes on from this text
+            segments.append(content(turn["content"]))
         else:
             segments += [content(turn["content"]), markup(eos)]
     return segments
@@ -109,7 +111,8 @@ IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
 
 
 def chatml_segments(messages: Sequence[ChatMessage], *, with_image: bool) -> list[Segment]:
-    """Qwen ChatML prompt ending with the assistant header; the image opens the last user turn.
+    """Qwen ChatML prompt ending with the assistant header (and, when the last turn is the
+    assistant's, that turn's text as a prefill); the image opens the last user turn.
 
     `<|image_pad|>` appears once here; the vision preprocessor expands it to one token per
     merged 28×28 patch. Each role name stays with its `<|im_start|>` and the newline after it
@@ -118,12 +121,16 @@ def chatml_segments(messages: Sequence[ChatMessage], *, with_image: bool) -> lis
     """
     conversation = normalize(messages, alternate=False)
     turns = list(conversation.turns)
-    if not turns or turns[-1]["role"] != "user":
-        raise ValueError("the vision prompt must end with a user turn")
+    users = [i for i, turn in enumerate(turns) if turn["role"] == "user"]
+    if not users:
+        raise ValueError("the vision prompt needs a user turn")
+    prefill = turns[-1]["content"] if turns[-1]["role"] == "assistant" else None
+    if prefill is not None:
+        turns = turns[:-1]
     segments = []
     if conversation.system:
         segments += [markup("<|im_start|>system"), content("\n" + conversation.system), markup("<|im_end|>\n")]
-    last_user = len(turns) - 1
+    last_user = users[-1]
     for index, turn in enumerate(turns):
         segments.append(markup(f"<|im_start|>{turn['role']}"))
         if with_image and index == last_user:
@@ -132,6 +139,8 @@ def chatml_segments(messages: Sequence[ChatMessage], *, with_image: bool) -> lis
             segments.append(content("\n" + turn["content"]))
         segments.append(markup("<|im_end|>\n"))
     segments.append(markup("<|im_start|>assistant\n"))
+    if prefill is not None:  # the answer goes on from this text
+        segments.append(content(prefill))
     return segments
 
 

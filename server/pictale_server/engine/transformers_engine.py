@@ -7,6 +7,7 @@ Implements engine.base.Engine for every profile; only where the checkpoints come
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import secrets
 import threading
@@ -238,6 +239,7 @@ class TransformersEngine:
         vision = self._require(self._vision, "vision")
         prepare_thread(self._device)
         inputs = self._vision_inputs(image, messages)
+        sampling = _fitted(sampling, inputs.length, vision.loop.cache_tokens)
         if inputs.length + sampling.max_tokens > vision.loop.cache_tokens:
             raise PromptTooLong(
                 "vision", prompt_tokens=inputs.length, max_tokens=sampling.max_tokens,
@@ -252,13 +254,49 @@ class TransformersEngine:
         writer = self._require(self._writer, "writer")
         prepare_thread(self._device)
         ids = self.writer_prompt_ids(messages)
-        limit = min(self._settings.max_context_tokens, writer.loop.cache_tokens)
+        limit = self.writer_context_tokens
+        sampling = _fitted(sampling, int(ids.shape[1]), limit)
         if ids.shape[1] + sampling.max_tokens > limit:
             raise PromptTooLong(
                 "writer", prompt_tokens=int(ids.shape[1]), max_tokens=sampling.max_tokens, limit=limit,
                 has_history=sum(1 for m in messages if m["role"] != "system") > 1,
             )
         return self._stream(writer, WriterPrompt(ids), ids, sampling, cancel)
+
+    def stream_writer_text(self, prompt: str, sampling: Sampling, cancel: Cancel) -> Iterator[Chunk]:
+        writer = self._require(self._writer, "writer")
+        prepare_thread(self._device)
+        ids = self.writer_text_ids(prompt)
+        limit = self.writer_context_tokens
+        sampling = _fitted(sampling, len(ids), limit)
+        if len(ids) + sampling.max_tokens > limit:
+            raise PromptTooLong(
+                "writer", prompt_tokens=len(ids), max_tokens=sampling.max_tokens, limit=limit
+            )
+        tensor = torch.tensor([ids], dtype=torch.int64)
+        return self._stream(writer, WriterPrompt(tensor), tensor, sampling, cancel)
+
+    def writer_text_ids(self, prompt: str) -> list[int]:
+        """A prompt the client templated itself: its control tokens are meant (`[INST]`), and
+        the sequence starts with BOS as the writer was trained, unless the prompt brings one."""
+        tokenizer = self._require(self._writer, "writer").tokenizer
+        ids = self.writer_token_ids(prompt)
+        bos = tokenizer.bos_token_id
+        if bos is not None and (not ids or ids[0] != bos):
+            ids.insert(0, bos)
+        return ids
+
+    def writer_token_ids(self, text: str, *, special: bool = True) -> list[int]:
+        tokenizer = self._require(self._writer, "writer").tokenizer
+        encoded = tokenizer(text, add_special_tokens=False, split_special_tokens=not special)
+        return list(encoded["input_ids"])
+
+    @property
+    def writer_context_tokens(self) -> int:
+        """The most tokens a writer prompt and its answer may hold together."""
+        writer = self._writer
+        cache = writer.loop.cache_tokens if writer is not None else self._settings.max_context_tokens
+        return min(self._settings.max_context_tokens, cache)
 
     def writer_prompt_ids(self, messages: Sequence[ChatMessage]) -> torch.Tensor:
         writer = self._require(self._writer, "writer")
@@ -320,6 +358,15 @@ class TransformersEngine:
             log_probs = torch.log_softmax(predicted, dim=-1).gather(-1, answer[0].unsqueeze(-1))
             scores.append(float(log_probs.sum()))
         return scores
+
+
+def _fitted(sampling: Sampling, prompt_tokens: int, limit: int) -> Sampling:
+    """`sampling` with max_tokens cut to what the context leaves, when it asks for that and the
+    prompt leaves room at all (a prompt that fills the context is still PromptTooLong)."""
+    room = limit - prompt_tokens
+    if sampling.fit_context and 0 < room < sampling.max_tokens:
+        return dataclasses.replace(sampling, max_tokens=room)
+    return sampling
 
 
 @contextlib.contextmanager
