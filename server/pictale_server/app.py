@@ -21,7 +21,7 @@ from pictale_server.api.dependencies import attach_services
 from pictale_server.api.error_handlers import install_error_handlers
 from pictale_server.api.rate_limit import RateLimiter
 from pictale_server.api.request_context import RequestContextMiddleware
-from pictale_server.api.routes import generate, health, runs
+from pictale_server.api.routes import generate, health, kobold_compat, openai_compat, runs
 from pictale_server.engine.base import Engine
 from pictale_server.runtime.lifecycle import ModelLifecycle
 from pictale_server.runtime.runs import RunRegistry
@@ -93,7 +93,11 @@ def create_app(
     install_error_handlers(app, admit_generation=admit)
     app.include_router(health.router)
     app.include_router(generate.router, dependencies=[Depends(admit)])
+    app.include_router(openai_compat.router, dependencies=[Depends(admit)])
+    app.include_router(kobold_compat.generate_router, dependencies=[Depends(admit)])
     app.include_router(runs.router, dependencies=[Depends(authenticate)])
+    app.include_router(openai_compat.models_router, dependencies=[Depends(authenticate)])
+    app.include_router(kobold_compat.router, dependencies=[Depends(authenticate)])
 
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)  # added last: outermost

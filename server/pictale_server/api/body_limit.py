@@ -103,7 +103,7 @@ class BodyLimitMiddleware:
         context.record_error("request_too_large")
         mib = self.max_body_bytes / (1024 * 1024)
         error = ApiError("request_too_large", f"Request bodies are limited to {mib:g} MiB.")
-        for message in error_response_messages(error, context.request_id):
+        for message in error_response_messages(error, context.request_id, scope.get("path", "")):
             await send(message)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
 from contextlib import aclosing
 
 from fastapi import Request
@@ -24,10 +25,47 @@ from pictale_server.runtime.execution import RunExecution
 _END = object()
 
 
+class StreamRenderer(Protocol):
+    """How one dialect writes a run's events as SSE bytes (b"" writes nothing)."""
+
+    ping: bytes
+
+    def opening(self) -> bytes: ...
+
+    def event(self, name: str, data: dict[str, Any]) -> bytes: ...
+
+    def error(self, error: ApiError, request_id: str) -> bytes: ...
+
+
+class ContractRenderer:
+    """The contract's stream (docs/protocol.md): `run` first, then each event as it is."""
+
+    ping = PING
+
+    def __init__(self, run_id: str) -> None:
+        self._run_id = run_id
+        self._encoder = EventEncoder()
+
+    def opening(self) -> bytes:
+        return self._encoder.encode("run", {"id": self._run_id})
+
+    def event(self, name: str, data: dict[str, Any]) -> bytes:
+        return self._encoder.encode(name, data)
+
+    def error(self, error: ApiError, request_id: str) -> bytes:
+        return self._encoder.encode("error", error.event_data(request_id))
+
+
 def stream_response(
-    context: RequestContext, execution: RunExecution, *, ping_interval_s: float
+    context: RequestContext,
+    execution: RunExecution,
+    *,
+    ping_interval_s: float,
+    renderer: StreamRenderer | None = None,
+    headers: dict[str, str] | None = None,
 ) -> StreamingResponse:
     run = execution.run
+    render = renderer if renderer is not None else ContractRenderer(run.id)
 
     async def produce(queue: asyncio.Queue) -> None:
         try:
@@ -37,7 +75,7 @@ def stream_response(
         except Exception as exc:  # everything after the stream opened becomes an `error` event
             error = contract_error(exc)
             context.record_error(error.code)
-            await queue.put(("error", error.event_data(context.request_id)))
+            await queue.put(error)
         finally:
             await queue.put(_END)
 
@@ -46,21 +84,27 @@ def stream_response(
 
     async def body() -> AsyncIterator[bytes]:
         nonlocal finished, producer
-        encoder = EventEncoder()
-        yield encoder.encode("run", {"id": run.id})
+        opening = render.opening()
+        if opening:
+            yield opening
         queue: asyncio.Queue = asyncio.Queue()
         producer = asyncio.create_task(produce(queue))
         while True:
             try:
                 item = await asyncio.wait_for(queue.get(), ping_interval_s)
             except TimeoutError:
-                yield PING
+                yield render.ping
                 continue
             if item is _END:
                 finished = True
                 return
-            name, data = item
-            yield encoder.encode(name, data)
+            if isinstance(item, ApiError):
+                chunk = render.error(item, context.request_id)
+            else:
+                name, data = item
+                chunk = render.event(name, data)
+            if chunk:
+                yield chunk
 
     def on_close() -> None:
         if finished:
@@ -70,14 +114,20 @@ def stream_response(
         if producer is not None:
             producer.cancel()
 
-    return _RunStreamResponse(body(), on_close=on_close)
+    return _RunStreamResponse(body(), on_close=on_close, headers=headers)
 
 
 class _RunStreamResponse(StreamingResponse):
     """An SSE response that calls `on_close` however it ends: done, error or disconnect."""
 
-    def __init__(self, content: AsyncIterator[bytes], *, on_close: Callable[[], None]) -> None:
-        super().__init__(content, media_type=SSE_MEDIA_TYPE, headers=SSE_HEADERS)
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        *,
+        on_close: Callable[[], None],
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(content, media_type=SSE_MEDIA_TYPE, headers={**SSE_HEADERS, **(headers or {})})
         self._on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -95,7 +145,14 @@ async def _abandon_on_disconnect(request: Request, execution: RunExecution) -> N
             return
 
 
-async def json_response(request: Request, execution: RunExecution) -> JSONResponse:
+async def json_response(
+    request: Request,
+    execution: RunExecution,
+    *,
+    shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """The run's `done` data as one JSON body (`shape` turns it into a dialect's body)."""
     watcher = asyncio.create_task(_abandon_on_disconnect(request, execution))
     result: dict | None = None
     try:
@@ -112,4 +169,4 @@ async def json_response(request: Request, execution: RunExecution) -> JSONRespon
         watcher.cancel()
     if result is None:
         raise contract_error(RuntimeError("the flow ended without a result"))
-    return JSONResponse(result)
+    return JSONResponse(shape(result) if shape is not None else result, headers=headers)

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from pictale_server.api.error_bodies import error_body
 from pictale_server.api.request_context import get_request_context
 from pictale_server.errors import ApiError
 
@@ -22,7 +23,7 @@ def error_json(request: Request, error: ApiError, status: int | None = None) -> 
     context = get_request_context(request)
     context.record_error(error.code)
     return JSONResponse(
-        error.body(context.request_id),
+        error_body(error, context.request_id, request.url.path),
         status_code=status or error.status,
         headers=error.response_headers(),
     )

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pictale_server.api.error_bodies import error_body
 from pictale_server.errors import ApiError
 
 access_log = logging.getLogger("pictale.access")
@@ -64,9 +65,9 @@ def request_id_from(scope: Scope) -> str:
 
 
 def error_response_messages(
-    error: ApiError, request_id: str, status: int | None = None
+    error: ApiError, request_id: str, path: str, status: int | None = None
 ) -> list[Message]:
-    body = json.dumps(error.body(request_id), separators=(",", ":")).encode()
+    body = json.dumps(error_body(error, request_id, path), separators=(",", ":")).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
@@ -111,7 +112,7 @@ class RequestContextMiddleware:
             context.record_error("internal")
             if status == 0:
                 error = ApiError("internal", "Internal server error.")
-                for message in error_response_messages(error, request_id):
+                for message in error_response_messages(error, request_id, scope.get("path", "")):
                     await send_with_id(message)
         finally:
             route = scope.get("route")

@@ -34,6 +34,8 @@ class Run:
     id: str
     arrived: float  # time.perf_counter() when the request arrived
     idempotency: tuple[str, str] | None = None  # (caller, key)
+    caller: str | None = None
+    tag: str | None = None  # which routes made it ("compat": OpenAI and KoboldCpp dialects)
     cancel: Cancel = field(default_factory=Cancel)
     state: RunState = "queued"
     ended_at: float | None = None
@@ -78,9 +80,11 @@ class RunRegistry:
         self._by_key: dict[tuple[str, str], Run] = {}
         self._lock = threading.Lock()
 
-    def create(self, arrived: float, caller: str, idempotency_key: str | None) -> Run:
+    def create(
+        self, arrived: float, caller: str, idempotency_key: str | None, *, tag: str | None = None
+    ) -> Run:
         key = (caller, idempotency_key) if idempotency_key else None
-        run = Run(id=new_run_id(), arrived=arrived, idempotency=key)
+        run = Run(id=new_run_id(), arrived=arrived, idempotency=key, caller=caller, tag=tag)
         with self._lock:
             self._prune_locked()
             previous = self._by_key.get(key) if key else None
@@ -116,6 +120,15 @@ class RunRegistry:
             if run.idempotency and self._by_key.get(run.idempotency) is run:
                 del self._by_key[run.idempotency]
             return run.state
+
+    def live_with_key(self, caller: str, key: str) -> Run | None:
+        """The caller's live run created with `key`, if any."""
+        with self._lock:
+            return self._by_key.get((caller, key))
+
+    def live_tagged(self, caller: str, tag: str) -> list[Run]:
+        with self._lock:
+            return [r for r in self._runs.values() if not r.ended and r.caller == caller and r.tag == tag]
 
     def live(self) -> list[Run]:
         with self._lock:

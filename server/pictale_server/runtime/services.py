@@ -6,8 +6,9 @@ app state themselves.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from PIL.Image import Image
@@ -41,3 +42,4 @@ class Services:
     lifecycle: ModelLifecycle
     gate: Gate
     load_image: ImageLoader
+    started_at: int = field(default_factory=lambda: int(time.time()))  # Unix time the app was built

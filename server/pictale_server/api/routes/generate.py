@@ -7,7 +7,6 @@ stream opens is a plain HTTP error; after that it is an `error` event.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -15,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import Response
 
+from pictale_server.api.admission import admit
 from pictale_server.api.delivery import json_response, stream_response
 from pictale_server.api.dependencies import RequestContext, get_request_context, get_services
 from pictale_server.api.schemas import (
@@ -111,16 +111,10 @@ async def _admit(
     idempotency_key: str | None,
     texts: dict[str, str],
 ) -> tuple[bool, str | None]:
-    """What every generation route does before its image: the Idempotency-Key's form, the text
-    gate (in a thread: a maximal request takes a few hundred ms), readiness (plain requests
-    need the models resident; a stream may wait for them to load, not for a failed load)."""
+    """The Idempotency-Key's form, then admission (api/admission.py)."""
     key = _idempotency_key(idempotency_key)
-    await asyncio.to_thread(services.gate.check_text, texts, request_id=context.request_id)
     stream = _wants_stream(request, body_stream)
-    if stream:
-        services.lifecycle.check_failed()
-    else:
-        services.lifecycle.check_ready()
+    await admit(services, context, texts, stream=stream)
     return stream, key
 
 
