@@ -97,6 +97,14 @@ def send(servers: Servers, case: Bad) -> httpx.Response:
     )
 
 
+def error_in_any_dialect(body: Any) -> dict[str, Any]:
+    """The error of the contract's, OpenAI's or KoboldCpp's body (api/error_bodies.py)."""
+    if "detail" in body:
+        detail = body["detail"]
+        return {**detail, "code": detail["type"], "message": detail["msg"]}
+    return body["error"]
+
+
 def mismatch(case: Bad, response: httpx.Response) -> str | None:
     """Why `response` is not an answer the contract allows for `case`, or None."""
     request_id = response.headers.get("x-request-id")
@@ -106,7 +114,7 @@ def mismatch(case: Bad, response: httpx.Response) -> str | None:
         result = response.json()
         return None if result.get("finish_reason") in ("stop", "length") else f"result {result}"
     try:
-        error = response.json()["error"]
+        error = error_in_any_dialect(response.json())
         code = error["code"]
     except (ValueError, KeyError, TypeError):
         return f"{response.status_code}, not a contract error body: {response.text[:160]!r}"

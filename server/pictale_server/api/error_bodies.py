@@ -50,7 +50,10 @@ def openai_error(error: ApiError, request_id: str) -> dict[str, Any]:
 
 
 def kobold_error(error: ApiError, request_id: str) -> dict[str, Any]:
-    return {"detail": {"msg": error.message, "type": error.code, "request_id": request_id}}
+    detail = {"msg": error.message, "type": error.code, "request_id": request_id}
+    if error.param is not None:
+        detail["param"] = error.param
+    return {"detail": detail}
 
 
 def error_body(error: ApiError, request_id: str, path: str) -> dict[str, Any]:

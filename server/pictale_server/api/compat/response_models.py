@@ -27,6 +27,7 @@ class KoboldErrorInfo(BaseModel):
     msg: str
     type: str  # the contract's error code
     request_id: str
+    param: str | None = None  # the request field at fault, when one is
 
 
 class KoboldErrorBody(BaseModel):
