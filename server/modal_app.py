@@ -56,6 +56,11 @@ KERNEL_CACHE_VOLUME_NAME = "pictale-kernel-cache"
 KERNEL_CACHE_PATH = "/kernel-cache"
 kernel_cache_volume = modal.Volume.from_name(KERNEL_CACHE_VOLUME_NAME, create_if_missing=True)
 
+# Modal's proxy auth in front of the endpoint (on unless deployed with PICTALE_PROXY_AUTH=off):
+# off serves clients that cannot send the Modal-Key/Modal-Secret headers (KoboldCpp clients,
+# SillyTavern's Text Completion), with pictale's API keys as the only guard (docs/deploy.md).
+PROXY_AUTH = os.environ.get("PICTALE_PROXY_AUTH", "on").strip().lower() != "off"
+
 HF_SECRET_NAME = "pictale-hf"
 API_KEYS_SECRET_NAME = "pictale-api-keys"
 hf_secret = modal.Secret.from_name(HF_SECRET_NAME, required_keys=["HF_TOKEN"])
@@ -136,7 +141,7 @@ class Server:
     def start(self) -> None:
         self.engine, self.settings = start_engine()
 
-    @modal.asgi_app(requires_proxy_auth=True)
+    @modal.asgi_app(requires_proxy_auth=PROXY_AUTH)
     def web(self):
         return build_web_app(self.engine, self.settings)
 

@@ -157,6 +157,14 @@ def test_web_endpoint_requires_proxy_auth(recipe):
     assert options == {"requires_proxy_auth": True}
 
 
+def test_proxy_auth_is_off_only_when_deployed_with_it_off(monkeypatch):
+    for value, expected in (("off", False), ("OFF ", False), ("on", True), ("", True), ("0", True)):
+        monkeypatch.setenv("PICTALE_PROXY_AUTH", value)
+        sys.modules.pop("modal_app", None)
+        assert importlib.import_module("modal_app").PROXY_AUTH is expected, value
+    sys.modules.pop("modal_app", None)
+
+
 def test_prepare_weights_has_a_gpu_the_hub_token_and_a_writable_volume(recipe):
     module, calls = recipe
     table = deploy_table()
