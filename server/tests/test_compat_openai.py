@@ -448,3 +448,12 @@ def test_kobold_spellings_on_the_completions_route_are_applied(serve) -> None:
     sampling = served.engine.calls[0].sampling
     assert sampling.max_tokens == 40 and sampling.repetition_penalty == 1.2
     assert sampling.stop == ("\nUser:", "###") and sampling.seed == 3
+
+
+def test_a_description_that_trips_the_text_gate_never_reaches_the_writer(serve) -> None:
+    served = serve(FakeEngine(vision=Script(["REFUSE-ME"])))
+    response = chat(served, model="pictale", messages=[image_turn("A tale.", IMAGE)])
+    assert response.status_code == 403 and response.json()["error"]["code"] == "content_refused"
+    assert [c.model for c in served.engine.calls] == ["vision"]
+    assert served.gate.texts[-1] == {"image.0.description": "REFUSE-ME"}
+    assert not any(served.gate.text_on_loop)  # every text check ran off the event loop
