@@ -39,6 +39,19 @@ class Sampling:
     # Shrink max_tokens to what the context leaves after the prompt instead of refusing the
     # request (the compatibility routes: their clients send a budget, not a promise).
     fit_context: bool = False
+    # The creative samplers (engine/creative_samplers.py); these defaults leave them off.
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, bias); -100 or less bans
+    dry_multiplier: float = 0.0
+    dry_base: float = 1.75
+    dry_allowed_length: int = 2
+    dry_penalty_last_n: int = 0  # <= 0: the whole text
+    dry_sequence_breakers: tuple[str, ...] = ("\n", ":", '"', "*")
+    xtc_threshold: float = 0.1
+    xtc_probability: float = 0.0
+    # Phrases the answer never contains: generation rewinds and resamples (banned_phrases.py).
+    banned_phrases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -14,17 +14,27 @@ engine's choice (decode_choice.py), made once per model and handed in.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from typing import Protocol
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
 import torch
 from transformers import StaticCache
 
 from pictale_server.engine.base import Sampling
+from pictale_server.engine.creative_samplers import (
+    CreativeState,
+    creative_accept,
+    creative_sample_next_token,
+    needs_creative,
+)
 from pictale_server.engine.decode_step import DecodeStep
 from pictale_server.engine.gpu_memory import release_cached_memory
 from pictale_server.engine.kv_buckets import KVBuckets
+from pictale_server.engine.sampler_vocabulary import SamplerVocabulary
 from pictale_server.engine.sampling import SamplingTensors, needs_ranking
+
+SamplerMode = Literal["plain", "ranked", "creative"]
 
 
 class ModelRunner(Protocol):
@@ -63,11 +73,34 @@ class CacheNotWritten(RuntimeError):
     """The model's forward did not write the decode loop's KV cache."""
 
 
+@dataclass(frozen=True)
+class Rewind:
+    """Sent into `DecodeLoop.tokens()`: take the answer back to its first `index` tokens and
+    sample the token at `index` again, never `banned` there (banned_phrases.py)."""
+
+    index: int
+    banned: int
+
+
 class DecodeLoop:
     """Decodes one request at a time on `runner`'s model with `step` (decode_choice.py), over
-    the KV views of `buckets`; on a GPU each step is a replayed CUDA graph."""
+    the KV views of `buckets`; on a GPU each step is a replayed CUDA graph.
 
-    def __init__(self, runner: ModelRunner, buckets: KVBuckets, step: DecodeStep, *, vocab_size: int) -> None:
+    Three sampler modes, one graph per (cache length, mode): "plain" (the step's own sampler,
+    kernels on the fast path), "ranked" (top-k/top-p: a sort of the vocabulary that other
+    settings skip, sampling.needs_ranking) and "creative" (creative_samplers.py: bias,
+    penalties, DRY, XTC, and the bookkeeping that rewinds need).
+    """
+
+    def __init__(
+        self,
+        runner: ModelRunner,
+        buckets: KVBuckets,
+        step: DecodeStep,
+        *,
+        vocab_size: int,
+        vocabulary: SamplerVocabulary | None = None,
+    ) -> None:
         device = buckets.device
         self.runner = runner
         self.step = step
@@ -77,15 +110,20 @@ class DecodeLoop:
         self.bucket = self.cache_tokens
         self.cache: StaticCache = buckets.caches[self.cache_tokens]
         self.device = device
+        self.vocab_size = vocab_size
+        self.vocabulary = vocabulary
         self.params = SamplingTensors.allocate(device)
         self.token = torch.zeros((1, 1), dtype=torch.int64, device=device)
         self.position = torch.zeros((1,), dtype=torch.int64, device=device)
         self.seen = torch.zeros((1, vocab_size), dtype=torch.bool, device=device)
         self.logits = torch.zeros((1, vocab_size), dtype=torch.float32, device=device)
-        # One graph per (cache length, sampling by rank): top-k/top-p take a sort of the
-        # vocabulary that other settings skip (sampling.needs_ranking).
-        self.by_rank = True
-        self._graphs: dict[tuple[int, bool], torch.cuda.CUDAGraph] = {}
+        self.creative = CreativeState.allocate(vocab_size, self.cache_tokens, device)
+        self.mode: SamplerMode = "ranked"
+        self._first_logits = torch.zeros((1, vocab_size), dtype=torch.float32, device=device)
+        self._base_bias = torch.zeros((1, vocab_size), dtype=torch.float32, device=device)
+        self._bans: dict[int, set[int]] = {}  # answer index -> tokens banned there
+        self._prompt_tokens = 0
+        self._graphs: dict[tuple[int, SamplerMode], torch.cuda.CUDAGraph] = {}
         self._graph_pool = None
         if device.type == "cuda":  # tokens read back while the next step runs (tokens())
             self._host_tokens = torch.zeros(2, dtype=torch.int64, pin_memory=True)
@@ -96,7 +134,11 @@ class DecodeLoop:
     def _accept(self, logits: torch.Tensor) -> None:
         """Sample from `logits` and feed the token back into the step's input buffers."""
         self.logits.copy_(logits)
-        self.step.sample(logits, self.seen, self.params, self.token, self.by_rank)
+        if self.mode == "creative":
+            chosen = creative_sample_next_token(logits, self.seen, self.creative, self.params)
+            creative_accept(chosen, self.seen, self.creative, self.params, self.token)
+        else:
+            self.step.sample(logits, self.seen, self.params, self.token, self.mode == "ranked")
 
     def _step(self) -> None:
         logits = self.step.forward(self.token, self.position, self.cache)
@@ -111,10 +153,54 @@ class DecodeLoop:
         for counter in cache_write_counters(self.cache):
             counter.zero_()
         self.params.assign(sampling, seed)
-        self.by_rank = needs_ranking(sampling)
+        self.mode = "creative" if needs_creative(sampling) else "ranked" if needs_ranking(sampling) else "plain"
+        ids = prompt_ids.view(-1).to(self.device)
         self.seen.zero_()
-        self.seen[0, prompt_ids.view(-1).to(self.device)] = True
+        self.seen[0, ids] = True
         self.position.fill_(prompt_ids.shape[-1])
+        self._prompt_tokens = int(prompt_ids.shape[-1])
+        self._bans = {}
+        if self.mode == "creative":
+            self._reset_creative(sampling, ids)
+
+    def _reset_creative(self, sampling: Sampling, ids: torch.Tensor) -> None:
+        state = self.creative
+        state.counts.zero_()
+        state.history[: ids.shape[0]].copy_(ids)
+        state.length.fill_(ids.shape[0])
+        self._base_bias.zero_()
+        for token, bias in sampling.logit_bias:
+            self._base_bias[0, token] = float("-inf") if bias <= -100 else bias
+        state.bias.copy_(self._base_bias)
+        vocabulary = self.vocabulary
+        state.breakers.copy_(vocabulary.breakers(sampling.dry_sequence_breakers) if vocabulary else False)
+        state.xtc_keep.copy_(vocabulary.xtc_keep if vocabulary else False)
+
+    def _rewind(self, rewind: Rewind) -> None:
+        """The answer back to `rewind.index` tokens; the token there sampled again without any
+        token banned there. Bans recorded further on belonged to the text that was taken back."""
+        index, prompt = rewind.index, self._prompt_tokens
+        self._bans = {i: bans for i, bans in self._bans.items() if i <= index}
+        self._bans.setdefault(index, set()).add(rewind.banned)
+        state = self.creative
+        kept = prompt + index
+        state.length.fill_(kept)
+        self.seen.zero_()
+        self.seen[0, state.history[:kept]] = True
+        state.counts.zero_()
+        answer = state.history[prompt:kept]
+        state.counts[0].scatter_add_(0, answer, torch.ones_like(answer, dtype=torch.float32))
+        state.bias.copy_(self._base_bias)
+        state.bias[0, list(self._bans[index])] = float("-inf")
+        if index == 0:
+            self._accept(self._first_logits)
+        else:
+            self.position.fill_(kept - 1)
+            for counter in cache_write_counters(self.cache):
+                counter.fill_(kept - 1)
+            self.token.fill_(int(state.history[kept - 1]))
+            self._run_step()
+        state.bias.copy_(self._base_bias)
 
     def _capture(self) -> None:
         """Warm up, then capture `_step`. Warm-up mutates state, so it is saved and restored."""
@@ -132,24 +218,28 @@ class DecodeLoop:
             self._step()
         for tensor, value in zip(self._state_tensors(), saved):
             tensor.copy_(value)
-        self._graphs[self.bucket, self.by_rank] = graph
+        self._graphs[self.bucket, self.mode] = graph
 
     def _state_tensors(self) -> list[torch.Tensor]:
         p = self.params
+        c = self.creative
         return [
             self.token,
             self.position,
             self.seen,
             self.logits,
             p.step,
+            c.counts,
+            c.history,
+            c.length,
             *cache_write_counters(self.cache),
         ]
 
     def _run_step(self) -> None:
         if self.graphs:
-            if (self.bucket, self.by_rank) not in self._graphs:
+            if (self.bucket, self.mode) not in self._graphs:
                 self._capture()
-            self._graphs[self.bucket, self.by_rank].replay()
+            self._graphs[self.bucket, self.mode].replay()
         else:
             self._step()
 
@@ -168,31 +258,51 @@ class DecodeLoop:
     @torch.inference_mode()
     def tokens(
         self, inputs: object, prompt_ids: torch.Tensor, sampling: Sampling, seed: int
-    ) -> Iterator[int]:
+    ) -> Generator[int, Rewind | None, None]:
         """Yield generated token ids, lazily: each `next()` runs one step.
 
         The consumer checks its cancel flag between tokens and stops iterating, so a cancelled
-        job stops within one step. Yields at most `sampling.max_tokens` tokens.
+        job stops within one step. Yields at most `sampling.max_tokens` answer tokens; a
+        `Rewind` sent in (creative mode) takes the answer back and yields the token that
+        replaces the one it bans.
         """
         self._reset(sampling, seed, prompt_ids)
-        self._accept(self.runner.prefill(inputs, self.cache))
-        yield int(self.token.item())
+        first = self.runner.prefill(inputs, self.cache)
+        if self.mode == "creative":
+            self._first_logits.copy_(first)
+        self._accept(first)
+        command = yield int(self.token.item())
         release_cached_memory(self.device)  # the prompt's temporaries (gpu_memory.py)
-        steps = sampling.max_tokens - 1
-        if self.device.type != "cuda":
-            for _ in range(steps):
+        answer = 1  # answer tokens yielded
+        queued = 0  # steps launched (GPU) whose tokens are not read yet
+        while True:
+            if command is not None:
+                if self.mode != "creative":
+                    raise ValueError("rewinds need creative sampling (banned phrases)")
+                if queued:
+                    torch.cuda.current_stream().synchronize()  # what ran ahead is discarded
+                    queued = 0
+                self._rewind(command)
+                answer = command.index + 1
+                command = yield int(self.token.item())
+                continue
+            if answer >= sampling.max_tokens:
+                return
+            if self.device.type != "cuda":
                 self._run_step()
-                yield int(self.token.item())
-            return
-        # On a GPU the next step is queued before this step's token is read back: the steps
-        # only feed each other through device buffers, so the GPU never waits for the host to
-        # stream a token. A consumer that stops early leaves one step to finish unread.
-        if steps > 0:
-            self._queue_step(0)
-        for index in range(steps):
-            if index + 1 < steps:
-                self._queue_step(index + 1)
-            yield self._read_step(index)
+                answer += 1
+                command = yield int(self.token.item())
+                continue
+            # On a GPU the next step is queued before this step's token is read back: the steps
+            # only feed each other through device buffers, so the GPU never waits for the host
+            # to stream a token. A consumer that stops early leaves one step to finish unread.
+            while queued < 2 and answer + queued < sampling.max_tokens:
+                self._queue_step(answer + queued)
+                queued += 1
+            token = self._read_step(answer)
+            queued -= 1
+            answer += 1
+            command = yield token
 
     def written_tokens(self) -> int:
         """The cache's own write counter (tests check it stays in step with positions)."""
@@ -218,15 +328,21 @@ class DecodeLoop:
 
     def capture_graphs(self, inputs: object, prompt_ids: torch.Tensor) -> None:
         """Capture the decode steps of every cache length now (at load, not in a request):
-        one without and one with top-k/top-p filtering."""
+        one per sampler mode."""
         if not self.graphs:
             return
         for length in self.buckets.lengths:
-            for by_rank in (False, True):
-                sampling = Sampling(
-                    max_tokens=length - prompt_ids.shape[-1], temperature=1.0 if by_rank else 0.0, top_p=0.5
-                )
+            for sampling in _one_per_mode(length - prompt_ids.shape[-1]):
                 steps = self.tokens(inputs, prompt_ids, sampling, seed=0)
                 for _ in zip(range(2), steps):
                     pass
                 steps.close()
+
+
+def _one_per_mode(max_tokens: int) -> list[Sampling]:
+    """Settings that select each sampler mode once (plain, ranked, creative)."""
+    return [
+        Sampling(max_tokens=max_tokens, temperature=0.0),
+        Sampling(max_tokens=max_tokens, temperature=1.0, top_p=0.5),
+        Sampling(max_tokens=max_tokens, temperature=1.0, dry_multiplier=0.8, xtc_probability=0.5),
+    ]

@@ -46,6 +46,14 @@ class MalformedConversation(EngineError):
         self.model = model
 
 
+class TokenOutOfVocabulary(EngineError):
+    """A logit bias names a token id the model does not have."""
+
+    def __init__(self, model: ModelRole, token: int, vocab_size: int) -> None:
+        super().__init__(f"token id {token} is not in the {model} model's vocabulary (0-{vocab_size - 1})")
+        self.model = model
+
+
 class ImageUnprocessable(EngineError):
     """The vision model's preprocessing refuses the image (e.g. an extreme aspect ratio)."""
 

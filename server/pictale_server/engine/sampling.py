@@ -28,6 +28,15 @@ class SamplingTensors:
     repetition_penalty: torch.Tensor  # float32
     seed: torch.Tensor  # int64
     step: torch.Tensor  # int64, advanced by one per sampled token
+    # creative_samplers.py's settings
+    presence_penalty: torch.Tensor  # float32
+    frequency_penalty: torch.Tensor  # float32
+    dry_multiplier: torch.Tensor  # float32, 0 = off
+    dry_base: torch.Tensor  # float32
+    dry_allowed_length: torch.Tensor  # int64
+    dry_last_n: torch.Tensor  # int64, <= 0 = the whole text
+    xtc_threshold: torch.Tensor  # float32
+    xtc_probability: torch.Tensor  # float32, 0 = off
 
     @classmethod
     def allocate(cls, device: torch.device | str) -> SamplingTensors:
@@ -37,7 +46,9 @@ class SamplingTensors:
         def i64() -> torch.Tensor:
             return torch.zeros((), dtype=torch.int64, device=device)
 
-        return cls(f32(), f32(), i64(), f32(), f32(), i64(), i64())
+        return cls(
+            f32(), f32(), i64(), f32(), f32(), i64(), i64(), f32(), f32(), f32(), f32(), i64(), i64(), f32(), f32()
+        )
 
     def assign(self, sampling: Sampling, seed: int) -> None:
         self.temperature.fill_(sampling.temperature)
@@ -47,6 +58,14 @@ class SamplingTensors:
         self.repetition_penalty.fill_(sampling.repetition_penalty)
         self.seed.fill_(seed & 0x7FFF_FFFF_FFFF_FFFF)
         self.step.zero_()
+        self.presence_penalty.fill_(sampling.presence_penalty)
+        self.frequency_penalty.fill_(sampling.frequency_penalty)
+        self.dry_multiplier.fill_(sampling.dry_multiplier)
+        self.dry_base.fill_(sampling.dry_base)
+        self.dry_allowed_length.fill_(sampling.dry_allowed_length)
+        self.dry_last_n.fill_(sampling.dry_penalty_last_n)
+        self.xtc_threshold.fill_(sampling.xtc_threshold)
+        self.xtc_probability.fill_(sampling.xtc_probability)
 
 
 def _hash32(x: torch.Tensor) -> torch.Tensor:

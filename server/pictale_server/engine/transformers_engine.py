@@ -34,6 +34,7 @@ from pictale_server.engine.model_sources import ModelSource
 from pictale_server.engine.prompt_tokens import prompt_token_ids
 from pictale_server.engine.quantization import assert_quantization_layout
 from pictale_server.engine.runners import CausalLMRunner, QwenVLRunner, WriterPrompt
+from pictale_server.engine.sampler_vocabulary import SamplerVocabulary
 from pictale_server.engine.vision_inputs import VisionInputs, VisionPreprocessor
 from pictale_server.engine.vision_window_attention import batch_window_attention
 from pictale_server.engine.errors import (
@@ -42,6 +43,7 @@ from pictale_server.engine.errors import (
     ModelRole,
     NotLoaded,
     PromptTooLong,
+    TokenOutOfVocabulary,
 )
 from pictale_server.settings import Settings
 
@@ -182,7 +184,8 @@ class TransformersEngine:
         return model
 
     def _decode_loop(
-        self, name: str, runner, model: torch.nn.Module, *, cache_tokens: int, vocab_size: int
+        self, name: str, runner, model: torch.nn.Module, *, cache_tokens: int, vocab_size: int,
+        tokenizer, end_ids: frozenset[int],
     ) -> tuple[DecodeLoop, DecodeChoice]:
         """The model's KV buffer, its decode step (decode_choice.py) and the loop over both."""
         buckets = KVBuckets(model.config, cache_tokens, dtype=model.dtype, device=self._device)
@@ -190,7 +193,9 @@ class TransformersEngine:
             name, runner, list(buckets.caches.values()), self._device,
             setting=self._settings.fast_path, cache_tokens=cache_tokens,
         )
-        return DecodeLoop(runner, buckets, choice.step, vocab_size=vocab_size), choice
+        vocabulary = SamplerVocabulary(tokenizer, vocab_size, end_ids, self._device)
+        loop = DecodeLoop(runner, buckets, choice.step, vocab_size=vocab_size, vocabulary=vocabulary)
+        return loop, choice
 
     def _load_vision(self, source: ModelSource) -> tuple[LoadedModel, VisionPreprocessor]:
         plan = self._plan(source)
@@ -210,6 +215,7 @@ class TransformersEngine:
         loop, choice = self._decode_loop(
             "the vision model", QwenVLRunner(model), model,
             cache_tokens=VISION_CACHE_TOKENS, vocab_size=model.config.text_config.vocab_size,
+            tokenizer=tokenizer, end_ids=frozenset(end_ids),
         )
         return LoadedModel(model, tokenizer, loop, frozenset(end_ids), choice), preprocessor
 
@@ -223,6 +229,7 @@ class TransformersEngine:
         loop, choice = self._decode_loop(
             "the writer", CausalLMRunner(model), model,
             cache_tokens=self._settings.max_context_tokens, vocab_size=model.config.vocab_size,
+            tokenizer=tokenizer, end_ids=frozenset({tokenizer.eos_token_id}),
         )
         return LoadedModel(model, tokenizer, loop, frozenset({tokenizer.eos_token_id}), choice)
 
@@ -326,6 +333,10 @@ class TransformersEngine:
         sampling: Sampling,
         cancel: Cancel,
     ) -> Iterator[Chunk]:
+        vocab_size = loaded.loop.vocab_size
+        for token, _ in sampling.logit_bias:
+            if not 0 <= token < vocab_size:
+                raise TokenOutOfVocabulary("writer" if loaded is self._writer else "vision", token, vocab_size)
         seed = sampling.seed if sampling.seed is not None else secrets.randbits(63)
         return stream_chunks(
             loaded.loop.tokens(inputs, prompt_ids, sampling, seed),
@@ -334,6 +345,7 @@ class TransformersEngine:
             stop=sampling.stop,
             input_tokens=int(prompt_ids.shape[1]),
             cancel=cancel,
+            banned_phrases=sampling.banned_phrases,
         )
 
     # -- safety assessment ---------------------------------------------------------------------

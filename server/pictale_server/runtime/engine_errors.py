@@ -10,6 +10,7 @@ from pictale_server.engine.errors import (
     MalformedConversation,
     NotLoaded,
     PromptTooLong,
+    TokenOutOfVocabulary,
 )
 from pictale_server.errors import ApiError
 from pictale_server.runtime.lifecycle import not_ready_error
@@ -33,6 +34,8 @@ def contract_error(exc: BaseException) -> ApiError:
     if isinstance(exc, MalformedConversation):
         param = "history" if exc.model == "writer" else "prompt"
         return ApiError("invalid_request", str(exc), param=param)
+    if isinstance(exc, TokenOutOfVocabulary):
+        return ApiError("invalid_request", str(exc), param="logit_bias")
     if isinstance(exc, ImageUnprocessable):
         return ApiError("invalid_image", str(exc), param="image")
     if isinstance(exc, NotLoaded):

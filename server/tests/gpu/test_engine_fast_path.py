@@ -179,3 +179,35 @@ def test_a_description_streams_on_the_fast_path(fast):
     chunks = list(fast.stream_vision(picture, PROMPT, Sampling(max_tokens=16, temperature=0.0), Cancel()))
     finished = chunks[-1]
     assert isinstance(finished, Finished) and finished.output_tokens >= 1
+
+
+def test_creative_sampling_replays_its_graph_bit_for_bit(fast):
+    """DRY, XTC, penalties and bias run inside the captured step as they run eagerly."""
+    creative = Sampling(
+        max_tokens=40, temperature=0.9, seed=5, presence_penalty=0.3, frequency_penalty=0.2,
+        logit_bias=((11, -100.0), (12, 2.0)), dry_multiplier=0.8, xtc_probability=0.5, xtc_threshold=0.05,
+    )
+    loop = fast.loaded("writer").loop
+    graph_tokens, graph_logits = writer_tokens(fast, creative)
+    captured, loop.graphs = loop.graphs, False
+    try:
+        eager_tokens, eager_logits = writer_tokens(fast, creative)
+    finally:
+        loop.graphs = captured
+    assert graph_tokens == eager_tokens
+    assert torch.equal(graph_logits, eager_logits)
+    assert 11 not in graph_tokens
+
+
+def test_a_banned_phrase_rewinds_on_the_gpu_and_never_appears(fast):
+    greedy = Sampling(max_tokens=64, temperature=0.0)
+    plain = "".join(c.text for c in fast.stream_writer(PROMPT, greedy, Cancel()) if hasattr(c, "text"))
+    words = [w for w in plain.split() if len(w) > 3]
+    if not words:
+        pytest.skip("the random writer wrote no word to ban")
+    phrase = words[len(words) // 2]
+    banned = Sampling(max_tokens=64, temperature=0.0, banned_phrases=(phrase,))
+    chunks = list(fast.stream_writer(PROMPT, banned, Cancel()))
+    text = "".join(c.text for c in chunks if hasattr(c, "text"))
+    assert phrase.lower() not in text.lower()
+    assert chunks[-1].output_tokens == 64
