@@ -58,7 +58,16 @@ def test_koboldcpp_sampler_names_are_applied(serve) -> None:
 
 def test_samplers_pictale_does_not_run_are_named(serve) -> None:
     response = generate(serve(), top_a=0.2, typical=1, tfs=0.9, dry_multiplier=0.8, rep_pen_range=320)
-    assert response.headers["x-pictale-unapplied"] == "dry_multiplier, top_a, tfs, rep_pen_range"
+    assert response.headers["x-pictale-unapplied"] == "top_a, tfs, rep_pen_range"
+
+
+def test_koboldcpps_bans_reach_the_engine(serve) -> None:
+    served = serve()
+    generate(served, banned_tokens=["ministrations"], custom_token_bans="5, 9", dry_multiplier=0.8)
+    sampling = served.engine.calls[0].sampling
+    assert sampling.banned_phrases == ("ministrations",)
+    assert sampling.logit_bias == ((5, -100.0), (9, -100.0))
+    assert sampling.dry_multiplier == 0.8
 
 
 def test_the_stream_is_koboldcpps_message_events_without_done(serve) -> None:

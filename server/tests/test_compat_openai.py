@@ -147,10 +147,50 @@ def test_a_negative_seed_means_a_random_one(serve) -> None:
 
 def test_samplers_pictale_does_not_run_are_named_in_a_header(serve) -> None:
     served = serve()
-    response = chat(served, presence_penalty=0.4, frequency_penalty=0, logit_bias={"42": -100}, xtc_probability=0.5)
+    response = chat(served, top_a=0.2, typical_p=1, tfs=0.95, mirostat_mode=2, presence_penalty=0.4)
     assert response.status_code == 200
-    assert response.headers["x-pictale-unapplied"] == "presence_penalty, logit_bias, xtc_probability"
-    assert "x-pictale-unapplied" not in chat(served, presence_penalty=0).headers
+    assert response.headers["x-pictale-unapplied"] == "top_a, tfs, mirostat_mode"
+    assert "x-pictale-unapplied" not in chat(served, top_a=0).headers
+
+
+def test_the_creative_samplers_reach_the_engine(serve) -> None:
+    served = serve()
+    response = chat(
+        served, presence_penalty=0.4, frequency_penalty=-0.5, logit_bias={"42": -100, "7": 3.5},
+        dry_multiplier=0.8, dry_base=1.5, dry_allowed_length=3, dry_penalty_last_n=256,
+        dry_sequence_breakers='["\\n", ":"]', xtc_threshold=0.15, xtc_probability=0.5,
+        banned_strings=["shivers down", "barely above a whisper"],
+    )
+    assert response.status_code == 200, response.text
+    assert "x-pictale-unapplied" not in response.headers
+    sampling = served.engine.calls[0].sampling
+    assert (sampling.presence_penalty, sampling.frequency_penalty) == (0.4, -0.5)
+    assert sampling.logit_bias == ((42, -100.0), (7, 3.5))
+    assert (sampling.dry_multiplier, sampling.dry_base, sampling.dry_allowed_length) == (0.8, 1.5, 3)
+    assert sampling.dry_penalty_last_n == 256 and sampling.dry_sequence_breakers == ("\n", ":")
+    assert (sampling.xtc_threshold, sampling.xtc_probability) == (0.15, 0.5)
+    assert sampling.banned_phrases == ("shivers down", "barely above a whisper")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("banned_strings", ["x"] * 257),
+        ("banned_strings", [""]),
+        ("banned_strings", ["   "]),
+        ("banned_strings", ["x" * 201]),
+        ("dry_sequence_breakers", [1, 2]),
+        ("dry_sequence_breakers", "not json ["),
+        ("logit_bias", {"abc": 1}),
+        ("logit_bias", {"5": 101}),
+        ("dry_multiplier", -1),
+        ("xtc_probability", 1.5),
+    ],
+)
+def test_bad_sampler_values_are_refused_naming_the_field(serve, field, value) -> None:
+    response = chat(serve(), **{field: value})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"].startswith(field)
 
 
 def test_unknown_fields_are_ignored(serve) -> None:

@@ -14,6 +14,25 @@ export const SamplingSchema = z.looseObject({
   repetitionPenalty: z.optional(z.number()),
   stop: z.optional(z.array(z.string())),
   seed: z.optional(z.int()),
+  /** Penalises tokens already in the answer, once each (−2 to 2). */
+  presencePenalty: z.optional(z.number()),
+  /** Penalises tokens by how often the answer has them (−2 to 2). */
+  frequencyPenalty: z.optional(z.number()),
+  /** Token id → bias added to its logit (−100 to 100; −100 bans the token). */
+  logitBias: z.optional(z.record(z.string(), z.number())),
+  /** DRY: penalises continuing a sequence the text already holds (0 = off; 0.8 is usual). */
+  dryMultiplier: z.optional(z.number()),
+  dryBase: z.optional(z.number()),
+  dryAllowedLength: z.optional(z.int()),
+  /** How many of the last tokens DRY looks at (0 or −1: the whole text). */
+  dryPenaltyLastN: z.optional(z.int()),
+  /** Strings that end a DRY match (default: line break, `:`, `"`, `*`). */
+  drySequenceBreakers: z.optional(z.array(z.string())),
+  /** XTC: the chance per token of removing every likely choice but the least likely one. */
+  xtcProbability: z.optional(z.number()),
+  xtcThreshold: z.optional(z.number()),
+  /** Phrases the answer never contains: the server rewinds and writes something else. */
+  bannedPhrases: z.optional(z.array(z.string())),
 })
 /** Sampling options. */
 export type Sampling = z.infer<typeof SamplingSchema>

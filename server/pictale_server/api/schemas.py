@@ -81,6 +81,14 @@ ImageSpec = Annotated[
 # --- sampling ---------------------------------------------------------------------------------
 
 StopString = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+# A token id as a JSON object key (OpenAI's logit_bias form), and its bias: -100 bans it.
+TokenKey = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,9}$")]
+Bias = Annotated[float, Field(ge=-100, le=100)]
+Breaker = Annotated[str, StringConstraints(min_length=1, max_length=40)]
+BannedPhrase = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"\S")]
+MAX_LOGIT_BIAS = 300
+MAX_BREAKERS = 64
+MAX_BANNED_PHRASES = 256
 
 
 class _Body(BaseModel):
@@ -96,6 +104,18 @@ class _SamplingFields(_Body):
     repetition_penalty: float | None = Field(None, ge=0.5, le=2)
     stop: list[StopString] | None = Field(None, max_length=8)
     seed: int | None = Field(None, ge=0, le=SEED_MAX)
+    # The creative samplers (engine/creative_samplers.py, docs/protocol.md "Sampling").
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    logit_bias: dict[TokenKey, Bias] | None = Field(None, max_length=MAX_LOGIT_BIAS)
+    dry_multiplier: float | None = Field(None, ge=0, le=10)
+    dry_base: float | None = Field(None, ge=1, le=8)
+    dry_allowed_length: int | None = Field(None, ge=1, le=50)
+    dry_penalty_last_n: int | None = Field(None, ge=-1, le=1_000_000)
+    dry_sequence_breakers: list[Breaker] | None = Field(None, max_length=MAX_BREAKERS)
+    xtc_threshold: float | None = Field(None, ge=0, le=1)
+    xtc_probability: float | None = Field(None, ge=0, le=1)
+    banned_phrases: list[BannedPhrase] | None = Field(None, max_length=MAX_BANNED_PHRASES)
 
     def sampling_overrides(self) -> dict[str, Any]:
         """The sampling fields the client actually set, ready to lay over the defaults."""

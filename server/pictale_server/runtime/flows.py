@@ -48,9 +48,12 @@ class FlowContext:
 
 def sampling_for(stage: str, style: str | None, overrides: dict[str, Any]) -> Sampling:
     values = {**prompts.default_sampling(stage, style), **overrides}
-    if values.get("stop") is not None:
-        values["stop"] = tuple(values["stop"])
-    return Sampling(**{k: v for k, v in values.items() if k in _SAMPLING_FIELDS})
+    for name in ("stop", "dry_sequence_breakers", "banned_phrases"):
+        if values.get(name) is not None:
+            values[name] = tuple(values[name])
+    if values.get("logit_bias") is not None:
+        values["logit_bias"] = tuple((int(token), float(bias)) for token, bias in values["logit_bias"].items())
+    return Sampling(**{k: v for k, v in values.items() if k in _SAMPLING_FIELDS and v is not None})
 
 
 def has_custom_vision_prompt(request: DescribeRequest | DescribeOverrides) -> bool:

@@ -3,19 +3,31 @@
 Front ends send everything their settings panel has, in OpenAI's, vLLM's and KoboldCpp's
 spellings at once (SillyTavern's KoboldCpp text completion sends `max_tokens` and
 `max_new_tokens`, `stop` and `stopping_strings`, `repetition_penalty` and `rep_pen`). pictale
-applies temperature, top_p, top_k, min_p, the repetition penalty, stop strings, the seed and
-the answer's length. Fields of samplers it does not run (presence/frequency penalties, logit
-bias, DRY, XTC, banned strings, top-a, typical, TFS, mirostat, ...) are accepted and, when set
-to anything but their neutral value, named in the `X-Pictale-Unapplied` response header and
-the log, so nobody takes them as applied. Anything else unknown is ignored.
+applies temperature, top_p, top_k, min_p, the repetition penalty, presence and frequency
+penalties, logit bias, DRY, XTC, banned phrases (`banned_strings`, KoboldCpp's
+`banned_tokens`), stop strings, the seed and the answer's length. Fields of samplers it does
+not run (top-a, typical, TFS, mirostat, ...) are accepted and, when set to anything but their
+neutral value, named in the `X-Pictale-Unapplied` response header and the log, so nobody takes
+them as applied. Anything else unknown is ignored.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pictale_server.api.schemas import (
+    MAX_BANNED_PHRASES,
+    MAX_BREAKERS,
+    MAX_LOGIT_BIAS,
+    BannedPhrase,
+    Bias,
+    Breaker,
+    TokenKey,
+)
 
 logger = logging.getLogger("pictale.server")
 
@@ -26,14 +38,6 @@ MAX_ANSWER_TOKENS = 1_000_000  # beyond any context: larger is a mistake, not a 
 
 # field -> its neutral value: unset, or set to this, it changes nothing.
 UNAPPLIED_NEUTRAL: dict[str, Any] = {
-    "presence_penalty": 0,
-    "frequency_penalty": 0,
-    "logit_bias": {},
-    "dry_multiplier": 0,
-    "xtc_probability": 0,
-    "banned_strings": [],
-    "banned_tokens": [],
-    "custom_token_bans": "",
     "top_a": 0,
     "typical": 1,
     "typical_p": 1,
@@ -81,6 +85,21 @@ class CompatSampling(BaseModel):
     max_tokens: int | None = Field(None, ge=1, le=MAX_ANSWER_TOKENS)
     max_new_tokens: int | None = Field(None, ge=1, le=MAX_ANSWER_TOKENS)  # text-generation-webui
     max_length: int | None = Field(None, ge=1, le=MAX_ANSWER_TOKENS)  # KoboldCpp
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    logit_bias: dict[TokenKey, Bias] | None = Field(None, max_length=MAX_LOGIT_BIAS)
+    custom_token_bans: str | None = Field(None, pattern=r"^[0-9, ]*$", max_length=4000)  # ids, banned
+    dry_multiplier: float | None = Field(None, ge=0, le=10)
+    dry_base: float | None = Field(None, ge=1, le=8)
+    dry_allowed_length: int | None = Field(None, ge=1, le=50)
+    dry_penalty_last_n: int | None = Field(None, ge=-1, le=1_000_000)
+    # A list, or a JSON list in a string (SillyTavern sends it so).
+    dry_sequence_breakers: Annotated[list[Breaker], Field(max_length=MAX_BREAKERS)] | str | None = None
+    xtc_threshold: float | None = Field(None, ge=0, le=1)
+    xtc_probability: float | None = Field(None, ge=0, le=1)
+    banned_phrases: Annotated[list[BannedPhrase], Field(max_length=MAX_BANNED_PHRASES)] | None = None
+    banned_strings: Annotated[list[BannedPhrase], Field(max_length=MAX_BANNED_PHRASES)] | None = None
+    banned_tokens: Annotated[list[BannedPhrase], Field(max_length=MAX_BANNED_PHRASES)] | None = None
 
     def answer_tokens(self) -> int | None:
         return self.max_tokens or self.max_new_tokens or self.max_length
@@ -94,10 +113,44 @@ class CompatSampling(BaseModel):
                     found.append(item)
         return found
 
+    @field_validator("dry_sequence_breakers")
+    @classmethod
+    def _breakers_as_a_list(cls, value: list[str] | str | None) -> list[str] | None:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        try:  # text-generation-webui also takes the list without its brackets
+            parsed = json.loads(text if text.startswith("[") else f"[{text}]")
+        except ValueError:
+            raise ValueError("a list of strings, or one written as JSON") from None
+        if not isinstance(parsed, list) or not all(isinstance(b, str) and 0 < len(b) <= 40 for b in parsed):
+            raise ValueError("sequence breakers are strings of 1-40 characters")
+        if len(parsed) > MAX_BREAKERS:
+            raise ValueError(f"at most {MAX_BREAKERS} sequence breakers")
+        return parsed
+
+    def phrases(self) -> list[str]:
+        found: list[str] = []
+        for value in (self.banned_phrases, self.banned_strings, self.banned_tokens):
+            for phrase in value or []:
+                if phrase not in found:
+                    found.append(phrase)
+        return found
+
+    def biases(self) -> dict[str, float] | None:
+        biases = dict(self.logit_bias or {})
+        for token in filter(None, (t.strip() for t in (self.custom_token_bans or "").split(","))):
+            biases[token] = -100.0
+        return biases or None
+
     @model_validator(mode="after")
-    def _stop_count(self) -> CompatSampling:
+    def _counts(self) -> CompatSampling:
         if len(self.stops()) > MAX_STOPS:
             raise ValueError(f"at most {MAX_STOPS} stop strings in all")
+        if len(self.phrases()) > MAX_BANNED_PHRASES:
+            raise ValueError(f"at most {MAX_BANNED_PHRASES} banned phrases in all")
+        if len(self.biases() or {}) > MAX_LOGIT_BIAS:
+            raise ValueError(f"at most {MAX_LOGIT_BIAS} biased tokens in all")
         return self
 
     def sampling_overrides(self, default_max_tokens: int) -> dict[str, Any]:
@@ -120,6 +173,15 @@ class CompatSampling(BaseModel):
             values["repetition_penalty"] = max(penalties)  # as KoboldCpp merges its aliases
         seed = self.seed if self.seed is not None else self.sampler_seed
         values["seed"] = None if seed is None or seed < 0 else seed % 2**63  # -1: a random seed
+        for name in (
+            "presence_penalty", "frequency_penalty", "dry_multiplier", "dry_base", "dry_allowed_length",
+            "dry_penalty_last_n", "xtc_threshold", "xtc_probability",
+        ):
+            if getattr(self, name) is not None:
+                values[name] = getattr(self, name)
+        values["logit_bias"] = self.biases()
+        values["dry_sequence_breakers"] = self.dry_sequence_breakers
+        values["banned_phrases"] = self.phrases()
         return values
 
     def unapplied(self) -> list[str]:
