@@ -123,3 +123,27 @@ def test_streamed_text_adds_up_to_the_answer_and_holds_no_phrase_part(dev_engine
     text = "".join(deltas)
     for phrase in ("stalls star", "paulou"):
         assert phrase not in text.lower()
+
+
+def naive_held_from(text: str, phrases: list[str]) -> int:
+    folded = text.lower()
+    held = len(text)
+    for phrase in phrases:
+        for size in range(min(len(phrase) - 1, len(folded)), 0, -1):
+            if folded.endswith(phrase[:size]):
+                held = min(held, len(folded) - size)
+                break
+    return held
+
+
+@pytest.mark.parametrize("case", range(200))
+def test_what_is_held_back_is_the_longest_end_that_begins_a_phrase(case: int) -> None:
+    import random
+
+    rng = random.Random(case)
+    alphabet = "abAB "
+    phrases = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 6))) for _ in range(rng.randint(1, 4))]
+    text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+    guard = PhraseGuard(CharTokenizer(), phrases)
+    guard._text, guard._folded = text, text.lower()  # as if pushed, without completed phrases
+    assert guard._held_from() == naive_held_from(text, [p.lower() for p in phrases])

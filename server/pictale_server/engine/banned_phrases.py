@@ -13,6 +13,7 @@ prefix are held back. A rewind therefore only ever takes back text nobody has se
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,9 +40,13 @@ class PhraseGuard:
         self._tokenizer = tokenizer
         self._phrases = tuple(dict.fromkeys(_fold(p) for p in phrases if p))
         self._detokenizer = IncrementalDetokenizer(tokenizer)
+        self._longest = max(map(len, self._phrases), default=0)
+        # Every proper beginning of every phrase: the text's end is held while it is one.
+        self._beginnings = {p[:size] for p in self._phrases for size in range(1, len(p))}
         self.ids: list[int] = []
         self._starts: list[int] = []  # each token's first character in `_text`
         self._text = ""
+        self._folded = ""  # `_text` folded, kept in step (never refolded whole: answers are long)
         self._released = 0  # characters of `_text` handed out
         self.rewinds = 0
 
@@ -50,10 +55,10 @@ class PhraseGuard:
         piece = self._detokenizer.push(token)
         self.ids.append(token)
         self._starts.append(len(self._text))
-        searched_from = max(0, len(self._text) - max(map(len, self._phrases), default=0) + 1)
+        searched_from = max(0, len(self._text) - self._longest + 1)
         self._text += piece
-        folded = _fold(self._text)
-        hits = [at for p in self._phrases if (at := folded.find(p, searched_from)) >= 0]
+        self._folded += _fold(piece)
+        hits = [at for p in self._phrases if (at := self._folded.find(p, searched_from)) >= 0]
         if not hits:
             return None
         index = self._token_at(min(hits))
@@ -65,10 +70,9 @@ class PhraseGuard:
     def _token_at(self, char: int) -> int:
         """The first token of those that wrote character `char` (a character split over tokens
         is written by the last of them, which decode as "" before it)."""
-        index = max(i for i, start in enumerate(self._starts) if start <= char)
-        while index > 0 and self._starts[index - 1] == self._starts[index]:
-            index -= 1
-        return index
+        # `_starts` never decreases, and tokens that wrote "" share the next token's start:
+        # the first token starting at the last start <= char is the one.
+        return bisect.bisect_left(self._starts, self._starts[bisect.bisect_right(self._starts, char) - 1])
 
     def _truncate(self, index: int) -> None:
         kept = self.ids[:index]
@@ -78,16 +82,19 @@ class PhraseGuard:
             self._starts.append(len(self._text))
             self.ids.append(token)
             self._text += self._detokenizer.push(token)
+        self._folded = _fold(self._text)
+
+    def _held_from(self) -> int:
+        """Where the longest end of the text that begins some banned phrase starts."""
+        folded = self._folded
+        for start in range(max(0, len(folded) - self._longest + 1), len(folded)):
+            if folded[start:] in self._beginnings:
+                return start
+        return len(folded)
 
     def release(self) -> str:
         """Text that no banned phrase can claim any more."""
-        folded = _fold(self._text)
-        held_from = len(self._text)
-        for phrase in self._phrases:
-            for size in range(min(len(phrase) - 1, len(folded)), 0, -1):
-                if folded.endswith(phrase[:size]):
-                    held_from = min(held_from, len(folded) - size)
-                    break
+        held_from = self._held_from()
         if held_from < len(self._text):  # hold whole tokens: a rewind restarts at a token
             held_from = self._starts[self._token_at(held_from)]
         text = self._text[self._released : held_from] if held_from > self._released else ""
@@ -97,6 +104,7 @@ class PhraseGuard:
     def finish(self) -> str:
         """At the end of the answer: the rest (a phrase's beginning is not the phrase)."""
         self._text += self._detokenizer.flush()
+        self._folded = _fold(self._text)
         text = self._text[self._released :]
         self._released = len(self._text)
         return text
