@@ -185,6 +185,8 @@ def test_the_creative_samplers_reach_the_engine(serve) -> None:
         ("logit_bias", {"5": 101}),
         ("dry_multiplier", -1),
         ("xtc_probability", 1.5),
+        ("custom_token_bans", "9" * 5000),
+        ("custom_token_bans", "12,abc"),
     ],
 )
 def test_bad_sampler_values_are_refused_naming_the_field(serve, field, value) -> None:

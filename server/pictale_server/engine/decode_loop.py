@@ -172,9 +172,12 @@ class DecodeLoop:
         for token, bias in sampling.logit_bias:
             self._base_bias[0, token] = float("-inf") if bias <= -100 else bias
         state.bias.copy_(self._base_bias)
+        # The masks come from the vocabulary's texts, decoded at the first request that needs them.
         vocabulary = self.vocabulary
-        state.breakers.copy_(vocabulary.breakers(sampling.dry_sequence_breakers) if vocabulary else False)
-        state.xtc_keep.copy_(vocabulary.xtc_keep if vocabulary else False)
+        dry = vocabulary is not None and sampling.dry_multiplier > 0
+        state.breakers.copy_(vocabulary.breakers(sampling.dry_sequence_breakers) if dry else False)
+        xtc = vocabulary is not None and sampling.xtc_probability > 0
+        state.xtc_keep.copy_(vocabulary.xtc_keep if xtc else False)
 
     def _rewind(self, rewind: Rewind) -> None:
         """The answer back to `rewind.index` tokens; the token there sampled again without any
@@ -344,5 +347,5 @@ def _one_per_mode(max_tokens: int) -> list[Sampling]:
     return [
         Sampling(max_tokens=max_tokens, temperature=0.0),
         Sampling(max_tokens=max_tokens, temperature=1.0, top_p=0.5),
-        Sampling(max_tokens=max_tokens, temperature=1.0, dry_multiplier=0.8, xtc_probability=0.5),
+        Sampling(max_tokens=max_tokens, temperature=1.0, presence_penalty=0.1),
     ]

@@ -113,6 +113,14 @@ class CompatSampling(BaseModel):
                     found.append(item)
         return found
 
+    @field_validator("custom_token_bans")
+    @classmethod
+    def _token_ids(cls, value: str | None) -> str | None:
+        for item in (value or "").split(","):
+            if item.strip() and not (item.strip().isdigit() and len(item.strip()) <= 9):
+                raise ValueError("comma-separated token ids (up to 9 digits each)")
+        return value
+
     @field_validator("dry_sequence_breakers")
     @classmethod
     def _breakers_as_a_list(cls, value: list[str] | str | None) -> list[str] | None:
