@@ -58,7 +58,9 @@ def create_app(
         engine=engine,
         settings=settings,
         scheduler=Scheduler(settings.queue_depth),
-        runs=RunRegistry(),
+        runs=RunRegistry(
+            settings.run_retention_s, log_bytes_per_caller=settings.run_log_bytes_per_caller
+        ),
         lifecycle=ModelLifecycle(engine),
         gate=gate if gate is not None else _default_gate(settings),
         load_image=image_loader if image_loader is not None else _default_image_loader(settings),

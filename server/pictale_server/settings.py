@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int | None = None
     queue_depth: int = 8
     ping_interval_s: float = 10.0
+    # Runs: how long a dropped stream's run waits for its client to resume before it is
+    # cancelled, and how long ended runs (their events and results) are kept.
+    resume_grace_s: float = 10.0
+    run_retention_s: float = 3600.0
+    # The events kept for one caller's runs, in all; the oldest ended runs go first.
+    run_log_bytes_per_caller: int = 64 * 1024 * 1024
     max_body_bytes: int = 30 * 1024 * 1024
     max_image_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000

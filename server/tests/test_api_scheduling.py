@@ -115,14 +115,14 @@ def test_unknown_run_is_404(serve):
     assert response.json()["error"]["code"] == "not_found"
 
 
-def test_closing_a_stream_cancels_its_job(serve):
-    served = serve(held_engine())
+def test_closing_a_stream_cancels_its_job_once_no_client_resumed_it(serve):
+    served = serve(held_engine(), resume_grace_s=0.2)
     stream = LiveStream(served.client, "/v1/narrate", {"instruction": "A"})
     stream.until_name("delta")
     run_id = stream.run_id
     stream.close()
     assert served.engine.wait_for_finish(0) == "cancelled"
-    # The model is free at once: the next request does not wait behind the dropped one.
+    # The model is free then: the next request does not wait behind the dropped one.
     answer = served.client.post("/v1/narrate", json={"instruction": "B", "max_tokens": 1})
     assert answer.json()["finish_reason"] == "length"
     state = served.client.post(f"/v1/runs/{run_id}/cancel").json()
@@ -130,7 +130,7 @@ def test_closing_a_stream_cancels_its_job(serve):
 
 
 def test_a_plain_request_whose_client_leaves_is_cancelled(serve):
-    served = serve(held_engine())
+    served = serve(held_engine(), resume_grace_s=0.2)
 
     def impatient_client() -> None:
         with httpx.Client(base_url=served.url, timeout=httpx.Timeout(10, read=0.3)) as client:
@@ -210,7 +210,7 @@ def test_a_stream_whose_client_left_before_reading_is_cancelled():
     from pictale_server.app import create_app
 
     engine = held_engine()
-    app = create_app(engine, make_settings(), gate=FakeGate())
+    app = create_app(engine, make_settings(resume_grace_s=0), gate=FakeGate())
     services = app.state.services
     body = json.dumps({"instruction": "A", "stream": True}).encode()
     scope = {

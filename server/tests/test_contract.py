@@ -17,7 +17,8 @@ from pictale_server.app import create_app
 from pictale_server.errors import ERROR_CODES, ApiError
 from pictale_server.api.schemas import ErrorBody, Health, PipelineResult, StageRunResult
 from pictale_server.engine.errors import ModelLoadFailed
-from pictale_server.api.sse import PING, EventEncoder
+from pictale_server.api.delivery import ContractRenderer
+from pictale_server.api.sse import PING
 
 CONTRACT = Path(__file__).resolve().parents[2] / "tests" / "contract"
 
@@ -140,12 +141,15 @@ def parse_sse_file(raw: str) -> list[tuple[str, dict] | None]:
 @pytest.mark.parametrize("stream", STREAMS, ids=lambda stream: stream["name"])
 def test_the_encoder_writes_the_recorded_streams_byte_for_byte(stream):
     raw = (CONTRACT / stream["file"]).read_bytes()
-    encoder = EventEncoder()
-    encoded = b"".join(
-        PING if item is None else encoder.encode(*item)
-        for item in parse_sse_file(raw.decode("utf-8"))
-    )
-    assert encoded == raw
+    renderer = ContractRenderer()
+    parts = []
+    for item in parse_sse_file(raw.decode("utf-8")):
+        if item is None:
+            parts.append(PING)
+            continue
+        renderer.seq += 1  # the event's number in the run
+        parts.append(renderer.event(*item))
+    assert b"".join(parts) == raw
 
 
 @pytest.mark.parametrize("stream", STREAMS, ids=lambda stream: stream["name"])

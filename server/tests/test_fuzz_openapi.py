@@ -156,6 +156,8 @@ def test_generated_requests_never_break_the_contract(base_url: str) -> None:
         "POST /v1/narrate",
         "POST /v1/pipeline",
         "POST /v1/runs/{run_id}/cancel",
+        "GET /v1/runs/{run_id}",
+        "GET /v1/runs/{run_id}/events",
         "GET /v1/models",
         "POST /v1/chat/completions",
         "POST /v1/completions",

@@ -1,8 +1,10 @@
-"""How a run's events reach the client: an SSE stream, or one JSON body at the end.
+"""How a run's events reach a client: an SSE stream that follows the run's log, or one JSON
+body once the run has ended.
 
-Delivery never decides how a run ended: it iterates `RunExecution.events()` (whose end ends the
-run) and calls `RunExecution.abandon()` when the client goes away — a stream when its
-connection closes, a plain request through a task that waits for the ASGI `http.disconnect`.
+Delivery never drives a run: the runtime does (runtime/run_driver.py), into the run's log
+(runtime/run_log.py). A response follows the log from an event on; when its client goes away
+before the run ended, `reader_left` decides whether the run goes on (background), waits for
+the client to resume (the contract's routes), or stops (the compatibility routes).
 """
 
 from __future__ import annotations
@@ -10,23 +12,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
-from contextlib import aclosing
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from pictale_server.api.request_context import RequestContext
-from pictale_server.api.sse import PING, SSE_HEADERS, SSE_MEDIA_TYPE, EventEncoder
+from pictale_server.api.sse import PING, SSE_HEADERS, SSE_MEDIA_TYPE, encode_event
 from pictale_server.errors import ApiError
 from pictale_server.runtime.engine_errors import contract_error
-from pictale_server.runtime.execution import RunExecution
-
-_END = object()
+from pictale_server.runtime.run_driver import WhenAbandoned, reader_left
+from pictale_server.runtime.runs import Run
 
 
 class StreamRenderer(Protocol):
-    """How one dialect writes a run's events as SSE bytes (b"" writes nothing)."""
+    """How one dialect writes a run's logged events as SSE bytes (b"" writes nothing)."""
 
     ping: bytes
 
@@ -38,81 +38,71 @@ class StreamRenderer(Protocol):
 
 
 class ContractRenderer:
-    """The contract's stream (docs/protocol.md): `run` first, then each event as it is."""
+    """The contract's stream (docs/protocol.md): each event with its number in the run as `id:`
+    (`run` is 1), which is what a resuming client sends back as `Last-Event-ID`."""
 
     ping = PING
 
-    def __init__(self, run_id: str) -> None:
-        self._run_id = run_id
-        self._encoder = EventEncoder()
+    def __init__(self) -> None:
+        self.seq = 0
 
     def opening(self) -> bytes:
-        return self._encoder.encode("run", {"id": self._run_id})
+        return b""
 
     def event(self, name: str, data: dict[str, Any]) -> bytes:
-        return self._encoder.encode(name, data)
+        return encode_event(self.seq, name, data)
 
     def error(self, error: ApiError, request_id: str) -> bytes:
-        return self._encoder.encode("error", error.event_data(request_id))
+        return encode_event(self.seq, "error", error.event_data(request_id))
 
 
 def stream_response(
     context: RequestContext,
-    execution: RunExecution,
+    run: Run,
     *,
     ping_interval_s: float,
+    after: int = 0,
     renderer: StreamRenderer | None = None,
     headers: dict[str, str] | None = None,
+    when_abandoned: WhenAbandoned = "grace",
+    grace_s: float = 0.0,
 ) -> StreamingResponse:
-    run = execution.run
-    render = renderer if renderer is not None else ContractRenderer(run.id)
-
-    async def produce(queue: asyncio.Queue) -> None:
-        try:
-            async with aclosing(execution.events()) as events:
-                async for event in events:
-                    await queue.put(event)
-        except Exception as exc:  # everything after the stream opened becomes an `error` event
-            error = contract_error(exc)
-            context.record_error(error.code)
-            await queue.put(error)
-        finally:
-            await queue.put(_END)
-
+    """The run's events after event number `after`, then its live tail, until it ends."""
+    render = renderer if renderer is not None else ContractRenderer()
+    log = run.log
+    reader = log.reader()  # from now: a grace timer sees this connection
     finished = False
-    producer: asyncio.Task | None = None
 
     async def body() -> AsyncIterator[bytes]:
-        nonlocal finished, producer
-        opening = render.opening()
-        if opening:
-            yield opening
-        queue: asyncio.Queue = asyncio.Queue()
-        producer = asyncio.create_task(produce(queue))
-        while True:
-            try:
-                item = await asyncio.wait_for(queue.get(), ping_interval_s)
-            except TimeoutError:
-                yield render.ping
-                continue
-            if item is _END:
-                finished = True
-                return
-            if isinstance(item, ApiError):
-                chunk = render.error(item, context.request_id)
-            else:
-                name, data = item
-                chunk = render.event(name, data)
-            if chunk:
-                yield chunk
+        nonlocal finished
+        try:
+            opening = render.opening()
+            if opening:
+                yield opening
+            seen = after
+            while True:
+                for event in log.events_after(seen):
+                    seen = event.seq
+                    if isinstance(render, ContractRenderer):
+                        render.seq = event.seq
+                    if event.name == "error" and log.error is not None:
+                        chunk = render.error(log.error, context.request_id)
+                    else:
+                        chunk = render.event(event.name, event.data)
+                    if chunk:
+                        yield chunk
+                if log.ended and seen == log.last_seq:
+                    finished = True
+                    return
+                if not await log.changed(ping_interval_s):
+                    yield render.ping
+        finally:
+            reader.close()
 
     def on_close() -> None:
-        if finished:
-            return
-        # The client went away, perhaps before the first byte: stop the run's work.
-        execution.abandon()
-        if producer is not None:
-            producer.cancel()
+        reader.close()
+        if not finished:
+            reader_left(run, when_abandoned=when_abandoned, grace_s=grace_s)
 
     return _RunStreamResponse(body(), on_close=on_close, headers=headers)
 
@@ -137,36 +127,42 @@ class _RunStreamResponse(StreamingResponse):
             self._on_close()
 
 
-async def _abandon_on_disconnect(request: Request, execution: RunExecution) -> None:
+async def _watch_disconnect(request: Request, on_disconnect: Callable[[], None]) -> None:
     while True:
         message = await request.receive()
         if message["type"] == "http.disconnect":
-            execution.run.request_cancel()  # the flow still completes, with what it has
+            on_disconnect()
             return
 
 
 async def json_response(
     request: Request,
-    execution: RunExecution,
+    run: Run,
     *,
     shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
+    when_abandoned: WhenAbandoned = "grace",
+    grace_s: float = 0.0,
 ) -> JSONResponse:
-    """The run's `done` data as one JSON body (`shape` turns it into a dialect's body)."""
-    watcher = asyncio.create_task(_abandon_on_disconnect(request, execution))
-    result: dict | None = None
+    """The run's `done` data as one JSON body once it ends (`shape` turns it into a dialect's
+    body); an error it ended with is raised, to be answered as an HTTP error."""
+    log = run.log
+    reader = log.reader()
+
+    def gone() -> None:
+        reader.close()
+        reader_left(run, when_abandoned=when_abandoned, grace_s=grace_s)
+
+    watcher = asyncio.create_task(_watch_disconnect(request, gone))
     try:
-        # Iterated to the end (`done` is last), so the run has ended before the answer goes out.
-        async with aclosing(execution.events()) as events:
-            async for name, data in events:
-                if name == "done":
-                    result = data
-    except ApiError:
-        raise
-    except Exception as exc:
-        raise contract_error(exc) from exc
+        while not log.ended:
+            await log.changed(3600.0)
     finally:
         watcher.cancel()
+        reader.close()
+    if log.error is not None:
+        raise log.error
+    result = log.result
     if result is None:
-        raise contract_error(RuntimeError("the flow ended without a result"))
+        raise contract_error(RuntimeError("the run ended without a result"))
     return JSONResponse(shape(result) if shape is not None else result, headers=headers)

@@ -153,6 +153,8 @@ class _NarrateFields(_SamplingFields):
 
 class _Streamable(_Body):
     stream: bool = False
+    # Answer 202 {id, state} at once; the run goes on to its end, fetched by id (GET /v1/runs/{id}).
+    background: bool = False
 
 
 class DescribeRequest(_DescribeFields, _Streamable):
@@ -210,6 +212,24 @@ class PipelineResult(BaseModel):
     id: str
     description: StageResult
     story: StageResult
+
+
+class StartedRun(BaseModel):
+    """The answer to a `background: true` request: the run's id and state."""
+
+    id: str
+    state: Literal["queued", "running", "done", "error", "cancelled"]
+
+
+class RunStatus(BaseModel):
+    """`GET /v1/runs/{id}`: a run's state; its result (the `done` event's data) once done, or
+    its error (the `error` event's data) once it failed."""
+
+    id: str
+    state: Literal["queued", "running", "done", "error", "cancelled"]
+    events: int  # events so far: `GET /v1/runs/{id}/events?after=N` goes on from N
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
 
 
 class CancelResult(BaseModel):

@@ -1,8 +1,8 @@
 """Server-Sent Events framing for the contract's streams (docs/protocol.md, "Server-Sent Events").
 
-Each event is `event:`, `id:` and one `data:` line of compact JSON, then a blank line; a
-`: ping` comment keeps idle connections alive. The framing is byte-exact with
-tests/contract/streams/*.sse.
+Each event is `event:`, `id:` (its number in the run, runtime/run_log.py) and one `data:` line
+of compact JSON, then a blank line; a `: ping` comment keeps idle connections alive. The
+framing is byte-exact with tests/contract/streams/*.sse.
 """
 
 from __future__ import annotations
@@ -28,14 +28,3 @@ def encode_event(event_id: int, name: str, data: dict[str, Any]) -> bytes:
     payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     payload = payload.translate(_WIDE_LINE_BREAKS)
     return f"event: {name}\nid: {event_id}\ndata: {payload}\n\n".encode()
-
-
-class EventEncoder:
-    """Numbers one stream's events from 1."""
-
-    def __init__(self) -> None:
-        self._last_id = 0
-
-    def encode(self, name: str, data: dict[str, Any]) -> bytes:
-        self._last_id += 1
-        return encode_event(self._last_id, name, data)

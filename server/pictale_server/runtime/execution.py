@@ -58,6 +58,11 @@ class RunExecution:
         finally:
             self.finish(completed=completed)
 
+    @property
+    def started(self) -> bool:
+        """Its flow has queued its first job (a stream waiting for the models has not)."""
+        return self._started
+
     def abandon(self) -> None:
         """The client went away (perhaps before the first byte): stop the work, end the run."""
         self.run.request_cancel()

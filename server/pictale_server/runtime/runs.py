@@ -1,8 +1,10 @@
 """Runs: one describe, narrate or pipeline call, its stop flag and its final state.
 
-The registry answers `POST /v1/runs/{id}/cancel`, remembers ended runs for ten minutes, and
-implements `Idempotency-Key`: a new run with the key of a run that is still live cancels the
-old one first, so a retried request never holds a model twice.
+The registry answers `GET /v1/runs/{id}`, its events and `POST /v1/runs/{id}/cancel` (each
+only to the caller that made the run), remembers ended runs for `run_retention_s` (an hour by
+default) within a per-caller cap on their kept events, and implements `Idempotency-Key`: a new
+run with the key of a run that is still live cancels the old one first, so a retried request
+never holds a model twice.
 
 A run's final state is decided and set in one place, `RunRegistry.finish`: `cancelled` when its
 stop flag is set, `done` when its flow completed, `error` otherwise. Only the runtime's
@@ -16,9 +18,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from pictale_server.engine.base import Cancel
+from pictale_server.runtime.run_log import RunLog
 
 RunState = Literal["queued", "running", "done", "error", "cancelled"]
 ENDED_STATES = ("done", "error", "cancelled")
@@ -36,6 +39,9 @@ class Run:
     idempotency: tuple[str, str] | None = None  # (caller, key)
     caller: str | None = None
     tag: str | None = None  # which routes made it ("compat": OpenAI and KoboldCpp dialects)
+    background: bool = False  # runs to its end whether or not anyone listens
+    log: RunLog = field(default_factory=RunLog)  # its events, kept (run_log.py)
+    driver: Any = None  # the task that drives it (run_driver.py)
     cancel: Cancel = field(default_factory=Cancel)
     state: RunState = "queued"
     ended_at: float | None = None
@@ -72,21 +78,35 @@ class Run:
 
 class RunRegistry:
     def __init__(
-        self, retention_s: float = RETENTION_S, clock: Callable[[], float] = time.monotonic
+        self,
+        retention_s: float = RETENTION_S,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        log_bytes_per_caller: int | None = None,
     ) -> None:
         self._retention_s = retention_s
+        self._log_bytes_per_caller = log_bytes_per_caller
         self._clock = clock
         self._runs: dict[str, Run] = {}
         self._by_key: dict[tuple[str, str], Run] = {}
         self._lock = threading.Lock()
 
     def create(
-        self, arrived: float, caller: str, idempotency_key: str | None, *, tag: str | None = None
+        self,
+        arrived: float,
+        caller: str,
+        idempotency_key: str | None,
+        *,
+        tag: str | None = None,
+        background: bool = False,
     ) -> Run:
         key = (caller, idempotency_key) if idempotency_key else None
-        run = Run(id=new_run_id(), arrived=arrived, idempotency=key, caller=caller, tag=tag)
+        run = Run(
+            id=new_run_id(), arrived=arrived, idempotency=key, caller=caller, tag=tag, background=background
+        )
         with self._lock:
             self._prune_locked()
+            self._cap_caller_locked(caller)
             previous = self._by_key.get(key) if key else None
             self._runs[run.id] = run
             if key:
@@ -99,6 +119,23 @@ class RunRegistry:
         with self._lock:
             self._prune_locked()
             return self._runs.get(run_id)
+
+    def get_for(self, caller: str, run_id: str) -> Run | None:
+        """The run, if `caller` made it: runs are visible only to their creator's key."""
+        run = self.get(run_id)
+        return run if run is not None and run.caller == caller else None
+
+    def _cap_caller_locked(self, caller: str) -> None:
+        """Forget the caller's oldest ended runs while their kept events exceed the cap."""
+        if self._log_bytes_per_caller is None:
+            return
+        mine = [run for run in self._runs.values() if run.caller == caller]
+        total = sum(run.log.bytes for run in mine)
+        for run in sorted((r for r in mine if r.ended_at is not None), key=lambda r: r.ended_at or 0.0):
+            if total <= self._log_bytes_per_caller:
+                return
+            total -= run.log.bytes
+            del self._runs[run.id]
 
     def finish(self, run: Run, *, completed: bool) -> RunState:
         """End `run` and return its final state; the first call decides, later ones change nothing.

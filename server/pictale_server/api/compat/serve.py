@@ -19,6 +19,7 @@ from pictale_server.errors import ApiError
 from pictale_server.runtime.completion_flow import Completion, CompletionFlow
 from pictale_server.runtime.execution import RunExecution
 from pictale_server.runtime.flows import FlowContext
+from pictale_server.runtime.run_driver import drive
 from pictale_server.runtime.runs import Run
 from pictale_server.runtime.services import Services
 
@@ -55,10 +56,14 @@ async def serve_completion(
     execution = RunExecution(services.runs, run, services.lifecycle)
     flow_context = FlowContext(run, services.engine, services.scheduler, services.gate, context.request_id)
     execution.start(lambda: CompletionFlow(flow_context, completion), may_wait=stream)
+    drive(execution, context.request_id, on_error=lambda error: context.record_error(error.code))
     headers = {RUN_ID_HEADER: run.id, **headers}
+    # These clients cannot resume: a closed connection is their "stop".
     if stream:
         return stream_response(
-            context, execution, ping_interval_s=services.settings.ping_interval_s,
-            renderer=renderer(run), headers=headers,
+            context, run, ping_interval_s=services.settings.ping_interval_s,
+            renderer=renderer(run), headers=headers, when_abandoned="cancel",
         )
-    return await json_response(request, execution, shape=lambda done: shape(run, done), headers=headers)
+    return await json_response(
+        request, run, shape=lambda done: shape(run, done), headers=headers, when_abandoned="cancel"
+    )

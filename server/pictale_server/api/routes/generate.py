@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from pictale_server.api.admission import admit
 from pictale_server.api.delivery import json_response, stream_response
@@ -24,9 +24,11 @@ from pictale_server.api.schemas import (
     PipelineRequest,
     PipelineResult,
     StageRunResult,
+    StartedRun,
 )
 from pictale_server.errors import ApiError
 from pictale_server.runtime.execution import RunExecution
+from pictale_server.runtime.run_driver import drive
 from pictale_server.runtime.flows import DescribeFlow, Flow, FlowContext, NarrateFlow, PipelineFlow
 from pictale_server.runtime.services import Services
 
@@ -53,7 +55,8 @@ _STREAM_CONTENT = {"text/event-stream": {"schema": _SSE_EVENT_SCHEMA}}
 
 
 def _responses(result_model: type) -> dict[int | str, dict[str, Any]]:
-    return {200: {"model": result_model, "content": _STREAM_CONTENT}, **_RESPONSES}
+    started = {"model": StartedRun, "description": "background: true — the run started; fetch it by id"}
+    return {200: {"model": result_model, "content": _STREAM_CONTENT}, 202: started, **_RESPONSES}
 
 
 def _wants_stream(request: Request, stream_field: bool) -> bool:
@@ -86,21 +89,26 @@ async def _serve(
     services: Services,
     *,
     stream: bool,
+    background: bool,
     idempotency_key: str | None,
     build_flow: Callable[[FlowContext], Flow],
 ) -> Response:
-    run = services.runs.create(context.arrived, context.caller, idempotency_key)
+    run = services.runs.create(context.arrived, context.caller or "", idempotency_key, background=background)
     execution = RunExecution(services.runs, run, services.lifecycle)
     flow_context = FlowContext(
         run, services.engine, services.scheduler, services.gate, context.request_id
     )
-    # Only a stream may wait for the models (plain requests were answered 503 before).
-    execution.start(lambda: build_flow(flow_context), may_wait=stream)
+    # Only a stream or a background run may wait for the models (plain requests were 503).
+    execution.start(lambda: build_flow(flow_context), may_wait=stream or background)
+    drive(execution, context.request_id, on_error=lambda error: context.record_error(error.code))
+    settings = services.settings
+    if background:
+        return JSONResponse(StartedRun(id=run.id, state=run.state).model_dump(), status_code=202)
     if stream:
         return stream_response(
-            context, execution, ping_interval_s=services.settings.ping_interval_s
+            context, run, ping_interval_s=settings.ping_interval_s, grace_s=settings.resume_grace_s
         )
-    return await json_response(request, execution)
+    return await json_response(request, run, grace_s=settings.resume_grace_s)
 
 
 async def _admit(
@@ -110,11 +118,13 @@ async def _admit(
     body_stream: bool,
     idempotency_key: str | None,
     texts: dict[str, str],
+    *,
+    background: bool = False,
 ) -> tuple[bool, str | None]:
     """The Idempotency-Key's form, then admission (api/admission.py)."""
     key = _idempotency_key(idempotency_key)
     stream = _wants_stream(request, body_stream)
-    await admit(services, context, texts, stream=stream)
+    await admit(services, context, texts, stream=stream or background)
     return stream, key
 
 
@@ -132,13 +142,16 @@ async def describe(
     idempotency_key: _IdempotencyKey = None,
 ) -> Response:
     texts = _text_fields(prompt=body.prompt, system=body.system)
-    stream, key = await _admit(request, context, services, body.stream, idempotency_key, texts)
+    stream, key = await _admit(
+        request, context, services, body.stream, idempotency_key, texts, background=body.background
+    )
     image = await services.load_image(body.image)
     return await _serve(
         request,
         context,
         services,
         stream=stream,
+        background=body.background,
         idempotency_key=key,
         build_flow=lambda ctx: DescribeFlow(ctx, image, body),
     )
@@ -156,12 +169,15 @@ async def narrate(
         **_text_fields(instruction=body.instruction, context=body.context, system=body.system),
         **_history_fields("history", body.history),
     }
-    stream, key = await _admit(request, context, services, body.stream, idempotency_key, texts)
+    stream, key = await _admit(
+        request, context, services, body.stream, idempotency_key, texts, background=body.background
+    )
     return await _serve(
         request,
         context,
         services,
         stream=stream,
+        background=body.background,
         idempotency_key=key,
         build_flow=lambda ctx: NarrateFlow(ctx, body),
     )
@@ -186,13 +202,16 @@ async def pipeline(
         ),
         **_history_fields("narrate.history", body.narrate.history),
     }
-    stream, key = await _admit(request, context, services, body.stream, idempotency_key, texts)
+    stream, key = await _admit(
+        request, context, services, body.stream, idempotency_key, texts, background=body.background
+    )
     image = await services.load_image(body.image)
     return await _serve(
         request,
         context,
         services,
         stream=stream,
+        background=body.background,
         idempotency_key=key,
         build_flow=lambda ctx: PipelineFlow(ctx, image, body),
     )
