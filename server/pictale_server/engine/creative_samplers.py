@@ -86,7 +86,9 @@ def dry_penalties(state: CreativeState, params: SamplingTensors, vocab: int) -> 
     device = history.device
     window = torch.where(params.dry_last_n > 0, params.dry_last_n.clamp(max=length), length)
     start = length - window
-    last = history[(length - 1).clamp(min=0)]
+    # 1-element index tensors throughout: indexing with a 0-d tensor reads it on the host,
+    # which a captured graph cannot do.
+    last = history.index_select(0, (length - 1).clamp(min=0).view(1))
     positions = torch.arange(capacity, device=device)
     # Candidates: earlier places where the last token occurred, followed by a non-breaker.
     following = history[(positions + 1).clamp(max=capacity - 1)]
