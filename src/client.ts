@@ -24,10 +24,15 @@ import {
 } from './schemas/requests'
 import {
   CancelResultSchema,
+  RunStatusSchema,
+  StartedRunSchema,
   type CancelResult,
   type DescribeResult,
   type NarrateResult,
   type PipelineResult,
+  type RunStatus,
+  type StartedRun,
+  type TextResult,
 } from './schemas/results'
 import { camelizeKeys, snakeizeKeys } from './wire/case'
 import { waitUntilReady, type WaitUntilReadyOptions } from './wait-until-ready'
@@ -56,19 +61,59 @@ export class PictaleClient {
     return this.#options.baseURL
   }
 
-  /** Describes an image with the vision model. Await it for the result or iterate its events. */
-  describe(request: DescribeRequest, options: CallOptions = {}): Run<DescribeResult, DescribeEvent> {
+  /**
+   * Describes an image with the vision model. Await it for the result or iterate its events.
+   * With `background: true` it starts the run and resolves with its id at once.
+   */
+  describe(request: DescribeRequest & Background, options?: CallOptions): Promise<StartedRun>
+  describe(request: DescribeRequest, options?: CallOptions): Run<DescribeResult, DescribeEvent>
+  describe(request: DescribeRequest, options: CallOptions = {}): Run<DescribeResult, DescribeEvent> | Promise<StartedRun> {
+    if (isBackground(request)) return this.#start('/v1/describe', DescribeRequestSchema, request, options)
     return this.#run('/v1/describe', 'text', DescribeRequestSchema, request, options)
   }
 
   /** Writes prose or a roleplay turn from an instruction (and optional scene context). */
-  narrate(request: NarrateRequest, options: CallOptions = {}): Run<NarrateResult, NarrateEvent> {
+  narrate(request: NarrateRequest & Background, options?: CallOptions): Promise<StartedRun>
+  narrate(request: NarrateRequest, options?: CallOptions): Run<NarrateResult, NarrateEvent>
+  narrate(request: NarrateRequest, options: CallOptions = {}): Run<NarrateResult, NarrateEvent> | Promise<StartedRun> {
+    if (isBackground(request)) return this.#start('/v1/narrate', NarrateRequestSchema, request, options)
     return this.#run('/v1/narrate', 'text', NarrateRequestSchema, request, options)
   }
 
   /** Describes the image, then narrates from that description, in one run. */
-  pipeline(request: PipelineRequest, options: CallOptions = {}): Run<PipelineResult, PipelineEvent> {
+  pipeline(request: PipelineRequest & Background, options?: CallOptions): Promise<StartedRun>
+  pipeline(request: PipelineRequest, options?: CallOptions): Run<PipelineResult, PipelineEvent>
+  pipeline(request: PipelineRequest, options: CallOptions = {}): Run<PipelineResult, PipelineEvent> | Promise<StartedRun> {
+    if (isBackground(request)) return this.#start('/v1/pipeline', PipelineRequestSchema, request, options)
     return this.#run('/v1/pipeline', 'pipeline', PipelineRequestSchema, request, options)
+  }
+
+  /**
+   * Runs by id: `get` its state (and result or error once ended), `stream` its events from
+   * any point on (a run started elsewhere, in the background, or by an earlier process).
+   * Runs are visible only to the API key that started them.
+   */
+  get runs(): {
+    get(runId: string, options?: CallOptions): Promise<RunStatus>
+    stream(runId: string, from?: { after?: number }, options?: CallOptions): Run<TextResult | PipelineResult, PipelineEvent>
+  } {
+    return {
+      get: async (runId, options = {}) => {
+        const body = await this.#json('GET', `/v1/runs/${encodeURIComponent(checkRunId(runId))}`, undefined, options)
+        return parseResponse(RunStatusSchema, body) as RunStatus
+      },
+      stream: (runId, from = {}, options = {}) => {
+        const after = from.after ?? 0
+        if (!Number.isInteger(after) || after < 0) {
+          throw new InvalidInputError('invalid_request', 'after must be a whole number of events, 0 or more', 'after')
+        }
+        const run = this.#run<TextResult | PipelineResult, PipelineEvent>('', 'any', PipelineRequestSchema, {}, options, {
+          runId: checkRunId(runId),
+          after,
+        })
+        return run
+      },
+    }
   }
 
   /** `GET /health`: whether the server's models are loaded. Needs no API key. */
@@ -82,10 +127,7 @@ export class PictaleClient {
    * leaving a loop early already do this; use it for a run started elsewhere.
    */
   async cancel(runId: string, options: CallOptions = {}): Promise<CancelResult> {
-    if (typeof runId !== 'string' || runId === '') {
-      throw new InvalidInputError('invalid_request', 'runId must be a non-empty string', 'runId')
-    }
-    const body = await this.#json('POST', `/v1/runs/${encodeURIComponent(runId)}/cancel`, {}, options)
+    const body = await this.#json('POST', `/v1/runs/${encodeURIComponent(checkRunId(runId))}/cancel`, {}, options)
     return parseResponse(CancelResultSchema, body) as CancelResult
   }
 
@@ -103,6 +145,7 @@ export class PictaleClient {
     schema: Schema,
     request: object,
     call: CallOptions,
+    follow?: { runId: string; after: number },
   ): Run<TResult, TEvent> {
     const options = this.#options
     return new Run<TResult, TEvent>({
@@ -110,11 +153,23 @@ export class PictaleClient {
       resultKind,
       options,
       call,
+      follow,
       idempotencyKey: call.idempotencyKey ?? newIdempotencyKey(),
       buildBody: () => buildBody(options, schema, request),
       cancel: (runId) =>
         this.cancel(runId, { maxRetries: 0, timeout: { connectMs: CANCEL_CONNECT_MS }, headers: call.headers }),
     })
+  }
+
+  /** A `background: true` call: the server answers `202 {id, state}` at once. */
+  async #start(path: string, schema: Schema, request: object, call: CallOptions): Promise<StartedRun> {
+    const wire = await buildBody(this.#options, schema, request)
+    delete wire.stream
+    const body = await this.#json('POST', path, wire, {
+      ...call,
+      headers: { 'idempotency-key': call.idempotencyKey ?? newIdempotencyKey(), ...call.headers },
+    })
+    return parseResponse(StartedRunSchema, body) as StartedRun
   }
 
   async #json(method: 'GET' | 'POST', path: string, body: unknown, call: CallOptions): Promise<unknown> {
@@ -145,6 +200,23 @@ export class PictaleClient {
       unlink()
     }
   }
+}
+
+/** The `background` flag of describe, narrate and pipeline. */
+export interface Background {
+  /** Start the run and resolve with its id at once; it runs to its end with nobody listening. */
+  background: true
+}
+
+function isBackground(request: object): boolean {
+  return (request as { background?: unknown }).background === true
+}
+
+function checkRunId(runId: string): string {
+  if (typeof runId !== 'string' || runId === '') {
+    throw new InvalidInputError('invalid_request', 'runId must be a non-empty string', 'runId')
+  }
+  return runId
 }
 
 function parseResponse(schema: Schema, body: unknown): unknown {

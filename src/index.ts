@@ -3,7 +3,7 @@
  * and Bun; it imports nothing from `node:` and never reads `process.env`.
  * @packageDocumentation
  */
-export { createClient, PictaleClient } from './client'
+export { createClient, PictaleClient, type Background } from './client'
 export type { CallOptions, ClientOptions, Logger, TimeoutOptions } from './client-options'
 export { DEFAULT_TIMEOUTS } from './client-options'
 export type { WaitUntilReadyOptions } from './wait-until-ready'

@@ -7,7 +7,8 @@ import { PictaleClient, type CallOptions, type ClientOptions, type Run } from '.
 import { DEFAULT_MAX_IMAGE_BYTES } from '../images/prepare-image'
 import type { DescribeEvent, NarrateEvent, PipelineEvent } from '../schemas/events'
 import type { DescribeRequest, NarrateRequest, PipelineRequest } from '../schemas/requests'
-import type { DescribeResult, NarrateResult, PipelineResult } from '../schemas/results'
+import type { DescribeResult, NarrateResult, PipelineResult, StartedRun } from '../schemas/results'
+import type { Background } from '../client'
 import { InvalidInputError } from '../errors/client-errors'
 import { ENV_NAMES, withEnvDefaults } from './env-options'
 import { readImageSource, type NodeImageInput } from './read-image-source'
@@ -23,8 +24,11 @@ type WithNodeImage<T> = Omit<T, 'image'> & { image: NodeImageInput }
 
 /** A {@link PictaleClient} whose requests also take Node image sources. */
 export interface NodePictaleClient extends PictaleClient {
+  describe(request: WithNodeImage<DescribeRequest> & Background, options?: CallOptions): Promise<StartedRun>
   describe(request: WithNodeImage<DescribeRequest>, options?: CallOptions): Run<DescribeResult, DescribeEvent>
+  narrate(request: NarrateRequest & Background, options?: CallOptions): Promise<StartedRun>
   narrate(request: NarrateRequest, options?: CallOptions): Run<NarrateResult, NarrateEvent>
+  pipeline(request: WithNodeImage<PipelineRequest> & Background, options?: CallOptions): Promise<StartedRun>
   pipeline(request: WithNodeImage<PipelineRequest>, options?: CallOptions): Run<PipelineResult, PipelineEvent>
 }
 

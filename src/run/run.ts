@@ -1,6 +1,7 @@
 import type { CallOptions, ResolvedOptions, ResolvedTimeouts, TimeoutOptions } from '../client-options'
 import { resolveTimeouts } from '../client-options'
 import {
+  ConnectionError,
   InvalidInputError,
   StreamEndedEarlyError,
   StreamError,
@@ -9,7 +10,9 @@ import {
   ValidationError,
   type TimeoutPhase,
 } from '../errors/client-errors'
-import { linkUserSignal, untilAborted } from '../http/abort'
+import { APIError } from '../errors/api-error'
+import { abortableSleep, linkUserSignal, untilAborted } from '../http/abort'
+import { retryDelayMs } from '../http/retry'
 import { sendRequest } from '../http/send-request'
 import { decodeEvent, type ResultKind } from './decode-event'
 import { EventFeed } from './event-feed'
@@ -26,7 +29,12 @@ export interface RunSpec {
   options: ResolvedOptions
   call: CallOptions
   idempotencyKey: string
+  /** Follow a run that already exists (`client.runs.stream`) instead of starting one. */
+  follow?: { runId: string; after: number }
 }
+
+/** Reconnections one run makes after its stream broke, before the break is its error. */
+const MAX_RESUMES = 5
 
 type Outcome<T> = { ok: true; value: T } | { ok: false; error: unknown }
 
@@ -167,47 +175,69 @@ export class Run<TResult, TEvent extends { type: string }> implements PromiseLik
       this.#timeouts = timeouts
       this.#startTimer('total', timeouts.totalMs)
       this.#firstTokenTimer = this.#startTimer('firstToken', timeouts.firstTokenMs)
-      const body = await untilAborted(this.#spec.buildBody(), signal)
-      const response = await sendRequest(this.#spec.options, {
-        method: 'POST',
-        path: this.#spec.path,
-        body,
-        headers: {
-          'content-type': 'application/json',
-          accept: 'text/event-stream',
-          'idempotency-key': this.idempotencyKey,
-        },
-        callHeaders: this.#spec.call.headers,
-        maxRetries: this.#spec.call.maxRetries ?? this.#spec.options.maxRetries,
-        connectMs: timeouts.connectMs,
-        signal,
-      })
-      this.#requestId = response.headers.get('x-request-id') ?? undefined
-      const contentType = response.headers.get('content-type') ?? ''
-      if (!contentType.includes('text/event-stream')) {
-        response.body?.cancel().catch(() => {})
-        throw new ValidationError('response', [`expected text/event-stream, got "${contentType}"`], undefined, this.#requestId)
+      const follow = this.#spec.follow
+      let lastEventId = follow?.after ?? 0
+      let response: Response
+      if (follow) {
+        this.#runId = follow.runId
+        response = await this.#openEvents(lastEventId, timeouts.connectMs, signal)
+      } else {
+        const body = await untilAborted(this.#spec.buildBody(), signal)
+        response = await sendRequest(this.#spec.options, {
+          method: 'POST',
+          path: this.#spec.path,
+          body,
+          headers: {
+            'content-type': 'application/json',
+            accept: 'text/event-stream',
+            'idempotency-key': this.idempotencyKey,
+          },
+          callHeaders: this.#spec.call.headers,
+          maxRetries: this.#spec.call.maxRetries ?? this.#spec.options.maxRetries,
+          connectMs: timeouts.connectMs,
+          signal,
+        })
       }
-      if (!response.body) throw new StreamEndedEarlyError(this.#requestId)
-      const messages = readSse(response.body, { signal, onWaiting: (waiting) => this.#onWaiting(waiting) })
-      for await (const batch of messages) {
-        for (const message of batch) {
-          if (signal.aborted) throw signal.reason
-          const event = decodeEvent(message, this.#spec.resultKind, this.#requestId)
-          if (event === undefined) continue
-          if (event.type === 'run') this.#runId = event.id as string
-          if (event.type === 'delta') clearTimeout(this.#firstTokenTimer)
-          if (event.type === 'done') {
-            this.#serverFinished = true
-            const { type: _type, ...result } = event
-            this.#finish({ ok: true, value: result as TResult })
-            yield event as unknown as TEvent
-            return
+      // A stream that breaks after its first byte is resumed from the last event it delivered
+      // (GET /v1/runs/{id}/events, Last-Event-ID): the events go on with no gap and no repeat,
+      // and the server runs the job once. Retries before the first byte are sendRequest's.
+      for (let resumes = 0; ; ) {
+        try {
+          const body = this.#eventStream(response)
+          const messages = readSse(body, { signal, onWaiting: (waiting) => this.#onWaiting(waiting) })
+          for await (const batch of messages) {
+            for (const message of batch) {
+              if (signal.aborted) throw signal.reason
+              const event = decodeEvent(message, this.#spec.resultKind, this.#requestId)
+              if (message.id !== undefined && /^[0-9]+$/.test(message.id)) lastEventId = Number(message.id)
+              if (event === undefined) continue
+              if (event.type === 'run') this.#runId = event.id as string
+              if (event.type === 'delta') clearTimeout(this.#firstTokenTimer)
+              if (event.type === 'done') {
+                this.#serverFinished = true
+                const { type: _type, ...result } = event
+                this.#finish({ ok: true, value: result as TResult })
+                yield event as unknown as TEvent
+                return
+              }
+              yield event as unknown as TEvent
+            }
           }
-          yield event as unknown as TEvent
+          throw new StreamEndedEarlyError(this.#requestId)
+        } catch (error) {
+          if (signal.aborted || this.#runId === undefined || !streamBroke(error) || resumes >= MAX_RESUMES) throw error
+          resumes += 1
+          this.#spec.options.logger?.warn(`pictale: the stream of ${this.#runId} broke; resuming after event ${lastEventId}`, error)
+          await abortableSleep(retryDelayMs(resumes - 1, undefined) ?? 0, signal)
+          try {
+            response = await this.#openEvents(lastEventId, timeouts.connectMs, signal)
+          } catch (resumeError) {
+            // The server's own answer (the run is gone: 404) says more than the break; a
+            // server that cannot be reached again leaves the break as what happened.
+            throw signal.aborted || resumeError instanceof APIError ? resumeError : error
+          }
         }
       }
-      throw new StreamEndedEarlyError(this.#requestId)
     } catch (error) {
       if (error instanceof StreamError && !(error instanceof StreamEndedEarlyError)) this.#serverFinished = true
       const final = signal.aborted ? signal.reason : error
@@ -218,6 +248,31 @@ export class Run<TResult, TEvent extends { type: string }> implements PromiseLik
       // Reached without an outcome only if the source was returned before it finished.
       if (this.#outcome === undefined) this.#stop(new UserAbortError('the consumer stopped iterating'))
     }
+  }
+
+  /** The SSE body of a response, or a {@link ValidationError} when it is not one. */
+  #eventStream(response: Response): ReadableStream<Uint8Array> {
+    this.#requestId = response.headers.get('x-request-id') ?? this.#requestId
+    const contentType = response.headers.get('content-type') ?? ''
+    if (!contentType.includes('text/event-stream')) {
+      response.body?.cancel().catch(() => {})
+      throw new ValidationError('response', [`expected text/event-stream, got "${contentType}"`], undefined, this.#requestId)
+    }
+    if (!response.body) throw new StreamEndedEarlyError(this.#requestId)
+    return response.body
+  }
+
+  /** `GET /v1/runs/{id}/events` after event `after`. */
+  #openEvents(after: number, connectMs: number, signal: AbortSignal): Promise<Response> {
+    return sendRequest(this.#spec.options, {
+      method: 'GET',
+      path: `/v1/runs/${encodeURIComponent(this.#runId ?? '')}/events`,
+      headers: { accept: 'text/event-stream', 'last-event-id': String(after) },
+      callHeaders: this.#spec.call.headers,
+      maxRetries: this.#spec.call.maxRetries ?? this.#spec.options.maxRetries,
+      connectMs,
+      signal,
+    })
   }
 
   /** Stops the run from outside its stream (abort, signal, timeout, leaving the loop). */
@@ -269,4 +324,13 @@ export class Run<TResult, TEvent extends { type: string }> implements PromiseLik
       this.#idleTimer = setTimeout(() => this.#stop(new TimeoutError('idle', idleMs)), idleMs)
     }
   }
+}
+
+/** Whether `error` is a stream that broke under way (a dropped connection, a body cut short),
+ * as opposed to an answer: an `error` event, a bad event, an HTTP error. */
+function streamBroke(error: unknown): boolean {
+  if (error instanceof StreamEndedEarlyError || error instanceof ConnectionError) return true
+  // fetch's body reader rejects with a TypeError when the connection drops mid-body
+  // (undici: "terminated"; browsers: "network error"); nothing else here throws one.
+  return error instanceof TypeError
 }

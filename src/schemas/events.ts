@@ -70,4 +70,9 @@ export const progressEventSchemas = {
 } as const
 
 /** The `done` schemas per route kind. */
-export const doneSchemas = { text: TextResultSchema, pipeline: PipelineResultSchema } as const
+export const doneSchemas = {
+  text: TextResultSchema,
+  pipeline: PipelineResultSchema,
+  /** A run followed by id, whose route the client does not know. */
+  any: z.union([PipelineResultSchema, TextResultSchema]),
+} as const

@@ -64,3 +64,27 @@ export const CancelResultSchema = z.object({
 })
 /** Answer of `cancel()`: whether the job was still running, and its state now. */
 export type CancelResult = z.infer<typeof CancelResultSchema>
+
+/** A run's state on the server. */
+export const RunStateSchema = z.enum(['queued', 'running', 'done', 'error', 'cancelled'])
+/** `'queued'`, `'running'`, or how it ended: `'done'`, `'error'`, `'cancelled'`. */
+export type RunState = z.infer<typeof RunStateSchema>
+
+/** Answer of a `background: true` call: the run started on the server; fetch it by id. */
+export const StartedRunSchema = z.object({ id: z.string(), state: RunStateSchema })
+/** A run started in the background. */
+export type StartedRun = z.infer<typeof StartedRunSchema>
+
+/** Answer of `client.runs.get(id)`: the run's state, with its result once done or its error once failed. */
+export const RunStatusSchema = z.object({
+  id: z.string(),
+  state: RunStateSchema,
+  /** Events so far: `client.runs.stream(id, { after })` goes on from there. */
+  events: z.number(),
+  /** The `done` event's data (a describe/narrate or pipeline result), once done. */
+  result: z.optional(z.record(z.string(), z.unknown())),
+  /** The `error` event's data, once failed. */
+  error: z.optional(z.looseObject({ code: z.string(), message: z.string() })),
+})
+/** A run's state on the server. */
+export type RunStatus = z.infer<typeof RunStatusSchema>
