@@ -47,6 +47,17 @@ def _default_image_loader(settings: Settings) -> ImageLoader:
     return load
 
 
+def _webhooks(settings: Settings) -> Any:
+    if not settings.webhook_secret:
+        return None
+    from pictale_server.images import ImagePolicy
+    from pictale_server.webhooks import WebhookSender
+
+    return WebhookSender(
+        settings.webhook_secret, ImagePolicy.from_settings(settings), backoff_s=settings.webhook_backoff_s
+    )
+
+
 def create_app(
     engine: Engine,
     settings: Settings,
@@ -64,6 +75,7 @@ def create_app(
         lifecycle=ModelLifecycle(engine),
         gate=gate if gate is not None else _default_gate(settings),
         load_image=image_loader if image_loader is not None else _default_image_loader(settings),
+        webhooks=_webhooks(settings),
     )
 
     @asynccontextmanager

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     run_retention_s: float = 3600.0
     # The events kept for one caller's runs, in all; the oldest ended runs go first.
     run_log_bytes_per_caller: int = 64 * 1024 * 1024
+    # Webhooks (webhooks.py): the Standard Webhooks signing secret ("whsec_" + base64); unset,
+    # requests that ask for a webhook are refused. The first retry waits this long, doubling.
+    webhook_secret: str | None = None
+    webhook_backoff_s: float = 5.0
     max_body_bytes: int = 30 * 1024 * 1024
     max_image_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000

@@ -90,7 +90,9 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(dev_cache_dir, dev_model_paths) -> Iterator[Server]:  # noqa: F811
-    settings = dev_settings(dev_cache_dir, max_pixels=VISION_PIXELS)
+    # A dropped stream is cancelled once its client has not resumed within the grace; short
+    # here, so a generation that must be stopped is stopped early in its 700 tokens.
+    settings = dev_settings(dev_cache_dir, max_pixels=VISION_PIXELS, resume_grace_s=0.05)
     engine = load_engine(settings)
     engine.load()
     watched = WatchedEngine(engine)

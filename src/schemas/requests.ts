@@ -66,8 +66,23 @@ const narrateOptions = {
   ...SamplingSchema.shape,
 }
 
+/** Where the server POSTs a signed message when the run ends (verify it with `pictale/webhooks`). */
+export const WebhookSpecSchema = z.object({
+  url: z.string(),
+  /** Which endings to report (default: `run.done` and `run.failed`). */
+  events: z.optional(z.array(z.enum(['run.done', 'run.failed', 'run.cancelled']))),
+})
+/** A request's webhook. */
+export type WebhookSpec = z.infer<typeof WebhookSpecSchema>
+
+const runOptions = {
+  /** Start the run and resolve with `{ id, state }` at once (see `client.runs`). */
+  background: z.optional(z.boolean()),
+  webhook: z.optional(WebhookSpecSchema),
+}
+
 /** `describe()` request: an image and how to describe it. */
-export const DescribeRequestSchema = z.looseObject({ image: ImageSchema, ...describeOptions })
+export const DescribeRequestSchema = z.looseObject({ image: ImageSchema, ...describeOptions, ...runOptions })
 /** `describe()` request. */
 export type DescribeRequest = z.infer<typeof DescribeRequestSchema>
 
@@ -76,6 +91,7 @@ export const NarrateRequestSchema = z.looseObject({
   instruction: z.string(),
   context: z.optional(z.string()),
   ...narrateOptions,
+  ...runOptions,
 })
 /** `narrate()` request. */
 export type NarrateRequest = z.infer<typeof NarrateRequestSchema>
@@ -86,6 +102,7 @@ export const PipelineRequestSchema = z.looseObject({
   instruction: z.string(),
   describe: z.optional(z.looseObject(describeOptions)),
   narrate: z.optional(z.looseObject(narrateOptions)),
+  ...runOptions,
 })
 /** `pipeline()` request. */
 export type PipelineRequest = z.infer<typeof PipelineRequestSchema>

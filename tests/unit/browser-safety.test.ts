@@ -1,10 +1,10 @@
 import { build } from 'esbuild'
 import { describe, expect, it } from 'vitest'
 
-describe('the default entry is browser-safe', () => {
-  it('bundles for the browser with its dependencies, without node: imports or process.env', async () => {
+describe('the default and webhooks entries are browser-safe', () => {
+  it.each(['src/index.ts', 'src/webhooks/index.ts'])('%s bundles for the browser with its dependencies, without node: imports or process.env', async (entry) => {
     const result = await build({
-      entryPoints: ['src/index.ts'],
+      entryPoints: [entry],
       bundle: true,
       platform: 'browser',
       format: 'esm',

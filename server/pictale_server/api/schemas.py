@@ -151,10 +151,18 @@ class _NarrateFields(_SamplingFields):
     max_tokens: int | None = Field(None, ge=1, le=4096)
 
 
+class WebhookSpec(_Body):
+    """Where to POST, signed, when the run ends (webhooks.py); `events` picks which endings."""
+
+    url: str = Field(min_length=1, max_length=2048)
+    events: list[Literal["run.done", "run.failed", "run.cancelled"]] | None = Field(None, min_length=1, max_length=3)
+
+
 class _Streamable(_Body):
     stream: bool = False
     # Answer 202 {id, state} at once; the run goes on to its end, fetched by id (GET /v1/runs/{id}).
     background: bool = False
+    webhook: WebhookSpec | None = None
 
 
 class DescribeRequest(_DescribeFields, _Streamable):

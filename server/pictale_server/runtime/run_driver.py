@@ -32,9 +32,14 @@ WhenAbandoned = Literal["grace", "cancel"]
 
 
 def drive(
-    execution: RunExecution, request_id: str, *, on_error: Callable[[ApiError], None] = lambda error: None
+    execution: RunExecution,
+    request_id: str,
+    *,
+    on_error: Callable[[ApiError], None] = lambda error: None,
+    on_end: Callable[[Run], None] = lambda run: None,
 ) -> asyncio.Task:
-    """Start the run's task; it lives on the run (`run.driver`) until the run ends."""
+    """Start the run's task; it lives on the run (`run.driver`) until the run ends, then
+    `on_end(run)` (its webhook) sees the final state."""
     run = execution.run
     log = run.log
 
@@ -47,13 +52,16 @@ def drive(
         except asyncio.CancelledError:  # cancelled while it waited for the models to load
             execution.finish()
             log.end()
+            on_end(run)
             raise
         except Exception as exc:  # everything after the run started becomes an `error` event
             error = contract_error(exc)
             on_error(error)
             log.fail(error, error.event_data(request_id))
+            on_end(run)
             return
         log.end()
+        on_end(run)
 
     task = asyncio.create_task(to_the_end(), name=f"run {run.id}")
     run.driver = task

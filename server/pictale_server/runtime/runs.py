@@ -42,6 +42,7 @@ class Run:
     background: bool = False  # runs to its end whether or not anyone listens
     log: RunLog = field(default_factory=RunLog)  # its events, kept (run_log.py)
     driver: Any = None  # the task that drives it (run_driver.py)
+    webhook: Any = None  # where to say that it ended (webhooks.WebhookTarget)
     cancel: Cancel = field(default_factory=Cancel)
     state: RunState = "queued"
     ended_at: float | None = None

@@ -43,3 +43,4 @@ class Services:
     gate: Gate
     load_image: ImageLoader
     started_at: int = field(default_factory=lambda: int(time.time()))  # Unix time the app was built
+    webhooks: Any = None  # webhooks.WebhookSender when PICTALE_WEBHOOK_SECRET is set

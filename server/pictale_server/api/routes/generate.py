@@ -25,10 +25,13 @@ from pictale_server.api.schemas import (
     PipelineResult,
     StageRunResult,
     StartedRun,
+    WebhookSpec,
 )
 from pictale_server.errors import ApiError
 from pictale_server.runtime.execution import RunExecution
 from pictale_server.runtime.run_driver import drive
+from pictale_server.runtime.runs import Run
+from pictale_server.webhooks import WebhookTarget, events_or_default
 from pictale_server.runtime.flows import DescribeFlow, Flow, FlowContext, NarrateFlow, PipelineFlow
 from pictale_server.runtime.services import Services
 
@@ -90,17 +93,24 @@ async def _serve(
     *,
     stream: bool,
     background: bool,
+    webhook: WebhookSpec | None,
     idempotency_key: str | None,
     build_flow: Callable[[FlowContext], Flow],
 ) -> Response:
+    target = await _webhook_target(services, webhook)
     run = services.runs.create(context.arrived, context.caller or "", idempotency_key, background=background)
+    run.webhook = target
     execution = RunExecution(services.runs, run, services.lifecycle)
     flow_context = FlowContext(
         run, services.engine, services.scheduler, services.gate, context.request_id
     )
     # Only a stream or a background run may wait for the models (plain requests were 503).
     execution.start(lambda: build_flow(flow_context), may_wait=stream or background)
-    drive(execution, context.request_id, on_error=lambda error: context.record_error(error.code))
+    drive(
+        execution, context.request_id,
+        on_error=lambda error: context.record_error(error.code),
+        on_end=lambda ended: _tell_webhook(services, ended, context.request_id),
+    )
     settings = services.settings
     if background:
         return JSONResponse(StartedRun(id=run.id, state=run.state).model_dump(), status_code=202)
@@ -109,6 +119,24 @@ async def _serve(
             context, run, ping_interval_s=settings.ping_interval_s, grace_s=settings.resume_grace_s
         )
     return await json_response(request, run, grace_s=settings.resume_grace_s)
+
+
+async def _webhook_target(services: Services, webhook: WebhookSpec | None) -> WebhookTarget | None:
+    if webhook is None:
+        return None
+    if services.webhooks is None:
+        raise ApiError(
+            "invalid_request", "This server sends no webhooks (it has no PICTALE_WEBHOOK_SECRET).", param="webhook"
+        )
+    await services.webhooks.check(webhook.url)
+    return WebhookTarget(webhook.url, events_or_default(webhook.events))
+
+
+def _tell_webhook(services: Services, run: Run, request_id: str) -> None:
+    if run.webhook is None or services.webhooks is None:
+        return
+    error = run.log.error.event_data(request_id) if run.log.error is not None else None
+    services.webhooks.run_ended(run.webhook, run.id, run.state, run.log.result, error)
 
 
 async def _admit(
@@ -152,6 +180,7 @@ async def describe(
         services,
         stream=stream,
         background=body.background,
+        webhook=body.webhook,
         idempotency_key=key,
         build_flow=lambda ctx: DescribeFlow(ctx, image, body),
     )
@@ -178,6 +207,7 @@ async def narrate(
         services,
         stream=stream,
         background=body.background,
+        webhook=body.webhook,
         idempotency_key=key,
         build_flow=lambda ctx: NarrateFlow(ctx, body),
     )
@@ -212,6 +242,7 @@ async def pipeline(
         services,
         stream=stream,
         background=body.background,
+        webhook=body.webhook,
         idempotency_key=key,
         build_flow=lambda ctx: PipelineFlow(ctx, image, body),
     )
