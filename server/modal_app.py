@@ -61,6 +61,10 @@ kernel_cache_volume = modal.Volume.from_name(KERNEL_CACHE_VOLUME_NAME, create_if
 # SillyTavern's Text Completion), with pictale's API keys as the only guard (docs/deploy.md).
 PROXY_AUTH = os.environ.get("PICTALE_PROXY_AUTH", "on").strip().lower() != "off"
 
+# Runs' events and states, shared by the containers (runtime/run_store.py says why a Dict).
+RUNS_DICT_NAME = "pictale-runs"
+runs_dict = modal.Dict.from_name(RUNS_DICT_NAME, create_if_missing=True)
+
 HF_SECRET_NAME = "pictale-hf"
 API_KEYS_SECRET_NAME = "pictale-api-keys"
 hf_secret = modal.Secret.from_name(HF_SECRET_NAME, required_keys=["HF_TOKEN"])
@@ -201,9 +205,12 @@ def start_engine():
 
 
 def build_web_app(engine, settings):
+    """The app, with the run store its containers share: a resume or a run fetched by id can
+    reach another container than the one running the job (runtime/run_store.py)."""
     from pictale_server.app import create_app
+    from pictale_server.runtime.run_store import DictRunStore
 
-    return create_app(engine, settings)
+    return create_app(engine, settings, run_store=DictRunStore(runs_dict))
 
 
 def warm_up(engine) -> dict[str, int]:

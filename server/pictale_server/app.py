@@ -24,6 +24,7 @@ from pictale_server.api.request_context import RequestContextMiddleware
 from pictale_server.api.routes import generate, health, kobold_compat, openai_compat, runs
 from pictale_server.engine.base import Engine
 from pictale_server.runtime.lifecycle import ModelLifecycle
+from pictale_server.runtime.run_store import RunStore
 from pictale_server.runtime.runs import RunRegistry
 from pictale_server.runtime.scheduler import Scheduler
 from pictale_server.runtime.services import Gate, ImageLoader, Services
@@ -64,6 +65,7 @@ def create_app(
     *,
     gate: Gate | None = None,
     image_loader: ImageLoader | None = None,
+    run_store: RunStore | None = None,
 ) -> FastAPI:
     services = Services(
         engine=engine,
@@ -76,6 +78,7 @@ def create_app(
         gate=gate if gate is not None else _default_gate(settings),
         load_image=image_loader if image_loader is not None else _default_image_loader(settings),
         webhooks=_webhooks(settings),
+        run_store=run_store,
     )
 
     @asynccontextmanager

@@ -215,3 +215,12 @@ def test_a_failed_load_answers_the_recorded_not_ready_body(failed_client):
     assert response.status_code == recorded["status"]
     assert response.json() == recorded["body"]
     assert "retry-after" not in response.headers
+
+
+def test_the_runs_fixtures_fit_the_servers_models():
+    from pictale_server.api.schemas import RunStatus, StartedRun
+
+    runs = load("runs.json")
+    StartedRun.model_validate(runs["started"])
+    for status in runs["status"]:
+        assert RunStatus.model_validate(status).model_dump(exclude_none=True) == status

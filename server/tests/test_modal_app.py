@@ -276,6 +276,31 @@ def wait_until(condition, limit_s=10.0):
         time.sleep(0.01)
 
 
+class FakeRunsDict:
+    """modal.Dict's put/get `.aio` forms over a plain dict."""
+
+    def __init__(self) -> None:
+        data: dict = {}
+
+        class Method:
+            def __init__(self, fn) -> None:
+                self.aio = fn
+
+        async def put(key, value):
+            data[key] = value
+
+        async def get(key, default=None):
+            return data.get(key, default)
+
+        self.data = data
+        self.put, self.get = Method(put), Method(get)
+
+
+def test_the_runs_dict_is_named_and_created_if_missing(recipe):
+    module, _ = recipe
+    assert module.RUNS_DICT_NAME == "pictale-runs"
+
+
 def test_the_served_app_is_create_app_with_the_loading_engine(recipe, monkeypatch):
     module, _ = recipe
     engine = FakeEngine()
@@ -285,6 +310,7 @@ def test_the_served_app_is_create_app_with_the_loading_engine(recipe, monkeypatc
 
     warm, settings = module.start_engine()
     assert settings.api_keys == ["key-one", "key-two"]
+    monkeypatch.setattr(module, "runs_dict", FakeRunsDict())  # no Modal account here
     with TestClient(module.build_web_app(warm, settings)) as client:
         health = client.get("/health").json()
         assert health["status"] == "loading" and health["profile"] == "reference"

@@ -22,6 +22,7 @@ from pictale_server.api.sse import PING, SSE_HEADERS, SSE_MEDIA_TYPE, encode_eve
 from pictale_server.errors import ApiError
 from pictale_server.runtime.engine_errors import contract_error
 from pictale_server.runtime.run_driver import WhenAbandoned, reader_left
+from pictale_server.runtime.run_store import StoredRun
 from pictale_server.runtime.runs import Run
 
 
@@ -105,6 +106,29 @@ def stream_response(
             reader_left(run, when_abandoned=when_abandoned, grace_s=grace_s)
 
     return _RunStreamResponse(body(), on_close=on_close, headers=headers)
+
+
+def stored_stream_response(
+    stored: StoredRun, *, after: int, ping_interval_s: float
+) -> StreamingResponse:
+    """A run another container runs, followed through the run store (runtime/run_store.py):
+    the same events, ids and framing; pings while it polls."""
+    render = ContractRenderer()
+
+    async def body() -> AsyncIterator[bytes]:
+        quiet_since = asyncio.get_running_loop().time()
+        async for event in stored.follow(after):
+            now = asyncio.get_running_loop().time()
+            if event is None:
+                if now - quiet_since >= ping_interval_s:
+                    quiet_since = now
+                    yield render.ping
+                continue
+            quiet_since = now
+            render.seq = event.seq
+            yield render.event(event.name, event.data)
+
+    return _RunStreamResponse(body(), on_close=lambda: None)
 
 
 class _RunStreamResponse(StreamingResponse):

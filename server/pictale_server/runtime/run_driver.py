@@ -24,6 +24,7 @@ from typing import Literal
 from pictale_server.errors import ApiError
 from pictale_server.runtime.engine_errors import contract_error
 from pictale_server.runtime.execution import RunExecution
+from pictale_server.runtime.run_store import RunMirror, RunStore
 from pictale_server.runtime.runs import Run
 
 logger = logging.getLogger("pictale.server")
@@ -37,11 +38,15 @@ def drive(
     *,
     on_error: Callable[[ApiError], None] = lambda error: None,
     on_end: Callable[[Run], None] = lambda run: None,
+    store: RunStore | None = None,
 ) -> asyncio.Task:
     """Start the run's task; it lives on the run (`run.driver`) until the run ends, then
-    `on_end(run)` (its webhook) sees the final state."""
+    `on_end(run)` (its webhook) sees the final state. With a `store`, the run is mirrored
+    there for other containers (run_store.py)."""
     run = execution.run
     log = run.log
+    if store is not None:
+        _mirror(run, store, request_id)
 
     async def to_the_end() -> None:
         log.append("run", {"id": run.id})
@@ -84,3 +89,21 @@ def reader_left(run: Run, *, when_abandoned: WhenAbandoned, grace_s: float) -> N
             run.request_cancel()
 
     asyncio.get_running_loop().call_later(grace_s, after_grace)
+
+
+def _mirror(run: Run, store: RunStore, request_id: str) -> None:
+    mirror = RunMirror(store, run.id, run.caller or "", on_cancel_request=run.request_cancel)
+    written = [""]
+
+    def on_event(event) -> None:
+        mirror.event(event)
+        if run.state != written[0] and not run.ended:
+            written[0] = run.state
+            mirror.state(run.state, event.seq, ended=False)
+
+    def on_end() -> None:
+        error = run.log.error.event_data(request_id) if run.log.error is not None else None
+        mirror.state(run.state, run.log.last_seq, ended=True, error=error)
+
+    run.log.listeners.append(on_event)
+    run.log.end_listeners.append(on_end)

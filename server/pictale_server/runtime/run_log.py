@@ -35,6 +35,8 @@ class RunLog:
         self.error: ApiError | None = None  # how the run failed, when it did
         self.bytes = 0  # the events' JSON size: the store caps it per caller
         self.readers = 0  # connections following the log now
+        self.listeners: list = []  # called with each LoggedEvent as it is appended (run_store.py)
+        self.end_listeners: list = []  # called once the log has ended
 
     @property
     def last_seq(self) -> int:
@@ -53,6 +55,8 @@ class RunLog:
         event = LoggedEvent(len(self._events) + 1, name, data)
         self._events.append(event)
         self.bytes += len(json.dumps(data, separators=(",", ":"), ensure_ascii=False)) + len(name)
+        for listener in self.listeners:
+            listener(event)
         self._wake()
         return event.seq
 
@@ -63,7 +67,11 @@ class RunLog:
         self.end()
 
     def end(self) -> None:
+        if self.ended:
+            return
         self.ended = True
+        for listener in self.end_listeners:
+            listener()
         self._wake()
 
     def _wake(self) -> None:

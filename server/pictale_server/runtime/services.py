@@ -44,3 +44,4 @@ class Services:
     load_image: ImageLoader
     started_at: int = field(default_factory=lambda: int(time.time()))  # Unix time the app was built
     webhooks: Any = None  # webhooks.WebhookSender when PICTALE_WEBHOOK_SECRET is set
+    run_store: Any = None  # run_store.RunStore shared by containers (Modal), or None

@@ -56,7 +56,10 @@ async def serve_completion(
     execution = RunExecution(services.runs, run, services.lifecycle)
     flow_context = FlowContext(run, services.engine, services.scheduler, services.gate, context.request_id)
     execution.start(lambda: CompletionFlow(flow_context, completion), may_wait=stream)
-    drive(execution, context.request_id, on_error=lambda error: context.record_error(error.code))
+    drive(
+        execution, context.request_id, on_error=lambda error: context.record_error(error.code),
+        store=services.run_store,
+    )
     headers = {RUN_ID_HEADER: run.id, **headers}
     # These clients cannot resume: a closed connection is their "stop".
     if stream:

@@ -110,6 +110,7 @@ async def _serve(
         execution, context.request_id,
         on_error=lambda error: context.record_error(error.code),
         on_end=lambda ended: _tell_webhook(services, ended, context.request_id),
+        store=services.run_store,
     )
     settings = services.settings
     if background:
