@@ -5,6 +5,8 @@ import { createClient } from '../../src/index'
 import { startLocalServer } from '../../scripts/lib/local-server'
 
 export const TEST_API_KEY = 'pk_integration_test'
+/** The server's webhook signing secret; webhook tests receive on 127.0.0.2, allowlisted (127.0.0.1 stays refused, as the contract expects). */
+export const TEST_WEBHOOK_SECRET = `whsec_${Buffer.from('integration webhook secret, 32 bytes').toString('base64')}`
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -14,7 +16,10 @@ declare module 'vitest' {
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  const server = await startLocalServer({ apiKeys: [TEST_API_KEY] })
+  const server = await startLocalServer({
+    apiKeys: [TEST_API_KEY],
+    env: { PICTALE_WEBHOOK_SECRET: TEST_WEBHOOK_SECRET, PICTALE_URL_ALLOWLIST: '127.0.0.2' },
+  })
   try {
     const ready = createClient({ baseURL: server.url }).waitUntilReady({ timeoutMs: 170_000, intervalMs: 200 })
     const died = server.exited.then((code) => {
