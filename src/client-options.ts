@@ -105,9 +105,7 @@ export function resolveTimeouts(base: ResolvedTimeouts, override?: TimeoutOption
 
 /** Applies defaults and rejects unusable options with {@link InvalidInputError}. */
 export function resolveOptions(options: ClientOptions): ResolvedOptions {
-  if (typeof options?.baseURL !== 'string' || !/^https?:\/\//i.test(options.baseURL)) {
-    throw new InvalidInputError('invalid_options', 'baseURL must be an http(s):// URL', 'baseURL')
-  }
+  const baseURL = absoluteBaseURL(options?.baseURL)
   if (typeof (options.fetch ?? globalThis.fetch) !== 'function') {
     throw new InvalidInputError('invalid_options', 'no fetch available: pass options.fetch', 'fetch')
   }
@@ -120,7 +118,7 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
     throw new InvalidInputError('invalid_options', 'maxImageBytes must be positive', 'maxImageBytes')
   }
   return {
-    baseURL: options.baseURL.replace(/\/+$/, ''),
+    baseURL: baseURL.replace(/\/+$/, ''),
     apiKey: options.apiKey,
     modal: options.modal,
     maxRetries,
@@ -133,4 +131,21 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
     maxImageBytes,
     resolveImage: options.resolveImage,
   }
+}
+
+/**
+ * `baseURL` as an absolute http(s) URL. In a page, a path (`/api/pictale`) resolves against the
+ * page's origin, as `fetch` would resolve it: the way to reach your own proxy route.
+ */
+function absoluteBaseURL(baseURL: unknown): string {
+  if (typeof baseURL === 'string' && /^https?:\/\//i.test(baseURL)) return baseURL
+  const origin = (globalThis as { location?: { origin?: unknown } }).location?.origin
+  if (typeof baseURL === 'string' && baseURL.startsWith('/') && typeof origin === 'string' && /^https?:\/\//i.test(origin)) {
+    return new URL(baseURL, origin).href
+  }
+  throw new InvalidInputError(
+    'invalid_options',
+    'baseURL must be an http(s):// URL (or, in a web page, a path such as /api/pictale on its own origin)',
+    'baseURL',
+  )
 }

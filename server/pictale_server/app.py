@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI
 from pictale_server import __version__
 from pictale_server.api.auth import make_authenticate, make_rate_limit
 from pictale_server.api.body_limit import BodyLimitMiddleware
+from pictale_server.api.cors import Cors, cors_origins
 from pictale_server.api.dependencies import attach_services
 from pictale_server.api.error_handlers import install_error_handlers
 from pictale_server.api.rate_limit import RateLimiter
@@ -117,5 +118,8 @@ def create_app(
     app.include_router(kobold_compat.router, dependencies=[Depends(authenticate)])
 
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestContextMiddleware)  # added last: outermost
+    app.add_middleware(RequestContextMiddleware)
+    origins = cors_origins(settings.cors_origins, engine.profile)
+    if origins:  # outermost: a preflight never meets auth or the body limit
+        app.add_middleware(Cors, origins=origins)
     return app

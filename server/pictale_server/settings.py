@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     max_image_pixels: int = 40_000_000
     fetch_timeout_s: float = 10.0
     url_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Origins whose pages may call the API directly (CORS), comma separated, or "*". Unset:
+    # none, except on the dev profile, where any origin may (api/cors.py says why).
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Safety: extra image classifiers ("package.module:factory", comma separated) that can
     # only add refusals. Nothing here turns the minor-protection gate off (docs/safety.md).
@@ -71,7 +74,7 @@ class Settings(BaseSettings):
     fast_path: Literal["auto", "off"] = "auto"
     max_context_tokens: int = 16384
 
-    @field_validator("api_keys", "url_allowlist", "image_classifiers", mode="before")
+    @field_validator("api_keys", "url_allowlist", "image_classifiers", "cors_origins", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         return _comma_list(value)

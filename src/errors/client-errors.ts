@@ -3,8 +3,15 @@ import { PictaleError, withReason, type PictaleErrorOptions } from './pictale-er
 /** The request never got an HTTP response (DNS, refused connection, reset, CORS, offline). */
 export class ConnectionError extends PictaleError {
   static override readonly kind: string = 'ConnectionError'
-  constructor(message: string, options: PictaleErrorOptions = {}) {
+  /**
+   * In a browser, a request that fails before any response is most often one the browser
+   * blocked (the server does not allow this page's origin: CORS), which a retry cannot fix;
+   * it is then not retried. Browsers do not say which it was, so the message names both.
+   */
+  readonly maybeCors: boolean
+  constructor(message: string, options: PictaleErrorOptions & { maybeCors?: boolean } = {}) {
     super('connection_error', message, options)
+    this.maybeCors = options.maybeCors ?? false
   }
 }
 

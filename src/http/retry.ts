@@ -11,12 +11,12 @@ const MAX_BACKOFF_MS = 8_000
 export const MAX_RETRY_AFTER_MS = 60_000
 
 /**
- * Whether an error before the first body byte is worth another attempt: connection errors,
- * 408, 409, 425, 429 and 5xx, except a `503 not_ready` whose models **failed** to load
- * (waiting does not fix that).
+ * Whether an error before the first body byte is worth another attempt: connection errors
+ * (not a browser's, which is most often CORS), 408, 409, 425, 429 and 5xx, except a
+ * `503 not_ready` whose models **failed** to load (waiting does not fix that).
  */
 export function isRetryable(error: unknown): boolean {
-  if (error instanceof ConnectionError) return true
+  if (error instanceof ConnectionError) return !error.maybeCors
   if (error instanceof ServiceUnavailableError) return error.state !== 'failed'
   if (error instanceof APIError) return RETRY_STATUSES.has(error.status) || error.status >= 500
   return false

@@ -93,6 +93,14 @@ async function attemptOnce(
       })
     } catch (error) {
       if (attempt.signal.aborted) throw attempt.signal.reason
+      if (inBrowser()) {
+        throw new ConnectionError(
+          `could not reach ${options.baseURL}: ${messageOf(error)}. In a browser this is most often CORS: ` +
+            "the server does not allow this page's origin (PICTALE_CORS_ORIGINS), or a proxy in between " +
+            'answers without CORS headers; otherwise the network or the server is down',
+          { cause: error, maybeCors: true },
+        )
+      }
       throw new ConnectionError(`could not reach ${options.baseURL}: ${messageOf(error)}`, { cause: error })
     }
     if (response.ok) {
@@ -119,4 +127,10 @@ function messageOf(error: unknown): string {
   const cause = (error as { cause?: { message?: string } })?.cause?.message
   const message = error instanceof Error ? error.message : String(error)
   return cause ? `${message} (${cause})` : message
+}
+
+/** A page's JavaScript (not a worker, not a server runtime): where CORS applies to fetch. */
+function inBrowser(): boolean {
+  const scope = globalThis as { window?: unknown; document?: unknown }
+  return typeof scope.window === 'object' && scope.window !== null && typeof scope.document === 'object'
 }
