@@ -62,6 +62,11 @@ export interface CallOptions {
   headers?: Record<string, string> | undefined
   /** The `Idempotency-Key` to send (default: a fresh random one per call). */
   idempotencyKey?: string | undefined
+  /**
+   * Fields sent in the request body as they are (wire names, snake_case), beside the checked
+   * ones: for server fields this SDK version does not type yet. They win over typed fields.
+   */
+  extraBody?: Record<string, unknown> | undefined
 }
 
 /** Fully resolved timeouts. */

@@ -38,10 +38,10 @@ import { camelizeKeys, snakeizeKeys } from './wire/case'
 import { waitUntilReady, type WaitUntilReadyOptions } from './wait-until-ready'
 
 type Schema = {
-  safeParse(value: unknown): {
+  safeParse(value: unknown, params?: { reportInput?: boolean }): {
     success: boolean
     data?: unknown
-    error?: { issues: { path: PropertyKey[]; message: string }[] }
+    error?: { issues: Issue[] }
   }
 }
 
@@ -155,7 +155,7 @@ export class PictaleClient {
       call,
       follow,
       idempotencyKey: call.idempotencyKey ?? newIdempotencyKey(),
-      buildBody: () => buildBody(options, schema, request),
+      buildBody: () => buildBody(options, schema, request, call.extraBody),
       cancel: (runId) =>
         this.cancel(runId, { maxRetries: 0, timeout: { connectMs: CANCEL_CONNECT_MS }, headers: call.headers }),
     })
@@ -163,7 +163,7 @@ export class PictaleClient {
 
   /** A `background: true` call: the server answers `202 {id, state}` at once. */
   async #start(path: string, schema: Schema, request: object, call: CallOptions): Promise<StartedRun> {
-    const wire = await buildBody(this.#options, schema, request)
+    const wire = await buildBody(this.#options, schema, request, call.extraBody)
     delete wire.stream
     const body = await this.#json('POST', path, wire, {
       ...call,
@@ -228,15 +228,19 @@ function parseResponse(schema: Schema, body: unknown): unknown {
   return parsed.data
 }
 
-async function buildBody(options: ResolvedOptions, schema: Schema, request: object): Promise<Record<string, unknown>> {
-  const parsed = schema.safeParse(request)
+async function buildBody(
+  options: ResolvedOptions,
+  schema: Schema,
+  request: object,
+  extraBody: Record<string, unknown> | undefined,
+): Promise<Record<string, unknown>> {
+  const parsed = schema.safeParse(request, { reportInput: true })
   if (!parsed.success) {
     const issues = parsed.error?.issues ?? []
-    throw new InvalidInputError(
-      'invalid_request',
-      `invalid request: ${issueLines(issues).join('; ')}`,
-      issues[0]?.path.map(String).join('.'),
-    )
+    const first = issues[0]
+    const unknownKey = first?.code === 'unrecognized_keys' ? (first as { keys?: string[] }).keys?.[0] : undefined
+    const param = [...(first?.path ?? []).map(String), ...(unknownKey ? [unknownKey] : [])].join('.')
+    throw new InvalidInputError('invalid_request', `invalid request: ${issueLines(issues).join('; ')}`, param || undefined)
   }
   const { image, ...rest } = request as { image?: unknown }
   const wire = snakeizeKeys(rest) as Record<string, unknown>
@@ -245,11 +249,24 @@ async function buildBody(options: ResolvedOptions, schema: Schema, request: obje
     wire.image = await prepareImage(resolved, options.maxImageBytes)
   }
   wire.stream = true
-  return wire
+  return extraBody ? { ...wire, ...extraBody } : wire
 }
 
-function issueLines(issues: { path: PropertyKey[]; message: string }[]): string[] {
-  return issues.map((issue) => `${issue.path.map(String).join('.') || '(request)'}: ${issue.message}`)
+type Issue = { path: PropertyKey[]; message: string; code?: string; input?: unknown; keys?: string[]; expected?: string }
+
+function issueLines(issues: Issue[]): string[] {
+  return issues.map((issue) => {
+    const where = issue.path.map(String).join('.') || '(request)'
+    if (issue.code === 'unrecognized_keys') {
+      return `${where}: unknown field${(issue.keys?.length ?? 0) > 1 ? 's' : ''} ${(issue.keys ?? []).join(', ')} (a field this SDK does not know yet goes in extraBody)`
+    }
+    if (issue.code === 'invalid_type' && issue.input === undefined) return `${where}: required`
+    if (issue.code === 'invalid_type' && issue.expected) {
+      const got = issue.input === null ? 'null' : Array.isArray(issue.input) ? 'array' : typeof issue.input
+      return `${where}: expected ${issue.expected}, got ${got}`
+    }
+    return `${where}: ${issue.message}`
+  })
 }
 
 /**

@@ -2,10 +2,12 @@ import * as z from 'zod/mini'
 import type { ImageInput } from '../images/image-input'
 
 // Request schemas check types only; bounds (max_tokens ≤ 4096, …) are the server's to enforce
-// so that a server raising them needs no SDK release. Objects are loose: extra fields travel.
+// so that a server raising them needs no SDK release. Objects are strict: a misspelt field
+// (`maxTokenz`) is an error at compile time and at run time, never silently ignored by the
+// server; a field this SDK does not know yet travels in the call's `extraBody`.
 
 /** Sampling options, all optional (see docs/protocol.md for bounds and defaults). */
-export const SamplingSchema = z.looseObject({
+export const SamplingSchema = z.strictObject({
   maxTokens: z.optional(z.int()),
   temperature: z.optional(z.number()),
   topP: z.optional(z.number()),
@@ -82,12 +84,12 @@ const runOptions = {
 }
 
 /** `describe()` request: an image and how to describe it. */
-export const DescribeRequestSchema = z.looseObject({ image: ImageSchema, ...describeOptions, ...runOptions })
+export const DescribeRequestSchema = z.strictObject({ image: ImageSchema, ...describeOptions, ...runOptions })
 /** `describe()` request. */
 export type DescribeRequest = z.infer<typeof DescribeRequestSchema>
 
 /** `narrate()` request: an instruction, optional scene `context`, system prompt and history. */
-export const NarrateRequestSchema = z.looseObject({
+export const NarrateRequestSchema = z.strictObject({
   instruction: z.string(),
   context: z.optional(z.string()),
   ...narrateOptions,
@@ -97,11 +99,11 @@ export const NarrateRequestSchema = z.looseObject({
 export type NarrateRequest = z.infer<typeof NarrateRequestSchema>
 
 /** `pipeline()` request: an image and an instruction, with per-stage overrides. */
-export const PipelineRequestSchema = z.looseObject({
+export const PipelineRequestSchema = z.strictObject({
   image: ImageSchema,
   instruction: z.string(),
-  describe: z.optional(z.looseObject(describeOptions)),
-  narrate: z.optional(z.looseObject(narrateOptions)),
+  describe: z.optional(z.strictObject(describeOptions)),
+  narrate: z.optional(z.strictObject(narrateOptions)),
   ...runOptions,
 })
 /** `pipeline()` request. */
