@@ -1,6 +1,6 @@
 // `npm test`: installs what is missing (node modules, the server's Python venv), then runs
-// every suite — pytest, and vitest (unit + integration against a real dev-profile server) —
-// and fails if any of them failed.
+// every suite — pytest, vitest (unit + integration against a real dev-profile server), and
+// the package checks — and fails if any of them failed.
 import { spawnSync } from 'node:child_process'
 import { ensureNodeModules } from './ensure-node-modules.mjs'
 
@@ -17,6 +17,9 @@ if (!run('server venv', 'node', ['scripts/server-venv.mjs']).ok) process.exit(1)
 const results = {
   pytest: run('pytest', 'server/.venv/bin/python', ['-m', 'pytest', 'server/tests', '-q', '-p', 'no:cacheprovider']),
   vitest: run('vitest (unit + integration)', 'npx', ['vitest', 'run']),
+  // The packed package as users get it: every entry's types resolve in every TypeScript
+  // module mode (node10, node16 CJS and ESM, bundler), and its package.json is publishable.
+  package: run('package (build, attw, publint)', 'sh', ['-c', 'npx tsup >/dev/null && npx attw --pack . && npx publint']),
 }
 console.log('')
 for (const [name, { ok, seconds }] of Object.entries(results)) console.log(`${ok ? '✓' : '✗'} ${name} (${seconds} s)`)

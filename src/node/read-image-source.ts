@@ -6,7 +6,9 @@ import type { ImageInput } from '../images/image-input'
 const REMOTE_OR_DATA = /^(https?:|data:)/i
 
 /** Anything Node can read an image from, besides the default entry's forms. */
-export type NodeImageInput = ImageInput | URL | NodeJS.ReadableStream | AsyncIterable<Uint8Array | string>
+// A Node Readable (fs.createReadStream, a request body) is an AsyncIterable of Buffers: typed
+// structurally, so these declarations need no @types/node in the user's project.
+export type NodeImageInput = ImageInput | URL | AsyncIterable<Uint8Array | string>
 
 /**
  * Reads Node-only image sources into bytes: a file path, a `file:` URL (string or `URL`), or
