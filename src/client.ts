@@ -156,8 +156,11 @@ export class PictaleClient {
       follow,
       idempotencyKey: call.idempotencyKey ?? newIdempotencyKey(),
       buildBody: () => buildBody(options, schema, request, call.extraBody),
-      cancel: (runId) =>
-        this.cancel(runId, { maxRetries: 0, timeout: { connectMs: CANCEL_CONNECT_MS }, headers: call.headers }),
+      // Leaving a run you started stops it; leaving one you only follow (runs.stream) does
+      // not: a background run goes on for whoever comes back (client.cancel stops it).
+      cancel: follow
+        ? async () => undefined
+        : (runId) => this.cancel(runId, { maxRetries: 0, timeout: { connectMs: CANCEL_CONNECT_MS }, headers: call.headers }),
     })
   }
 

@@ -143,3 +143,59 @@ def test_the_registry_forgets_a_callers_oldest_ended_runs_past_its_cap() -> None
     registry.create(0, "me", None)
     assert registry.get(old.id) is None and registry.get(newer.id) is not None
     assert registry.get(someone_else.id) is not None
+
+
+def test_a_new_event_during_a_busy_moment_is_not_missed() -> None:
+    """A reader that was sending bytes when an event came in finds it without waiting."""
+    import asyncio
+
+    from pictale_server.runtime.run_log import RunLog
+
+    async def scenario() -> bool:
+        log = RunLog()
+        log.append("run", {"id": "run_1"})
+        seen = log.last_seq
+        log.append("delta", {"text": "x"})  # while the reader was busy yielding
+        return await log.changed(seen, 5.0)
+
+    started = time.monotonic()
+    assert asyncio.run(scenario()) is True
+    assert time.monotonic() - started < 1.0
+
+
+def test_each_drop_restarts_the_grace(serve) -> None:
+    served = serve(held_engine(), resume_grace_s=1.0)
+    stream = LiveStream(served.client, "/v1/narrate", {"instruction": "A"})
+    stream.until_name("delta")
+    run_id = stream.run_id
+    stream.close()  # drop: a grace timer for t = 1.0
+    time.sleep(0.2)
+    with served.client.stream("GET", f"/v1/runs/{run_id}/events") as resumed:
+        lines = resumed.iter_lines()  # kept: a collected line iterator closes the response
+        for line in lines:
+            if line.startswith("event: delta"):
+                break
+        time.sleep(0.6)
+    # dropped again at about t = 0.8: the first timer must not cancel it at t = 1.0
+    time.sleep(0.5)
+    assert served.client.get(f"/v1/runs/{run_id}").json()["state"] == "running"
+    assert served.engine.wait_for_finish(0) == "cancelled"  # the second grace ran out
+
+
+def test_a_plain_request_whose_client_left_is_cancelled_at_once(serve) -> None:
+    import threading
+
+    served = serve(held_engine(), resume_grace_s=60)
+
+    def impatient() -> None:
+        with httpx.Client(base_url=served.url, timeout=httpx.Timeout(10, read=0.3)) as client:
+            try:
+                client.post("/v1/narrate", json={"instruction": "A"})
+            except httpx.ReadTimeout:
+                pass
+
+    thread = threading.Thread(target=impatient)
+    thread.start()
+    served.engine.wait_for_calls(1)
+    thread.join()
+    assert served.engine.wait_for_finish(0) == "cancelled"  # long before the 60 s grace

@@ -147,3 +147,28 @@ def test_what_is_held_back_is_the_longest_end_that_begins_a_phrase(case: int) ->
     guard = PhraseGuard(CharTokenizer(), phrases)
     guard._text, guard._folded = text, text.lower()  # as if pushed, without completed phrases
     assert guard._held_from() == naive_held_from(text, [p.lower() for p in phrases])
+
+
+def test_rewinds_to_the_first_token_keep_the_cache_where_a_fresh_run_has_it(dev_engine) -> None:  # noqa: F811
+    """Rewinding to the answer's first token, again and again, leaves the position at the
+    prompt's end: the continuation equals a fresh run's, and no write ever leaves the cache."""
+    loop = dev_engine.loaded("writer").loop
+    ids = dev_engine.writer_prompt_ids(PROMPT)
+    sampling = Sampling(max_tokens=24, temperature=0.0, banned_phrases=("x",))  # creative mode
+    steps = loop.tokens(WriterPrompt(ids), ids, sampling, seed=0)
+    first = next(steps)
+    for _ in range(3):
+        next(steps)
+    banned = {first}
+    token = steps.send(Rewind(0, first))
+    for _ in range(300):  # more rewinds than the cache has slots past the prompt
+        for _ in range(3):
+            next(steps)
+        banned.add(token)
+        token = steps.send(Rewind(0, token))
+    assert int(loop.position) == ids.shape[1]
+    answer = [token] + [next(steps) for _ in range(8)]
+    steps.close()
+    fresh_prompt = torch.cat([ids, torch.tensor([[token]])], dim=1)
+    fresh = list(loop.tokens(WriterPrompt(fresh_prompt), fresh_prompt, Sampling(max_tokens=8, temperature=0.0), seed=0))
+    assert fresh == answer[1:]

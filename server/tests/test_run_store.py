@@ -110,3 +110,23 @@ def test_another_callers_run_is_not_found_on_any_container() -> None:
         other = httpx.get(f"{urls[1]}/v1/runs/{run_id}", headers={"authorization": "Bearer k2"})
         mine = httpx.get(f"{urls[1]}/v1/runs/{run_id}", headers={"authorization": "Bearer k1"})
     assert other.status_code == 404 and mine.json()["state"] == "done"
+
+
+def test_a_reader_on_another_container_keeps_the_run_from_its_grace_cancel() -> None:
+    store = DictRunStore(FakeModalDict())
+    engine_a = FakeEngine(writer=Script(["Once ", "upon ", "a ", "time."], hold_after=2))
+    with ExitStack() as stack:
+        clients = []
+        for engine in (engine_a, FakeEngine()):
+            app = create_app(engine, make_settings(resume_grace_s=0.5), gate=FakeGate(), run_store=store)
+            clients.append(stack.enter_context(httpx.Client(base_url=stack.enter_context(live_server(app)), timeout=10)))
+        a, b = clients
+        stream = LiveStream(a, "/v1/narrate", {"instruction": "A"})
+        stream.until_name("delta")
+        run_id = stream.run_id
+        stream.close()
+        wait_until(lambda: b.get(f"/v1/runs/{run_id}").status_code == 200)
+        with b.stream("GET", f"/v1/runs/{run_id}/events") as followed:
+            threading.Timer(1.6, engine_a.release.set).start()  # three graces later
+            events = [item for item in iter_sse(followed) if not isinstance(item, str)]
+    assert events[-1].name == "done" and engine_a.wait_for_finish(0) == "stop"

@@ -110,6 +110,21 @@ describe('runs by id', () => {
     expect(await run).toMatchObject({ id: RUN, text: 'Once upon' })
   })
 
+  it('leaving a followed run does not cancel it: it may be a background run', async () => {
+    const cancels: string[] = []
+    server.use(
+      http.get(`${BASE_URL}/v1/runs/${RUN}/events`, () => streamResponse(sse(EVENTS.slice(0, 5)) + ': waiting\n\n')),
+      http.post(`${BASE_URL}/v1/runs/${RUN}/cancel`, ({ request }) => {
+        cancels.push(request.url)
+        return HttpResponse.json({ id: RUN, cancelled: true, state: 'cancelled' })
+      }),
+    )
+    const run = testClient().runs.stream(RUN)
+    for await (const event of run) if (event.type === 'delta') break
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(cancels).toEqual([])
+  })
+
   it('refuses an after that is not a count of events', () => {
     expect(() => testClient().runs.stream(RUN, { after: -1 })).toThrow(/after/)
   })

@@ -22,7 +22,7 @@ from pictale_server.api.sse import PING, SSE_HEADERS, SSE_MEDIA_TYPE, encode_eve
 from pictale_server.errors import ApiError
 from pictale_server.runtime.engine_errors import contract_error
 from pictale_server.runtime.run_driver import WhenAbandoned, reader_left
-from pictale_server.runtime.run_store import StoredRun
+from pictale_server.runtime.run_store import RunStore, StoredRun
 from pictale_server.runtime.runs import Run
 
 
@@ -67,6 +67,7 @@ def stream_response(
     headers: dict[str, str] | None = None,
     when_abandoned: WhenAbandoned = "grace",
     grace_s: float = 0.0,
+    store: RunStore | None = None,
 ) -> StreamingResponse:
     """The run's events after event number `after`, then its live tail, until it ends."""
     render = renderer if renderer is not None else ContractRenderer()
@@ -95,7 +96,7 @@ def stream_response(
                 if log.ended and seen == log.last_seq:
                     finished = True
                     return
-                if not await log.changed(ping_interval_s):
+                if not await log.changed(seen, ping_interval_s):
                     yield render.ping
         finally:
             reader.close()
@@ -103,7 +104,7 @@ def stream_response(
     def on_close() -> None:
         reader.close()
         if not finished:
-            reader_left(run, when_abandoned=when_abandoned, grace_s=grace_s)
+            reader_left(run, when_abandoned=when_abandoned, grace_s=grace_s, store=store)
 
     return _RunStreamResponse(body(), on_close=on_close, headers=headers)
 
@@ -180,7 +181,7 @@ async def json_response(
     watcher = asyncio.create_task(_watch_disconnect(request, gone))
     try:
         while not log.ended:
-            await log.changed(3600.0)
+            await log.changed(log.last_seq, 3600.0)
     finally:
         watcher.cancel()
         reader.close()

@@ -195,9 +195,12 @@ class DecodeLoop:
         state.counts[0].scatter_add_(0, answer, torch.ones_like(answer, dtype=torch.float32))
         state.bias.copy_(self._base_bias)
         state.bias[0, list(self._bans[index])] = float("-inf")
-        if index == 0:
+        if index == 0:  # the prefill's logits again; the answer's first slot is next
+            self.position.fill_(prompt)
+            for counter in cache_write_counters(self.cache):
+                counter.fill_(prompt)
             self._accept(self._first_logits)
-        else:
+        else:  # the step that wrote the token before, again: its logits are the index's
             self.position.fill_(kept - 1)
             for counter in cache_write_counters(self.cache):
                 counter.fill_(kept - 1)

@@ -12,6 +12,7 @@ kept per set of breakers (front ends send the same few sets).
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from collections.abc import Collection
 
@@ -45,7 +46,11 @@ class SamplerVocabulary:
 
     def _breakers(self, strings: tuple[str, ...]) -> torch.Tensor:
         wanted = [s for s in strings if s]
-        return self._mask([any(s in text for s in wanted) for text in self.texts()])
+        if not wanted:
+            return self._mask([False] * self._vocab_size)
+        # One compiled alternation searched per token: the same cost for 1 breaker or 64.
+        pattern = re.compile("|".join(map(re.escape, wanted)))
+        return self._mask([pattern.search(text) is not None for text in self.texts()])
 
     @property
     def xtc_keep(self) -> torch.Tensor:

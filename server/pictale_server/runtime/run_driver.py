@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from contextlib import aclosing
 from typing import Literal
@@ -24,7 +25,7 @@ from typing import Literal
 from pictale_server.errors import ApiError
 from pictale_server.runtime.engine_errors import contract_error
 from pictale_server.runtime.execution import RunExecution
-from pictale_server.runtime.run_store import RunMirror, RunStore
+from pictale_server.runtime.run_store import HEARTBEAT_S, RunMirror, RunStore, reader_key
 from pictale_server.runtime.runs import Run
 
 logger = logging.getLogger("pictale.server")
@@ -49,46 +50,73 @@ def drive(
         _mirror(run, store, request_id)
 
     async def to_the_end() -> None:
-        log.append("run", {"id": run.id})
         try:
+            log.append("run", {"id": run.id})
             async with aclosing(execution.events()) as events:
                 async for name, data in events:
                     log.append(name, data)
         except asyncio.CancelledError:  # cancelled while it waited for the models to load
-            execution.finish()
-            log.end()
-            on_end(run)
             raise
         except Exception as exc:  # everything after the run started becomes an `error` event
             error = contract_error(exc)
             on_error(error)
             log.fail(error, error.event_data(request_id))
+        finally:  # however it ends: ended, and said so
+            settle()
+
+    settled = []
+
+    def settle() -> None:
+        if not settled:
+            settled.append(True)
+            execution.finish()
+            log.end()
             on_end(run)
-            return
-        log.end()
-        on_end(run)
 
     task = asyncio.create_task(to_the_end(), name=f"run {run.id}")
+    # A task cancelled before its first step never runs its body (nor its `finally`).
+    task.add_done_callback(lambda _: settle())
     run.driver = task
     # A cancel that comes while the run still waits for the models must not wait with it.
     run.on_cancel(lambda: task.cancel() if not execution.started else None)
     return task
 
 
-def reader_left(run: Run, *, when_abandoned: WhenAbandoned, grace_s: float) -> None:
-    """A connection following `run` closed; decide whether the run goes on."""
+def reader_left(
+    run: Run, *, when_abandoned: WhenAbandoned, grace_s: float, store: RunStore | None = None
+) -> None:
+    """A connection following `run` closed; decide whether the run goes on. One grace timer
+    per run, restarted by every drop: a client that resumed and dropped again gets a full
+    grace again. With a store, a reader on another container (its heartbeat) counts too."""
     if run.ended or run.log.readers > 0 or run.background:
         return
     if when_abandoned == "cancel" or grace_s <= 0:
         run.request_cancel()
         return
+    if run.grace_timer is not None:
+        run.grace_timer.cancel()
+    loop = asyncio.get_running_loop()
 
-    def after_grace() -> None:
-        if not run.ended and run.log.readers == 0:
-            logger.info("run %s: no reader came back within %.0f s, cancelling", run.id, grace_s)
-            run.request_cancel()
+    async def read_elsewhere() -> bool:
+        if store is None:
+            return False
+        try:
+            beat = await store.get(reader_key(run.id))
+        except Exception:  # noqa: BLE001 - the store is a mirror: without it, no remote readers
+            return False
+        # A follower beats every HEARTBEAT_S: three missed beats, or the grace, and it is gone.
+        return isinstance(beat, (int, float)) and time.time() - beat < max(grace_s, 3 * HEARTBEAT_S)
 
-    asyncio.get_running_loop().call_later(grace_s, after_grace)
+    async def decide() -> None:
+        if run.ended or run.log.readers > 0:
+            return
+        if await read_elsewhere():
+            run.grace_timer = loop.call_later(grace_s, lambda: loop.create_task(decide()))
+            return
+        logger.info("run %s: no reader came back within %.0f s, cancelling", run.id, grace_s)
+        run.request_cancel()
+
+    run.grace_timer = loop.call_later(grace_s, lambda: loop.create_task(decide()))
 
 
 def _mirror(run: Run, store: RunStore, request_id: str) -> None:

@@ -81,8 +81,11 @@ class RunLog:
     def events_after(self, seq: int) -> list[LoggedEvent]:
         return self._events[seq:]
 
-    async def changed(self, timeout_s: float) -> bool:
-        """Wait for the next event or the end; False when `timeout_s` passed first."""
+    async def changed(self, seen: int, timeout_s: float) -> bool:
+        """Wait for an event after `seen`, or the end; False when `timeout_s` passed first.
+        Returns at once when one came while the caller was busy (a reader sending bytes)."""
+        if self.last_seq > seen or self.ended:
+            return True
         try:
             await asyncio.wait_for(self._changed.wait(), timeout_s)
         except TimeoutError:

@@ -28,8 +28,16 @@ POLL_S = 0.25  # how often a follower on another container looks for new events
 CANCEL_POLL_S = 1.0  # how often a running run looks for a cancel sent to another container
 
 
+HEARTBEAT_S = 2.0  # how often a follower on another container says it is still reading
+
+
 def cancel_key(run_id: str) -> str:
     return f"{run_id}:cancel"
+
+
+def reader_key(run_id: str) -> str:
+    """When a follower on another container last read the run (Unix time)."""
+    return f"{run_id}:reader"
 
 
 class RunStore(Protocol):
@@ -142,7 +150,14 @@ class StoredRun:
         """Each stored event after `after`, then new ones as they arrive, until the run ended;
         None when a poll found nothing (a chance to ping)."""
         seq = after
+        beat = 0.0
         while True:
+            if time.monotonic() - beat >= HEARTBEAT_S:  # the running container's grace counts us
+                beat = time.monotonic()
+                try:
+                    await self._store.put(reader_key(self.id), time.time())
+                except Exception as exc:  # noqa: BLE001
+                    logger.warning("run %s: writing the reader heartbeat failed: %s", self.id, exc)
             event = await self.event(seq + 1)
             if event is not None:
                 seq += 1

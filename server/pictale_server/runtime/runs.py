@@ -43,6 +43,7 @@ class Run:
     log: RunLog = field(default_factory=RunLog)  # its events, kept (run_log.py)
     driver: Any = None  # the task that drives it (run_driver.py)
     webhook: Any = None  # where to say that it ended (webhooks.WebhookTarget)
+    grace_timer: Any = None  # the pending cancel of a run nobody follows (run_driver.py)
     cancel: Cancel = field(default_factory=Cancel)
     state: RunState = "queued"
     ended_at: float | None = None

@@ -117,9 +117,11 @@ async def _serve(
         return JSONResponse(StartedRun(id=run.id, state=run.state).model_dump(), status_code=202)
     if stream:
         return stream_response(
-            context, run, ping_interval_s=settings.ping_interval_s, grace_s=settings.resume_grace_s
+            context, run, ping_interval_s=settings.ping_interval_s, grace_s=settings.resume_grace_s,
+            store=services.run_store,
         )
-    return await json_response(request, run, grace_s=settings.resume_grace_s)
+    # A plain request's client cannot resume (it has no run id until the answer): gone is gone.
+    return await json_response(request, run, when_abandoned="cancel")
 
 
 async def _webhook_target(services: Services, webhook: WebhookSpec | None) -> WebhookTarget | None:

@@ -45,7 +45,9 @@ _Services = Annotated[Services, Depends(get_services)]
 async def _generate(
     body: KoboldGenerateRequest, request: Request, context: RequestContext, services: Services, *, stream: bool
 ) -> Response:
-    texts = {"prompt": body.prompt, "memory": body.memory}
+    # Each field, and what the writer reads: memory and prompt are one text to it, so a phrase
+    # split across them is checked whole.
+    texts = {"prompt": body.prompt, "memory": body.memory, "memory+prompt": body.full_prompt}
     await admit(services, context, {k: v for k, v in texts.items() if v}, stream=stream)
     images = await load_images(services, [(f"images.{i}", {"data": data}) for i, data in enumerate(body.images)])
     sampling = sampling_for("narrate", None, body.sampling_overrides(DEFAULT_MAX_LENGTH))

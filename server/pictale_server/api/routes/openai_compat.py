@@ -86,7 +86,13 @@ def _chat_messages(messages: list[ChatMessageIn]) -> tuple[list[ChatMessage], li
 
 
 def _texts(messages: list[ChatMessageIn]) -> dict[str, str]:
-    return {f"messages.{i}.content": m.text() for i, m in enumerate(messages) if m.text()}
+    """Each message, and the conversation as one text: the writer's template merges system
+    turns and consecutive turns of one role, so a phrase split across messages is checked
+    whole."""
+    texts = {f"messages.{i}.content": m.text() for i, m in enumerate(messages) if m.text()}
+    if len(texts) > 1:
+        texts["messages"] = "\n\n".join(texts.values())
+    return texts
 
 
 @router.post("/v1/chat/completions", response_model=ChatCompletion, responses=openai_responses(ChatCompletion, streams=True))
