@@ -199,3 +199,20 @@ def test_a_plain_request_whose_client_left_is_cancelled_at_once(serve) -> None:
     served.engine.wait_for_calls(1)
     thread.join()
     assert served.engine.wait_for_finish(0) == "cancelled"  # long before the 60 s grace
+
+
+def test_a_run_cancelled_while_the_models_load_still_ends_its_stream(serve) -> None:
+    import threading
+
+    gate = threading.Event()
+    served = serve(FakeEngine(loaded=False, load_gate=gate))
+    stream = LiveStream(served.client, "/v1/pipeline", {"image": IMAGE, "instruction": "A"})
+    stream.until(lambda event: event.name == "status" and event.data["state"] == "loading")
+    assert served.client.post(f"/v1/runs/{stream.run_id}/cancel").json()["cancelled"] is True
+    events = stream.rest()
+    gate.set()
+    done = events[-1]
+    assert done.name == "done"
+    assert done.data["description"]["finish_reason"] == "cancelled"
+    assert done.data["story"]["finish_reason"] == "cancelled"
+    assert served.client.get(f"/v1/runs/{stream.run_id}").json()["state"] == "cancelled"

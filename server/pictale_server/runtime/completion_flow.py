@@ -107,6 +107,9 @@ class CompletionFlow:
     def start(self) -> None:
         self._first.submit()
 
+    def cancelled_done(self) -> dict[str, Any]:
+        return {"id": self._ctx.run.id, "descriptions": [], "choices": []}
+
     def _describe(self, index: int) -> StageRunner:
         ctx = self._ctx
         image = self._completion.images[index]

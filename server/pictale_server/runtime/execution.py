@@ -58,6 +58,10 @@ class RunExecution:
         finally:
             self.finish(completed=completed)
 
+    def cancelled_done(self) -> dict | None:
+        """The flow's `done` data for a run cancelled before it started (run_driver.py)."""
+        return self._flow.cancelled_done() if self._flow is not None and not self._started else None
+
     @property
     def started(self) -> bool:
         """Its flow has queued its first job (a stream waiting for the models has not)."""

@@ -36,6 +36,10 @@ class Flow(Protocol):
 
     def events(self) -> AsyncIterator[Event]: ...
 
+    def cancelled_done(self) -> dict[str, Any]:
+        """The `done` data of this flow cancelled before any stage ran (while the models
+        loaded): every stage's result empty, `finish_reason: "cancelled"`."""
+
 
 @dataclass
 class FlowContext:
@@ -114,6 +118,9 @@ class _SingleStageFlow:
             yield event
         yield "done", {"id": self._ctx.run.id, **self._stage.result}
 
+    def cancelled_done(self) -> dict[str, Any]:
+        return {"id": self._ctx.run.id, **cancelled_result(self._stage.model, self._ctx.run.arrived)}
+
 
 class DescribeFlow(_SingleStageFlow):
     """The image gate runs only for a custom prompt or system (docs/server.md says why)."""
@@ -161,6 +168,14 @@ class PipelineFlow:
 
     def start(self) -> None:
         self._describe.submit()
+
+    def cancelled_done(self) -> dict[str, Any]:
+        run, engine = self._ctx.run, self._ctx.engine
+        return {
+            "id": run.id,
+            "description": cancelled_result(engine.vision_id, run.arrived),
+            "story": cancelled_result(engine.writer_id, run.arrived),
+        }
 
     async def events(self) -> AsyncIterator[Event]:
         ctx, run = self._ctx, self._ctx.run

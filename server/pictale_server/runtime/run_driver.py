@@ -56,6 +56,9 @@ def drive(
                 async for name, data in events:
                     log.append(name, data)
         except asyncio.CancelledError:  # cancelled while it waited for the models to load
+            done = execution.cancelled_done()
+            if done is not None and not log.ended:  # a follower still gets the stream's end
+                log.append("done", done)
             raise
         except Exception as exc:  # everything after the run started becomes an `error` event
             error = contract_error(exc)
