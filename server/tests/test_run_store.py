@@ -130,3 +130,23 @@ def test_a_reader_on_another_container_keeps_the_run_from_its_grace_cancel() -> 
             threading.Timer(1.6, engine_a.release.set).start()  # three graces later
             events = [item for item in iter_sse(followed) if not isinstance(item, str)]
     assert events[-1].name == "done" and engine_a.wait_for_finish(0) == "stop"
+
+
+def test_following_a_run_whose_container_died_stops(monkeypatch) -> None:
+    import pictale_server.runtime.run_store as run_store
+    from pictale_server.runtime.run_store import StoredRun
+
+    monkeypatch.setattr(run_store, "STALE_S", 0.3)
+    monkeypatch.setattr(run_store, "POLL_S", 0.05)
+    backing = FakeModalDict()
+    store = DictRunStore(backing)
+    backing.put("run_x", {"caller": "me", "state": "running", "events": 1, "ended": False, "ended_at": None})
+    backing.put("run_x:1", {"name": "run", "data": {"id": "run_x"}})
+
+    async def follow() -> list:
+        stored = await StoredRun.find(store, "run_x", "me", 3600)
+        return [event async for event in stored.follow(0) if event is not None]
+
+    started = time.monotonic()
+    events = asyncio.run(follow())
+    assert [event.name for event in events] == ["run"] and time.monotonic() - started < 5

@@ -29,6 +29,9 @@ CANCEL_POLL_S = 1.0  # how often a running run looks for a cancel sent to anothe
 
 
 HEARTBEAT_S = 2.0  # how often a follower on another container says it is still reading
+# A live run whose stored events have not moved for this long has lost its container: queue
+# waits and model loads take minutes, not ten.
+STALE_S = 600.0
 
 
 def cancel_key(run_id: str) -> str:
@@ -151,6 +154,7 @@ class StoredRun:
         None when a poll found nothing (a chance to ping)."""
         seq = after
         beat = 0.0
+        moved = time.monotonic()
         while True:
             if time.monotonic() - beat >= HEARTBEAT_S:  # the running container's grace counts us
                 beat = time.monotonic()
@@ -161,10 +165,14 @@ class StoredRun:
             event = await self.event(seq + 1)
             if event is not None:
                 seq += 1
+                moved = time.monotonic()
                 yield event
                 continue
             await self.refresh()
             if self.status.get("ended") and seq >= self.status.get("events", 0):
+                return
+            if time.monotonic() - moved > STALE_S:  # its container is gone: stop following
+                logger.warning("run %s: no event for %.0f s in the run store; stopped following", self.id, STALE_S)
                 return
             yield None
             await asyncio.sleep(POLL_S)
