@@ -1,22 +1,36 @@
 import { defineConfig } from 'tsup'
 
-export default defineConfig({
-  entry: {
-    index: 'src/index.ts',
-    node: 'src/node/index.ts',
-    testing: 'src/testing/index.ts',
-    webhooks: 'src/webhooks/index.ts',
+export default defineConfig([
+  {
+    entry: {
+      index: 'src/index.ts',
+      node: 'src/node/index.ts',
+      testing: 'src/testing/index.ts',
+      webhooks: 'src/webhooks/index.ts',
+    },
+    format: ['esm', 'cjs'],
+    dts: true,
+    clean: true,
+    sourcemap: true,
+    target: 'es2022',
+    // Each entry keeps its own copy of shared code in CJS; error classes are branded with
+    // Symbol.for so checks still work across copies.
+    splitting: true,
+    treeshake: true,
+    external: ['msw'],
+    // Keep `node:` specifiers in pictale/node: Deno and bundlers resolve them unambiguously.
+    removeNodeProtocol: false,
   },
-  format: ['esm', 'cjs'],
-  dts: true,
-  clean: true,
-  sourcemap: true,
-  target: 'es2022',
-  // Each entry keeps its own copy of shared code in CJS; error classes are branded with
-  // Symbol.for so checks still work across copies.
-  splitting: true,
-  treeshake: true,
-  external: ['msw'],
-  // Keep `node:` specifiers in pictale/node: Deno and bundlers resolve them unambiguously.
-  removeNodeProtocol: false,
-})
+  {
+    // `npx pictale`: one ESM file with its shebang, no types (nothing imports it).
+    entry: { cli: 'src/cli/index.ts' },
+    format: ['esm'],
+    dts: false,
+    clean: false,
+    sourcemap: false,
+    target: 'es2022',
+    platform: 'node',
+    external: ['msw'],
+    removeNodeProtocol: false,
+  },
+])
