@@ -142,13 +142,13 @@ def parse_sse_file(raw: str) -> list[tuple[str, dict] | None]:
 def test_the_encoder_writes_the_recorded_streams_byte_for_byte(stream):
     raw = (CONTRACT / stream["file"]).read_bytes()
     renderer = ContractRenderer()
-    parts = []
+    parts, seq = [], 0
     for item in parse_sse_file(raw.decode("utf-8")):
         if item is None:
             parts.append(PING)
             continue
-        renderer.seq += 1  # the event's number in the run
-        parts.append(renderer.event(*item))
+        seq += 1  # the event's number in the run
+        parts.append(renderer.event(seq, *item))
     assert b"".join(parts) == raw
 
 

@@ -33,9 +33,9 @@ class StreamRenderer(Protocol):
 
     def opening(self) -> bytes: ...
 
-    def event(self, name: str, data: dict[str, Any]) -> bytes: ...
+    def event(self, seq: int, name: str, data: dict[str, Any]) -> bytes: ...
 
-    def error(self, error: ApiError, request_id: str) -> bytes: ...
+    def error(self, seq: int, error: ApiError, request_id: str) -> bytes: ...
 
 
 class ContractRenderer:
@@ -44,17 +44,14 @@ class ContractRenderer:
 
     ping = PING
 
-    def __init__(self) -> None:
-        self.seq = 0
-
     def opening(self) -> bytes:
         return b""
 
-    def event(self, name: str, data: dict[str, Any]) -> bytes:
-        return encode_event(self.seq, name, data)
+    def event(self, seq: int, name: str, data: dict[str, Any]) -> bytes:
+        return encode_event(seq, name, data)
 
-    def error(self, error: ApiError, request_id: str) -> bytes:
-        return encode_event(self.seq, "error", error.event_data(request_id))
+    def error(self, seq: int, error: ApiError, request_id: str) -> bytes:
+        return encode_event(seq, "error", error.event_data(request_id))
 
 
 def stream_response(
@@ -85,12 +82,10 @@ def stream_response(
             while True:
                 for event in log.events_after(seen):
                     seen = event.seq
-                    if isinstance(render, ContractRenderer):
-                        render.seq = event.seq
                     if event.name == "error" and log.error is not None:
-                        chunk = render.error(log.error, context.request_id)
+                        chunk = render.error(event.seq, log.error, context.request_id)
                     else:
-                        chunk = render.event(event.name, event.data)
+                        chunk = render.event(event.seq, event.name, event.data)
                     if chunk:
                         yield chunk
                 if log.ended and seen == log.last_seq:
@@ -126,8 +121,7 @@ def stored_stream_response(
                     yield render.ping
                 continue
             quiet_since = now
-            render.seq = event.seq
-            yield render.event(event.name, event.data)
+            yield render.event(event.seq, event.name, event.data)
 
     return _RunStreamResponse(body(), on_close=lambda: None)
 

@@ -49,7 +49,7 @@ class KoboldStream:
     def opening(self) -> bytes:
         return b""
 
-    def event(self, name: str, data: dict[str, Any]) -> bytes:
+    def event(self, seq: int, name: str, data: dict[str, Any]) -> bytes:
         if "image" in data:  # describing a picture first: progress only
             return f": describing picture {data['image'] + 1}\n\n".encode() if name == "stage-start" else b""
         if name == "delta":
@@ -60,5 +60,5 @@ class KoboldStream:
             return f": queued, position {data.get('position')}\n\n".encode()
         return b""
 
-    def error(self, error: ApiError, request_id: str) -> bytes:
+    def error(self, seq: int, error: ApiError, request_id: str) -> bytes:
         return _sse("error", kobold_error(error, request_id))

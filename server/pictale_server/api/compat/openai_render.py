@@ -113,7 +113,7 @@ class OpenAIStream:
             delta["content"] = text
         return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
 
-    def event(self, name: str, data: dict[str, Any]) -> bytes:
+    def event(self, seq: int, name: str, data: dict[str, Any]) -> bytes:
         if name == "status" and data.get("state") == "queued":
             return f": queued, position {data.get('position')}\n\n".encode()
         if name == "status" and data.get("state") == "loading":
@@ -135,6 +135,6 @@ class OpenAIStream:
             return tail + DONE
         return b""
 
-    def error(self, error: ApiError, request_id: str) -> bytes:
+    def error(self, seq: int, error: ApiError, request_id: str) -> bytes:
         body = json.dumps(openai_error(error, request_id), separators=(",", ":"), ensure_ascii=False)
         return b"data: " + body.encode() + b"\n\n" + DONE
