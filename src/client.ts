@@ -13,26 +13,17 @@ import type { ImageInput } from './images/image-input'
 import { Run } from './run/run'
 import type { ResultKind } from './run/decode-event'
 import type { DescribeEvent, NarrateEvent, PipelineEvent } from './schemas/events'
-import { HealthSchema, type Health } from './schemas/health'
-import {
-  DescribeRequestSchema,
-  NarrateRequestSchema,
-  PipelineRequestSchema,
-  type DescribeRequest,
-  type NarrateRequest,
-  type PipelineRequest,
-} from './schemas/requests'
-import {
-  CancelResultSchema,
-  RunStatusSchema,
-  StartedRunSchema,
-  type CancelResult,
-  type DescribeResult,
-  type NarrateResult,
-  type PipelineResult,
-  type RunStatus,
-  type StartedRun,
-  type TextResult,
+import type { Health } from './schemas/health'
+import { loadSchemas, type Schemas } from './schemas/load-schemas'
+import type { DescribeRequest, NarrateRequest, PipelineRequest } from './schemas/requests'
+import type {
+  CancelResult,
+  DescribeResult,
+  NarrateResult,
+  PipelineResult,
+  RunStatus,
+  StartedRun,
+  TextResult,
 } from './schemas/results'
 import { camelizeKeys, snakeizeKeys } from './wire/case'
 import { waitUntilReady, type WaitUntilReadyOptions } from './wait-until-ready'
@@ -44,6 +35,13 @@ type Schema = {
     error?: { issues: Issue[] }
   }
 }
+
+/** Picks one schema from the lazily loaded set. */
+type SchemaOf = (schemas: Schemas) => Schema
+
+const describeRequest: SchemaOf = (s) => s.DescribeRequestSchema
+const narrateRequest: SchemaOf = (s) => s.NarrateRequestSchema
+const pipelineRequest: SchemaOf = (s) => s.PipelineRequestSchema
 
 const CANCEL_CONNECT_MS = 10_000
 
@@ -68,24 +66,24 @@ export class PictaleClient {
   describe(request: DescribeRequest & Background, options?: CallOptions): Promise<StartedRun>
   describe(request: DescribeRequest, options?: CallOptions): Run<DescribeResult, DescribeEvent>
   describe(request: DescribeRequest, options: CallOptions = {}): Run<DescribeResult, DescribeEvent> | Promise<StartedRun> {
-    if (isBackground(request)) return this.#start('/v1/describe', DescribeRequestSchema, request, options)
-    return this.#run('/v1/describe', 'text', DescribeRequestSchema, request, options)
+    if (isBackground(request)) return this.#start('/v1/describe', describeRequest, request, options)
+    return this.#run('/v1/describe', 'text', describeRequest, request, options)
   }
 
   /** Writes prose or a roleplay turn from an instruction (and optional scene context). */
   narrate(request: NarrateRequest & Background, options?: CallOptions): Promise<StartedRun>
   narrate(request: NarrateRequest, options?: CallOptions): Run<NarrateResult, NarrateEvent>
   narrate(request: NarrateRequest, options: CallOptions = {}): Run<NarrateResult, NarrateEvent> | Promise<StartedRun> {
-    if (isBackground(request)) return this.#start('/v1/narrate', NarrateRequestSchema, request, options)
-    return this.#run('/v1/narrate', 'text', NarrateRequestSchema, request, options)
+    if (isBackground(request)) return this.#start('/v1/narrate', narrateRequest, request, options)
+    return this.#run('/v1/narrate', 'text', narrateRequest, request, options)
   }
 
   /** Describes the image, then narrates from that description, in one run. */
   pipeline(request: PipelineRequest & Background, options?: CallOptions): Promise<StartedRun>
   pipeline(request: PipelineRequest, options?: CallOptions): Run<PipelineResult, PipelineEvent>
   pipeline(request: PipelineRequest, options: CallOptions = {}): Run<PipelineResult, PipelineEvent> | Promise<StartedRun> {
-    if (isBackground(request)) return this.#start('/v1/pipeline', PipelineRequestSchema, request, options)
-    return this.#run('/v1/pipeline', 'pipeline', PipelineRequestSchema, request, options)
+    if (isBackground(request)) return this.#start('/v1/pipeline', pipelineRequest, request, options)
+    return this.#run('/v1/pipeline', 'pipeline', pipelineRequest, request, options)
   }
 
   /**
@@ -100,14 +98,14 @@ export class PictaleClient {
     return {
       get: async (runId, options = {}) => {
         const body = await this.#json('GET', `/v1/runs/${encodeURIComponent(checkRunId(runId))}`, undefined, options)
-        return parseResponse(RunStatusSchema, body) as RunStatus
+        return (await parseResponse((s) => s.RunStatusSchema, body)) as RunStatus
       },
       stream: (runId, from = {}, options = {}) => {
         const after = from.after ?? 0
         if (!Number.isInteger(after) || after < 0) {
           throw new InvalidInputError('invalid_request', 'after must be a whole number of events, 0 or more', 'after')
         }
-        const run = this.#run<TextResult | PipelineResult, PipelineEvent>('', 'any', PipelineRequestSchema, {}, options, {
+        const run = this.#run<TextResult | PipelineResult, PipelineEvent>('', 'any', pipelineRequest, {}, options, {
           runId: checkRunId(runId),
           after,
         })
@@ -119,7 +117,7 @@ export class PictaleClient {
   /** `GET /health`: whether the server's models are loaded. Needs no API key. */
   async health(options: CallOptions = {}): Promise<Health> {
     const body = await this.#json('GET', '/health', undefined, options)
-    return parseResponse(HealthSchema, body) as Health
+    return (await parseResponse((s) => s.HealthSchema, body)) as Health
   }
 
   /**
@@ -128,7 +126,7 @@ export class PictaleClient {
    */
   async cancel(runId: string, options: CallOptions = {}): Promise<CancelResult> {
     const body = await this.#json('POST', `/v1/runs/${encodeURIComponent(checkRunId(runId))}/cancel`, {}, options)
-    return parseResponse(CancelResultSchema, body) as CancelResult
+    return (await parseResponse((s) => s.CancelResultSchema, body)) as CancelResult
   }
 
   /**
@@ -142,7 +140,7 @@ export class PictaleClient {
   #run<TResult, TEvent extends { type: string }>(
     path: string,
     resultKind: ResultKind,
-    schema: Schema,
+    schema: SchemaOf,
     request: object,
     call: CallOptions,
     follow?: { runId: string; after: number },
@@ -165,14 +163,14 @@ export class PictaleClient {
   }
 
   /** A `background: true` call: the server answers `202 {id, state}` at once. */
-  async #start(path: string, schema: Schema, request: object, call: CallOptions): Promise<StartedRun> {
+  async #start(path: string, schema: SchemaOf, request: object, call: CallOptions): Promise<StartedRun> {
     const wire = await buildBody(this.#options, schema, request, call.extraBody)
     delete wire.stream
     const body = await this.#json('POST', path, wire, {
       ...call,
       headers: { 'idempotency-key': call.idempotencyKey ?? newIdempotencyKey(), ...call.headers },
     })
-    return parseResponse(StartedRunSchema, body) as StartedRun
+    return (await parseResponse((s) => s.StartedRunSchema, body)) as StartedRun
   }
 
   async #json(method: 'GET' | 'POST', path: string, body: unknown, call: CallOptions): Promise<unknown> {
@@ -222,9 +220,9 @@ function checkRunId(runId: string): string {
   return runId
 }
 
-function parseResponse(schema: Schema, body: unknown): unknown {
+async function parseResponse(schema: SchemaOf, body: unknown): Promise<unknown> {
   const { data, requestId } = body as { data: unknown; requestId: string | undefined }
-  const parsed = schema.safeParse(camelizeKeys(data))
+  const parsed = schema(await loadSchemas()).safeParse(camelizeKeys(data))
   if (!parsed.success) {
     throw new ValidationError('response', issueLines(parsed.error?.issues ?? []), data, requestId)
   }
@@ -233,11 +231,11 @@ function parseResponse(schema: Schema, body: unknown): unknown {
 
 async function buildBody(
   options: ResolvedOptions,
-  schema: Schema,
+  schema: SchemaOf,
   request: object,
   extraBody: Record<string, unknown> | undefined,
 ): Promise<Record<string, unknown>> {
-  const parsed = schema.safeParse(request, { reportInput: true })
+  const parsed = schema(await loadSchemas()).safeParse(request, { reportInput: true })
   if (!parsed.success) {
     const issues = parsed.error?.issues ?? []
     const first = issues[0]

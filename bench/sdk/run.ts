@@ -1,10 +1,11 @@
 // SDK benchmark: events per second the client sustains from a local SSE server, against raw
 // eventsource-parser over the same bytes in the same process, and the default entry's size.
-// Run: npm run bench:sdk
+// Run: npm run bench:sdk [-- --import-baseline <git ref>]  (the ref whose import cost is the baseline)
 import { cpus } from 'node:os'
 import { createParser } from 'eventsource-parser'
 import { createClient } from '../../src/index'
 import { defaultEntrySize } from './bundle-size'
+import { importCost } from './import-cost'
 import { narrateStreamBody, startSseServer } from './sse-server'
 
 const DELTAS = 200_000
@@ -66,6 +67,9 @@ try {
   console.log(`baseline, raw eventsource-parser, no validation: ${Math.round(raw).toLocaleString('en')} events/s`)
   console.log(`client / baseline (median of per-round ratios): ${median(ratios).toFixed(2)}`)
   console.log(`default entry, bundled + minified: ${kib(size.minifiedBytes)} KiB; gzipped: ${kib(size.gzipBytes)} KiB`)
+  const flag = process.argv.indexOf('--import-baseline')
+  const cost = importCost(flag > 0 ? process.argv[flag + 1]! : 'HEAD')
+  console.log(`import('pictale') in a fresh process: ${cost.currentMs.toFixed(1)} ms; ${cost.ref}: ${cost.baselineMs.toFixed(1)} ms (medians)`)
 } finally {
   server.close()
 }

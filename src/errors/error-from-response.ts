@@ -1,4 +1,4 @@
-import { ErrorBodySchema } from '../schemas/error-body'
+import { loadSchemas } from '../schemas/load-schemas'
 import { camelizeKeys } from '../wire/case'
 import { retryAfterMs } from '../http/retry'
 import {
@@ -29,18 +29,18 @@ const FALLBACK_CODES: Record<number, string> = {
  * The typed error for an HTTP error response. Bodies that are not the protocol's error shape
  * (a proxy's HTML page, an empty 502) still map by status.
  */
-export function errorFromResponse(
+export async function errorFromResponse(
   status: number,
   headers: Headers,
   bodyText: string,
-): APIError | ContentRefusedError {
+): Promise<APIError | ContentRefusedError> {
   let body: unknown = bodyText
   try {
     body = JSON.parse(bodyText)
   } catch {
     // Not JSON: keep the text as the body.
   }
-  const parsed = ErrorBodySchema.safeParse(camelizeKeys(body))
+  const parsed = (await loadSchemas()).ErrorBodySchema.safeParse(camelizeKeys(body))
   const error = parsed.success ? parsed.data.error : undefined
   const init: APIErrorInit = {
     status,

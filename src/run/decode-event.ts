@@ -1,7 +1,8 @@
 import type { EventSourceMessage } from 'eventsource-parser'
 import { StreamError, ValidationError } from '../errors/client-errors'
 import { ContentRefusedError } from '../errors/content-refused-error'
-import { ErrorEventDataSchema, doneSchemas, progressEventSchemas, type ErrorEventData } from '../schemas/events'
+import type { ErrorEventData, doneSchemas } from '../schemas/events'
+import type { Schemas } from '../schemas/load-schemas'
 import { camelizeKeys } from '../wire/case'
 
 /** Which `done` shape a route ends with. */
@@ -20,14 +21,15 @@ export function decodeEvent(
   message: EventSourceMessage,
   resultKind: ResultKind,
   requestId: string | undefined,
+  schemas: Schemas,
 ): DecodedEvent | undefined {
   const type = message.event ?? 'message'
   const schema =
     type === 'done'
-      ? doneSchemas[resultKind]
+      ? schemas.doneSchemas[resultKind]
       : type === 'error'
-        ? ErrorEventDataSchema
-        : progressEventSchemas[type as keyof typeof progressEventSchemas]
+        ? schemas.ErrorEventDataSchema
+        : schemas.progressEventSchemas[type as keyof Schemas['progressEventSchemas']]
   if (schema === undefined) return undefined
   let raw: unknown
   try {

@@ -15,6 +15,7 @@ import { abortableSleep, linkUserSignal, untilAborted } from '../http/abort'
 import { retryDelayMs } from '../http/retry'
 import { sendRequest } from '../http/send-request'
 import { decodeEvent, type ResultKind } from './decode-event'
+import { loadSchemas } from '../schemas/load-schemas'
 import { EventFeed } from './event-feed'
 import { readSse } from './read-sse'
 
@@ -175,6 +176,7 @@ export class Run<TResult, TEvent extends { type: string }> implements PromiseLik
       this.#timeouts = timeouts
       this.#startTimer('total', timeouts.totalMs)
       this.#firstTokenTimer = this.#startTimer('firstToken', timeouts.firstTokenMs)
+      const schemas = await untilAborted(loadSchemas(), signal)
       const follow = this.#spec.follow
       let lastEventId = follow?.after ?? 0
       let response: Response
@@ -208,7 +210,7 @@ export class Run<TResult, TEvent extends { type: string }> implements PromiseLik
           for await (const batch of messages) {
             for (const message of batch) {
               if (signal.aborted) throw signal.reason
-              const event = decodeEvent(message, this.#spec.resultKind, this.#requestId)
+              const event = decodeEvent(message, this.#spec.resultKind, this.#requestId, schemas)
               if (message.id !== undefined && /^[0-9]+$/.test(message.id)) lastEventId = Number(message.id)
               if (event === undefined) continue
               if (event.type === 'run') this.#runId = event.id as string

@@ -2,7 +2,7 @@
 // a result the SDK's schemas accept; every invalid one with the recorded status, code and param.
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
-import { ErrorBodySchema, PipelineResultSchema, TextResultSchema } from '../../src/index'
+import { ErrorBodySchema, PipelineResultSchema, TextResultSchema } from '../../src/schemas/index'
 import { camelizeKeys } from '../../src/wire/case'
 import { liveServer } from './support'
 

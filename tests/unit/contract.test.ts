@@ -5,7 +5,6 @@ import {
   AuthenticationError,
   BadRequestError,
   ContentRefusedError,
-  HealthSchema,
   NotFoundError,
   RateLimitError,
   ServerError,
@@ -16,6 +15,7 @@ import {
   type PipelineEvent,
   type TextRunEvent,
 } from '../../src/index'
+import { HealthSchema } from '../../src/schemas/index'
 import { rawStream } from '../../src/testing'
 import { camelizeKeys } from '../../src/wire/case'
 import { BASE_URL, PNG_BASE64, collect, rejectionOf, testClient, useMockServer } from './support/mock-server'

@@ -19,8 +19,8 @@ const {
 const headers = (entries: Record<string, string> = {}) => new Headers(entries)
 
 describe('error classes', () => {
-  it('keep their hierarchy, name and code', () => {
-    const error = errorFromResponse(429, headers({ 'retry-after': '3', 'x-request-id': 'req_1' }), JSON.stringify({ error: { code: 'queue_full', message: 'full' } }))
+  it('keep their hierarchy, name and code', async () => {
+    const error = await errorFromResponse(429, headers({ 'retry-after': '3', 'x-request-id': 'req_1' }), JSON.stringify({ error: { code: 'queue_full', message: 'full' } }))
     expect(error).toBeInstanceOf(RateLimitError)
     expect(error).toBeInstanceOf(APIError)
     expect(error).toBeInstanceOf(PictaleError)
@@ -62,19 +62,19 @@ describe('error classes', () => {
     expect(PictaleError.is(null)).toBe(false)
   })
 
-  it('map bodies that are not the protocol shape by status', () => {
-    const html = errorFromResponse(502, headers(), '<html>Bad gateway</html>')
+  it('map bodies that are not the protocol shape by status', async () => {
+    const html = await errorFromResponse(502, headers(), '<html>Bad gateway</html>')
     expect(html).toBeInstanceOf(ServerError)
     expect(html.code).toBe('internal')
     expect(html.body).toBe('<html>Bad gateway</html>')
-    const empty = errorFromResponse(503, headers({ 'retry-after-ms': '1500' }), '')
+    const empty = await errorFromResponse(503, headers({ 'retry-after-ms': '1500' }), '')
     expect(empty).toBeInstanceOf(ServiceUnavailableError)
     expect((empty as InstanceType<typeof ServiceUnavailableError>).retryAfter).toBe(1500)
-    expect(errorFromResponse(418, headers(), '').constructor).toBe(APIError)
+    expect((await errorFromResponse(418, headers(), '')).constructor).toBe(APIError)
   })
 
-  it('tell a loading server from one whose models failed to load', () => {
-    const loading = errorFromResponse(
+  it('tell a loading server from one whose models failed to load', async () => {
+    const loading = await errorFromResponse(
       503,
       headers({ 'retry-after': '2' }),
       JSON.stringify({ error: { code: 'not_ready', message: 'loading', state: 'loading' } }),
@@ -83,25 +83,25 @@ describe('error classes', () => {
     expect(isRetryable(loading)).toBe(true)
 
     const failedBody = { error: { code: 'not_ready', message: 'The models failed to load (model_not_found): no such checkpoint', state: 'failed', reason: 'model_not_found' } }
-    const failed = errorFromResponse(503, headers(), JSON.stringify(failedBody)) as InstanceType<typeof ServiceUnavailableError>
+    const failed = (await errorFromResponse(503, headers(), JSON.stringify(failedBody))) as InstanceType<typeof ServiceUnavailableError>
     expect(failed).toBeInstanceOf(ServiceUnavailableError)
     expect(failed).toMatchObject({ code: 'not_ready', state: 'failed', reason: 'model_not_found', retryAfter: undefined })
     expect(failed.message).toBe('503 not_ready: The models failed to load (model_not_found): no such checkpoint')
     expect(isRetryable(failed)).toBe(false)
 
     // A reason the message leaves out is added to it; an unknown reason is kept as it is.
-    const terse = errorFromResponse(503, headers(), JSON.stringify({ error: { code: 'not_ready', message: 'down', state: 'failed', reason: 'disk_full' } }))
+    const terse = await errorFromResponse(503, headers(), JSON.stringify({ error: { code: 'not_ready', message: 'down', state: 'failed', reason: 'disk_full' } }))
     expect(terse.message).toBe('503 not_ready: down (disk_full)')
     expect(terse).toMatchObject({ reason: 'disk_full' })
 
     // A 503 that does not say (a proxy, an older server) counts as loading.
-    expect(errorFromResponse(503, headers(), '')).toMatchObject({ state: 'loading', reason: undefined })
-    expect(isRetryable(errorFromResponse(503, headers(), ''))).toBe(true)
+    expect(await errorFromResponse(503, headers(), '')).toMatchObject({ state: 'loading', reason: undefined })
+    expect(isRetryable(await errorFromResponse(503, headers(), ''))).toBe(true)
   })
 
-  it('make a refusal one class whichever way it arrived', () => {
+  it('make a refusal one class whichever way it arrived', async () => {
     const body = { error: { code: 'content_refused', message: 'refused', param: 'instruction' } }
-    const http = errorFromResponse(403, headers({ 'x-request-id': 'req_2' }), JSON.stringify(body))
+    const http = await errorFromResponse(403, headers({ 'x-request-id': 'req_2' }), JSON.stringify(body))
     expect(http).toBeInstanceOf(ContentRefusedError)
     expect(http).toBeInstanceOf(APIError)
     expect(http).not.toBeInstanceOf(StreamError)
@@ -112,7 +112,7 @@ describe('error classes', () => {
     expect(stream).toBeInstanceOf(StreamError)
     expect(stream).not.toBeInstanceOf(APIError)
     expect(stream).toMatchObject({ source: 'stream', status: undefined, code: 'content_refused', requestId: 'req_3', retryable: false })
-    expect(errorFromResponse(403, headers(), JSON.stringify({ error: { code: 'forbidden', message: 'no' } }))).not.toBeInstanceOf(ContentRefusedError)
+    expect(await errorFromResponse(403, headers(), JSON.stringify({ error: { code: 'forbidden', message: 'no' } }))).not.toBeInstanceOf(ContentRefusedError)
   })
 
   it('separate a user abort from a timeout', () => {

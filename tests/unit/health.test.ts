@@ -1,7 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import {
   AuthenticationError,
-  HealthSchema,
   NotFoundError,
   ServiceUnavailableError,
   StreamError,
@@ -9,6 +8,7 @@ import {
   UserAbortError,
   ValidationError,
 } from '../../src/index'
+import { HealthSchema } from '../../src/schemas/index'
 import { READY_HEALTH, failedHealth, httpError, midStreamError, modelsFailed, notReady, tokenStream } from '../../src/testing'
 import { rejectionOf, testClient, useMockServer } from './support/mock-server'
 

@@ -1,7 +1,7 @@
 // tests/contract/runs.json: the runs routes' bodies as the SDK's schemas read them.
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
-import { RunStatusSchema, StartedRunSchema } from '../../src/index'
+import { RunStatusSchema, StartedRunSchema } from '../../src/schemas/index'
 import { camelizeKeys } from '../../src/wire/case'
 
 const runs = JSON.parse(readFileSync(new URL('../contract/runs.json', import.meta.url), 'utf8')) as {

@@ -2,6 +2,7 @@ import { setupServer } from 'msw/node'
 import { afterAll, afterEach, beforeAll } from 'vitest'
 import { pictaleMock, type PictaleMockOptions } from '../../../src/testing'
 import { createClient, type ClientOptions } from '../../../src/index'
+import { loadSchemas } from '../../../src/schemas/load-schemas'
 
 export const BASE_URL = 'http://pictale.test'
 
@@ -14,6 +15,9 @@ export const PNG_BYTES = Uint8Array.from(atob(PNG_BASE64), (c) => c.charCodeAt(0
 export function useMockServer() {
   const server = setupServer()
   beforeAll(() => server.listen({ onUnhandledRequest: 'error' }))
+  // The client loads its schemas on its first call: real module I/O that no fake clock moves.
+  // Loaded up front, the tests that advance timers by hand see the request go out at once.
+  beforeAll(() => loadSchemas())
   afterEach(() => server.resetHandlers())
   afterAll(() => server.close())
   return {
