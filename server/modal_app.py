@@ -279,13 +279,18 @@ def deployed_url() -> str:
 
 
 def auth_headers(env) -> dict[str, str]:
-    """Proxy-auth headers (MODAL_KEY/MODAL_SECRET) and the app's bearer key (PICTALE_API_KEY)."""
+    """Proxy-auth headers (MODAL_KEY/MODAL_SECRET) and the app's key (PICTALE_API_KEY): in
+    x-api-key beside Modal's headers, so Authorization stays the edge's (docs/protocol.md)."""
     headers = {}
-    if env.get("MODAL_KEY") and env.get("MODAL_SECRET"):
+    proxy = bool(env.get("MODAL_KEY") and env.get("MODAL_SECRET"))
+    if proxy:
         headers["Modal-Key"] = env["MODAL_KEY"]
         headers["Modal-Secret"] = env["MODAL_SECRET"]
     if env.get("PICTALE_API_KEY"):
-        headers["Authorization"] = f"Bearer {env['PICTALE_API_KEY']}"
+        if proxy:
+            headers["x-api-key"] = env["PICTALE_API_KEY"]
+        else:
+            headers["Authorization"] = f"Bearer {env['PICTALE_API_KEY']}"
     return headers
 
 

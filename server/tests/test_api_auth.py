@@ -2,13 +2,40 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from conftest import IMAGE
 
+AUTH_CONTRACT = json.loads(
+    (Path(__file__).resolve().parents[2] / "tests" / "contract" / "auth.json").read_text()
+)
+
 
 def bearer(key: str) -> dict[str, str]:
     return {"authorization": f"Bearer {key}"}
+
+
+@pytest.mark.parametrize("case", AUTH_CONTRACT["server"], ids=lambda case: case["name"])
+def test_the_key_travels_as_the_contract_says(serve, case):
+    served = serve(api_keys=["key-one"])
+    headers = {name: value.replace("{key}", "key-one") for name, value in case["headers"].items()}
+    response = served.client.post("/v1/narrate", json={"instruction": "Go."}, headers=headers)
+    assert response.status_code == case["status"], response.text
+    if case["status"] == 401:
+        assert response.json()["error"]["code"] == "unauthorized"
+        if not case["headers"]:
+            assert "x-api-key" in response.json()["error"]["message"]  # it says how to send one
+
+
+def test_a_key_in_x_api_key_is_the_same_caller_as_that_key_as_bearer(serve):
+    served = serve(api_keys=["key-one"], rate_limit_per_minute=1)
+    first = served.client.post("/v1/narrate", json={"instruction": "Go."}, headers={"x-api-key": "key-one"})
+    assert first.status_code == 200
+    second = served.client.post("/v1/narrate", json={"instruction": "Go."}, headers=bearer("key-one"))
+    assert second.status_code == 429  # one key, one rate limit, whichever header carried it
 
 
 def test_keys_are_required_on_every_route_but_health(serve):

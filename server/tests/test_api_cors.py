@@ -18,7 +18,7 @@ def test_an_allowed_origin_gets_a_204_preflight_without_a_key(serve) -> None:
     assert response.status_code == 204 and response.content == b""
     assert response.headers["access-control-allow-origin"] == PAGE
     allowed = {h.strip() for h in response.headers["access-control-allow-headers"].lower().split(",")}
-    assert {"authorization", "content-type", "idempotency-key", "last-event-id"} <= allowed
+    assert {"authorization", "x-api-key", "content-type", "idempotency-key", "last-event-id"} <= allowed
     assert "POST" in response.headers["access-control-allow-methods"]
 
 

@@ -405,14 +405,11 @@ def test_parse_sse_skips_pings_and_joins_data_lines(recipe):
     assert list(module.parse_sse(lines)) == [("delta", {"text": "hi"})]
 
 
-def test_auth_headers_send_proxy_and_bearer_credentials(recipe):
+def test_auth_headers_keep_authorization_free_beside_proxy_credentials(recipe):
     module, _ = recipe
     env = {"MODAL_KEY": "wk-1", "MODAL_SECRET": "ws-2", "PICTALE_API_KEY": "k"}
-    assert module.auth_headers(env) == {
-        "Modal-Key": "wk-1",
-        "Modal-Secret": "ws-2",
-        "Authorization": "Bearer k",
-    }
+    assert module.auth_headers(env) == {"Modal-Key": "wk-1", "Modal-Secret": "ws-2", "x-api-key": "k"}
+    assert module.auth_headers({"PICTALE_API_KEY": "k"}) == {"Authorization": "Bearer k"}
     assert module.auth_headers({"MODAL_KEY": "wk-1"}) == {}
 
 

@@ -55,10 +55,15 @@ export function newIdempotencyKey(): string {
 /** Headers of one request: auth, the client's and the call's own, then the request's. */
 function requestHeaders(options: ResolvedOptions, spec: RequestSpec): Headers {
   const headers = new Headers()
-  if (options.apiKey) headers.set('authorization', `Bearer ${options.apiKey}`)
   if (options.modal) {
     headers.set('modal-key', options.modal.key)
     headers.set('modal-secret', options.modal.secret)
+  }
+  if (options.apiKey) {
+    // Modal's edge also reads `Authorization` (as a proxy token); with Modal credentials the key
+    // goes in the header only pictale reads, so the two never meet (docs/protocol.md).
+    if (options.modal) headers.set('x-api-key', options.apiKey)
+    else headers.set('authorization', `Bearer ${options.apiKey}`)
   }
   for (const source of [options.headers, spec.callHeaders ?? {}, spec.headers]) {
     for (const [name, value] of Object.entries(source)) headers.set(name, value)

@@ -26,7 +26,7 @@ describe('stopping a run', () => {
     await settled(() => server.cancels.length === 1)
     expect(server.cancels).toEqual([MOCK_RUN_ID])
     const cancel = server.requests.find((r) => r.path.endsWith('/cancel'))!
-    expect(cancel.headers).toMatchObject({ authorization: 'Bearer sk-test', 'modal-key': 'mk', 'modal-secret': 'ms' })
+    expect(cancel.headers).toMatchObject({ 'x-api-key': 'sk-test', 'modal-key': 'mk', 'modal-secret': 'ms' })
   })
 
   it('run.abort() mid-stream ends iteration with UserAbortError and cancels', async () => {

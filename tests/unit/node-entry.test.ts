@@ -23,7 +23,7 @@ describe('pictale/node', () => {
     vi.stubEnv('MODAL_SECRET', 'ms')
     const server = mock({ narrate: tokenStream({ route: 'narrate' }) })
     await createClient({ maxRetries: 0 }).narrate({ instruction: 'x' })
-    expect(server.requests[0]!.headers).toMatchObject({ authorization: 'Bearer sk-env', 'modal-key': 'mk', 'modal-secret': 'ms' })
+    expect(server.requests[0]!.headers).toMatchObject({ 'x-api-key': 'sk-env', 'modal-key': 'mk', 'modal-secret': 'ms' })
   })
 
   it('lets options win over the environment', async () => {

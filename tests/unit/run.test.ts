@@ -68,7 +68,7 @@ describe('a run is one request you can await and iterate', () => {
     expect(request!.headers).toMatchObject({
       accept: 'text/event-stream',
       'content-type': 'application/json',
-      authorization: 'Bearer sk-1',
+      'x-api-key': 'sk-1',
       'modal-key': 'k',
       'modal-secret': 's',
       'x-app': 'demo',

@@ -1,8 +1,11 @@
-"""Bearer API keys (PICTALE_API_KEYS) and the optional per-caller rate limit.
+"""API keys (PICTALE_API_KEYS) and the optional per-caller rate limit.
 
-With keys configured every route but /health needs `Authorization: Bearer <key>`, compared in
-constant time against each key. The caller's identity (which key, or the client address when
-no keys are set) scopes rate limits and idempotency keys.
+With keys configured every route but /health needs a key, in `x-api-key: <key>` or
+`Authorization: Bearer <key>`, compared in constant time against each key. When `x-api-key` is
+sent it is the credential and `Authorization` is not looked at: behind Modal's proxy auth the
+`Authorization` header may carry the edge's own token (docs/protocol.md, "Authentication"), so
+a dedicated header never competes with it. The caller's identity (which key, or the client
+address when no keys are set) scopes rate limits and idempotency keys.
 """
 
 from __future__ import annotations
@@ -26,12 +29,21 @@ def _caller_for_key(key: str) -> str:
     return "key:" + _digest(key).hex()[:16]
 
 
+API_KEY_HEADER = "x-api-key"
+
+
 def _bearer_token(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
+
+
+def presented_key(request: Request) -> str | None:
+    """The key the request presents: `x-api-key` when sent (non-empty), else the bearer token."""
+    dedicated = request.headers.get(API_KEY_HEADER, "").strip()
+    return dedicated or _bearer_token(request)
 
 
 def make_authenticate(api_keys: list[str]) -> Callable[[Request], str]:
@@ -45,10 +57,11 @@ def make_authenticate(api_keys: list[str]) -> Callable[[Request], str]:
         if not keys:
             context.caller = "client:" + (request.client.host if request.client else "unknown")
             return context.caller
-        token = _bearer_token(request)
+        token = presented_key(request)
         if token is None:
             raise ApiError(
-                "unauthorized", "Missing bearer token: send Authorization: Bearer <key>."
+                "unauthorized",
+                "Missing API key: send x-api-key: <key> (or Authorization: Bearer <key>).",
             )
         presented = _digest(token)
         # Compare against every key so the time taken does not tell which one nearly matched.

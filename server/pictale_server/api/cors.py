@@ -19,8 +19,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 ALLOWED_HEADERS = (
-    "authorization", "content-type", "accept", "idempotency-key", "last-event-id", "x-request-id",
-    "modal-key", "modal-secret",
+    "authorization", "x-api-key", "content-type", "accept", "idempotency-key", "last-event-id",
+    "x-request-id", "modal-key", "modal-secret",
 )
 EXPOSED_HEADERS = (
     "x-request-id", "retry-after", "x-pictale-run-id", "x-pictale-unapplied",
