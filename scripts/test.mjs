@@ -18,8 +18,12 @@ const results = {
   pytest: run('pytest', 'server/.venv/bin/python', ['-m', 'pytest', 'server/tests', '-q', '-p', 'no:cacheprovider']),
   vitest: run('vitest (unit + integration)', 'npx', ['vitest', 'run']),
   // The packed package as users get it: every entry's types resolve in every TypeScript
-  // module mode (node10, node16 CJS and ESM, bundler), and its package.json is publishable.
-  package: run('package (build, attw, publint)', 'sh', ['-c', 'npx tsup >/dev/null && npx attw --pack . && npx publint']),
+  // module mode (node10, node16 CJS and ESM, bundler), its package.json is publishable, and a
+  // fresh project type-checks every entry with TypeScript 5 and 7 and no @types/node.
+  package: run('package (build, attw, publint, consumer types)', 'sh', [
+    '-c',
+    'npx tsup >/dev/null && npx attw --pack . && npx publint && node scripts/check-consumer-types.mjs',
+  ]),
 }
 console.log('')
 for (const [name, { ok, seconds }] of Object.entries(results)) console.log(`${ok ? '✓' : '✗'} ${name} (${seconds} s)`)
