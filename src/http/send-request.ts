@@ -121,7 +121,7 @@ async function attemptOnce(
       if (attempt.signal.aborted) throw attempt.signal.reason
       // The status decides the error class; a lost error body only loses its message.
     }
-    throw errorFromResponse(response.status, response.headers, text)
+    throw await errorFromResponse(response.status, response.headers, text)
   } finally {
     clearTimeout(timer)
     if (!linked) spec.signal.removeEventListener('abort', forward)
