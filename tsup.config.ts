@@ -8,6 +8,7 @@ export default defineConfig([
       testing: 'src/testing/index.ts',
       webhooks: 'src/webhooks/index.ts',
       schemas: 'src/schemas/index.ts',
+      ai: 'src/ai/index.ts',
     },
     format: ['esm', 'cjs'],
     dts: true,
@@ -18,7 +19,7 @@ export default defineConfig([
     // Symbol.for so checks still work across copies.
     splitting: true,
     treeshake: true,
-    external: ['msw'],
+    external: ['msw', '@ai-sdk/provider'],
     // Bundled: Node resolves and evaluates zod's ~60 files in ~100 ms at import; the used
     // parts, in our own chunk, load in a few ms. zod stays a dependency for the types.
     noExternal: ['zod', 'eventsource-parser'],

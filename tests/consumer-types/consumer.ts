@@ -1,6 +1,7 @@
 // Type-checked as a user's code in every module mode (scripts/check-consumer-types.mjs);
 // never run. It imports every entry of the packed package.
 import { createClient, ValidationError, type NarrateRequest, type PipelineEvent } from 'pictale'
+import { createPictale } from 'pictale/ai'
 import { createClient as createNodeClient } from 'pictale/node'
 import { NarrateRequestSchema } from 'pictale/schemas'
 import { pictaleMock } from 'pictale/testing'
@@ -12,6 +13,8 @@ export const request: NarrateRequest = { instruction: 'A ghost story.', maxToken
 // @ts-expect-error a misspelt field is a type error
 export const typo: NarrateRequest = { instruction: 'A ghost story.', maxTokenz: 64 }
 export const parsed = NarrateRequestSchema.safeParse(request).success
+export const writer = createPictale({ client: nodeClient })('writer')
+export const specification: 'v3' = writer.specificationVersion
 export const handlers = pictaleMock({ baseURL: 'http://127.0.0.1:8000' }).handlers
 
 export async function story(image: Uint8Array): Promise<string> {

@@ -1,0 +1,159 @@
+import type {
+  LanguageModelV3CallOptions,
+  LanguageModelV3FilePart,
+  LanguageModelV3Message,
+  SharedV3Warning,
+} from '@ai-sdk/provider'
+import { InvalidInputError } from '../errors/client-errors'
+import type { ImageInput } from '../images/image-input'
+import type { DescribeRequest, HistoryTurn, NarrateRequest, PipelineRequest, Sampling } from '../schemas/requests'
+import type { PictaleModelId } from './model-ids'
+
+/** One pictale call that answers an AI SDK call, and what of the call it could not honour. */
+export type PictaleCall =
+  | { route: 'narrate'; request: NarrateRequest; warnings: SharedV3Warning[] }
+  | { route: 'describe'; request: DescribeRequest; warnings: SharedV3Warning[] }
+  | { route: 'pipeline'; request: PipelineRequest; warnings: SharedV3Warning[] }
+
+/**
+ * Turns an AI SDK call into a pictale request. System messages become `system`; earlier turns
+ * become `history`; the last message, a user's, holds the instruction (and the picture for
+ * `vision` and `pipeline`). `providerOptions.pictale` adds pictale's own fields (DRY, XTC,
+ * banned phrases, `context`, a pipeline's `describe` stage…), checked like any request.
+ * Anything pictale cannot carry is an {@link InvalidInputError}, never dropped in silence.
+ */
+export function toPictaleCall(modelId: PictaleModelId, options: LanguageModelV3CallOptions): PictaleCall {
+  const warnings = unsupportedSettings(options)
+  const system = options.prompt.filter((message) => message.role === 'system').map((message) => message.content)
+  const turns = options.prompt.filter((message) => message.role !== 'system')
+  const last = turns.at(-1)
+  if (last?.role !== 'user') {
+    throw new InvalidInputError('invalid_request', 'the prompt must end with a user message: pictale answers the last user turn', 'prompt')
+  }
+  const { text, images } = userContent(last.content)
+  const earlier = turns.slice(0, -1)
+  const extra = pictaleOptions(options)
+  const sampling = samplingOf(options)
+  const systemText = system.length > 0 ? system.join('\n\n') : undefined
+
+  if (modelId === 'vision') {
+    if (earlier.length > 0) {
+      throw new InvalidInputError('invalid_request', 'the vision model answers one user message (a picture and an optional question), not a conversation', 'prompt')
+    }
+    const request = { image: onePicture(images, modelId), prompt: text || undefined, system: systemText, ...sampling, ...extra }
+    return { route: 'describe', request: request as DescribeRequest, warnings }
+  }
+  const instruction = requireInstruction(text)
+  const history = historyOf(earlier)
+  if (modelId === 'writer') {
+    if (images.length > 0) {
+      throw new InvalidInputError('invalid_request', "the writer model reads text only; use pictale('pipeline') to write from a picture", 'prompt')
+    }
+    const request = { instruction, system: systemText, history, ...sampling, ...extra }
+    return { route: 'narrate', request: request as NarrateRequest, warnings }
+  }
+  const { narrate, ...rest } = extra as { narrate?: Record<string, unknown> }
+  const request = {
+    image: onePicture(images, modelId),
+    instruction,
+    narrate: { system: systemText, history, ...sampling, ...narrate },
+    ...rest,
+  }
+  return { route: 'pipeline', request: request as PipelineRequest, warnings }
+}
+
+function unsupportedSettings(options: LanguageModelV3CallOptions): SharedV3Warning[] {
+  const warnings: SharedV3Warning[] = []
+  if (options.tools !== undefined && options.tools.length > 0) {
+    warnings.push({ type: 'unsupported', feature: 'tools', details: 'pictale models do not call tools; the tools were not sent' })
+  }
+  if (options.toolChoice !== undefined && options.toolChoice.type !== 'auto') {
+    warnings.push({ type: 'unsupported', feature: 'toolChoice' })
+  }
+  if (options.responseFormat?.type === 'json') {
+    warnings.push({ type: 'unsupported', feature: 'responseFormat', details: 'pictale writes prose; JSON output is not enforced' })
+  }
+  return warnings
+}
+
+/** The AI SDK's standard settings, in pictale's names; absent ones stay absent. */
+function samplingOf(options: LanguageModelV3CallOptions): Sampling {
+  const sampling: Sampling = {
+    maxTokens: options.maxOutputTokens,
+    temperature: options.temperature,
+    topP: options.topP,
+    topK: options.topK,
+    stop: options.stopSequences,
+    seed: options.seed,
+    presencePenalty: options.presencePenalty,
+    frequencyPenalty: options.frequencyPenalty,
+  }
+  return Object.fromEntries(Object.entries(sampling).filter(([, value]) => value !== undefined)) as Sampling
+}
+
+function pictaleOptions(options: LanguageModelV3CallOptions): Record<string, unknown> {
+  const extra = options.providerOptions?.pictale
+  if (extra === undefined) return {}
+  if (typeof extra !== 'object' || extra === null || Array.isArray(extra)) {
+    throw new InvalidInputError('invalid_request', 'providerOptions.pictale must be an object of pictale request fields', 'providerOptions.pictale')
+  }
+  return extra as Record<string, unknown>
+}
+
+function userContent(content: Extract<LanguageModelV3Message, { role: 'user' }>['content']): { text: string; images: ImageInput[] } {
+  const texts: string[] = []
+  const images: ImageInput[] = []
+  for (const part of content) {
+    if (part.type === 'text') texts.push(part.text)
+    else images.push(pictureOf(part))
+  }
+  return { text: texts.join('\n\n').trim(), images }
+}
+
+function pictureOf(part: LanguageModelV3FilePart): ImageInput {
+  if (!part.mediaType.startsWith('image/')) {
+    throw new InvalidInputError('invalid_request', `pictale reads pictures only, not ${part.mediaType}`, 'prompt')
+  }
+  const { data } = part
+  if (data instanceof URL) return data.protocol === 'data:' ? data.href : { url: data.href }
+  if (typeof data === 'string') return { data, mediaType: part.mediaType }
+  return data
+}
+
+function onePicture(images: ImageInput[], modelId: PictaleModelId): ImageInput {
+  if (images.length !== 1) {
+    throw new InvalidInputError(
+      'invalid_request',
+      `the ${modelId} model reads exactly one picture, in the last user message (it has ${images.length})`,
+      'prompt',
+    )
+  }
+  return images[0]!
+}
+
+function requireInstruction(text: string): string {
+  if (text === '') throw new InvalidInputError('invalid_request', 'the last user message needs text: the instruction to write from', 'prompt')
+  return text
+}
+
+/** Earlier turns as pictale history: text only (a reasoning part, a description, is left out). */
+function historyOf(turns: LanguageModelV3Message[]): HistoryTurn[] | undefined {
+  const history: HistoryTurn[] = []
+  for (const turn of turns) {
+    if (turn.role !== 'user' && turn.role !== 'assistant') {
+      throw new InvalidInputError('invalid_request', 'pictale models do not call tools: a conversation cannot hold tool results', 'prompt')
+    }
+    const texts: string[] = []
+    for (const part of turn.content) {
+      if (part.type === 'text') texts.push(part.text)
+      else if (part.type === 'reasoning') continue
+      else if (part.type === 'file') {
+        throw new InvalidInputError('invalid_request', 'only the last user message may hold a picture', 'prompt')
+      } else {
+        throw new InvalidInputError('invalid_request', `pictale models do not call tools: a conversation cannot hold a ${part.type} part`, 'prompt')
+      }
+    }
+    history.push({ role: turn.role, content: texts.join('\n\n') })
+  }
+  return history.length > 0 ? history : undefined
+}
