@@ -52,12 +52,15 @@ export function toPictaleCall(modelId: PictaleModelId, options: LanguageModelV3C
     const request = { instruction, system: systemText, history, ...sampling, ...extra }
     return { route: 'narrate', request: request as NarrateRequest, warnings }
   }
-  const { narrate, ...rest } = extra as { narrate?: Record<string, unknown> }
+  // The standard settings and pictale's own samplers shape the story, so they go to the
+  // narrate stage; `describe` and `webhook` keep their place.
+  const { describe, webhook, narrate, ...storyFields } = extra as Record<string, unknown>
   const request = {
     image: onePicture(images, modelId),
     instruction,
-    narrate: { system: systemText, history, ...sampling, ...narrate },
-    ...rest,
+    ...(describe === undefined ? {} : { describe }),
+    ...(webhook === undefined ? {} : { webhook }),
+    narrate: { system: systemText, history, ...sampling, ...storyFields, ...(narrate as object | undefined) },
   }
   return { route: 'pipeline', request: request as PipelineRequest, warnings }
 }
@@ -96,6 +99,13 @@ function pictaleOptions(options: LanguageModelV3CallOptions): Record<string, unk
   if (extra === undefined) return {}
   if (typeof extra !== 'object' || extra === null || Array.isArray(extra)) {
     throw new InvalidInputError('invalid_request', 'providerOptions.pictale must be an object of pictale request fields', 'providerOptions.pictale')
+  }
+  if ('background' in extra) {
+    throw new InvalidInputError(
+      'invalid_request',
+      'an AI SDK call waits for its answer; start a background run with the client (`background: true`) instead',
+      'background',
+    )
   }
   return extra as Record<string, unknown>
 }

@@ -70,6 +70,23 @@ describe('pictale/ai with the AI SDK', () => {
     expect(body.image).toEqual({ data: PNG_BASE64, media_type: 'image/png' })
   })
 
+  it("a pipeline's samplers shape the story: standard and pictale's own go to narrate, describe keeps its place", async () => {
+    const server = mock({ pipeline: tokenStream({ route: 'pipeline' }) })
+    await generateText({
+      model: pictale('pipeline'),
+      system: 'Gothic.',
+      messages: [{ role: 'user', content: [{ type: 'image', image: png, mediaType: 'image/png' }, { type: 'text', text: 'A ghost story.' }] }],
+      maxOutputTokens: 30,
+      providerOptions: { pictale: { xtcProbability: 0.5, describe: { style: 'scene' } } },
+    })
+    expect(server.requests[0]!.body).toMatchObject({
+      instruction: 'A ghost story.',
+      describe: { style: 'scene' },
+      narrate: { system: 'Gothic.', max_tokens: 30, xtc_probability: 0.5 },
+    })
+    expect(server.requests[0]!.body).not.toHaveProperty('xtc_probability')
+  })
+
   it('the vision model gets an https picture as a URL for the server to fetch, with the question as its prompt', async () => {
     const server = mock({ describe: tokenStream({ route: 'describe' }) })
     const { text } = await generateText({
@@ -121,6 +138,10 @@ describe('pictale/ai with the AI SDK', () => {
     const typo = await rejectionOf(generateText({ model: pictale('writer'), prompt: 'x', maxRetries: 0, providerOptions: { pictale: { dryMultiplierr: 1 } } }))
     expect(typo).toBeInstanceOf(InvalidInputError)
     expect((typo as InvalidInputError).param).toBe('dryMultiplierr')
+
+    const background = await rejectionOf(generateText({ model: pictale('writer'), prompt: 'x', maxRetries: 0, providerOptions: { pictale: { background: true } } }))
+    expect(background).toBeInstanceOf(InvalidInputError)
+    expect((background as InvalidInputError).param).toBe('background')
   })
 
   it('tools are reported as unsupported warnings, not sent', async () => {
