@@ -24,7 +24,7 @@ from pictale_server.api.rate_limit import RateLimiter
 from pictale_server.api.request_context import RequestContextMiddleware
 from pictale_server.api.routes import generate, health, kobold_compat, openai_compat, runs
 from pictale_server.engine.base import Engine
-from pictale_server.runtime.lifecycle import ModelLifecycle
+from pictale_server.runtime.lifecycle import LoadHooks, ModelLifecycle
 from pictale_server.runtime.run_store import RunStore
 from pictale_server.runtime.runs import RunRegistry
 from pictale_server.runtime.scheduler import Scheduler
@@ -67,6 +67,7 @@ def create_app(
     gate: Gate | None = None,
     image_loader: ImageLoader | None = None,
     run_store: RunStore | None = None,
+    load_hooks: LoadHooks | None = None,
 ) -> FastAPI:
     services = Services(
         engine=engine,
@@ -75,7 +76,7 @@ def create_app(
         runs=RunRegistry(
             settings.run_retention_s, log_bytes_per_caller=settings.run_log_bytes_per_caller
         ),
-        lifecycle=ModelLifecycle(engine),
+        lifecycle=ModelLifecycle(engine, load_hooks),
         gate=gate if gate is not None else _default_gate(settings),
         load_image=image_loader if image_loader is not None else _default_image_loader(settings),
         webhooks=_webhooks(settings),

@@ -13,7 +13,7 @@ from fakes import WAIT_S, FakeEngine, FakeGate
 from pictale_server.app import create_app
 from pictale_server.engine.errors import ModelLoadFailed
 from pictale_server.errors import ApiError
-from pictale_server.runtime.lifecycle import ModelLifecycle
+from pictale_server.runtime.lifecycle import FailedLoad, LoadHooks, ModelLifecycle
 from pictale_server.settings import Settings
 
 OOM = ModelLoadFailed("out_of_memory", "the writer needs 9.1 GiB more than the GPU has free")
@@ -158,6 +158,47 @@ def test_the_lifecycle_starts_loading_fails_and_a_new_start_tries_again():
     assert _settle(lifecycle) == "ready"
     assert lifecycle.failure is None
     lifecycle.check_ready()
+
+
+def test_hooks_word_a_failure_before_anyone_sees_it_and_hear_both_outcomes():
+    settled = []
+
+    def review(failure: FailedLoad) -> FailedLoad:
+        assert lifecycle.state == "loading"  # nobody has been told yet
+        return FailedLoad(failure.reason, failure.message + " A fresh container is starting.")
+
+    lifecycle = ModelLifecycle(
+        FlakyEngine(loaded=False),
+        LoadHooks(review_failure=review, settled=lambda state, failure: settled.append((state, failure))),
+    )
+    lifecycle.start()
+    assert _settle(lifecycle) == "failed"
+    with pytest.raises(ApiError) as refused:
+        lifecycle.check_ready()
+    assert refused.value.message.endswith("A fresh container is starting.")
+    lifecycle.start()
+    assert _settle(lifecycle) == "ready"
+    deadline = time.monotonic() + WAIT_S
+    while len(settled) < 2:  # the hook runs just after the state settles
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    assert settled == [("failed", lifecycle_failure(refused.value)), ("ready", None)]
+
+
+def lifecycle_failure(error: ApiError) -> FailedLoad:
+    return FailedLoad(error.reason, error.message.split(": ", 1)[1])
+
+
+def test_a_hook_that_raises_does_not_keep_the_state_loading():
+    def broken(*args):
+        raise RuntimeError("the host's store is down")
+
+    lifecycle = ModelLifecycle(FlakyEngine(loaded=False), LoadHooks(review_failure=broken, settled=broken))
+    lifecycle.start()
+    assert _settle(lifecycle) == "failed"
+    assert lifecycle.failure.reason == "unsupported_gpu"
+    lifecycle.start()
+    assert _settle(lifecycle) == "ready"
 
 
 def test_an_engine_already_loaded_is_ready_without_loading():

@@ -13,6 +13,10 @@ engine is already loaded). Everything else asks here:
 `engine.load()` reports a failure as `ModelLoadFailed(reason, message)`, reason one of
 `model_not_found | out_of_memory | unsupported_gpu | load_error`; any other exception is kept
 as `load_error` with a generic message (its text stays in the server log).
+
+A host can hook into the outcome (`LoadHooks`): on Modal a failed load words what happens next
+and asks for a fresh container, and both outcomes are published for the status endpoint
+(hosting/load_watch.py). A hook that raises is logged; the state still settles.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -38,6 +43,18 @@ NOT_READY_RETRY_AFTER_S = 5
 class FailedLoad:
     reason: LoadFailure  # model_not_found | out_of_memory | unsupported_gpu | load_error
     message: str
+
+
+@dataclass(frozen=True)
+class LoadHooks:
+    """What the host does around a load; both run on the load thread. An engine loaded before the
+    app was built (it starts `ready`) is never loaded here, so neither is called."""
+
+    # Before a failure is reported: returns the failure to report (the host may add what it does
+    # about it, e.g. that a fresh container is on its way).
+    review_failure: Callable[[FailedLoad], FailedLoad] = lambda failure: failure
+    # Once the state is final (`ready` or `failed`), with the failure as reported.
+    settled: Callable[[ModelState, "FailedLoad | None"], None] = lambda state, failure: None
 
 
 def failed_load(exc: BaseException) -> FailedLoad:
@@ -68,8 +85,9 @@ def not_ready_error(state: ModelState, failure: FailedLoad | None) -> ApiError:
 
 
 class ModelLifecycle:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, hooks: LoadHooks | None = None) -> None:
         self._engine = engine
+        self._hooks = hooks or LoadHooks()
         self._lock = threading.Lock()
         loaded = engine.vision_loaded and engine.writer_loaded
         self._state: ModelState = "ready" if loaded else "loading"
@@ -116,7 +134,20 @@ class ModelLifecycle:
                 logger.error("model loading failed: %s", type(exc).__name__, exc_info=exc)
         else:
             logger.info("models loaded in %.1f s", time.perf_counter() - started)
+        if failure is not None:
+            failure = self._reviewed(failure)
         self._settle(failure)
+        try:
+            self._hooks.settled("failed" if failure is not None else "ready", failure)
+        except Exception:
+            logger.exception("the host's hook after loading failed")
+
+    def _reviewed(self, failure: FailedLoad) -> FailedLoad:
+        try:
+            return self._hooks.review_failure(failure)
+        except Exception:
+            logger.exception("the host's hook on a failed load failed")
+            return failure
 
     def _settle(self, failure: FailedLoad | None) -> None:
         with self._lock:
