@@ -1,45 +1,68 @@
-"""pictale on Modal: image, weights volume, secrets, the GPU server, and a smoke test.
+"""pictale on Modal: image, volumes, secrets, the GPU server, its status endpoint, a smoke test.
 
-    modal run server/modal_app.py::prepare_weights   # once: NF4 checkpoints into the volume
-    modal deploy server/modal_app.py                  # the HTTPS endpoint
-    modal run server/modal_app.py::smoke              # health + a streamed pipeline
+    modal run --detach server/modal_app.py::prepare_weights   # once: NF4 checkpoints into the volume
+    modal deploy server/modal_app.py                           # the HTTPS endpoints
+    modal run server/modal_app.py::smoke                       # health + a streamed pipeline
 
 docs/deploy.md walks through it from a new account; its table of settings is checked against
-the values below by server/tests/test_modal_app.py. This is the only file that imports modal.
+the values below by server/tests/test_modal_app.py. This is the only file that imports modal;
+what it wires together (status records, the restart budget, the status endpoint, deploy-time
+settings) is plain code in pictale_server/hosting/.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import modal
+import modal.experimental
+
+from pictale_server.hosting.deploy_settings import DeploySettings
 
 APP_NAME = "pictale"
 SERVER_DIR = Path(__file__).resolve().parent
 REPO_DIR = SERVER_DIR.parent
+
+# Deploy-time settings (docs/deploy.md, "Deploy-time settings"): PICTALE_GPU, PICTALE_MAX_CONTAINERS,
+# PICTALE_PROXY_AUTH, PICTALE_GPU_SNAPSHOT in the environment of `modal deploy`; a value that
+# cannot work stops the deploy with DeploySettingError. The containers get them back (DEPLOY_ENV)
+# so their own import of this file agrees.
+DEPLOY = DeploySettings.from_env(os.environ)
+DEPLOY_ENV = DEPLOY.as_env()
 
 # --- Image ----------------------------------------------------------------------------------
 # Exactly the server's own locks, the files its tests run against: the runtime lock, then the
 # GPU lock (torch 2.13.0, which resolves to PyPI's CUDA build on Linux, bitsandbytes,
 # accelerate). No flash-attn: no published wheel is known for torch 2.13, and building it from
 # source takes an hour per image; the engine falls back to PyTorch SDPA, which has its own
-# flash kernel (docs/deploy.md, "Attention kernel").
+# flash kernel (docs/deploy.md, "Attention kernel"). debian_slim has the C compiler Triton
+# builds its kernel launchers with.
 LOCK_FILES = (SERVER_DIR / "requirements.lock", SERVER_DIR / "requirements-gpu.lock")
 PYTHON_VERSION = "3.11"
+# The package ships data files (reference configs), so only caches are left out, not the
+# default "everything but .py".
+PACKAGE_IGNORE = ["**/__pycache__", "**/*.pyc"]
 
 image = modal.Image.debian_slim(python_version=PYTHON_VERSION)
 for lock_file in LOCK_FILES:
     image = image.pip_install_from_requirements(str(lock_file))
 image = image.env({"HF_HUB_DISABLE_TELEMETRY": "1", "TOKENIZERS_PARALLELISM": "false"})
-# Last, so code edits don't rebuild the layers above. The package ships data files (reference
-# configs), so only caches are left out, not the default "everything but .py".
-image = image.add_local_python_source("pictale_server", ignore=["**/__pycache__", "**/*.pyc"])
+# Last, so code edits don't rebuild the layers above.
+image = image.add_local_python_source("pictale_server", ignore=PACKAGE_IGNORE)
+
+# The status endpoint's image: Python and the package, no locks. Its code (hosting/status_app.py
+# and what that imports) is standard library only.
+status_image = modal.Image.debian_slim(python_version=PYTHON_VERSION).add_local_python_source(
+    "pictale_server", ignore=PACKAGE_IGNORE
+)
 
 app = modal.App(APP_NAME, image=image)
 
@@ -48,22 +71,27 @@ WEIGHTS_VOLUME_NAME = "pictale-weights"
 WEIGHTS_PATH = "/weights"
 weights_volume = modal.Volume.from_name(WEIGHTS_VOLUME_NAME, create_if_missing=True)
 
-# Triton's compiled kernels (the fused decode ops and attention), kept across cold starts:
-# compiling them cold is ~20 s of loading, reading them back well under a second. Written in
-# the background by Modal's volume commits; entries are content-addressed, so containers that
-# write the same kernel write the same bytes.
+# Triton's compiled kernels (the fused decode ops, attention, the sampler), kept across cold
+# starts so a new container reads them back instead of compiling them. Written in the background
+# by Modal's volume commits; entries are content-addressed, so containers that write the same
+# kernel write the same bytes.
 KERNEL_CACHE_VOLUME_NAME = "pictale-kernel-cache"
 KERNEL_CACHE_PATH = "/kernel-cache"
 kernel_cache_volume = modal.Volume.from_name(KERNEL_CACHE_VOLUME_NAME, create_if_missing=True)
 
-# Modal's proxy auth in front of the endpoint (on unless deployed with PICTALE_PROXY_AUTH=off):
+# Modal's proxy auth in front of the API (on unless deployed with PICTALE_PROXY_AUTH=off):
 # off serves clients that cannot send the Modal-Key/Modal-Secret headers (KoboldCpp clients,
 # SillyTavern's Text Completion), with pictale's API keys as the only guard (docs/deploy.md).
-PROXY_AUTH = os.environ.get("PICTALE_PROXY_AUTH", "on").strip().lower() != "off"
+PROXY_AUTH = DEPLOY.proxy_auth
 
 # Runs' events and states, shared by the containers (runtime/run_store.py says why a Dict).
 RUNS_DICT_NAME = "pictale-runs"
 runs_dict = modal.Dict.from_name(RUNS_DICT_NAME, create_if_missing=True)
+
+# Each GPU container's status record and the count of failed loads (hosting/container_status.py,
+# hosting/restart_budget.py), read by the status endpoint.
+STATE_DICT_NAME = "pictale-state"
+state_dict = modal.Dict.from_name(STATE_DICT_NAME, create_if_missing=True)
 
 HF_SECRET_NAME = "pictale-hf"
 API_KEYS_SECRET_NAME = "pictale-api-keys"
@@ -113,16 +141,30 @@ def prepare_weights() -> list[str]:
 
 
 # --- The server ---------------------------------------------------------------------------------
-GPU = "A10G"  # 24 GB; both NF4 models stay resident (docs/deploy.md, "Choosing the GPU")
+GPU = DEPLOY.gpu  # A10G unless PICTALE_GPU says otherwise (docs/deploy.md, "Choosing the GPU")
 SCALEDOWN_WINDOW_S = 10 * 60  # idle time before the container (and its GPU bill) stops
-STARTUP_TIMEOUT_S = 5 * 60  # container start and imports; the models load after that
+STARTUP_TIMEOUT_S = 5 * 60  # container start and imports (and, with GPU snapshots, the load)
 REQUEST_TIMEOUT_S = 30 * 60  # one HTTP request, queue wait and a long story included
 MIN_CONTAINERS = 0  # scale to zero; 1 keeps a GPU warm around the clock
-MAX_CONTAINERS = 1  # one GPU; beyond its queue the app answers 429 queue_full
-MAX_CONCURRENT_INPUTS = 32  # requests the one container accepts; its scheduler queues them
+MAX_CONTAINERS = DEPLOY.max_containers  # 1 unless PICTALE_MAX_CONTAINERS says otherwise
+MAX_CONCURRENT_INPUTS = 32  # requests one container accepts; its scheduler queues them
+# Loaded models and captured graphs go into the snapshot only with PICTALE_GPU_SNAPSHOT=on
+# (alpha; docs/deploy.md, "Cold starts"). Without it the snapshot holds the imports.
+GPU_SNAPSHOT_OPTIONS = {"enable_gpu_snapshot": True} if DEPLOY.gpu_snapshot else None
+# A failed load asks for this many fresh containers within the window, then stays up to report it.
+LOAD_RESTARTS = 2
+LOAD_RESTART_WINDOW_S = 60 * 60
 
-# Everything is on the volume: serving never reaches for the Hub.
-SERVE_ENV = {**MODEL_ENV, "HF_HUB_OFFLINE": "1", "TRITON_CACHE_DIR": f"{KERNEL_CACHE_PATH}/triton"}
+# Everything is on the volume: serving never reaches for the Hub. The engine compiles two kinds
+# of kernels: Triton's (the fused decode ops, attention, the sampler), cached here across cold
+# starts, and the CUDA NF4 kernel, which NVRTC builds in well under a second and is not cached.
+# Nothing uses torch.compile, so there is no inductor cache to keep.
+SERVE_ENV = {
+    **MODEL_ENV,
+    **DEPLOY_ENV,
+    "HF_HUB_OFFLINE": "1",
+    "TRITON_CACHE_DIR": f"{KERNEL_CACHE_PATH}/triton",
+}
 
 
 @app.cls(
@@ -138,16 +180,50 @@ SERVE_ENV = {**MODEL_ENV, "HF_HUB_OFFLINE": "1", "TRITON_CACHE_DIR": f"{KERNEL_C
     timeout=REQUEST_TIMEOUT_S,
     min_containers=MIN_CONTAINERS,
     max_containers=MAX_CONTAINERS,
+    enable_memory_snapshot=True,
+    experimental_options=GPU_SNAPSHOT_OPTIONS,
 )
 @modal.concurrent(max_inputs=MAX_CONCURRENT_INPUTS)
 class Server:
-    @modal.enter()
+    @modal.enter(snap=True)
+    def prepare(self) -> None:
+        """Before the memory snapshot: the imports (no GPU is there without GPU snapshots)."""
+        import_server_modules()
+        self.engine = load_before_snapshot() if DEPLOY.gpu_snapshot else None
+
+    @modal.enter(snap=False)
     def start(self) -> None:
-        self.engine, self.settings = start_engine()
+        """After the restore: the engine (unless the snapshot holds it), settings, status record."""
+        from pictale_server.settings import Settings
+
+        if self.engine is None:
+            self.engine, _ = start_engine()
+        self.settings = Settings()  # read here, not before the snapshot: the Secret's keys as of now
+        self.watch, self.publisher = start_host(self.engine)
 
     @modal.asgi_app(requires_proxy_auth=PROXY_AUTH)
     def web(self):
-        return build_web_app(self.engine, self.settings)
+        return build_web_app(self.engine, self.settings, load_hooks=self.watch.hooks())
+
+    @modal.exit()
+    def stop(self) -> None:
+        self.publisher.stop()
+
+
+# --- Status endpoint: CPU only, never starts the GPU class ------------------------------------
+STATUS_MAX_CONTAINERS = 1  # one small CPU container answers every poll
+STATUS_MAX_INPUTS = 100
+
+
+@app.function(image=status_image, env=DEPLOY_ENV, max_containers=STATUS_MAX_CONTAINERS)
+@modal.concurrent(max_inputs=STATUS_MAX_INPUTS)
+@modal.asgi_app()
+def status():
+    """`cold | warming | ready | failed` from the GPU containers' records (hosting/status_app.py).
+    Public, like the app's own /health: it answers one word, reveals no more and starts no GPU."""
+    from pictale_server.hosting.status_app import status_app
+
+    return status_app(read_container_records)
 
 
 # --- Smoke test, run on your machine against the deployment -----------------------------------
@@ -182,6 +258,65 @@ def smoke(
 # --- Plain helpers (no Modal objects; tests call them directly) -----------------------------------
 
 
+def import_server_modules() -> None:
+    """The snapshot phase's work: every server module, imported without asking CUDA anything."""
+    from pictale_server.hosting.snapshot_imports import import_for_snapshot
+
+    print(f"imported {len(import_for_snapshot())} modules for the memory snapshot")
+
+
+def load_before_snapshot():
+    """With GPU snapshots: the engine, loaded and warmed up, so the snapshot holds the models.
+
+    A failed load here is logged and the engine returned unloaded: the snapshot then holds no
+    models, and each restored container loads them the usual way (status events, `failed`,
+    the restart budget). A failure must not end up inside the snapshot.
+    """
+    engine, _ = start_engine()
+    try:
+        engine.load()
+    except Exception as exc:
+        logging.getLogger("pictale.server").error(
+            "loading before the GPU snapshot failed (%s); containers will load after restoring", exc
+        )
+        release_gpu_memory()
+    return engine
+
+
+def release_gpu_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def start_host(engine):
+    """This container's status record (heartbeats until it stops) and the hooks that publish the
+    load's outcome and, on a failure, ask Modal for a fresh container while the budget allows."""
+    from pictale_server.hosting.container_status import KEY_PREFIX
+    from pictale_server.hosting.load_watch import LoadWatch
+    from pictale_server.hosting.restart_budget import RestartBudget
+    from pictale_server.hosting.status_publisher import StatusPublisher
+
+    publisher = StatusPublisher(state_dict, KEY_PREFIX + uuid.uuid4().hex[:16])
+    budget = RestartBudget(state_dict, limit=LOAD_RESTARTS, window_s=LOAD_RESTART_WINDOW_S)
+    loaded = engine.vision_loaded and engine.writer_loaded
+    publisher.start("ready" if loaded else "loading")
+    if loaded:  # restored with the models (GPU snapshot): no load will settle to say so
+        budget.clear()
+    return LoadWatch(publisher, budget, replace=modal.experimental.stop_fetching_inputs), publisher
+
+
+async def read_container_records() -> list:
+    """Every GPU container's status record, for the status endpoint."""
+    from pictale_server.hosting.container_status import KEY_PREFIX
+
+    return [value async for key, value in state_dict.items.aio() if str(key).startswith(KEY_PREFIX)]
+
+
 def start_engine():
     """Settings from the environment (API keys from the Secret) and the engine, not yet loaded.
 
@@ -204,13 +339,13 @@ def start_engine():
     return WarmStart(load_engine(settings)), settings
 
 
-def build_web_app(engine, settings):
+def build_web_app(engine, settings, load_hooks=None):
     """The app, with the run store its containers share: a resume or a run fetched by id can
     reach another container than the one running the job (runtime/run_store.py)."""
     from pictale_server.app import create_app
     from pictale_server.runtime.run_store import DictRunStore
 
-    return create_app(engine, settings, run_store=DictRunStore(runs_dict))
+    return create_app(engine, settings, run_store=DictRunStore(runs_dict), load_hooks=load_hooks)
 
 
 def warm_up(engine) -> dict[str, int]:

@@ -1,21 +1,16 @@
 """The Modal deployment, checked without a Modal account.
 
-Importing server/modal_app.py builds its whole recipe locally (image, volume, secrets, functions,
-class) without contacting Modal. The `recipe` fixture re-imports it with Modal's builders wrapped
-so every argument they receive is recorded, then compares them with docs/deploy.md, the server's
-lock file and the installed modal's own signatures.
+The recording of modal_app's recipe (tests/modal_recipe.py) is compared with docs/deploy.md,
+the server's lock files and the installed modal's own signatures.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 import re
-import sys
 import threading
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import modal
@@ -23,64 +18,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from engine_fixtures import dev_cache_dir, dev_engine, dev_model_paths  # noqa: F401
+from modal_recipe import DEPLOY_DOC, REPO_DIR, SERVER_DIR, FakeModalDict, deploy_table, one_call, recipe, record_import  # noqa: F401
 from pictale_server.engine.base import Delta, Finished
+from pictale_server.hosting.deploy_settings import DeploySettingError
 
-SERVER_DIR = Path(__file__).resolve().parents[1]
-REPO_DIR = SERVER_DIR.parent
-DEPLOY_DOC = REPO_DIR / "docs" / "deploy.md"
 GPU_PINS = {"torch": "2.13.0", "bitsandbytes": "0.50.2", "accelerate": "1.15.0"}
-
-RECORDED = [
-    (modal.App, "cls"),
-    (modal.App, "function"),
-    (modal.Image, "debian_slim"),
-    (modal.Image, "pip_install"),
-    (modal.Image, "uv_pip_install"),
-    (modal.Image, "pip_install_from_requirements"),
-    (modal.Image, "add_local_python_source"),
-    (modal.Volume, "from_name"),
-    (modal.Volume, "with_mount_options"),
-    (modal.Secret, "from_name"),
-    (modal, "concurrent"),
-    (modal, "asgi_app"),
-]
-
-
-@pytest.fixture(scope="module")
-def recipe():
-    """{builder name: [(args, kwargs), ...]} from a fresh import of modal_app."""
-    calls = defaultdict(list)
-    originals = [(owner, name, inspect.getattr_static(owner, name)) for owner, name in RECORDED]
-    for owner, name, original in originals:
-        key = f"{owner.__name__}.{name}".removeprefix("modal.")
-        setattr(owner, name, _recording(getattr(owner, name), key, calls, original))
-    sys.modules.pop("modal_app", None)
-    try:
-        module = importlib.import_module("modal_app")
-    finally:
-        for owner, name, original in originals:
-            setattr(owner, name, original)
-    return module, calls
-
-
-def _recording(function, key, calls, original):
-    def record(*args, **kwargs):
-        calls[key].append((args, kwargs))
-        return function(*args, **kwargs)
-
-    return staticmethod(record) if isinstance(original, staticmethod) else record
-
-
-def one_call(calls, name):
-    assert len(calls[name]) == 1, f"{name} called {len(calls[name])} times"
-    return calls[name][0]
-
-
-def deploy_table() -> dict[str, str]:
-    """The `| `name` | `value` | why |` rows of docs/deploy.md's settings table."""
-    rows = re.findall(r"^\| `([\w.()=]+)` \| `([^`]+)` \|", DEPLOY_DOC.read_text(), re.MULTILINE)
-    assert rows, "docs/deploy.md has no settings table"
-    return dict(rows)
 
 
 def lock_pins(path: Path) -> dict[str, str]:
@@ -92,14 +34,22 @@ def lock_pins(path: Path) -> dict[str, str]:
     return pins
 
 
+def function_options(calls, *, gpu: bool) -> dict:
+    """The App.function options of prepare_weights (gpu=True) or of the status endpoint."""
+    found = [options for _, options in calls["App.function"] if ("gpu" in options) == gpu]
+    assert len(found) == 1, found
+    return found[0]
+
+
 # --- the recipe -------------------------------------------------------------------------
 
 
-def test_the_module_imports_and_defines_the_three_entry_points(recipe):
+def test_the_module_imports_and_defines_the_four_entry_points(recipe):
     module, _ = recipe
     assert isinstance(module.app, modal.App)
     assert isinstance(module.Server, modal.Cls)
     assert isinstance(module.prepare_weights, modal.Function)
+    assert isinstance(module.status, modal.Function)
     assert isinstance(module.smoke, modal.app.LocalEntrypoint)
 
 
@@ -113,8 +63,56 @@ def test_server_class_matches_the_deploy_doc(recipe):
     assert options["timeout"] == int(table["timeout"])
     assert options["min_containers"] == int(table["min_containers"])
     assert options["max_containers"] == int(table["max_containers"])
-    _, concurrency = one_call(calls, "concurrent")
-    assert concurrency == {"max_inputs": int(table["max_inputs"])}
+    assert options["enable_memory_snapshot"] is True and table["enable_memory_snapshot"] == "True"
+    assert options["experimental_options"] is None and table["gpu_snapshot"] == "off"
+    assert module.LOAD_RESTARTS == int(table["load_restarts"])
+    assert module.LOAD_RESTART_WINDOW_S == int(table["load_restart_window"])
+    server, status = [kwargs for _, kwargs in calls["concurrent"]]  # in the file's order
+    assert server == {"max_inputs": int(table["max_inputs"])}
+    assert status == {"max_inputs": module.STATUS_MAX_INPUTS}
+
+
+def test_imports_go_into_the_memory_snapshot_and_the_gpu_is_met_after_the_restore(recipe):
+    _, calls = recipe
+    assert [kwargs for _, kwargs in calls["enter"]] == [{"snap": True}, {"snap": False}]
+    assert len(calls["exit"]) == 1  # the status record is deleted when the container stops
+
+
+def test_gpu_snapshots_are_an_opt_in_that_reaches_the_containers(monkeypatch):
+    module, calls = record_import(monkeypatch, PICTALE_GPU_SNAPSHOT="on")
+    _, options = one_call(calls, "App.cls")
+    assert options["experimental_options"] == {"enable_gpu_snapshot": True}
+    assert options["env"]["PICTALE_GPU_SNAPSHOT"] == "on"  # the container's import agrees
+    inspect.signature(modal.App.cls).bind(module.app, **options)
+
+
+def test_gpu_fallbacks_and_max_containers_are_deploy_time_settings(monkeypatch):
+    module, calls = record_import(monkeypatch, PICTALE_GPU="a10g, L4", PICTALE_MAX_CONTAINERS="3")
+    _, options = one_call(calls, "App.cls")
+    assert options["gpu"] == ["A10G", "L4"]
+    assert options["max_containers"] == 3
+    inspect.signature(modal.App.cls).bind(module.app, **options)
+
+
+@pytest.mark.parametrize(
+    "env", [{"PICTALE_GPU": "T4"}, {"PICTALE_GPU": "A10G:2"}, {"PICTALE_MAX_CONTAINERS": "0"}, {"PICTALE_GPU_SNAPSHOT": "yes"}]
+)
+def test_a_deploy_time_setting_that_cannot_work_stops_the_deploy(monkeypatch, env):
+    with pytest.raises(DeploySettingError):
+        record_import(monkeypatch, **env)
+
+
+def test_the_status_endpoint_runs_on_a_small_cpu_image_that_installs_nothing(recipe):
+    module, calls = recipe
+    table = deploy_table()
+    options = function_options(calls, gpu=False)
+    assert options["image"] is module.status_image
+    assert options["max_containers"] == int(table["status_max_containers"]) == 1
+    assert options["env"] == module.DEPLOY_ENV
+    assert "volumes" not in options and "secrets" not in options
+    assert module.STATE_DICT_NAME == table["state_dict"]
+    dicts = {args[0]: kwargs for args, kwargs in calls["Dict.from_name"]}
+    assert dicts == {"pictale-runs": {"create_if_missing": True}, "pictale-state": {"create_if_missing": True}}
 
 
 def test_weights_volume_is_mounted_read_only_where_settings_look(recipe):
@@ -151,24 +149,24 @@ def test_serving_is_offline_and_gets_only_the_api_key_secret(recipe):
     assert options["env"]["PICTALE_PROFILE"] == "reference"
 
 
-def test_web_endpoint_requires_proxy_auth(recipe):
+def test_the_api_requires_proxy_auth_and_the_status_endpoint_is_public(recipe):
     _, calls = recipe
-    _, options = one_call(calls, "asgi_app")
-    assert options == {"requires_proxy_auth": True}
+    assert [kwargs for _, kwargs in calls["asgi_app"]] == [{"requires_proxy_auth": True}, {}]
 
 
 def test_proxy_auth_is_off_only_when_deployed_with_it_off(monkeypatch):
-    for value, expected in (("off", False), ("OFF ", False), ("on", True), ("", True), ("0", True)):
-        monkeypatch.setenv("PICTALE_PROXY_AUTH", value)
-        sys.modules.pop("modal_app", None)
-        assert importlib.import_module("modal_app").PROXY_AUTH is expected, value
-    sys.modules.pop("modal_app", None)
+    for value, expected in (("off", False), ("OFF ", False), ("on", True), ("", True)):
+        module, calls = record_import(monkeypatch, PICTALE_PROXY_AUTH=value)
+        assert module.PROXY_AUTH is expected, value
+        assert calls["asgi_app"][0][1] == {"requires_proxy_auth": expected}
+    with pytest.raises(DeploySettingError, match="on or off"):
+        record_import(monkeypatch, PICTALE_PROXY_AUTH="0")
 
 
 def test_prepare_weights_has_a_gpu_the_hub_token_and_a_writable_volume(recipe):
     module, calls = recipe
     table = deploy_table()
-    _, options = one_call(calls, "App.function")
+    options = function_options(calls, gpu=True)
     assert options["gpu"] == table["prepare_gpu"]
     assert options["secrets"] == [module.hf_secret]
     assert options["volumes"] == {module.WEIGHTS_PATH: module.weights_volume}
@@ -181,8 +179,10 @@ def test_every_option_is_accepted_by_the_installed_modal(recipe):
     for name, method in [("App.cls", modal.App.cls), ("App.function", modal.App.function)]:
         for _, options in calls[name]:
             inspect.signature(method).bind(module.app, **options)
-    inspect.signature(modal.concurrent).bind(**calls["concurrent"][0][1])
-    inspect.signature(modal.asgi_app).bind(**calls["asgi_app"][0][1])
+    for name, decorator in [("concurrent", modal.concurrent), ("asgi_app", modal.asgi_app), ("enter", modal.enter), ("exit", modal.exit)]:
+        for _, options in calls[name]:
+            inspect.signature(decorator).bind(**options)
+    assert callable(modal.experimental.stop_fetching_inputs)
     assert modal.__version__ == "1.6.4"
 
 
@@ -191,8 +191,7 @@ def test_every_option_is_accepted_by_the_installed_modal(recipe):
 
 def test_image_installs_the_server_locks_on_python_3_11(recipe):
     _, calls = recipe
-    _, debian = one_call(calls, "Image.debian_slim")
-    assert debian == {"python_version": "3.11"}
+    assert [kwargs for _, kwargs in calls["Image.debian_slim"]] == [{"python_version": "3.11"}] * 2  # server, status
     installed = [Path(args[1]) for args, _ in calls["Image.pip_install_from_requirements"]]
     assert installed == [SERVER_DIR / "requirements.lock", SERVER_DIR / "requirements-gpu.lock"]
     assert all(path.is_file() for path in installed)
@@ -211,8 +210,8 @@ def test_the_locks_pin_the_gpu_stack_and_nothing_else_installs_packages(recipe):
 
 def test_the_package_is_added_with_its_data_files_and_without_caches(recipe):
     module, calls = recipe
-    args, kwargs = one_call(calls, "Image.add_local_python_source")
-    assert args[1:] == ("pictale_server",)
+    (server_args, kwargs), (status_args, status_kwargs) = calls["Image.add_local_python_source"]
+    assert server_args[1:] == status_args[1:] == ("pictale_server",) and kwargs == status_kwargs
     ignored = modal.FilePatternMatcher(*kwargs["ignore"])
     package = SERVER_DIR / "pictale_server"
     data_files = list(package.rglob("*.json"))
@@ -276,26 +275,6 @@ def wait_until(condition, limit_s=10.0):
         time.sleep(0.01)
 
 
-class FakeRunsDict:
-    """modal.Dict's put/get `.aio` forms over a plain dict."""
-
-    def __init__(self) -> None:
-        data: dict = {}
-
-        class Method:
-            def __init__(self, fn) -> None:
-                self.aio = fn
-
-        async def put(key, value):
-            data[key] = value
-
-        async def get(key, default=None):
-            return data.get(key, default)
-
-        self.data = data
-        self.put, self.get = Method(put), Method(get)
-
-
 def test_the_runs_dict_is_named_and_created_if_missing(recipe):
     module, _ = recipe
     assert module.RUNS_DICT_NAME == "pictale-runs"
@@ -310,7 +289,7 @@ def test_the_served_app_is_create_app_with_the_loading_engine(recipe, monkeypatc
 
     warm, settings = module.start_engine()
     assert settings.api_keys == ["key-one", "key-two"]
-    monkeypatch.setattr(module, "runs_dict", FakeRunsDict())  # no Modal account here
+    monkeypatch.setattr(module, "runs_dict", FakeModalDict())  # no Modal account here
     with TestClient(module.build_web_app(warm, settings)) as client:
         health = client.get("/health").json()
         assert health["status"] == "loading" and health["profile"] == "reference"
@@ -477,7 +456,7 @@ def test_every_modal_command_in_the_guide_parses_with_the_installed_cli(monkeypa
 
     monkeypatch.chdir(REPO_DIR)  # the guide runs from the repository root
     commands = deploy_doc_commands("modal")
-    shown = {" ".join(args[:2]) for args in commands}
+    shown = {" ".join([arg for arg in args if not arg.startswith("-")][:2]) for args in commands}
     assert {
         "setup",
         "secret create",
@@ -485,7 +464,11 @@ def test_every_modal_command_in_the_guide_parses_with_the_installed_cli(monkeypa
         "deploy server/modal_app.py",
         "workspace proxy-tokens",
         "run server/modal_app.py::smoke",
+        "app logs",
+        "app rollover",
     } <= shown
+    assert ["run", "--detach", "server/modal_app.py::prepare_weights"] in commands  # a dropped laptop must not stop it
+    assert ["deploy", "--strategy", "recreate", "server/modal_app.py"] in commands
     for args in commands:
         # --help stops before anything runs, after every option and function reference is checked
         result = CliRunner().invoke(entrypoint_cli, [*args, "--help"])
