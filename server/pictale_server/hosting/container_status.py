@@ -50,7 +50,8 @@ def is_live(record: Any, now: float) -> bool:
 
 
 def summarize(records: Iterable[Any], now: float) -> dict[str, Any]:
-    """`{"status", "containers": {state: count}, "failure"?}` from every container's record.
+    """`{"status", "containers": {state: count}, "failure"?: {"reason"}}` from every container's
+    record. The answer is public: a failure's message (paths, sizes) stays in /health and the log.
 
     ready when any container is ready; else warming when any is loading (a replacement for a
     failed one included); else failed when a container stays up to report a failed load; else
@@ -64,8 +65,8 @@ def summarize(records: Iterable[Any], now: float) -> dict[str, Any]:
     body: dict[str, Any] = {"status": status, "containers": counts}
     if status == "failed":
         failed = max((r for r in live if r["state"] == "failed"), key=lambda r: r["heartbeat"])
-        if "failure" in failed:
-            body["failure"] = failed["failure"]
+        if isinstance(failed.get("failure"), dict):
+            body["failure"] = {"reason": failed["failure"].get("reason")}
     return body
 
 
