@@ -303,11 +303,12 @@ def start_host(engine):
 
     publisher = StatusPublisher(state_dict, KEY_PREFIX + uuid.uuid4().hex[:16])
     budget = RestartBudget(state_dict, limit=LOAD_RESTARTS, window_s=LOAD_RESTART_WINDOW_S)
+    watch = LoadWatch(publisher, budget, replace=modal.experimental.stop_fetching_inputs)
     loaded = engine.vision_loaded and engine.writer_loaded
     publisher.start("ready" if loaded else "loading")
     if loaded:  # restored with the models (GPU snapshot): no load will settle to say so
-        budget.clear()
-    return LoadWatch(publisher, budget, replace=modal.experimental.stop_fetching_inputs), publisher
+        watch.models_ready()
+    return watch, publisher
 
 
 async def read_container_records() -> list:

@@ -130,6 +130,20 @@ def test_a_budget_that_cannot_be_counted_never_replaces():
     assert replaced == [] and failure.message.endswith("This container stays up to report it.")
 
 
+def test_a_store_that_fails_when_the_models_are_ready_changes_nothing():
+    class Down(FakeModalDict):
+        def __init__(self) -> None:
+            super().__init__()
+
+            def fail(*args, **kwargs):
+                raise ConnectionError("down")
+
+            self.pop = fail
+
+    store = Down()
+    LoadWatch(StatusPublisher(store, KEY_PREFIX + "me"), RestartBudget(store), replace=lambda: None).models_ready()
+
+
 def test_ready_is_published_and_refunds_the_budget():
     store, replaced = FakeModalDict(), []
     store.data[KEY] = [1.0]

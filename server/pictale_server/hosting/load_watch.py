@@ -42,13 +42,21 @@ class LoadWatch:
     def settled(self, state: ModelState, failure: FailedLoad | None) -> None:
         self._publisher.set(state, failure)
         if state == "ready":
-            self._budget.clear()
+            self.models_ready()
             return
         if self._verdict is not None and self._verdict.replace:
             logger.error("model loading failed; asking for a fresh container (failed load %d of %d)", self._verdict.failures, self._verdict.limit + 1)
             self._replace()
         else:
             logger.error("model loading failed; no fresh container (restart budget spent): fix the cause and redeploy")
+
+
+    def models_ready(self) -> None:
+        """The models are resident: failed loads before this one no longer count."""
+        try:
+            self._budget.clear()
+        except Exception:
+            logger.warning("could not clear the count of failed loads", exc_info=True)
 
 
 def _next_step(verdict: Verdict) -> str:
