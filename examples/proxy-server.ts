@@ -37,7 +37,12 @@ function upstreamHeaders(request: IncomingMessage): Headers {
     const value = request.headers[name]
     if (typeof value === 'string') headers.set(name, value)
   }
-  if (process.env.PICTALE_API_KEY) headers.set('authorization', `Bearer ${process.env.PICTALE_API_KEY}`)
+  // Beside Modal's credentials the key goes in x-api-key: Modal's edge reads Authorization.
+  const modal = Boolean(process.env.MODAL_KEY)
+  if (process.env.PICTALE_API_KEY) {
+    if (modal) headers.set('x-api-key', process.env.PICTALE_API_KEY)
+    else headers.set('authorization', `Bearer ${process.env.PICTALE_API_KEY}`)
+  }
   if (process.env.MODAL_KEY) headers.set('modal-key', process.env.MODAL_KEY)
   if (process.env.MODAL_SECRET) headers.set('modal-secret', process.env.MODAL_SECRET)
   return headers

@@ -27,7 +27,10 @@ export interface Logger {
 export interface ClientOptions {
   /** The server's base URL, e.g. `http://127.0.0.1:8000` or a Modal endpoint. Required. */
   baseURL: string
-  /** Sent as `Authorization: Bearer <apiKey>` when set. */
+  /**
+   * Sent as `Authorization: Bearer <apiKey>` when set; as `x-api-key` when `modal` is set too,
+   * since Modal's edge reads `Authorization` as a proxy token of its own.
+   */
   apiKey?: string | undefined
   /** Modal proxy-auth credentials, sent as `Modal-Key` / `Modal-Secret` when set. */
   modal?: { key: string; secret: string } | undefined
