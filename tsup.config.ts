@@ -27,7 +27,8 @@ export default defineConfig([
     removeNodeProtocol: false,
   },
   {
-    // `npx pictale`: one ESM file with its shebang, no types (nothing imports it).
+    // `npx pictale`: ESM with its shebang, no types (nothing imports it). `pictale eval` loads its
+    // own chunk (the harness, franc-min, compromise) only when it runs.
     entry: { cli: 'src/cli/index.ts' },
     format: ['esm'],
     dts: false,

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { createClient, type NodePictaleClient } from '../node/index'
+import { EVAL_OPTIONS, evalSettings, givenEvalOptions, type EvalSettings } from './eval-options'
 import { EXIT, describeFailure } from './exit-codes'
 import { Spinner } from './spinner'
 
@@ -10,6 +11,7 @@ Usage:
   pictale story <image> <instruction>   describe the picture, then write from it
   pictale describe <image> [--style caption|detailed|scene]
   pictale health
+  pictale eval [eval options]            score the server's stories under sampler presets
 
 Options:
   --url <url>    the server (default: $PICTALE_BASE_URL, else http://127.0.0.1:8000)
@@ -17,13 +19,26 @@ Options:
   --help         this text
   --version      the package's version
 
+Eval options (docs/eval.md in the pictale repository defines each metric):
+  --presets <a,b>         presets to compare: plain, dry, dry+xtc, banned-phrases, or
+                          names from --presets-file (default: all of them)
+  --presets-file <path>   JSON: { "name": { sampling fields, e.g. "temperature": 1.1 } }
+  --prompts <ids>         bundled prompts to run (default: all 10, English and Portuguese)
+  --limit <n>             only the first n of them
+  --concurrency <n>       pipelines in flight at once (default 4)
+  --max-tokens <n>        cap both stages' tokens (default: from each requested length)
+  --seed <n>              the first prompt's seed, the next +1 (default 1)
+  --out <dir>             where report.json and report.html go
+                          (default ./pictale-eval/<time>)
+
 <image> is a file path, a file: URL, an https URL or a data: URL.
 The story streams to stdout; the description of the picture to stderr.
 Keys come from the environment: PICTALE_API_KEY, MODAL_KEY and MODAL_SECRET.
 
-Exit codes: 0 done; 2 a bad command line or request (image, field, API key);
-3 the server is unreachable, not ready, busy or too slow; 4 refused by the content
-policy; 5 another server error; 130 interrupted.`
+Exit codes: 0 done; 2 a bad command line or request (image, field, API key,
+preset, presets file); 3 the server is unreachable, not ready, busy or too slow;
+4 refused by the content policy; 5 another server error (eval: some runs failed,
+the report written); 130 interrupted.`
 
 /** Where a command writes; the real process's streams, or a test's. */
 export interface CliIO {
@@ -59,11 +74,20 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     io.stderr.write(`pictale: ${message}\n\n${USAGE}\n`)
     return EXIT.usage
   }
-  const client = createClient({
-    baseURL: values.url ?? io.env.PICTALE_BASE_URL ?? DEFAULT_URL,
-    apiKey: io.env.PICTALE_API_KEY || undefined,
-    modal: io.env.MODAL_KEY && io.env.MODAL_SECRET ? { key: io.env.MODAL_KEY, secret: io.env.MODAL_SECRET } : undefined,
-  })
+  const evalOnly = givenEvalOptions(values)
+  if (command !== 'eval' && evalOnly.length) return usage(`${evalOnly.join(', ')}: only for eval`)
+  const baseURL = values.url ?? io.env.PICTALE_BASE_URL ?? DEFAULT_URL
+  let client: NodePictaleClient
+  try {
+    client = createClient({
+      baseURL,
+      apiKey: io.env.PICTALE_API_KEY || undefined,
+      modal: io.env.MODAL_KEY && io.env.MODAL_SECRET ? { key: io.env.MODAL_KEY, secret: io.env.MODAL_SECRET } : undefined,
+    })
+  } catch (error) {
+    const where = (error as { param?: string }).param === 'baseURL' ? `the server URL ${JSON.stringify(baseURL)} (--url or PICTALE_BASE_URL): ` : ''
+    return usage(`${where}${(error as Error).message}`)
+  }
   try {
     switch (command) {
       case 'health':
@@ -82,6 +106,17 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
         if (rest.length !== 2) return usage('story takes an image and an instruction')
         const run = client.pipeline({ image: rest[0]!, instruction: rest[1]! })
         return await stream(run, io, values.json ?? false, { describe: io.stderr, narrate: io.stdout })
+      }
+      case 'eval': {
+        if (rest.length) return usage('eval takes options only')
+        let settings: EvalSettings
+        try {
+          settings = evalSettings(values)
+        } catch (error) {
+          return usage((error as Error).message)
+        }
+        const { runEvalCommand } = await import('./eval-command')
+        return await runEvalCommand(settings, { client, baseURL, io, json: values.json ?? false })
       }
       case undefined:
         return usage('no command')
@@ -105,6 +140,7 @@ function parse(argv: string[]) {
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'v' },
+      ...EVAL_OPTIONS,
     },
   })
 }
