@@ -28,11 +28,14 @@ function pictale(args: string[]): Promise<{ code: number | null; stdout: string;
   })
 }
 
+const CHROMIUM = '/usr/bin/chromium'
+const ENSURE_CHROMIUM = new URL('../../scripts/lib/ensure-chromium.mjs', import.meta.url)
+
 /** Debian's Chromium, installed by the project's helper when it is missing. */
 async function chromiumPath(): Promise<string> {
+  if (existsSync(CHROMIUM) || !existsSync(ENSURE_CHROMIUM)) return CHROMIUM
   // A URL specifier: the helper is plain JavaScript without type declarations.
-  const helper = new URL('../../scripts/lib/ensure-chromium.mjs', import.meta.url).href
-  const { ensureChromium } = (await import(helper)) as { ensureChromium(): string }
+  const { ensureChromium } = (await import(ENSURE_CHROMIUM.href)) as { ensureChromium(): string }
   return ensureChromium()
 }
 
