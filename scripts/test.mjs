@@ -1,6 +1,6 @@
 // `npm test`: installs what is missing (node modules, the server's Python venv), then runs
-// every suite — pytest, vitest (unit + integration against a real dev-profile server), and
-// the package checks — and fails if any of them failed.
+// every suite — pytest, vitest (unit + integration against a real dev-profile server), the
+// package checks and the runtime matrix — and fails if any of them failed.
 import { spawnSync } from 'node:child_process'
 import { ensureNodeModules } from './ensure-node-modules.mjs'
 
@@ -24,6 +24,9 @@ const results = {
     '-c',
     'npx tsup >/dev/null && npx attw --pack . && npx publint && node scripts/check-consumer-types.mjs',
   ]),
+  // The packed package installed into a fresh project and run on every runtime it supports
+  // (Node 20/22/24 as ESM and CommonJS, Bun, Deno, Chromium) against a local dev server.
+  runtimes: run('runtimes (Node 20/22/24, Bun, Deno, Chromium)', 'node', ['scripts/runtime-matrix.mjs']),
 }
 console.log('')
 for (const [name, { ok, seconds }] of Object.entries(results)) console.log(`${ok ? '✓' : '✗'} ${name} (${seconds} s)`)
