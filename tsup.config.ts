@@ -25,6 +25,11 @@ export default defineConfig([
     noExternal: ['zod', 'eventsource-parser'],
     // Keep `node:` specifiers in pictale/node: Deno and bundlers resolve them unambiguously.
     removeNodeProtocol: false,
+    // The CommonJS output requires the schemas instead of importing them on the first call
+    // (src/schemas/load-schemas.ts); the other branch is dropped from each output.
+    esbuildOptions(options, { format }) {
+      options.define = { ...options.define, __PICTALE_CJS__: format === 'cjs' ? 'true' : 'false' }
+    },
   },
   {
     // `npx pictale`: ESM with its shebang, no types (nothing imports it). `pictale eval` loads its

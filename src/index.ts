@@ -42,9 +42,45 @@ export type { ImageInput, InlineImage, RemoteImage } from './images/image-input'
 export { DEFAULT_MAX_IMAGE_BYTES } from './images/prepare-image'
 export { sniffImageType, type ImageMediaType } from './images/sniff-media-type'
 
-// Types only: the schemas themselves are `pictale/schemas`, built when first needed.
-export type * from './schemas/requests'
-export type * from './schemas/results'
-export type * from './schemas/events'
-export type * from './schemas/health'
-export type * from './schemas/error-body'
+// Types only, named one by one (`export type *` would re-export the schema values in the
+// built .d.ts files): the schemas themselves are `pictale/schemas`, built when first needed.
+export type {
+  DescribeRequest,
+  DescribeStyle,
+  HistoryTurn,
+  NarrateRequest,
+  PipelineRequest,
+  Sampling,
+  WebhookSpec,
+} from './schemas/requests'
+export type {
+  CancelResult,
+  DescribeResult,
+  FinishReason,
+  NarrateResult,
+  PipelineResult,
+  RunState,
+  RunStatus,
+  Stage,
+  StageResult,
+  StartedRun,
+  TextResult,
+  Timings,
+  Usage,
+} from './schemas/results'
+export type {
+  DeltaEvent,
+  DescribeEvent,
+  DoneEvent,
+  ErrorEventData,
+  NarrateEvent,
+  PipelineEvent,
+  ProgressEvent,
+  RunEvent,
+  StageEndEvent,
+  StageStartEvent,
+  StatusEvent,
+  TextRunEvent,
+} from './schemas/events'
+export type { Health, HealthFailure } from './schemas/health'
+export type { ErrorBody } from './schemas/error-body'

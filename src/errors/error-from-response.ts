@@ -40,8 +40,11 @@ export async function errorFromResponse(
   } catch {
     // Not JSON: keep the text as the body.
   }
-  const parsed = (await loadSchemas()).ErrorBodySchema.safeParse(camelizeKeys(body))
-  const error = parsed.success ? parsed.data.error : undefined
+  // Schemas that fail to load (a browser's stale chunk after a deploy) leave the status to
+  // choose the class: the server's answer is never hidden behind a loading error.
+  const schemas = await loadSchemas().catch(() => undefined)
+  const parsed = schemas?.ErrorBodySchema.safeParse(camelizeKeys(body))
+  const error = parsed?.success ? parsed.data.error : undefined
   const init: APIErrorInit = {
     status,
     code: error?.code ?? FALLBACK_CODES[status] ?? (status >= 500 ? 'internal' : 'http_error'),

@@ -13,6 +13,8 @@ export const request: NarrateRequest = { instruction: 'A ghost story.', maxToken
 // @ts-expect-error a misspelt field is a type error
 export const typo: NarrateRequest = { instruction: 'A ghost story.', maxTokenz: 64 }
 export const parsed = NarrateRequestSchema.safeParse(request).success
+// @ts-expect-error the schemas are values of pictale/schemas only; pictale exports their types
+export { NarrateRequestSchema as FromTheDefaultEntry } from 'pictale'
 export const writer = createPictale({ client: nodeClient })('writer')
 export const specification: 'v3' = writer.specificationVersion
 export const handlers = pictaleMock({ baseURL: 'http://127.0.0.1:8000' }).handlers
