@@ -20,6 +20,10 @@ export type PictaleCall =
  * become `history`; the last message, a user's, holds the instruction (and the picture for
  * `vision` and `pipeline`). `providerOptions.pictale` adds pictale's own fields (DRY, XTC,
  * banned phrases, `context`, a pipeline's `describe` stage…), checked like any request.
+ *
+ * A conversation goes on after a picture: earlier pictures are not sent again (a warning says
+ * so); the latest description in the conversation (a pipeline's reasoning) becomes the
+ * writer's `context`, and a `pipeline` turn without a new picture is written from it.
  * Anything pictale cannot carry is an {@link InvalidInputError}, never dropped in silence.
  */
 export function toPictaleCall(modelId: PictaleModelId, options: LanguageModelV3CallOptions): PictaleCall {
@@ -44,23 +48,34 @@ export function toPictaleCall(modelId: PictaleModelId, options: LanguageModelV3C
     return { route: 'describe', request: request as DescribeRequest, warnings }
   }
   const instruction = requireInstruction(text)
-  const history = historyOf(earlier)
+  const conversation = conversationOf(earlier)
+  if (conversation.earlierPictures > 0) {
+    warnings.push({
+      type: 'other',
+      message: `${conversation.earlierPictures} picture(s) in earlier turns were not sent again: only the last user message's picture is read; the latest description in the conversation is the writer's context`,
+    })
+  }
+  const narrate = (): PictaleCall => {
+    const context = conversation.description === undefined ? {} : { context: conversation.description }
+    const request = { instruction, system: systemText, history: conversation.history, ...context, ...sampling, ...extra }
+    return { route: 'narrate', request: request as NarrateRequest, warnings }
+  }
   if (modelId === 'writer') {
     if (images.length > 0) {
       throw new InvalidInputError('invalid_request', "the writer model reads text only; use pictale('pipeline') to write from a picture", 'prompt')
     }
-    const request = { instruction, system: systemText, history, ...sampling, ...extra }
-    return { route: 'narrate', request: request as NarrateRequest, warnings }
+    return narrate()
   }
+  if (images.length === 0 && conversation.description !== undefined) return narrate()
   // The standard settings and pictale's own samplers shape the story, so they go to the
   // narrate stage; `describe` and `webhook` keep their place.
-  const { describe, webhook, narrate, ...storyFields } = extra as Record<string, unknown>
+  const { describe, webhook, narrate: narrateStage, ...storyFields } = extra
   const request = {
     image: onePicture(images, modelId),
     instruction,
     ...(describe === undefined ? {} : { describe }),
     ...(webhook === undefined ? {} : { webhook }),
-    narrate: { system: systemText, history, ...sampling, ...storyFields, ...(narrate as object | undefined) },
+    narrate: { system: systemText, history: conversation.history, ...sampling, ...storyFields, ...(narrateStage as object | undefined) },
   }
   return { route: 'pipeline', request: request as PipelineRequest, warnings }
 }
@@ -94,11 +109,18 @@ function samplingOf(options: LanguageModelV3CallOptions): Sampling {
   return Object.fromEntries(Object.entries(sampling).filter(([, value]) => value !== undefined)) as Sampling
 }
 
+/** Request fields the prompt's messages fill in; providerOptions cannot override them. */
+const PROMPT_FIELDS = ['instruction', 'system', 'history', 'image', 'prompt']
+
 function pictaleOptions(options: LanguageModelV3CallOptions): Record<string, unknown> {
   const extra = options.providerOptions?.pictale
   if (extra === undefined) return {}
   if (typeof extra !== 'object' || extra === null || Array.isArray(extra)) {
     throw new InvalidInputError('invalid_request', 'providerOptions.pictale must be an object of pictale request fields', 'providerOptions.pictale')
+  }
+  const owned = Object.keys(extra).find((key) => PROMPT_FIELDS.includes(key))
+  if (owned !== undefined) {
+    throw new InvalidInputError('invalid_request', `${owned} comes from the prompt (its messages), not from providerOptions.pictale`, owned)
   }
   if ('background' in extra) {
     throw new InvalidInputError(
@@ -121,7 +143,8 @@ function userContent(content: Extract<LanguageModelV3Message, { role: 'user' }>[
 }
 
 function pictureOf(part: LanguageModelV3FilePart): ImageInput {
-  if (!part.mediaType.startsWith('image/')) {
+  // `image/png`, `image/*`, or a bare `image` (the ai package 7 when it cannot tell the type).
+  if (!/^image(\/|$)/.test(part.mediaType)) {
     throw new InvalidInputError('invalid_request', `pictale reads pictures only, not ${part.mediaType}`, 'prompt')
   }
   const { data } = part
@@ -146,9 +169,18 @@ function requireInstruction(text: string): string {
   return text
 }
 
-/** Earlier turns as pictale history: text only (a reasoning part, a description, is left out). */
-function historyOf(turns: LanguageModelV3Message[]): HistoryTurn[] | undefined {
+interface Conversation {
+  history: HistoryTurn[] | undefined
+  /** The last reasoning of an assistant turn: a pipeline's description of its picture. */
+  description: string | undefined
+  earlierPictures: number
+}
+
+/** Earlier turns as pictale history (text only), with the latest description in them. */
+function conversationOf(turns: LanguageModelV3Message[]): Conversation {
   const history: HistoryTurn[] = []
+  let description: string | undefined
+  let earlierPictures = 0
   for (const turn of turns) {
     if (turn.role !== 'user' && turn.role !== 'assistant') {
       throw new InvalidInputError('invalid_request', 'pictale models do not call tools: a conversation cannot hold tool results', 'prompt')
@@ -156,14 +188,13 @@ function historyOf(turns: LanguageModelV3Message[]): HistoryTurn[] | undefined {
     const texts: string[] = []
     for (const part of turn.content) {
       if (part.type === 'text') texts.push(part.text)
-      else if (part.type === 'reasoning') continue
-      else if (part.type === 'file') {
-        throw new InvalidInputError('invalid_request', 'only the last user message may hold a picture', 'prompt')
-      } else {
+      else if (part.type === 'reasoning') description = part.text
+      else if (part.type === 'file') earlierPictures += 1
+      else {
         throw new InvalidInputError('invalid_request', `pictale models do not call tools: a conversation cannot hold a ${part.type} part`, 'prompt')
       }
     }
     history.push({ role: turn.role, content: texts.join('\n\n') })
   }
-  return history.length > 0 ? history : undefined
+  return { history: history.length > 0 ? history : undefined, description, earlierPictures }
 }

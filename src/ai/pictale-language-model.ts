@@ -68,15 +68,31 @@ export class PictaleLanguageModel implements LanguageModelV3 {
     const run = this.#start(call, options)
     const events = run[Symbol.asyncIterator]()
     const parts = new StreamParts(call.route, options.includeRawChunks === true)
+    // The first event (`run`) comes as soon as the server takes the request, so waiting for it
+    // makes every refusal of the request itself (auth, limits, a bad image, a full queue)
+    // reject doStream, which the AI SDK reports through onError and its UI streams.
+    let first: IteratorResult<PipelineEvent>
+    try {
+      first = await events.next()
+    } catch (error) {
+      throw abortReason(options, error)
+    }
     const stream = new ReadableStream<LanguageModelV3StreamPart>({
-      start: (controller) => controller.enqueue(parts.start(call.warnings)),
+      start: (controller) => {
+        controller.enqueue(parts.start(call.warnings))
+        if (first.done) controller.close()
+        else for (const part of parts.of(first.value)) controller.enqueue(part)
+      },
       pull: async (controller) => {
         try {
           const next = await events.next()
           if (next.done) return controller.close()
           for (const part of parts.of(next.value)) controller.enqueue(part)
         } catch (error) {
-          controller.error(abortReason(options, error))
+          if (options.abortSignal?.aborted) return controller.error(options.abortSignal.reason)
+          // An error the server sent mid-stream is a stream part, as the AI SDK's providers do.
+          controller.enqueue({ type: 'error', error })
+          controller.close()
         }
       },
       // The consumer stopped reading: leaving the iteration cancels the job on the server.
@@ -88,7 +104,13 @@ export class PictaleLanguageModel implements LanguageModelV3 {
   }
 
   #start(call: PictaleCall, options: LanguageModelV3CallOptions): AnyRun {
-    const headers = Object.fromEntries(Object.entries(options.headers ?? {}).filter((entry): entry is [string, string] => entry[1] !== undefined))
+    // The AI SDK adds `user-agent: ai/…`; a page that sends it needs a CORS preflight for a
+    // header the server does not allow.
+    const headers = Object.fromEntries(
+      Object.entries(options.headers ?? {}).filter(
+        (entry): entry is [string, string] => entry[1] !== undefined && entry[0].toLowerCase() !== 'user-agent',
+      ),
+    )
     const callOptions: CallOptions = { signal: options.abortSignal, headers }
     switch (call.route) {
       case 'narrate':

@@ -37,6 +37,8 @@ export class StreamParts {
         const { stage, type: _type, ...result } = event
         this.#stages[stage] = result
         parts.push({ type: this.#reasoning(stage) ? 'reasoning-end' : 'text-end', id: stage })
+        // The model that wrote the text, as generateText reports it.
+        if (!this.#reasoning(stage)) parts.push({ type: 'response-metadata', modelId: result.model })
         break
       }
       case 'done': {

@@ -2,7 +2,7 @@ import { generateText, jsonSchema, streamText, tool } from 'ai'
 import { describe, expect, it } from 'vitest'
 import { createPictale } from '../../src/ai/index'
 import { ContentRefusedError, InvalidInputError } from '../../src/index'
-import { MOCK_RUN_ID, refused, stalled, tokenStream } from '../../src/testing'
+import { MOCK_RUN_ID, refused, refusedMidStream, stalled, tokenStream } from '../../src/testing'
 import { BASE_URL, PNG_BASE64, rejectionOf, useMockServer } from './support/mock-server'
 
 const { mock } = useMockServer()
@@ -142,6 +142,59 @@ describe('pictale/ai with the AI SDK', () => {
     const background = await rejectionOf(generateText({ model: pictale('writer'), prompt: 'x', maxRetries: 0, providerOptions: { pictale: { background: true } } }))
     expect(background).toBeInstanceOf(InvalidInputError)
     expect((background as InvalidInputError).param).toBe('background')
+  })
+
+  it('streamText reports refusals through onError: before the stream (HTTP 403) and in it', async () => {
+    for (const answer of [refused(), refusedMidStream()]) {
+      mock({ pipeline: answer })
+      const errors: unknown[] = []
+      const result = streamText({
+        model: pictale('pipeline'),
+        messages: [{ role: 'user', content: [{ type: 'image', image: png, mediaType: 'image/png' }, { type: 'text', text: 'x' }] }],
+        onError: ({ error }) => void errors.push(error),
+      })
+      await result.consumeStream()
+      expect(errors).toHaveLength(1)
+      expect(errors[0]).toBeInstanceOf(ContentRefusedError)
+    }
+  })
+
+  it('a conversation goes on after a picture: the description becomes the context, earlier pictures are not resent', async () => {
+    const server = mock({ narrate: tokenStream({ route: 'narrate' }) })
+    const result = streamText({
+      model: pictale('pipeline'),
+      messages: [
+        { role: 'user', content: [{ type: 'image', image: png, mediaType: 'image/png' }, { type: 'text', text: 'A ghost story.' }] },
+        { role: 'assistant', content: [{ type: 'reasoning', text: 'A red circle on a blue field.' }, { type: 'text', text: 'Once upon a time.' }] },
+        { role: 'user', content: 'Go on.' },
+      ],
+    })
+    await result.consumeStream()
+    expect((await result.response).modelId).toBe('pictale-dev/mistral-nemo-tiny')
+    expect(await result.warnings).toEqual([expect.objectContaining({ type: 'other', message: expect.stringMatching(/not sent again/) })])
+    expect(server.requests[0]!.path).toBe('/v1/narrate')
+    expect(server.requests[0]!.body).toMatchObject({
+      instruction: 'Go on.',
+      context: 'A red circle on a blue field.',
+      history: [
+        { role: 'user', content: 'A ghost story.' },
+        { role: 'assistant', content: 'Once upon a time.' },
+      ],
+    })
+  })
+
+  it('takes a picture whose type is only "image" (the ai package 7 sends that for URLs it cannot type)', async () => {
+    const server = mock({ describe: tokenStream({ route: 'describe' }) })
+    await pictale('vision').doGenerate({
+      prompt: [{ role: 'user', content: [{ type: 'file', data: new URL('https://example.com/a'), mediaType: 'image' }] }],
+    })
+    expect(server.requests[0]!.body).toMatchObject({ image: { url: 'https://example.com/a' } })
+  })
+
+  it('providerOptions cannot replace what the messages say', async () => {
+    const error = await rejectionOf(generateText({ model: pictale('writer'), prompt: 'x', maxRetries: 0, providerOptions: { pictale: { instruction: 'y' } } }))
+    expect(error).toBeInstanceOf(InvalidInputError)
+    expect((error as InvalidInputError).param).toBe('instruction')
   })
 
   it('tools are reported as unsupported warnings, not sent', async () => {
