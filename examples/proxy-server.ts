@@ -1,7 +1,9 @@
 // A backend route that lets a browser use pictale without ever seeing the keys. The browser
 // creates its client with `createClient({ baseURL: '/api/pictale' })`; this server adds the
 // API key and Modal proxy-auth headers, passes the SSE stream through unbuffered, and aborts
-// the upstream request when the browser goes away (which cancels the job on the GPU).
+// the upstream request when the browser goes away. The server then keeps the run for its resume
+// grace (10 s by default), so a browser that reconnects picks the stream up where it broke
+// (GET …/events with Last-Event-ID, allowed below); `run.abort()` in the page cancels at once.
 //
 //   PICTALE_BASE_URL=https://you--pictale-serve.modal.run PICTALE_API_KEY=… MODAL_KEY=… MODAL_SECRET=… \
 //     npx tsx examples/proxy-server.ts [--port 3000]
@@ -23,10 +25,11 @@ if (values.help) {
 }
 
 const PREFIX = '/api/pictale'
-/** What a browser may reach upstream: the generation routes, cancel, and health. */
-const ALLOWED = /^(POST \/v1\/(describe|narrate|pipeline|runs\/run_[0-9a-f]{24}\/cancel)|GET \/health)$/
+/** What a browser may reach upstream: the generation routes, its runs (state, events, cancel), and health. */
+const ALLOWED =
+  /^(POST \/v1\/(describe|narrate|pipeline|runs\/run_[0-9a-f]{24}\/cancel)|GET \/v1\/runs\/run_[0-9a-f]{24}(\/events)?|GET \/health)$/
 /** Request headers passed upstream; everything else (cookies, the browser's own auth) stays here. */
-const FORWARDED_REQUEST = ['content-type', 'accept', 'idempotency-key', 'x-request-id']
+const FORWARDED_REQUEST = ['content-type', 'accept', 'idempotency-key', 'x-request-id', 'last-event-id']
 /** Response headers passed back to the browser. */
 const FORWARDED_RESPONSE = ['content-type', 'cache-control', 'x-request-id', 'retry-after', 'retry-after-ms', 'www-authenticate']
 

@@ -86,6 +86,12 @@ describe('examples', () => {
       expect(types.filter((type) => type !== 'status')).toEqual([
         'run', 'stage-start', 'delta', 'stage-end', 'stage-start', 'delta', 'stage-end', 'done',
       ])
+      // Runs by id pass too: their state, and their events from a point on (how a stream resumes).
+      expect(await browser.runs.get(run.id!)).toMatchObject({ id: run.id, state: 'done' })
+      const replayed: string[] = []
+      for await (const event of browser.runs.stream(run.id!, { after: 6 })) replayed.push(event.type)
+      expect(replayed.at(-1)).toBe('done')
+      expect(replayed).not.toContain('run') // event 1: Last-Event-ID reached the server
 
       // The browser hangs up mid-stream; the proxy aborts its upstream request.
       const long = browser.narrate({ instruction: 'A very long story.', temperature: 0, maxTokens: 4096 })
