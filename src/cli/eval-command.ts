@@ -8,7 +8,7 @@ import { buildReport } from '../eval/build-report'
 import { EvalUsageError } from '../eval/eval-usage-error'
 import { renderHtmlReport } from '../eval/html/render-report'
 import { readPresetsFile, selectPresets } from '../eval/presets'
-import { picturesFolder, selectPrompts, storyMaxTokens } from '../eval/prompt-set'
+import { PROMPTS, picturesFolder, selectPrompts, storyMaxTokens } from '../eval/prompt-set'
 import { FatalJobError, runJobs, type EvalJob, type JobOutcome } from '../eval/run-jobs'
 import { renderSummaryTable } from '../eval/summary-table'
 import type { EvalSettings } from './eval-options'
@@ -40,8 +40,9 @@ export async function runEvalCommand(settings: EvalSettings, { client, baseURL, 
     return EXIT.unavailable
   }
   const presetCount = new Set(jobs.map((job) => job.preset.name)).size
+  const promptCount = new Set(jobs.map((job) => job.prompt.id)).size
   io.stderr.write(
-    `pictale: eval: ${jobs.length / presetCount} prompts × ${presetCount} presets = ${jobs.length} runs on ${baseURL} ` +
+    `pictale: eval: ${promptCount} prompts × ${presetCount} presets = ${jobs.length} runs on ${baseURL} ` +
       `(profile ${health.profile}${health.status === 'loading' ? ', models still loading' : ''}), ${settings.concurrency} at a time\n`,
   )
 
@@ -101,20 +102,21 @@ export async function runEvalCommand(settings: EvalSettings, { client, baseURL, 
 }
 
 /** Every prompt under every preset, prompt by prompt so that early results cover each preset. */
-async function planJobs(settings: EvalSettings): Promise<EvalJob[]> {
+export async function planJobs(settings: EvalSettings): Promise<EvalJob[]> {
   const fromFile = settings.presetsFile ? await readPresetsFile(settings.presetsFile) : []
   const presets = selectPresets(settings.presets, fromFile)
   const prompts = selectPrompts(settings.prompts, settings.limit)
   const folder = picturesFolder()
   const cap = settings.maxTokens
-  return prompts.flatMap((prompt, index) =>
+  return prompts.flatMap((prompt) =>
     presets.map((preset) => ({
       prompt,
       preset,
       image: join(folder, prompt.picture),
       // The same seed for a prompt under every preset: the description is the same, and the
-      // stories differ by their sampler settings.
-      seed: settings.seed + index,
+      // stories differ by their sampler settings. It follows the prompt's place in the whole set,
+      // so a run of a few prompts gives them the seeds a run of all of them does.
+      seed: settings.seed + PROMPTS.findIndex((bundled) => bundled.id === prompt.id),
       maxTokens: {
         ...(cap ? { describe: cap } : {}),
         story: cap ? Math.min(cap, storyMaxTokens(prompt)) : storyMaxTokens(prompt),

@@ -53,7 +53,10 @@ export function evalSettings(values: EvalOptionValues, now = new Date()): EvalSe
     settings.presets = presets
   }
   const prompts = list(values.prompts)
-  if (prompts) settings.prompts = prompts
+  if (prompts) {
+    if (!prompts.length) throw new EvalUsageError('--prompts names at least one prompt')
+    settings.prompts = prompts
+  }
   if (values['presets-file'] !== undefined) settings.presetsFile = values['presets-file']
   const limit = integer('--limit', values.limit, 1, 10_000)
   if (limit !== undefined) settings.limit = limit

@@ -6,6 +6,7 @@ import {
   NotFoundError,
   RateLimitError,
   ServiceUnavailableError,
+  StreamError,
   TimeoutError,
   UserAbortError,
   BadRequestError,
@@ -41,7 +42,9 @@ export function describeFailure(error: unknown): { code: number; message: string
     ConnectionError.is(error) ||
     TimeoutError.is(error) ||
     ServiceUnavailableError.is(error) ||
-    RateLimitError.is(error)
+    RateLimitError.is(error) ||
+    // The models failed to load while the request waited for them (a `not_ready` error event).
+    (StreamError.is(error) && error.state === 'failed')
   ) {
     return { code: EXIT.unavailable, message: text }
   }

@@ -52,7 +52,7 @@ export async function readPresetsFile(path: string): Promise<Preset[]> {
 function checkPreset(path: string, name: string, value: unknown): PresetSampling {
   const where = `the presets file ${path}, preset ${JSON.stringify(name)}`
   if (!NAME.test(name)) throw new EvalUsageError(`${where}: a name is 1–40 letters, digits, and _ + . -`)
-  if (name in BUNDLED_PRESETS) throw new EvalUsageError(`${where}: a bundled preset has that name; choose another`)
+  if (Object.hasOwn(BUNDLED_PRESETS, name)) throw new EvalUsageError(`${where}: a bundled preset has that name; choose another`)
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new EvalUsageError(`${where}: must be an object of sampling fields (e.g. {"temperature": 0.9})`)
   }

@@ -29,7 +29,7 @@ function summarize(preset: string, runs: EvalOutput[]): PresetSummary {
     completed: done.length,
     refused: runs.filter((run) => run.status === 'refused').length,
     failed: runs.filter((run) => run.status === 'failed').length,
-    slopPer1kWords: mean(metrics.map((m) => m.slop.per1kWords)),
+    slopPer1kWords: mean(present(metrics.map((m) => m.slop.per1kWords))),
     slopHits: metrics.reduce((sum, m) => sum + m.slop.hits, 0),
     repeated4gramRate: mean(present(metrics.map((m) => m.repetition.repeated4gramRate))),
     distinct1: mean(present(metrics.map((m) => m.repetition.distinct1))),

@@ -41,9 +41,23 @@ describe('slop index', () => {
     expect(scoreSlop('A shiver ran down her back.').hits).toBe(1)
   })
 
-  it('a clean text scores zero, an empty one too', () => {
+  it('a clean text scores zero; a text without words has no score, so it does not pull a mean down', () => {
     expect(scoreSlop('The boat came home at dusk with a hold full of mackerel.')).toEqual({ hits: 0, per1kWords: 0, found: [] })
-    expect(scoreSlop('').per1kWords).toBe(0)
+    expect(scoreSlop('')).toEqual({ hits: 0, per1kWords: null, found: [] })
+    expect(scoreSlop(' … ').per1kWords).toBeNull()
+  })
+
+  it('bans nothing the bundled pictures show, nor innocent text that contains an entry (the server bans by substring)', () => {
+    const innocent = [
+      'Um farol de pedra branca guardava o porto, e uma onda de espuma bateu no cais.',
+      'O animal sabia o caminho; os animais sabiam esperar.',
+      'A wave of cold water hit the boat, and the lighthouse was a beacon of light.',
+    ]
+    for (const text of innocent) {
+      expect(scoreSlop(text).hits, text).toBe(0)
+      expect(SLOP_PHRASES.filter((phrase) => text.toLowerCase().includes(phrase.toLowerCase())), text).toEqual([])
+    }
+    expect(scoreSlop('Mal sabia ela que uma onda de alívio a esperava.').hits).toBe(2)
   })
 
   it('keeps the list within the server’s banned_phrases limits (the banned-phrases preset sends it)', () => {
@@ -131,6 +145,19 @@ describe('refusals', () => {
     expect(isTextRefusal('Não posso ajudar com isso.')).toBe(true)
   })
 
+  it('an apology followed by the refusal in the next sentence is one', () => {
+    expect(isTextRefusal("I'm sorry. I can't help with that request.")).toBe(true)
+    expect(isTextRefusal('Desculpe. Não posso criar essa história.')).toBe(true)
+  })
+
+  it('first-person openings of stories are not refusals', () => {
+    expect(isTextRefusal("I can't remember the last time the harbour was so quiet.")).toBe(false)
+    expect(isTextRefusal('Não consigo dormir, disse o menino.')).toBe(false)
+    expect(isTextRefusal("I'm sorry it took me so long to write. The kitchen is just as you left it.")).toBe(false)
+    expect(isTextRefusal("I can't help but smile when the boats come in.")).toBe(false)
+    expect(isTextRefusal('I cannot forget that night. I cannot write about it without shaking.')).toBe(false) // the cue is not in the first sentence
+  })
+
   it('dialogue and later apologies are not refusals', () => {
     expect(isTextRefusal('“I’m sorry,” she said, and closed the door.')).toBe(false)
     expect(isTextRefusal('The captain said he was sorry. I cannot forget it.')).toBe(false)
@@ -170,6 +197,13 @@ describe('grounding', () => {
   it('a Portuguese story: nouns without a glossary entry are not counted', () => {
     const grounding = scoreGrounding('A zeppelin over a cottage. The zeppelin is grey.', 'Um dirigível sobre a casa.', 'pt')
     expect(salientNouns('A zeppelin over a cottage. The zeppelin is grey.')).toEqual(['zeppelin', 'cottage'])
+    expect(grounding).toEqual({ nouns: ['cottage'], used: ['cottage'], score: 1 })
+  })
+
+  it('a noun that is also a name of Object.prototype is just a noun without a glossary entry', () => {
+    const description = 'A constructor beside the cottage. The constructor is tall.'
+    expect(salientNouns(description)).toEqual(['constructor', 'cottage'])
+    const grounding = scoreGrounding(description, 'O construtor ficou junto à casa.', 'pt')
     expect(grounding).toEqual({ nouns: ['cottage'], used: ['cottage'], score: 1 })
   })
 

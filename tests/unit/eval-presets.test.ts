@@ -73,6 +73,11 @@ describe('a presets file', () => {
     expect(notObject.message).toMatch(/must be an object of sampling fields/)
   })
 
+  it('a name that is also a name of Object.prototype is an ordinary name', async () => {
+    const path = presetsFile(JSON.stringify({ constructor: { temperature: 0.7 }, toString: {} }))
+    expect((await readPresetsFile(path)).map((preset) => preset.name)).toEqual(['constructor', 'toString'])
+  })
+
   it('a bundled preset’s name or an odd name is refused', async () => {
     expect((await rejection(readPresetsFile(presetsFile(JSON.stringify({ dry: {} }))))).message).toMatch(/a bundled preset has that name/)
     expect((await rejection(readPresetsFile(presetsFile(JSON.stringify({ 'a b': {} }))))).message).toMatch(/a name is 1–40 letters/)

@@ -16,7 +16,7 @@ const GENERIC_NOUNS = new Set([
   'colour', 'tone', 'atmosphere', 'sense', 'feeling', 'way', 'thing', 'something', 'kind', 'sort', 'type',
   'lot', 'bit', 'view', 'edge', 'position', 'time', 'story', 'storyteller',
 ])
-const PORTUGUESE: Record<string, string[]> = glossaryFile.glossary
+const PORTUGUESE = new Map<string, string[]>(Object.entries(glossaryFile.glossary))
 
 interface Term {
   normal: string
@@ -70,8 +70,8 @@ export function scoreGrounding(description: string, story: string, language: str
     used = nouns.filter((noun) => storyWords.has(noun))
   } else if (language === 'pt') {
     const folded = foldCase(story)
-    nouns = salient.filter((noun) => PORTUGUESE[noun])
-    used = nouns.filter((noun) => wholePhrasePattern(PORTUGUESE[noun]!.map(foldCase)).test(folded))
+    nouns = salient.filter((noun) => PORTUGUESE.has(noun))
+    used = nouns.filter((noun) => wholePhrasePattern(PORTUGUESE.get(noun)!.map(foldCase)).test(folded))
   } else {
     nouns = []
     used = []

@@ -8,8 +8,8 @@ export const SLOP_PHRASES: readonly string[] = Object.values(slopList.phrases).f
 export interface SlopScore {
   /** Stock phrases found (each occurrence counts; overlapping entries count once). */
   hits: number
-  /** Hits per 1,000 words: EQ-Bench's slop index with every phrase weighted 1. */
-  per1kWords: number
+  /** Hits per 1,000 words: EQ-Bench's slop index with every phrase weighted 1; null for a story without words. */
+  per1kWords: number | null
   /** Which phrases, most frequent first. */
   found: { phrase: string; count: number }[]
 }
@@ -26,7 +26,7 @@ export function scoreSlop(text: string, phrases: readonly string[] = SLOP_PHRASE
   const wordCount = words(text).length
   return {
     hits,
-    per1kWords: wordCount ? (hits / wordCount) * 1000 : 0,
+    per1kWords: wordCount ? (hits / wordCount) * 1000 : null,
     found: [...counts].map(([phrase, count]) => ({ phrase, count })).sort((a, b) => b.count - a.count),
   }
 }
