@@ -2,7 +2,8 @@
 // test (tests/runtimes/smoke.mjs) on every runtime the SDK supports — Node 20, 22 and 24 (ESM
 // and CommonJS), Bun, Deno, and Chromium both cross-origin and through
 // examples/proxy-server.ts — against one local dev-profile server, with the package built,
-// packed and installed into a fresh project as a user gets it. The runtimes come from
+// packed and installed into a fresh project as a user gets it; and pictale/ai under the `ai`
+// package 7 on Node 22 and 24. The runtimes come from
 // tests/runtimes/package.json (its own lock file), Chromium from Debian's package.
 // Prints `runtime | result | seconds` and exits non-zero if any runtime failed.
 import { spawn, spawnSync } from 'node:child_process'
@@ -20,7 +21,7 @@ import { startProxyExample } from './lib/start-proxy-example.mjs'
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)))
 const MATRIX = join(ROOT, 'tests', 'runtimes')
 const BIN = join(MATRIX, 'node_modules')
-const HOST_FILES = ['smoke.mjs', 'host.mjs', 'host-esm.mjs', 'host-cjs.cjs']
+const HOST_FILES = ['smoke.mjs', 'host.mjs', 'host-esm.mjs', 'host-cjs.cjs', 'host-ai.mjs']
 const API_KEY = 'pk_runtime_matrix'
 const RUNTIME_TIMEOUT_MS = 90_000
 const started = Date.now()
@@ -139,6 +140,8 @@ async function main() {
     DO_NOT_TRACK: '1',
     DENO_NO_UPDATE_CHECK: '1',
     DENO_DIR: join(dir, 'deno'),
+    // host-ai.mjs loads the `ai` package pinned here (7 needs Node 22 or later).
+    PICTALE_MATRIX_PACKAGE: join(MATRIX, 'package.json'),
   }
   const node = { 20: process.execPath, 22: join(BIN, 'node22', 'bin', 'node'), 24: join(BIN, 'node24', 'bin', 'node') }
   const bun = join(BIN, '.bin', 'bun')
@@ -155,11 +158,12 @@ async function main() {
       { name: `node ${version(binary)} esm`, command: binary, args: ['host-esm.mjs'] },
       { name: `node ${version(binary)} cjs`, command: binary, args: ['host-cjs.cjs'] },
     ]),
+    ...[22, 24].map((major) => ({ name: `node ${version(node[major])} + ai 7 (pictale/ai)`, command: node[major], args: ['host-ai.mjs'] })),
     { name: `bun ${version(bun)}`, command: bun, args: ['host-esm.mjs'] },
     { name: `deno ${version(deno)}`, command: deno, args: ['run', '--no-lock', '--allow-net=127.0.0.1', '--allow-env', '--allow-read', 'host-esm.mjs'] },
     browser('cross-origin', { baseURL: server.url, apiKey: API_KEY }),
-    // The proxy passes only generation, cancel and health: runs are inspected on the server directly.
-    browser('via proxy', { baseURL: '/api/pictale', inspectURL: server.url, inspectKey: API_KEY }),
+    // Runs are read back through the proxy too: the page holds no key at all.
+    browser('via proxy', { baseURL: '/api/pictale' }),
   ]
 
   const rows = []

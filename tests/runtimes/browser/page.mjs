@@ -1,6 +1,6 @@
 // The smoke test in a browser page. The query string says where the client goes (`baseURL`,
-// `apiKey`) and, when that is a proxy that only passes generation routes, where runs can be
-// inspected (`inspectURL`, `inspectKey`). Keys in a URL are fine for a local test server only.
+// `apiKey`) and, optionally, another place to read runs back from (`inspectURL`,
+// `inspectKey`). Keys in a URL are fine for a local test server only.
 import * as pictale from 'pictale'
 import { smoke } from '/smoke.mjs'
 
