@@ -89,7 +89,8 @@ RUNS_DICT_NAME = "pictale-runs"
 runs_dict = modal.Dict.from_name(RUNS_DICT_NAME, create_if_missing=True)
 
 # Each GPU container's status record and the count of failed loads (hosting/container_status.py,
-# hosting/restart_budget.py), read by the status endpoint.
+# hosting/restart_budget.py), read by the status endpoint. Both are kept per app id
+# (deployed_app_id): a `modal serve` of this file in the same environment uses the same Dict.
 STATE_DICT_NAME = "pictale-state"
 state_dict = modal.Dict.from_name(STATE_DICT_NAME, create_if_missing=True)
 
@@ -199,7 +200,7 @@ class Server:
         if self.engine is None:
             self.engine, _ = start_engine()
         self.settings = Settings()  # read here, not before the snapshot: the Secret's keys as of now
-        self.watch, self.publisher = start_host(self.engine)
+        self.watch, self.publisher = start_host(self.engine, deployed_app_id())
 
     @modal.asgi_app(requires_proxy_auth=PROXY_AUTH)
     def web(self):
@@ -221,9 +222,11 @@ STATUS_MAX_INPUTS = 100
 def status():
     """`cold | warming | ready | failed` from the GPU containers' records (hosting/status_app.py).
     Public, like the app's own /health: it answers one word, reveals no more and starts no GPU."""
+    from pictale_server.hosting.container_status import Deployment
     from pictale_server.hosting.status_app import status_app
 
-    return status_app(read_container_records)
+    deployment = Deployment(deployed_app_id(), restart_limit=LOAD_RESTARTS, restart_window_s=LOAD_RESTART_WINDOW_S)
+    return status_app(read_state_items, deployment)
 
 
 # --- Smoke test, run on your machine against the deployment -----------------------------------
@@ -293,7 +296,15 @@ def release_gpu_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def start_host(engine):
+def deployed_app_id() -> str:
+    """The id (`ap-…`) of the app this container belongs to, which Modal sets before any
+    @modal.enter runs. A redeploy keeps the id; `modal serve` and `modal run` run as other apps."""
+    if app.app_id is None:
+        raise RuntimeError("no app id: this runs only inside a container of the app")
+    return app.app_id
+
+
+def start_host(engine, app_id: str):
     """This container's status record (heartbeats until it stops) and the hooks that publish the
     load's outcome and, on a failure, ask Modal for a fresh container while the budget allows."""
     from pictale_server.hosting.container_status import KEY_PREFIX
@@ -301,8 +312,8 @@ def start_host(engine):
     from pictale_server.hosting.restart_budget import RestartBudget
     from pictale_server.hosting.status_publisher import StatusPublisher
 
-    publisher = StatusPublisher(state_dict, KEY_PREFIX + uuid.uuid4().hex[:16])
-    budget = RestartBudget(state_dict, limit=LOAD_RESTARTS, window_s=LOAD_RESTART_WINDOW_S)
+    publisher = StatusPublisher(state_dict, KEY_PREFIX + uuid.uuid4().hex[:16], app_id=app_id)
+    budget = RestartBudget(state_dict, app_id=app_id, limit=LOAD_RESTARTS, window_s=LOAD_RESTART_WINDOW_S)
     watch = LoadWatch(publisher, budget, replace=modal.experimental.stop_fetching_inputs)
     loaded = engine.vision_loaded and engine.writer_loaded
     publisher.start("ready" if loaded else "loading")
@@ -311,11 +322,10 @@ def start_host(engine):
     return watch, publisher
 
 
-async def read_container_records() -> list:
-    """Every GPU container's status record, for the status endpoint."""
-    from pictale_server.hosting.container_status import KEY_PREFIX
-
-    return [value async for key, value in state_dict.items.aio() if str(key).startswith(KEY_PREFIX)]
+async def read_state_items() -> list:
+    """Every (key, value) of `pictale-state`, for the status endpoint: the containers' records and
+    the count of failed loads, in one read."""
+    return [(key, value) async for key, value in state_dict.items.aio()]
 
 
 def start_engine():

@@ -19,20 +19,29 @@ from pictale_server.hosting.container_status import (
     FORGET_AFTER_S,
     KEY_PREFIX,
     STALE_AFTER_S,
+    Deployment,
     container_record,
+    deployment_status,
     forgotten,
     summarize,
 )
-from pictale_server.hosting.status_app import status_app
+from pictale_server.hosting.restart_budget import budget_key
+from pictale_server.hosting.status_app import CACHE_S, status_app
 from pictale_server.hosting.status_publisher import StatusPublisher
 from pictale_server.runtime.lifecycle import FailedLoad
 
 NOW = 1_000_000.0
 OOM = FailedLoad("out_of_memory", "the writer needs 9.1 GiB more than the GPU has free")
+APP = "ap-deployed"
+DEPLOYMENT = Deployment(APP, restart_limit=2, restart_window_s=3600)
 
 
-def record(state, *, age_s=0.0, failure=None):
-    return container_record(state, now=NOW - age_s, since=NOW - 100, failure=failure)
+def record(state, *, age_s=0.0, failure=None, app_id=APP):
+    return container_record(state, app_id=app_id, now=NOW - age_s, since=NOW - 100, failure=failure)
+
+
+def items(*records):
+    return [(f"{KEY_PREFIX}{index}", value) for index, value in enumerate(records)]
 
 
 # --- the summary ----------------------------------------------------------------------------
@@ -64,6 +73,46 @@ def test_a_record_without_a_recent_heartbeat_counts_for_nothing():
     assert summarize([None, "junk", {"state": "ready"}, {"state": "dancing", "heartbeat": NOW}], NOW)["status"] == "cold"
 
 
+def test_a_heartbeat_from_a_clock_far_ahead_counts_for_nothing():
+    """A dead container whose clock ran an hour fast must not look alive for that hour."""
+    assert summarize([record("ready", age_s=-(STALE_AFTER_S - 1))], NOW)["status"] == "ready"
+    assert summarize([record("ready", age_s=-3600)], NOW)["status"] == "cold"
+    assert forgotten([(KEY_PREFIX + "a", record("ready", age_s=-2 * FORGET_AFTER_S))], NOW) == [KEY_PREFIX + "a"]
+
+
+# --- the deployment: its own records and its restart budget ------------------------------------
+
+
+def test_once_the_restart_budget_is_spent_the_deployment_stays_failed_after_its_container_is_gone():
+    """The container that stayed up to report the failure scaled down and deleted its record."""
+    spent = [NOW - 300, NOW - 200, NOW - 100]  # limit 2: the third failure was not replaced
+    body = deployment_status([(budget_key(APP), spent)], NOW, DEPLOYMENT)
+    assert body == {"status": "failed", "containers": {"warming": 0, "ready": 0, "failed": 0}}
+
+
+def test_a_spent_budget_gives_way_to_a_container_that_tries_again_and_to_the_window_passing():
+    spent = (budget_key(APP), [NOW - 300, NOW - 200, NOW - 100])
+    assert deployment_status([spent, *items(record("loading"))], NOW, DEPLOYMENT)["status"] == "warming"
+    assert deployment_status([spent, *items(record("ready"))], NOW, DEPLOYMENT)["status"] == "ready"
+    failed = deployment_status([spent, *items(record("failed", failure=OOM))], NOW, DEPLOYMENT)
+    assert failed["status"] == "failed" and failed["failure"] == {"reason": "out_of_memory"}
+    assert deployment_status([spent], NOW + 3600 - 299, DEPLOYMENT)["status"] == "cold"  # the oldest has left
+    replaced = (budget_key(APP), [NOW - 200, NOW - 100])  # the last failure asked for a fresh container
+    assert deployment_status([replaced], NOW, DEPLOYMENT)["status"] == "cold"
+
+
+def test_another_apps_records_and_budget_count_for_nothing():
+    """`modal serve` of the same file writes to the same Dict under another app id."""
+    other = [
+        (KEY_PREFIX + "serve", record("ready", app_id="ap-serve")),
+        (KEY_PREFIX + "old", {k: v for k, v in record("ready").items() if k != "app"}),
+        (budget_key("ap-serve"), [NOW - 3, NOW - 2, NOW - 1]),
+    ]
+    assert deployment_status(other, NOW, DEPLOYMENT)["status"] == "cold"
+    mine = (KEY_PREFIX + "mine", record("loading"))
+    assert deployment_status([*other, mine], NOW, DEPLOYMENT)["status"] == "warming"
+
+
 def test_only_long_dead_container_records_are_forgotten():
     items = [
         (KEY_PREFIX + "a", record("ready", age_s=FORGET_AFTER_S + 1)),
@@ -88,10 +137,10 @@ class Clock:
 def test_the_publisher_writes_on_start_on_change_and_deletes_on_stop():
     store, clock = FakeModalDict(), Clock()
     store.data[KEY_PREFIX + "dead"] = record("ready", age_s=FORGET_AFTER_S + 1)
-    publisher = StatusPublisher(store, KEY_PREFIX + "me", clock=clock, heartbeat_s=3600)
+    publisher = StatusPublisher(store, KEY_PREFIX + "me", app_id=APP, clock=clock, heartbeat_s=3600)
     publisher.start("loading")
     assert KEY_PREFIX + "dead" not in store.data  # tidied on start
-    assert store.data[KEY_PREFIX + "me"] == {"state": "loading", "since": NOW, "heartbeat": NOW}
+    assert store.data[KEY_PREFIX + "me"] == {"app": APP, "state": "loading", "since": NOW, "heartbeat": NOW}
     clock.now += 30
     publisher.set("failed", OOM)
     assert store.data[KEY_PREFIX + "me"]["state"] == "failed"
@@ -103,7 +152,7 @@ def test_the_publisher_writes_on_start_on_change_and_deletes_on_stop():
 
 def test_heartbeats_keep_the_record_fresh():
     store = FakeModalDict()
-    publisher = StatusPublisher(store, KEY_PREFIX + "me", heartbeat_s=0.01)
+    publisher = StatusPublisher(store, KEY_PREFIX + "me", app_id=APP, heartbeat_s=0.01)
     publisher.start("ready")
     first = store.data[KEY_PREFIX + "me"]["heartbeat"]
     deadline = time.monotonic() + 5
@@ -124,23 +173,96 @@ def test_a_failing_store_never_stops_the_container():
 
             self.put = self.pop = self.items = fail
 
-    publisher = StatusPublisher(Down(), KEY_PREFIX + "me", heartbeat_s=0.01)
+    publisher = StatusPublisher(Down(), KEY_PREFIX + "me", app_id=APP, heartbeat_s=0.01)
     publisher.start("loading")
     publisher.set("ready")
     time.sleep(0.05)
     publisher.stop()
 
 
+class SlowStore(FakeModalDict):
+    """Once `hold()` is called, the next put waits until `release()`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held = threading.Event()  # a put is waiting
+        self._gate = threading.Event()
+        self._armed = False
+        plain_put = self.put
+
+        def put(key, value):
+            if self._armed:
+                self._armed = False
+                self.held.set()
+                self._gate.wait(5)
+            return plain_put(key, value)
+
+        self.put = put
+
+    def hold(self) -> None:
+        self._armed = True
+
+    def release(self) -> None:
+        self._gate.set()
+
+
+def in_thread(target, *args) -> threading.Thread:
+    thread = threading.Thread(target=target, args=args, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_slow_write_never_lands_after_a_newer_state():
+    store = SlowStore()
+    publisher = StatusPublisher(store, KEY_PREFIX + "me", app_id=APP, heartbeat_s=3600)
+    publisher.start("loading")
+    store.hold()
+    slow = in_thread(publisher.set, "loading")  # as a heartbeat does: the state it has now
+    assert store.held.wait(5)
+    newer = in_thread(publisher.set, "failed", OOM)
+    time.sleep(0.05)
+    store.release()
+    slow.join(5)
+    newer.join(5)
+    assert store.data[KEY_PREFIX + "me"]["state"] == "failed"
+    publisher.stop()
+
+
+def test_a_write_in_flight_when_the_container_stops_cannot_bring_its_record_back():
+    store = SlowStore()
+    publisher = StatusPublisher(store, KEY_PREFIX + "me", app_id=APP, heartbeat_s=3600)
+    publisher.start("loading")
+    store.hold()
+    slow = in_thread(publisher.set, "ready")
+    assert store.held.wait(5)
+    stopping = in_thread(publisher.stop)
+    time.sleep(0.05)
+    store.release()
+    slow.join(5)
+    stopping.join(10)
+    assert store.data == {}
+
+
+def test_nothing_is_written_once_stopped():
+    """The load can settle after the container began to stop."""
+    store = FakeModalDict()
+    publisher = StatusPublisher(store, KEY_PREFIX + "me", app_id=APP, heartbeat_s=3600)
+    publisher.start("loading")
+    publisher.stop()
+    publisher.set("failed", OOM)
+    assert store.data == {}
+
+
 # --- the endpoint ---------------------------------------------------------------------------
 
 
-def status_client(records=None, *, error: Exception | None = None):
+def status_client(records=None, *, error: Exception | None = None, extra_items=()):
     async def read():
         if error is not None:
             raise error
-        return records or []
+        return [*items(*(records or [])), *extra_items]
 
-    return TestClient(status_app(read, clock=lambda: NOW))
+    return TestClient(status_app(read, DEPLOYMENT, clock=lambda: NOW))
 
 
 def test_cold_warming_and_ready_answer_200_and_failed_503():
@@ -155,6 +277,27 @@ def test_cold_warming_and_ready_answer_200_and_failed_503():
         assert (answer.status_code, answer.json()["status"]) == (code, status)
         assert answer.headers["cache-control"] == "no-store"
         assert answer.json()["version"] == "1"
+
+
+def test_a_spent_restart_budget_answers_failed_with_503_when_no_container_is_up():
+    with status_client([], extra_items=[(budget_key(APP), [NOW - 3, NOW - 2, NOW - 1])]) as client:
+        answer = client.get("/")
+    assert (answer.status_code, answer.json()["status"]) == (503, "failed")
+
+
+def test_polls_within_the_cache_time_share_one_read():
+    reads, clock = [], Clock()
+
+    async def read():
+        reads.append(clock.now)
+        return items(record("ready"))
+
+    with TestClient(status_app(read, DEPLOYMENT, clock=clock)) as client:
+        assert [client.get("/").json()["status"] for _ in range(3)] == ["ready"] * 3
+        assert len(reads) == 1
+        clock.now += CACHE_S
+        client.get("/")
+        assert len(reads) == 2
 
 
 def test_records_that_cannot_be_read_answer_unknown_with_503():

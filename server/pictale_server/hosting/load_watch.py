@@ -2,10 +2,12 @@
 container while the restart budget allows (`LoadHooks` for runtime/lifecycle.py).
 
 A failed load is reported as `failed` like any other (health, 503s, stream errors), with a
-message that says what happens next: a fresh container is starting, or the budget is spent and
-this one stays up to report it. Then, when replacing, the host is asked to stop sending this
-container inputs (`modal.experimental.stop_fetching_inputs` on Modal): requests already in it
-finish with that error, the container exits, and Modal starts a fresh one for the next request.
+message that says what happens next: the next request starts a fresh container, or the budget
+is spent and this one stays up to report it. Then, when replacing, the host is asked to stop
+sending this container inputs (`modal.experimental.stop_fetching_inputs` on Modal): requests
+already in it finish with that error, the container exits, and Modal starts a fresh one for the
+next request. Only a container that stays up publishes `failed` to the status endpoint; one on
+its way out keeps `loading` there, since the deployment is still trying.
 """
 
 from __future__ import annotations
@@ -40,16 +42,16 @@ class LoadWatch:
         return FailedLoad(failure.reason, f"{failure.message} {_next_step(self._verdict)}")
 
     def settled(self, state: ModelState, failure: FailedLoad | None) -> None:
-        self._publisher.set(state, failure)
         if state == "ready":
+            self._publisher.set(state, failure)
             self.models_ready()
             return
-        if self._verdict is not None and self._verdict.replace:
-            logger.error("model loading failed; asking for a fresh container (failed load %d of %d)", self._verdict.failures, self._verdict.limit + 1)
-            self._replace()
-        else:
+        verdict = self._verdict
+        if verdict is not None and verdict.replace and self._stop_taking_requests(verdict):
+            return
+        if verdict is not None and not verdict.replace:
             logger.error("model loading failed; no fresh container (restart budget spent): fix the cause and redeploy")
-
+        self._publisher.set(state, failure)
 
     def models_ready(self) -> None:
         """The models are resident: failed loads before this one no longer count."""
@@ -58,10 +60,27 @@ class LoadWatch:
         except Exception:
             logger.warning("could not clear the count of failed loads", exc_info=True)
 
+    def _stop_taking_requests(self, verdict: Verdict) -> bool:
+        """Ask the host to send this container no more requests, so it exits and the next request
+        starts a fresh one. False when the host refused: this container then stays up."""
+        logger.error(
+            "model loading failed (failed load %d of %d); this container takes no more requests, "
+            "a fresh one starts with the next request",
+            verdict.failures,
+            verdict.limit + 1,
+        )
+        try:
+            self._replace()
+        except Exception:
+            logger.exception("could not stop taking requests; this container stays up to report the failed load")
+            return False
+        return True
+
 
 def _next_step(verdict: Verdict) -> str:
     if verdict.replace:
-        return f"A fresh container is starting (attempt {verdict.failures + 1} of {verdict.limit + 1}): retry in a minute or two."
+        attempt = f"attempt {verdict.failures + 1} of {verdict.limit + 1}"
+        return f"The next request starts a fresh container ({attempt}): retry."
     minutes = round(verdict.window_s / 60)
     return (
         f"{verdict.failures} loads failed within {minutes} minutes, so no fresh container is started and this "

@@ -3,6 +3,10 @@
 `start` writes it and begins the heartbeat thread, `set` rewrites it at once, `stop` ends the
 thread and deletes it. A store that fails is logged and tried again on the next beat: the
 status endpoint may lag, the server never stops for it.
+
+Writes go one at a time, each with the state as of its own turn, so a slow write never lands
+after a newer one; once `stop` has begun nothing is written, so no write re-creates the record
+after the delete.
 """
 
 from __future__ import annotations
@@ -17,6 +21,10 @@ from pictale_server.hosting.container_status import HEARTBEAT_S, container_recor
 from pictale_server.runtime.lifecycle import FailedLoad, ModelState
 
 logger = logging.getLogger("pictale.server")
+
+# How long `stop` waits for a write in flight before deleting the record anyway: past it, a write
+# that still lands leaves a record that goes stale within STALE_AFTER_S.
+STOP_WAIT_S = 5.0
 
 
 class SharedStore(Protocol):
@@ -33,10 +41,17 @@ class SharedStore(Protocol):
 
 class StatusPublisher:
     def __init__(
-        self, store: SharedStore, key: str, *, clock: Callable[[], float] = time.time, heartbeat_s: float = HEARTBEAT_S
+        self,
+        store: SharedStore,
+        key: str,
+        *,
+        app_id: str,
+        clock: Callable[[], float] = time.time,
+        heartbeat_s: float = HEARTBEAT_S,
     ) -> None:
         self._store = store
         self._key = key
+        self._app_id = app_id
         self._clock = clock
         self._heartbeat_s = heartbeat_s
         self._lock = threading.Lock()
@@ -65,12 +80,16 @@ class StatusPublisher:
 
     def stop(self) -> None:
         self._stopped.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        waited = self._lock.acquire(timeout=STOP_WAIT_S)  # for a write already in flight
         try:
             self._store.pop(self._key, None)
         except Exception:
             logger.warning("could not delete this container's status record", exc_info=True)
+        finally:
+            if waited:
+                self._lock.release()
+        if self._thread is not None:
+            self._thread.join(timeout=STOP_WAIT_S)
 
     def _beat(self) -> None:
         while not self._stopped.wait(self._heartbeat_s):
@@ -78,11 +97,15 @@ class StatusPublisher:
 
     def _write(self) -> None:
         with self._lock:
-            record = container_record(self._state, now=self._clock(), since=self._since, failure=self._failure)
-        try:
-            self._store.put(self._key, record)
-        except Exception:
-            logger.warning("could not write this container's status record", exc_info=True)
+            if self._stopped.is_set():
+                return
+            record = container_record(
+                self._state, app_id=self._app_id, now=self._clock(), since=self._since, failure=self._failure
+            )
+            try:
+                self._store.put(self._key, record)
+            except Exception:
+                logger.warning("could not write this container's status record", exc_info=True)
 
     def _forget_dead_containers(self) -> None:
         try:
