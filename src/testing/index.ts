@@ -41,9 +41,4 @@ export {
   type TokenStreamOptions,
 } from './scenarios'
 export { encodeStep, type ScriptStep } from './sse-encoding'
-/**
- * Loads the client's schemas now. A client loads them on its first call, which is real module
- * I/O: in tests that fake timers, `await preloadSchemas()` first (a `beforeAll`), so that
- * advancing the fake clock finds the request already sent.
- */
-export { loadSchemas as preloadSchemas } from '../schemas/load-schemas'
+export { preloadSchemas } from './preload-schemas'
