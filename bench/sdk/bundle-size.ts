@@ -12,6 +12,7 @@ export async function defaultEntrySize(): Promise<{ minifiedBytes: number; gzipB
     target: 'es2022',
     write: false,
     logLevel: 'silent',
+    define: { __PICTALE_CJS__: 'false' }, // as tsup.config.ts sets it for the ESM output
   })
   const code = result.outputFiles[0]!.contents
   return { minifiedBytes: code.length, gzipBytes: gzipSync(code, { level: 9 }).length }

@@ -29,6 +29,7 @@ describe('importing pictale', () => {
       write: false,
       metafile: true,
       logLevel: 'silent',
+      define: { __PICTALE_CJS__: 'false' }, // as tsup.config.ts sets it for the ESM output
     })
     const atImport = staticInputs(metafile, 'src/index.ts')
     expect(atImport).toContain('src/client.ts')
