@@ -55,21 +55,24 @@ export function toPictaleCall(modelId: PictaleModelId, options: LanguageModelV3C
       message: `${conversation.earlierPictures} picture(s) in earlier turns were not sent again: only the last user message's picture is read; the latest description in the conversation is the writer's context`,
     })
   }
-  const narrate = (): PictaleCall => {
+  const narrate = (fields: Record<string, unknown>): PictaleCall => {
     const context = conversation.description === undefined ? {} : { context: conversation.description }
-    const request = { instruction, system: systemText, history: conversation.history, ...context, ...sampling, ...extra }
+    const request = { instruction, system: systemText, history: conversation.history, ...context, ...sampling, ...fields }
     return { route: 'narrate', request: request as NarrateRequest, warnings }
   }
   if (modelId === 'writer') {
     if (images.length > 0) {
       throw new InvalidInputError('invalid_request', "the writer model reads text only; use pictale('pipeline') to write from a picture", 'prompt')
     }
-    return narrate()
+    return narrate(extra)
   }
-  if (images.length === 0 && conversation.description !== undefined) return narrate()
   // The standard settings and pictale's own samplers shape the story, so they go to the
   // narrate stage; `describe` and `webhook` keep their place.
   const { describe, webhook, narrate: narrateStage, ...storyFields } = extra
+  if (images.length === 0 && conversation.description !== undefined) {
+    // A pipeline turn with no new picture is only the story; describe options wait for one.
+    return narrate({ ...(webhook === undefined ? {} : { webhook }), ...storyFields, ...(narrateStage as object | undefined) })
+  }
   const request = {
     image: onePicture(images, modelId),
     instruction,

@@ -168,6 +168,8 @@ describe('pictale/ai with the AI SDK', () => {
         { role: 'assistant', content: [{ type: 'reasoning', text: 'A red circle on a blue field.' }, { type: 'text', text: 'Once upon a time.' }] },
         { role: 'user', content: 'Go on.' },
       ],
+      // One set of options for the whole chat: describe's apply when a picture comes again.
+      providerOptions: { pictale: { describe: { style: 'scene' }, dryMultiplier: 0.8, narrate: { minP: 0.05 } } },
     })
     await result.consumeStream()
     expect((await result.response).modelId).toBe('pictale-dev/mistral-nemo-tiny')
@@ -176,6 +178,8 @@ describe('pictale/ai with the AI SDK', () => {
     expect(server.requests[0]!.body).toMatchObject({
       instruction: 'Go on.',
       context: 'A red circle on a blue field.',
+      dry_multiplier: 0.8,
+      min_p: 0.05,
       history: [
         { role: 'user', content: 'A ghost story.' },
         { role: 'assistant', content: 'Once upon a time.' },
