@@ -41,7 +41,10 @@ class Settings(BaseSettings):
     # Access and limits.
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     rate_limit_per_minute: int | None = None
-    queue_depth: int = 8
+    queue_depth: int = Field(8, ge=1)
+    # Jobs one caller may have waiting per model; None = half the depth (at least 1), so one
+    # client cannot fill a queue that others share.
+    queue_per_caller: int | None = Field(None, ge=1)
     ping_interval_s: float = 10.0
     # Runs: how long a dropped stream's run waits for its client to resume before it is
     # cancelled, and how long ended runs (their events and results) are kept.
@@ -73,6 +76,12 @@ class Settings(BaseSettings):
     # decodes on the reference path (transformers' forward). /health says which, and why.
     fast_path: Literal["auto", "off"] = "auto"
     max_context_tokens: int = 16384
+
+    @property
+    def caller_queue_share(self) -> int:
+        """Waiting jobs per caller per model: the setting, never above the queue's depth."""
+        share = self.queue_per_caller if self.queue_per_caller is not None else max(1, self.queue_depth // 2)
+        return min(share, self.queue_depth)
 
     @field_validator("api_keys", "url_allowlist", "image_classifiers", "cors_origins", mode="before")
     @classmethod

@@ -248,3 +248,26 @@ def test_a_stream_whose_client_left_before_reading_is_cancelled():
     services.scheduler.stop()  # returns once the worker is idle: a held job would block it
     assert services.runs.live() == []
     assert all(call.finish_reason == "cancelled" for call in engine.calls)
+
+
+def test_one_key_cannot_take_every_place_in_a_queue(serve):
+    served = serve(held_engine(), queue_depth=4, api_keys=["key-one", "key-two"])
+    one = {"x-api-key": "key-one"}
+    two = {"authorization": "Bearer key-two"}
+    running = LiveStream(served.client, "/v1/narrate", {"instruction": "A"}, headers=one)
+    running.until_name("delta")
+    waiting = [LiveStream(served.client, "/v1/narrate", {"instruction": f"A{i}"}, headers=one) for i in range(2)]
+    for stream in waiting:
+        stream.until_name("status")
+
+    refused = served.client.post("/v1/narrate", json={"instruction": "A3"}, headers=one)
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "queue_full"
+    assert "each caller's share" in refused.json()["error"]["message"]
+    assert int(refused.headers["retry-after"]) >= 1
+
+    other = LiveStream(served.client, "/v1/narrate", {"instruction": "B"}, headers=two)
+    assert other.until_name("status").data == {"state": "queued", "position": 3}
+    served.engine.release.set()
+    for stream in (running, *waiting, other):
+        assert stream.rest()[-1].name == "done"

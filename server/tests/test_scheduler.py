@@ -178,3 +178,72 @@ def test_a_stopped_worker_can_start_again(worker):
         assert ran == ["again"]
 
     asyncio.run(scenario())
+
+
+def test_one_caller_may_hold_only_its_share_of_the_queue():
+    async def scenario():
+        worker = ModelWorker("writer", depth=4, per_caller=2)
+        worker.start()
+        try:
+            gate, ran = threading.Event(), []
+            loop = asyncio.get_running_loop()
+
+            def job(name: str, caller: str | None) -> Job:
+                made = blocking_job(gate, ran, name)
+                return Job(work=made.work, cancel=made.cancel, sink=LoopSink(loop), caller=caller)
+
+            running = job("a-running", "a")
+            worker.submit(running)
+            assert isinstance((await next_items(running, 1))[0], Started)
+            a1, a2 = job("a1", "a"), job("a2", "a")
+            worker.submit(a1)
+            worker.submit(a2)  # the running job is not waiting: two places are a's share
+            with pytest.raises(ApiError) as refused:
+                worker.submit(job("a3", "a"))
+            assert refused.value.code == "queue_full" and refused.value.retry_after >= 1
+            assert "2 requests waiting" in refused.value.message
+            b1 = job("b1", "b")
+            worker.submit(b1)  # another caller still gets a place
+            assert await next_items(b1, 1) == [Queued(3)]
+            worker.submit(job("nobody", None))  # jobs without a caller count against the depth only
+            with pytest.raises(ApiError, match="queue is full"):
+                worker.submit(job("b2", "b"))
+            gate.set()
+            await until_ended(running)
+            await until_ended(a1)  # a1 has started and ended: a has a place again
+            worker.submit(job("a3", "a"))
+            for waiting in (a2, b1):
+                await until_ended(waiting)
+            assert ran[:4] == ["a-running", "a1", "a2", "b1"]
+        finally:
+            worker.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_share_as_large_as_the_depth_is_no_share():
+    async def scenario():
+        worker = ModelWorker("writer", depth=2, per_caller=None)
+        gate, ran = threading.Event(), []
+        loop = asyncio.get_running_loop()
+        jobs = [Job(work=blocking_job(gate, ran, str(i)).work, cancel=Cancel(), sink=LoopSink(loop), caller="a")
+                for i in range(2)]
+        for job in jobs:  # not started: both wait, both fit
+            worker.submit(job)
+        assert worker.waiting == 2
+
+    asyncio.run(scenario())
+
+
+def test_each_callers_share_defaults_to_half_the_depth(monkeypatch):
+    from pydantic import ValidationError
+
+    from pictale_server.settings import Settings
+
+    assert Settings(profile="dev").caller_queue_share == 4  # depth 8
+    assert Settings(profile="dev", queue_depth=1).caller_queue_share == 1
+    assert Settings(profile="dev", queue_depth=3, queue_per_caller=9).caller_queue_share == 3
+    monkeypatch.setenv("PICTALE_QUEUE_PER_CALLER", "2")
+    assert Settings(profile="dev").caller_queue_share == 2
+    with pytest.raises(ValidationError):
+        Settings(profile="dev", queue_per_caller=0)

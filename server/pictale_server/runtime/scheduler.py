@@ -4,7 +4,9 @@ Engine calls block (they run a GPU decode loop), so each model gets a thread tha
 at a time. The asyncio side submits `Job`s and reads what the worker reports from the job's
 `sink`: `Queued(position)` while waiting (re-sent whenever the position changes), `Started`,
 whatever the job's work emits, then `Ended` (or `Dropped` then `Ended` for a job cancelled
-before it ran). A full queue refuses new jobs with 429 `queue_full`.
+before it ran). A full queue refuses new jobs with 429 `queue_full`, and so does a queue that
+already holds the caller's share of waiting jobs (`per_caller`): first come, first served, but
+one client cannot take every place in a queue that others share.
 """
 
 from __future__ import annotations
@@ -63,13 +65,15 @@ class Job:
     work: Callable[[Emit], None]  # blocking; runs on the model's worker thread
     cancel: Cancel
     sink: LoopSink
+    caller: str | None = None  # who asked (auth's caller id); None is nobody's share
     queued_at: float = field(default_factory=time.perf_counter)
 
 
 class ModelWorker:
-    def __init__(self, name: str, depth: int) -> None:
+    def __init__(self, name: str, depth: int, per_caller: int | None = None) -> None:
         self.name = name
         self.depth = depth
+        self.per_caller = per_caller or depth
         self._waiting: deque[Job] = deque()
         self._busy = False
         self._stopping = False
@@ -109,6 +113,15 @@ class ModelWorker:
                     f"The {self.name} model's queue is full; retry later.",
                     retry_after=self._retry_after_locked(),
                 )
+            if job.caller is not None and self.per_caller < self.depth:
+                mine = sum(1 for waiting in self._waiting if waiting.caller == job.caller)
+                if mine >= self.per_caller:
+                    raise ApiError(
+                        "queue_full",
+                        f"You already have {mine} requests waiting for the {self.name} model, "
+                        f"each caller's share of its queue; retry when one has started.",
+                        retry_after=self._retry_after_locked(),
+                    )
             self._waiting.append(job)
             if self._busy or len(self._waiting) > 1:
                 job.sink.put(Queued(len(self._waiting)))
@@ -177,11 +190,12 @@ class ModelWorker:
 
 
 class Scheduler:
-    """The two model workers. `queue_depth` bounds each model's waiting jobs."""
+    """The two model workers. `queue_depth` bounds each model's waiting jobs, `per_caller` one
+    caller's share of them."""
 
-    def __init__(self, queue_depth: int) -> None:
-        self.vision = ModelWorker("vision", queue_depth)
-        self.writer = ModelWorker("writer", queue_depth)
+    def __init__(self, queue_depth: int, per_caller: int | None = None) -> None:
+        self.vision = ModelWorker("vision", queue_depth, per_caller)
+        self.writer = ModelWorker("writer", queue_depth, per_caller)
 
     def start(self) -> None:
         self.vision.start()

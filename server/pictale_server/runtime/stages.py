@@ -122,7 +122,9 @@ class StageRunner:
         self.model = model
         self.result: dict[str, Any] | None = None
         self._worker = worker
-        self._job = Job(work=work, cancel=run.cancel, sink=LoopSink(asyncio.get_running_loop()))
+        self._job = Job(
+            work=work, cancel=run.cancel, sink=LoopSink(asyncio.get_running_loop()), caller=run.caller
+        )
 
     def submit(self) -> None:
         self._worker.submit(self._job)
