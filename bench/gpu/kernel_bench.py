@@ -1,5 +1,4 @@
-"""Kernel-level timing of the NF4 kernels (the CUDA GEMV, the tensor-core rows kernel) against
-bitsandbytes and a bf16 GEMV.
+"""Kernel-level timing of the CUDA NF4 GEMV against bitsandbytes and a bf16 GEMV.
 
 For every decode-time linear shape of both models: time per call (median over CUDA-graph
 replays, each replay running the op over several weight copies so the L2 cache cannot hold
@@ -9,7 +8,6 @@ device-to-device copy bandwidth. Correctness lives in the GPU test suite (server
     python3 bench/gpu/kernel_bench.py [--rows 1 2] [--shapes 0,6] [--out results.json]
     python3 bench/gpu/kernel_bench.py --sweep 6,12 [--wide]   # every launch candidate
     python3 bench/gpu/kernel_bench.py --norm   # norm_gemv against the two launches it replaces
-    python3 bench/gpu/kernel_bench.py --rows-sweep 5,6 --rows 1 8   # every rows-kernel launch
 
 Needs bitsandbytes (it quantizes the weights and is the baseline).
 """
@@ -44,7 +42,6 @@ from pictale_server.kernels.nf4_cuda import (  # noqa: E402
     norm_gemv,
 )
 from pictale_server.kernels.nf4_format import packed_from_quant_state  # noqa: E402
-from pictale_server.kernels.nf4_rows import RowsLaunch, RowsNF4Weight, nf4_rows, rows_launch  # noqa: E402
 
 SHAPES = [  # (model, name, N, K)
     ("writer", "q", 4096, 5120),
@@ -185,16 +182,6 @@ def bench_shape(model: str, name: str, n: int, k: int, rows: int, copy_bw: float
         result["cuda_error"] = repr(exc)[:500]
         traceback.print_exc()
     try:
-        weights = [RowsNF4Weight(packed_from_quant_state(p, s)) for p, s in zip(packs, states)]
-        outs = [torch.empty(rows, n, dtype=torch.bfloat16, device="cuda") for _ in weights]
-        seconds = graph_time([lambda w=w, o=o: nf4_rows(x, w, o) for w, o in zip(weights, outs)])
-        result.update(rows_us=seconds * 1e6, rows_pct_copy=100 * weight_bytes / seconds / copy_bw,
-                      rows_launch=str(rows_launch(n, k)))
-        del weights, outs
-    except Exception as exc:  # noqa: BLE001
-        result["rows_error"] = repr(exc)[:500]
-        traceback.print_exc()
-    try:
         seconds = graph_time([lambda p=p, s=s: bnb.matmul_4bit(x, p.t(), quant_state=s) for p, s in zip(packs, states)])
         result.update(bnb_us=seconds * 1e6, bnb_pct_copy=100 * weight_bytes / seconds / copy_bw)
     except Exception as exc:  # noqa: BLE001
@@ -207,36 +194,6 @@ def bench_shape(model: str, name: str, n: int, k: int, rows: int, copy_bw: float
     del denses, dense
     torch.cuda.empty_cache()
     return result
-
-
-def rows_sweep(n: int, k: int, row_counts: list[int], copy_bw: float) -> list[dict]:
-    """Every launch candidate of the rows kernel on one shape, at each row count (for the rule
-    in rows_launch, which must not depend on the row count)."""
-    packed, state = quantize(n, k)
-    weight_bytes = packed.numel() + state.absmax.numel() * 4
-    ref_weight = bnbf.dequantize_4bit(packed, state).float()
-    weights = [RowsNF4Weight(packed_from_quant_state(packed.clone(), state)) for _ in range(copies_for(weight_bytes))]
-    found = []
-    for block_n in (16, 32, 64, 128):
-        for num_warps in (2, 4, 8):
-            for num_stages in (2, 3, 4):
-                launch = RowsLaunch(block_n, num_warps, num_stages)
-                for rows in row_counts:
-                    row = {"N": n, "K": k, "rows": rows, "launch": [block_n, num_warps, num_stages]}
-                    x = torch.randn(rows, k, dtype=torch.bfloat16, device="cuda")
-                    outs = [torch.empty(rows, n, dtype=torch.bfloat16, device="cuda") for _ in weights]
-                    try:
-                        seconds = graph_time([lambda w=w, o=o: nf4_rows(x, w, o, launch) for w, o in zip(weights, outs)],
-                                             replays=10)
-                        row.update(us=seconds * 1e6, pct_copy=100 * weight_bytes / seconds / copy_bw,
-                                   rel_err=rel_error(nf4_rows(x, weights[0], outs[0], launch), x.float() @ ref_weight.t()))
-                    except Exception as exc:  # noqa: BLE001 - a launch that does not build or fit is recorded
-                        row["error"] = repr(exc)[:200]
-                    found.append(row)
-                    print(json.dumps(row), flush=True)
-    del weights
-    torch.cuda.empty_cache()
-    return found
 
 
 def bench_norm(model: str, name: str, parts: tuple[int, ...], k: int, bias: bool, copy_bw: float) -> dict:
@@ -273,7 +230,6 @@ def main() -> None:
     parser.add_argument("--shapes", default="", help="comma-separated shape indices (default all)")
     parser.add_argument("--sweep", default="", help="comma-separated shape indices: time every launch candidate")
     parser.add_argument("--wide", action="store_true", help="sweep the 64 KB-table launches instead")
-    parser.add_argument("--rows-sweep", default="", help="comma-separated shape indices: every rows-kernel launch")
     parser.add_argument("--norm", action="store_true", help="time the launches that make their own x instead")
     parser.add_argument("--out", default=os.path.join(os.environ.get("OUT", "."), "kernel-bench.json"))
     args = parser.parse_args()
@@ -291,13 +247,6 @@ def main() -> None:
             for rows in args.rows:
                 report["sweep"] += sweep(n, k, rows, copy_bw, wide=args.wide)
                 Path(args.out).write_text(json.dumps(report, indent=1))
-        return
-    if args.rows_sweep:
-        report["rows_sweep"] = []
-        for index in args.rows_sweep.split(","):
-            _, _, n, k = SHAPES[int(index)]
-            report["rows_sweep"] += rows_sweep(n, k, args.rows, copy_bw)
-            Path(args.out).write_text(json.dumps(report, indent=1))
         return
     if args.norm:
         report["norm"] = []
