@@ -6,11 +6,13 @@ import asyncio
 import threading
 
 import pytest
+from pydantic import ValidationError
 
 from fakes import WAIT_S
 from pictale_server.engine.base import Cancel
 from pictale_server.errors import ApiError
 from pictale_server.runtime.scheduler import Dropped, Ended, Job, LoopSink, ModelWorker, Queued, Started
+from pictale_server.settings import Settings
 
 
 async def next_items(job: Job, count: int) -> list:
@@ -24,12 +26,12 @@ async def until_ended(job: Job) -> list:
     return items
 
 
-def blocking_job(gate: threading.Event, ran: list[str], name: str) -> Job:
+def blocking_job(gate: threading.Event, ran: list[str], name: str, caller: str | None = None) -> Job:
     def work(emit):
         ran.append(name)
         gate.wait(WAIT_S)
 
-    return Job(work=work, cancel=Cancel(), sink=LoopSink(asyncio.get_running_loop()))
+    return Job(work=work, cancel=Cancel(), sink=LoopSink(asyncio.get_running_loop()), caller=caller)
 
 
 def quick_job(ran: list[str], name: str) -> Job:
@@ -186,11 +188,9 @@ def test_one_caller_may_hold_only_its_share_of_the_queue():
         worker.start()
         try:
             gate, ran = threading.Event(), []
-            loop = asyncio.get_running_loop()
 
             def job(name: str, caller: str | None) -> Job:
-                made = blocking_job(gate, ran, name)
-                return Job(work=made.work, cancel=made.cancel, sink=LoopSink(loop), caller=caller)
+                return blocking_job(gate, ran, name, caller)
 
             running = job("a-running", "a")
             worker.submit(running)
@@ -225,21 +225,14 @@ def test_a_share_as_large_as_the_depth_is_no_share():
     async def scenario():
         worker = ModelWorker("writer", depth=2, per_caller=None)
         gate, ran = threading.Event(), []
-        loop = asyncio.get_running_loop()
-        jobs = [Job(work=blocking_job(gate, ran, str(i)).work, cancel=Cancel(), sink=LoopSink(loop), caller="a")
-                for i in range(2)]
-        for job in jobs:  # not started: both wait, both fit
-            worker.submit(job)
+        for i in range(2):  # not started: both wait, both fit
+            worker.submit(blocking_job(gate, ran, str(i), caller="a"))
         assert worker.waiting == 2
 
     asyncio.run(scenario())
 
 
 def test_each_callers_share_defaults_to_half_the_depth(monkeypatch):
-    from pydantic import ValidationError
-
-    from pictale_server.settings import Settings
-
     assert Settings(profile="dev").caller_queue_share == 4  # depth 8
     assert Settings(profile="dev", queue_depth=1).caller_queue_share == 1
     assert Settings(profile="dev", queue_depth=3, queue_per_caller=9).caller_queue_share == 3

@@ -113,7 +113,7 @@ class ModelWorker:
                     f"The {self.name} model's queue is full; retry later.",
                     retry_after=self._retry_after_locked(),
                 )
-            if job.caller is not None and self.per_caller < self.depth:
+            if job.caller is not None:
                 mine = sum(1 for waiting in self._waiting if waiting.caller == job.caller)
                 if mine >= self.per_caller:
                     raise ApiError(
