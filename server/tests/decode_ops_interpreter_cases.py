@@ -155,6 +155,54 @@ def test_split_decode_attention_with_a_last_slot_equals_its_causal_mask():
         assert torch.equal(with_mask, with_slot)
 
 
+def test_region_attention_reads_each_rows_own_region_as_a_cache_of_its_own():
+    """Rows of one launch over a shared pool (continuous batching): each row's output is the
+    attention over its region alone, bit for bit whatever rows share the launch or the
+    launch's largest chunk, and close to the split attention over a cache of that region."""
+    from pictale_server.kernels.attention_chunks import chunk_for
+    from pictale_server.kernels.decode_attention_kernel import region_decode_attention, split_decode_attention
+
+    torch.manual_seed(8)
+    pool_k = torch.randn(1, 2, 1100, 64, dtype=torch.bfloat16)
+    pool_v = torch.randn(1, 2, 1100, 64, dtype=torch.bfloat16)
+    rows = [(0, 37, 256), (256, 511, 768), (1024, 0, 64)]  # first slot, last offset, region length
+    query = torch.randn(len(rows), 8, 1, 64, dtype=torch.bfloat16)
+    first = torch.tensor([f for f, _, _ in rows])
+    last = torch.tensor([f + o for f, o, _ in rows])
+    chunk = torch.tensor([chunk_for(n) for _, _, n in rows])
+    together = region_decode_attention(query, pool_k, pool_v, first, last, chunk, 0.125, 512)
+    for i, (f, o, n) in enumerate(rows):
+        one = slice(i, i + 1)
+        alone = region_decode_attention(query[one], pool_k, pool_v, first[one], last[one], chunk[one], 0.125, int(chunk[i]))
+        assert torch.equal(together[one], alone), i
+        view = split_decode_attention(
+            query[one], pool_k[:, :, f : f + n], pool_v[:, :, f : f + n], None, 0.125, last_slot=torch.tensor([o])
+        )
+        torch.testing.assert_close(alone.float(), view.float(), rtol=1e-2, atol=1e-2)
+
+
+def test_rotary_cache_write_stores_each_row_at_its_own_slot_of_a_shared_pool():
+    torch.manual_seed(9)
+    q = torch.randn(3, 4, 1, 64, dtype=torch.bfloat16)
+    k = torch.randn(3, 2, 1, 64, dtype=torch.bfloat16)
+    v = torch.randn(3, 2, 1, 64, dtype=torch.bfloat16)
+    cos, sin = torch.randn(3, 1, 64), torch.randn(3, 1, 64)
+    keys, values = torch.zeros(1, 2, 40, 64, dtype=torch.bfloat16), torch.zeros(1, 2, 40, 64, dtype=torch.bfloat16)
+    slots = torch.tensor([3, 17, 39])
+    rotated = rotary_cache_write(q, k, v, cos, sin, keys, values, slots)
+    for row, slot in enumerate(slots.tolist()):
+        alone_keys = torch.zeros(1, 2, 40, 64, dtype=torch.bfloat16)
+        alone_values = torch.zeros_like(alone_keys)
+        one = slice(row, row + 1)
+        alone_q = rotary_cache_write(q[one], k[one], v[one], cos[one], sin[one], alone_keys, alone_values, slots[one])
+        assert torch.equal(rotated[one], alone_q)
+        assert torch.equal(keys[0, :, slot], alone_keys[0, :, slot])
+        assert torch.equal(values[0, :, slot], v[row, :, 0])
+    written = torch.zeros(40, dtype=torch.bool)
+    written[slots] = True
+    assert keys[0, :, ~written].eq(0).all() and values[0, :, ~written].eq(0).all()
+
+
 @pytest.mark.parametrize("seed,step,size", [(0, 0, 5), (123456789, 7, 4096), (2**62 + 99, 2**33 + 5, 9000)])
 def test_sampler_noise_kernel_gives_the_same_bits(seed, step, size):
     from pictale_server.engine.sampling import uniform_noise

@@ -45,7 +45,7 @@ HOPPER_SHARED_PER_BLOCK = 227 * 1024
 
 def test_the_kernel_limits_are_read_from_the_cuda_source() -> None:
     source = nf4_cuda.SOURCE
-    assert (MAX_ROWS, nf4_cuda.MAX_PARTS, nf4_cuda.PART_ROWS_MULTIPLE) == (4, 3, 8)
+    assert (MAX_ROWS, nf4_cuda.MAX_PARTS, nf4_cuda.PART_ROWS_MULTIPLE) == (8, 3, 8)
     assert f"#define NF4_MAX_ROWS {MAX_ROWS}" in source
     assert all(8 % tile == 0 for tile in (2, 4, 8))  # every tile height divides PART_ROWS_MULTIPLE
 
@@ -145,14 +145,36 @@ def test_the_launch_rule_covers_k_and_fits_shared_memory(n, k) -> None:
 @pytest.mark.parametrize("capability", sorted(nf4_cuda.SHARED_PER_SM))
 def test_a_launch_never_asks_registers_for_blocks_its_sm_cannot_hold(capability) -> None:
     """MIN_BLOCKS (the launch bounds) is at most the blocks the SM's shared memory holds at
-    once: an A10G holds three narrow blocks at 1-2 rows, two at 3-4."""
+    once: an A10G holds three narrow blocks at 1-2 rows; past 2 rows a block takes the SM's
+    registers alone."""
     for n, k in SHAPES:
         for rows in range(1, MAX_ROWS + 1):
             launch = default_launch(n, k, rows, capability)
             per_block = shared_bytes(k, launch, rows) + nf4_cuda.RESERVED_SHARED_PER_BLOCK
             assert launch.blocks_per_sm * per_block <= nf4_cuda.SHARED_PER_SM[capability]
     assert default_launch(4096, 5120, 1, (8, 6)).blocks_per_sm == 3
-    assert default_launch(4096, 5120, 4, (8, 6)).blocks_per_sm == 2
+    assert default_launch(4096, 5120, 4, (8, 6)).blocks_per_sm == 1
+
+
+@pytest.mark.parametrize("capability", [(8, 6), (9, 0), None])
+def test_every_batch_size_sums_a_row_over_k_as_one_row_does(capability) -> None:
+    """Batch invariance: the K partition (chunks per thread, row groups, threads) of every
+    launch is the one-row launch's, so a row's sum is the same bits at any batch size."""
+    for n, k in SHAPES:
+        one = default_launch(n, k, 1, capability)
+        for rows in range(2, MAX_ROWS + 1):
+            launch = default_launch(n, k, rows, capability)
+            assert (launch.chunks_per_thread, launch.row_groups, launch.threads(k)) == (
+                one.chunks_per_thread, one.row_groups, one.threads(k)
+            ), (n, k, rows)
+            assert launch.tile_rows % launch.row_groups == 0
+
+
+def test_a_launch_takes_eight_rows_while_a_block_is_small_and_four_past_that() -> None:
+    """x takes 16 registers per row: 448 threads (K = 14336) hold four rows without spilling."""
+    assert nf4_cuda.rows_per_launch(5120, (8, 6)) == 8
+    assert nf4_cuda.rows_per_launch(4096, (9, 0)) == 8
+    assert nf4_cuda.rows_per_launch(14336, (8, 6)) == 4
 
 
 def test_past_512_chunks_a_thread_takes_two_chunks_of_two_rows() -> None:
@@ -202,9 +224,9 @@ def test_inputs_the_kernel_cannot_read_are_refused() -> None:
     assert not accepts(torch.zeros(MAX_ROWS + 1, 5120, dtype=torch.bfloat16))  # more rows than it takes
     assert not accepts(torch.zeros(1, 5124, dtype=torch.bfloat16)[:, 4:])  # off 16-byte alignment
     assert not accepts(torch.zeros(2, 5124, dtype=torch.bfloat16)[:, :5120])  # row stride unaligned
-    weight = SimpleNamespace(in_features=5120)
-    with pytest.raises(ValueError, match="does not fit the CUDA kernel"):
-        nf4_cuda.cuda_gemv(torch.zeros(MAX_ROWS + 1, 5120, dtype=torch.bfloat16), weight)
+    weight = SimpleNamespace(in_features=5120, capability=(8, 6))
+    with pytest.raises(ValueError, match="does not fit the CUDA kernel"):  # one launch, too many rows
+        nf4_cuda.cuda_gemv(torch.zeros(MAX_ROWS + 1, 5120, dtype=torch.bfloat16), weight, launch=Launch(2, 1, 1))
     with pytest.raises(ValueError, match="does not fit the CUDA kernel"):
         nf4_cuda.cuda_gemv(torch.zeros(1, 4096, dtype=torch.bfloat16), weight)  # another K
 
@@ -235,8 +257,8 @@ def test_a_weight_the_kernel_cannot_read_is_refused_before_it_reaches_the_gpu() 
 
 
 def test_a_launch_that_makes_its_own_input_refuses_rows_it_cannot_read() -> None:
-    """norm_gemv checks its rows before anything reaches the GPU (the kernel reads one
-    contiguous, 16-byte aligned bf16 row each and must not write the residual it reads)."""
+    """norm_gemv checks its rows before anything reaches the GPU (the kernel reads contiguous,
+    16-byte aligned bf16 rows, as many of each, and must not write the residual it reads)."""
     weight = SimpleNamespace(in_features=64, device=torch.device("cpu"))
     row = torch.zeros(1, 64, dtype=torch.bfloat16)
     norm = torch.ones(64, dtype=torch.bfloat16)
@@ -247,8 +269,10 @@ def test_a_launch_that_makes_its_own_input_refuses_rows_it_cannot_read() -> None
         nf4_cuda.norm_gemv(row, row.clone(), norm, 1e-5, row, weight)
     with pytest.raises(ValueError, match="delta"):
         nf4_cuda.norm_gemv(row, row.float(), norm, 1e-5, row.clone(), weight)
-    with pytest.raises(ValueError, match="residual "):
+    with pytest.raises(ValueError, match="delta must be .* as many as the residual's"):
         nf4_cuda.norm_gemv(torch.zeros(2, 64, dtype=torch.bfloat16), row, norm, 1e-5, row.clone(), weight)
+    with pytest.raises(ValueError, match="residual must be"):
+        nf4_cuda.norm_gemv(torch.zeros(2, 64, dtype=torch.bfloat16)[:, :32], row, norm, 1e-5, row.clone(), weight)
 
 
 @pytest.fixture

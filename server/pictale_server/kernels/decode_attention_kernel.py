@@ -15,17 +15,19 @@ import torch
 import triton
 import triton.language as tl
 
-BLOCK_L = 64
+from pictale_server.kernels.attention_chunks import BLOCK_L, MAX_SPLITS, chunk_for
+
 HEAD_DIMS = (64, 128, 256)
 
 
 @triton.jit
 def _partial_kernel(
-    Q, K, V, MASK, ACC, MAX, SUM,
+    Q, K, V, MASK, FIRST, CHUNKS, ACC, MAX, SUM,
     stride_qb, stride_qh, stride_kb, stride_kh, stride_kl, stride_vb, stride_vh, stride_vl,
     stride_mb, length, scale, kv_heads, splits,
     G: tl.constexpr, GP: tl.constexpr, D: tl.constexpr, CHUNK: tl.constexpr, BLOCK: tl.constexpr,
-    MASK_KIND: tl.constexpr,  # 0 none, 1 bool (True attends), 2 additive, 3 last slot (int64)
+    MASK_KIND: tl.constexpr,  # 0 none, 1 bool (True attends), 2 additive, 3 last slot (int64),
+    #                           4 regions: first slot, last slot and chunk per row (int64)
     FP32_DOT: tl.constexpr,  # Triton's interpreter multiplies bf16 as raw integers: fp32 there
 ):
     bh = tl.program_id(0)
@@ -38,12 +40,21 @@ def _partial_kernel(
     m_i = tl.full([GP], float("-inf"), tl.float32)
     l_i = tl.zeros([GP], tl.float32)
     acc = tl.zeros([GP, D], tl.float32)
-    if MASK_KIND == 3:
+    if MASK_KIND >= 3:
         last = tl.load(MASK + b * stride_mb)
+    if MASK_KIND == 4:  # the row's own chunk (at most CHUNK), from its own first slot
+        chunk = tl.load(CHUNKS + b)
+        base = tl.load(FIRST + b) + split * chunk
+    else:
+        chunk = CHUNK
+        base = split * CHUNK
+    # Blocks past a row's own chunk are wholly masked and change none of its sums (alpha = 1,
+    # p = 0): a row's result does not depend on the CHUNK of the launch it shares.
     for start in range(0, CHUNK, BLOCK):
-        slots = split * CHUNK + start + tl.arange(0, BLOCK)
-        valid = slots < length
-        if MASK_KIND == 3:  # slots not yet written are not even read
+        offsets = start + tl.arange(0, BLOCK)
+        slots = base + offsets
+        valid = (slots < length) & (offsets < chunk)
+        if MASK_KIND >= 3:  # slots not yet written are not even read
             valid = valid & (slots <= last)
         k = tl.load(K + b * stride_kb + h * stride_kh + slots[:, None] * stride_kl + d[None, :],
                     mask=valid[:, None], other=0.0)
@@ -103,15 +114,6 @@ def _combine_kernel(
     tl.store(OUT + b * stride_ob + (h * G + gi) * stride_oh + d, out.to(OUT.dtype.element_ty))
 
 
-MAX_SPLITS = 32
-
-
-def chunk_for(length: int) -> int:
-    """Cache slots per program: at most MAX_SPLITS chunks per head, each whole blocks. Each
-    distinct chunk is one compilation (four for a 16k cache: 64 slots up to 2k, then 128-512)."""
-    return max(BLOCK_L, triton.cdiv(triton.cdiv(length, MAX_SPLITS), BLOCK_L) * BLOCK_L)
-
-
 def split_decode_attention(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -145,7 +147,7 @@ def split_decode_attention(
         kind = 1 if mask.dtype == torch.bool else 2
         mask_arg, stride_mb = mask, (mask.stride(0) if mask.shape[0] > 1 else 0)
     _partial_kernel[(programs, splits)](
-        query, key, value, mask_arg, acc, maxima, sums,
+        query, key, value, mask_arg, mask_arg, mask_arg, acc, maxima, sums,
         query.stride(0), query.stride(1), key.stride(0), key.stride(1), key.stride(2),
         value.stride(0), value.stride(1), value.stride(2), stride_mb, length, scale, kv_heads, splits,
         G=group, GP=padded, D=dim, CHUNK=chunk, BLOCK=BLOCK_L, MASK_KIND=kind,
@@ -153,6 +155,46 @@ def split_decode_attention(
     )
     _combine_kernel[(programs, group)](
         acc, maxima, sums, out, splits, kv_heads, out.stride(0), out.stride(2),
+        G=group, D=dim, SPLITS=MAX_SPLITS, num_warps=4,
+    )
+    return out
+
+
+def region_decode_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    first: torch.Tensor,
+    last: torch.Tensor,
+    chunk: torch.Tensor,
+    scale: float,
+    max_chunk: int,
+) -> torch.Tensor:
+    """Attention of each row's query over its own region of a shared cache: query (B, Hq, 1, D),
+    key/value (1, Hkv, L, D) with unit last stride, and per row (int64 device tensors of B
+    elements) the region's first slot, the last slot to attend to and the slots per program,
+    a multiple of BLOCK_L with chunk * MAX_SPLITS covering the region (`chunk_for` of its
+    length); `max_chunk` is at least every row's chunk (one compilation each). A row's
+    programs and their order depend only on its own region, so its output is the same bits
+    whatever other rows share the launch → (B, 1, Hq, D)."""
+    batch, query_heads, _, dim = query.shape
+    kv_heads, length = key.shape[1], key.shape[2]
+    group = query_heads // kv_heads
+    padded = max(16, triton.next_power_of_2(group))
+    programs = batch * kv_heads
+    acc = torch.empty((programs, MAX_SPLITS, group, dim), dtype=torch.float32, device=query.device)
+    maxima = torch.empty((programs, MAX_SPLITS, group), dtype=torch.float32, device=query.device)
+    sums = torch.empty_like(maxima)
+    out = torch.empty((batch, 1, query_heads, dim), dtype=query.dtype, device=query.device)
+    _partial_kernel[(programs, MAX_SPLITS)](
+        query, key, value, last, first, chunk, acc, maxima, sums,
+        query.stride(0), query.stride(1), 0, key.stride(1), key.stride(2),
+        0, value.stride(1), value.stride(2), 1, length, scale, kv_heads, MAX_SPLITS,
+        G=group, GP=padded, D=dim, CHUNK=max_chunk, BLOCK=BLOCK_L, MASK_KIND=4,
+        FP32_DOT=query.device.type == "cpu", num_warps=4,
+    )
+    _combine_kernel[(programs, group)](
+        acc, maxima, sums, out, MAX_SPLITS, kv_heads, out.stride(0), out.stride(2),
         G=group, D=dim, SPLITS=MAX_SPLITS, num_warps=4,
     )
     return out
@@ -172,4 +214,4 @@ def accepts(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: t
     )
 
 
-__all__ = ["HEAD_DIMS", "MAX_SPLITS", "accepts", "chunk_for", "split_decode_attention"]
+__all__ = ["HEAD_DIMS", "MAX_SPLITS", "accepts", "chunk_for", "region_decode_attention", "split_decode_attention"]

@@ -150,7 +150,7 @@ def silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
 
 @triton.jit
 def _rotary_cache_write_kernel(
-    Q, K, V, COS, SIN, Q_OUT, KEYS, VALUES, SLOT,
+    Q, K, V, COS, SIN, Q_OUT, KEYS, VALUES, SLOT, stride_slot,
     q_heads, k_heads, stride_qb, stride_qh, stride_kb, stride_kh, stride_vb, stride_vh, stride_cb,
     stride_kcb, stride_kch, stride_kcl, stride_vcb, stride_vch, stride_vcl,
     length, D: tl.constexpr,
@@ -159,7 +159,7 @@ def _rotary_cache_write_kernel(
     b = tl.program_id(0)
     h = tl.program_id(1)
     d = tl.arange(0, D)
-    slot = tl.load(SLOT)
+    slot = tl.load(SLOT + b * stride_slot)
     inside = (d < D) & (slot < length)
     if h < q_heads:
         row = _rotate_head(Q + b * stride_qb + h * stride_qh, COS, SIN, b, stride_cb, D)
@@ -175,24 +175,25 @@ def _rotary_cache_write_kernel(
 
 
 def rotary_cache_write(q, k, v, cos, sin, keys, values, slot) -> torch.Tensor:
-    """transformers' apply_rotary_pos_emb(q, k, cos, sin) for one position, then the rotated k
-    and v stored at cache slot `slot` (a 1-element device tensor): keys/values[:, :, slot] = k, v.
-    One launch for what transformers' attention does in fifteen. A slot past the cache is not
-    written. No counter moves: the caller keeps a static cache layer's `cumulative_length` in
-    step.
+    """transformers' apply_rotary_pos_emb(q, k, cos, sin) for one position per row, then the
+    rotated k and v stored at cache slot `slot` (an int64 device tensor of 1 or B elements, one
+    per row): keys/values[b, :, slot[b]] = k[b], v[b]. One launch for what transformers'
+    attention does in fifteen. A slot past the cache is not written. No counter moves: the
+    caller keeps a static cache layer's `cumulative_length` in step.
 
     q [B, Hq, 1, D], k and v [B, Hk, 1, D] (any strides with a unit last one), cos/sin [B, 1, D],
-    keys/values [B, Hk, L, D]. Returns the rotated q as a new contiguous tensor of q's shape.
+    keys/values [B, Hk, L, D], or [1, Hk, L, D] shared by all rows (a pool every row writes its
+    own slots of). Returns the rotated q as a new contiguous tensor of q's shape.
     """
     batch, q_heads, _, dim = q.shape
     k_heads = k.shape[1]
     q_out = torch.empty((batch, q_heads, 1, dim), dtype=q.dtype, device=q.device)
     cos2, sin2 = _angle_rows(cos, sin, batch, dim)
     _rotary_cache_write_kernel[(batch, q_heads + 2 * k_heads)](
-        q, k, v, cos2, sin2, q_out, keys, values, slot,
+        q, k, v, cos2, sin2, q_out, keys, values, slot, 1 if slot.numel() > 1 else 0,
         q_heads, k_heads, q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
-        cos2.stride(0), keys.stride(0), keys.stride(1), keys.stride(2),
-        values.stride(0), values.stride(1), values.stride(2), keys.shape[2],
+        cos2.stride(0), keys.stride(0) if keys.shape[0] > 1 else 0, keys.stride(1), keys.stride(2),
+        values.stride(0) if values.shape[0] > 1 else 0, values.stride(1), values.stride(2), keys.shape[2],
         D=dim, num_warps=1,
     )
     return q_out

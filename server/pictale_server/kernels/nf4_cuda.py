@@ -113,13 +113,32 @@ MEASURED_SM90 = {
 
 
 def default_launch(n: int, k: int, rows: int, capability: tuple[int, int] | None = None) -> Launch:
+    """The launch for `rows` rows of x. Its K partition (chunks per thread, row groups, hence
+    threads) is always the one-row launch's, so a row's sum is the same bits at any batch size
+    (nf4_gemv.cu); only tile height, blocks per SM and table width follow the rows."""
+    one_row = _one_row_launch(n, k, min(rows, 2), capability)
+    if rows <= 2:
+        return one_row
+    # x takes 16 registers per row and chunk: past 2 rows a block keeps 2-row tiles and the
+    # whole register file of its SM (more blocks per SM spill, measured by ptxas on sm_86).
+    return Launch(max(2, one_row.row_groups), one_row.chunks_per_thread, 1, one_row.wide, one_row.row_groups)
+
+
+def rows_per_launch(k: int, capability: tuple[int, int] | None = None) -> int:
+    """Rows of x one launch takes for this K: MAX_ROWS while a block is at most 256 threads,
+    else 4 (with 448 threads, K = 14336, 8 rows of x spill registers on sm_86)."""
+    launch = _one_row_launch(k, k, 1, capability)
+    return MAX_ROWS if launch.threads(k) <= 256 else min(4, MAX_ROWS)
+
+
+def _one_row_launch(n: int, k: int, rows: int, capability: tuple[int, int] | None) -> Launch:
     """The measured launch for this K on Hopper (1-2 rows), else a rule: the narrow (32 KB)
     table; up to 512 chunks (K <= 16384) 4-row tiles of one chunk per thread and as many blocks
     per SM as fit about 1024 threads, at most 4; past that 2-row tiles of two chunks per thread,
     2 blocks per SM (a thread holds twice the codes: with 4-row tiles or 3 blocks per SM they
     spill registers on sm_86). Never more blocks per SM than its shared memory holds at once:
     the launch bounds would only take registers from the blocks that run."""
-    if capability == (9, 0) and rows <= 2 and k in MEASURED_SM90:
+    if capability == (9, 0) and k in MEASURED_SM90:
         return MEASURED_SM90[k]
     if k // 32 <= 512:
         tile_rows, chunks_per_thread = 4, 1
@@ -317,10 +336,10 @@ class NormInput:
     """x made in the kernel (NORM): x = rms_norm(residual + delta) * weight, and residual + delta
     stored to residual_out. The residual is the launch's x argument."""
 
-    delta: torch.Tensor  # [1, K] bf16
+    delta: torch.Tensor  # [M, K] bf16, rows as the residual's
     weight: torch.Tensor  # [K] bf16, the RMSNorm's
     eps: float
-    residual_out: torch.Tensor  # [1, K] bf16, not the residual itself
+    residual_out: torch.Tensor  # [M, K] bf16, not the residual itself
 
 
 def _arguments(x: torch.Tensor, weight: CudaNF4Weight, out: torch.Tensor, norm: NormInput | None) -> list:
@@ -352,13 +371,15 @@ def launch_gemv(
     return out
 
 
-def _one_aligned_row(t: torch.Tensor, k: int) -> bool:
-    return t.dtype == torch.bfloat16 and t.numel() == k and t.is_contiguous() and t.data_ptr() % 16 == 0
+def _aligned_rows(t: torch.Tensor, k: int) -> bool:
+    """Whole bf16 rows of k, contiguous and 16-byte aligned."""
+    return t.dtype == torch.bfloat16 and t.numel() % k == 0 and t.is_contiguous() and t.data_ptr() % 16 == 0
 
 
 def norm_unsupported(weight: CudaNF4Weight, norm_weight: torch.Tensor) -> str:
     """'' when `norm_gemv` can make x for `weight` with this RMSNorm weight, else why not."""
-    if not _one_aligned_row(norm_weight, weight.in_features) or norm_weight.device != weight.device:
+    k = weight.in_features
+    if not (_aligned_rows(norm_weight, k) and norm_weight.numel() == k) or norm_weight.device != weight.device:
         return "the RMSNorm weight is not one contiguous, 16-byte aligned bf16 row on the kernel's device"
     return ""
 
@@ -367,19 +388,26 @@ def norm_gemv(
     residual: torch.Tensor, delta: torch.Tensor, norm_weight: torch.Tensor, eps: float,
     residual_out: torch.Tensor, weight: CudaNF4Weight,
 ) -> torch.Tensor:
-    """rms_norm(residual + delta) * norm_weight @ W^T (+ bias) for one row, with residual + delta
-    stored to residual_out: a decoder layer's residual add, RMSNorm and projection in one launch.
-    Each is [1, K] (or [1, 1, K]) bf16, contiguous and 16-byte aligned; returns [1, N]."""
+    """rms_norm(residual + delta) * norm_weight @ W^T (+ bias) row by row, with residual + delta
+    stored to residual_out: a decoder layer's residual add, RMSNorm and projection in one launch
+    (one per `rows_per_launch` rows). Each is [M, K] (or [M, 1, K]) bf16, contiguous and 16-byte
+    aligned; returns [M, N]."""
     k = weight.in_features
     for name, t in (("residual", residual), ("delta", delta), ("residual_out", residual_out)):
-        if not _one_aligned_row(t, k):
-            raise ValueError(f"{name} must be one contiguous, 16-byte aligned bf16 row of {k}")
+        if not _aligned_rows(t, k) or t.numel() != residual.numel():
+            raise ValueError(f"{name} must be contiguous, 16-byte aligned bf16 rows of {k}, as many as the residual's")
     if residual_out.data_ptr() == residual.data_ptr():
         raise ValueError("residual_out must not be the residual: other blocks still read it")
-    out = torch.empty((1, weight.out_features), dtype=torch.bfloat16, device=residual.device)
-    launch = default_launch(weight.out_features, k, 1, weight.capability)
-    norm = NormInput(delta.view(1, k), norm_weight, float(eps), residual_out.view(1, k))
-    return launch_gemv(residual.view(1, k), weight, out, launch, norm)
+    rows = residual.numel() // k
+    residual, delta, residual_out = residual.view(rows, k), delta.view(rows, k), residual_out.view(rows, k)
+    out = torch.empty((rows, weight.out_features), dtype=torch.bfloat16, device=residual.device)
+    step = rows_per_launch(k, weight.capability)
+    for first in range(0, rows, step):
+        part = slice(first, first + step)
+        launch = default_launch(weight.out_features, k, len(range(rows)[part]), weight.capability)
+        norm = NormInput(delta[part], norm_weight, float(eps), residual_out[part])
+        launch_gemv(residual[part], weight, out[part], launch, norm)
+    return out
 
 
 def accepts(x: torch.Tensor) -> bool:
@@ -396,19 +424,25 @@ def accepts(x: torch.Tensor) -> bool:
 def cuda_gemv(
     x: torch.Tensor, weight: CudaNF4Weight, out: torch.Tensor | None = None, *, launch: Launch | None = None
 ) -> torch.Tensor:
-    """out[M, N] = x[M, K] @ W^T (+ bias), M <= MAX_ROWS, launched by `default_launch` unless
-    given. The first call per variant compiles: warm up before capturing a CUDA graph."""
-    if not accepts(x) or x.shape[1] != weight.in_features:
+    """out[M, N] = x[M, K] @ W^T (+ bias), launched by `default_launch` unless given (then M <=
+    MAX_ROWS); more rows than one launch takes are split into launches. The first call per
+    variant compiles: warm up before capturing a CUDA graph."""
+    rows = x.shape[0]
+    step = MAX_ROWS if launch is not None else rows_per_launch(weight.in_features, weight.capability)
+    if x.dim() != 2 or x.shape[1] != weight.in_features or not accepts(x[: min(rows, step)]) or (launch and rows > step):
         raise ValueError(f"x of shape {tuple(x.shape)} / strides {x.stride()} does not fit the CUDA kernel")
     if out is None:
-        out = torch.empty((x.shape[0], weight.out_features), dtype=x.dtype, device=x.device)
-    if launch is None:
-        launch = default_launch(weight.out_features, weight.in_features, x.shape[0], weight.capability)
-    return launch_gemv(x, weight, out, launch)
+        out = torch.empty((rows, weight.out_features), dtype=x.dtype, device=x.device)
+    for first in range(0, rows, step):
+        part = slice(first, first + step)
+        count = len(range(rows)[part])
+        chosen = launch or default_launch(weight.out_features, weight.in_features, count, weight.capability)
+        launch_gemv(x[part], weight, out[part], chosen)
+    return out
 
 
 __all__ = [
     "MAX_PARTS", "MAX_ROWS", "PART_ROWS_MULTIPLE", "CudaKernelUnavailable", "CudaNF4Weight", "Launch", "NormInput",
     "Variant", "accepts", "compile_cubin", "cuda_gemv", "default_launch", "kernel_source", "kernel_unavailable",
-    "launch_gemv", "norm_gemv", "norm_unsupported", "pair_table", "parts_unsupported",
+    "launch_gemv", "norm_gemv", "norm_unsupported", "pair_table", "parts_unsupported", "rows_per_launch",
 ]

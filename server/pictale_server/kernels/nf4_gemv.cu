@@ -24,14 +24,19 @@
 // The weight's rows may come in up to NF4_MAX_PARTS separately allocated parts (q/k/v, gate/up
 // as bitsandbytes loaded them): one launch computes all of them without copying them together.
 //
-// NORM (one row only): the launch makes its own x from a decoder layer's residual stream --
+// NORM: the launch makes its own x from a decoder layer's residual stream, row by row --
 // h = residual + delta, x = norm_weight * rmsnorm(h) -- rounded to bf16 after each step as
 // transformers' PyTorch ops round, and block 0 stores h (the new residual) to residual_out.
 // Every block holds all of x in registers anyway, so this replaces a launch at the cost of a
-// block-wide sum of squares.
+// block-wide sum of squares per row.
+//
+// Rows of x (MX, a batch of decode streams) share each code's lookup; each row's sum is taken
+// in the same order whatever MX, the tile height or blocks per SM: only CPT, THREADS and GROUPS
+// decide it, and nf4_cuda.py keeps those of the one-row launch for every MX. A stream's logits
+// are then the same bits alone and in a batch (batch invariance).
 
 // ---- Limits of the kernel, read by nf4_cuda.py (the only place they are defined) ----
-#define NF4_MAX_ROWS 4             // rows of x (MX) one launch takes
+#define NF4_MAX_ROWS 8             // rows of x (MX) one launch takes
 #define NF4_MAX_PARTS 3            // separately allocated row blocks one launch reads
 #define NF4_PART_ROWS_MULTIPLE 8   // every part but the last: rows a multiple of every tile height
 
@@ -71,14 +76,13 @@
 #define PARTS 1                    // 1: one weight, compiled without the per-tile choice of part
 #endif                             //    (it costs 2-3 %); NF4_MAX_PARTS: up to that many parts
 #ifndef NORM
-#define NORM 0                     // 1: x made from residual + delta (MX = 1)
+#define NORM 0                     // 1: x made from residual + delta, row by row
 #endif
 #ifndef ROWS_EXACT
 #define ROWS_EXACT 1               // 1: NT divides N, so no row is clamped and a tile's addresses
 #endif                             //    are one base plus constant offsets
 
 static_assert(MX >= 1 && MX <= NF4_MAX_ROWS, "MX: 1..NF4_MAX_ROWS rows of x");
-static_assert(!NORM || MX == 1, "NORM makes one row of x");
 static_assert(NF4_PART_ROWS_MULTIPLE % NT == 0, "a tile must never span two parts");
 static_assert(PARTS == 1 || PARTS == NF4_MAX_PARTS, "PARTS: 1 or NF4_MAX_PARTS");
 static_assert(GROUPS == 1 || GROUPS == 2, "GROUPS: 1 or 2");
@@ -166,15 +170,24 @@ __device__ __forceinline__ u32 byte_offset(u32 w, u32 lane4, u32 selector) {
 #define TABLE_WORDS (256 * 32)
 #endif
 
-// The 8 products of one word of codes (4 bytes, 8 weights) against the matching 4 pairs of x,
-// summed in one bf16x2 chain (a chain of one word keeps bitsandbytes-level error; longer ones
-// do not: docs/kernels.md), then widened and the two halves added in fp32.
-__device__ __forceinline__ float word_dot(const u32* w, const u32* xv, u32 lane4) {
+// The values of one word of codes (4 bytes, 8 weights) as 4 bf16 pairs: looked up once, used
+// for every row of x.
+__device__ __forceinline__ void word_pairs(u32 w, u32 lane4, u32 (&pairs)[4]) {
+    pairs[0] = pair_at(BYTE0(w));
+    pairs[1] = pair_at(BYTE1(w));
+    pairs[2] = pair_at(BYTE2(w));
+    pairs[3] = pair_at(BYTE3(w));
+}
+
+// The 8 products of one word's pairs against the matching 4 pairs of x, summed in one bf16x2
+// chain (a chain of one word keeps bitsandbytes-level error; longer ones do not:
+// docs/kernels.md), then widened and the two halves added in fp32.
+__device__ __forceinline__ float pair_dot(const u32 (&pairs)[4], const u32* xv) {
     u32 p = 0x80008000u;  // -0 in both halves: adding it changes nothing
-    p = fma_bf16x2(pair_at(BYTE0(w[0])), xv[0], p);
-    p = fma_bf16x2(pair_at(BYTE1(w[0])), xv[1], p);
-    p = fma_bf16x2(pair_at(BYTE2(w[0])), xv[2], p);
-    p = fma_bf16x2(pair_at(BYTE3(w[0])), xv[3], p);
+    p = fma_bf16x2(pairs[0], xv[0], p);
+    p = fma_bf16x2(pairs[1], xv[1], p);
+    p = fma_bf16x2(pairs[2], xv[2], p);
+    p = fma_bf16x2(pairs[3], xv[3], p);
     return bits_to_float(p << 16) + bits_to_float(p & 0xFFFF0000u);
 }
 
@@ -339,17 +352,13 @@ extern "C" __global__ void LAUNCH_BOUNDS nf4_gemv_cuda(
     float s[RPT][CPT];
     if (tile < tiles) load_tile(tile, n, group, gtid, parts, valid, w, s);
 #if NORM
-    // The residual, delta and norm weight.
-    Words rv[CPT][4], dv[CPT][4], g[CPT][4];
+    Words g[CPT][4];  // the norm weight
     #pragma unroll
     for (int c = 0; c < CPT; ++c) {
         const int chunk = gtid + c * GROUP_THREADS;
         #pragma unroll
-        for (int q = 0; q < 4; ++q) {
+        for (int q = 0; q < 4; ++q)
             g[c][q] = valid[c] ? *(reinterpret_cast<const Words*>(norm_weight) + chunk * 4 + q) : Words{0u, 0u, 0u, 0u};
-            rv[c][q] = x_word(x, chunk, q, valid[c]);
-            dv[c][q] = x_word(delta, chunk, q, valid[c]);
-        }
     }
 #else
     Words xw[MX][CPT][4];
@@ -371,49 +380,58 @@ extern "C" __global__ void LAUNCH_BOUNDS nf4_gemv_cuda(
 
     u32 xv[MX][CPT][16];  // this thread's x values as bf16 pairs, in the order codes are packed
 #if NORM
-    // x = norm_weight * rmsnorm(x + delta), x here being the residual (MX == 1).
-    u32 h[CPT][16];  // residual + delta as bf16 pairs
-    float squares = 0.0f;
+    // Row by row, x = norm_weight * rmsnorm(x + delta), x here being the residual. xv first
+    // holds h = residual + delta (stored to residual_out by block 0), then the normed x. Every
+    // row takes the same steps in the same order whatever MX is.
+    float* partial = reinterpret_cast<float*>(smem + TABLE_WORDS);  // before the tiles use it
     #pragma unroll
-    for (int c = 0; c < CPT; ++c) {
+    for (int m = 0; m < MX; ++m) {
+        float squares = 0.0f;
         #pragma unroll
-        for (int q = 0; q < 4; ++q) {
-            const u32 rw[4] = {rv[c][q].a, rv[c][q].b, rv[c][q].c, rv[c][q].d};
-            const u32 dw[4] = {dv[c][q].a, dv[c][q].b, dv[c][q].c, dv[c][q].d};
+        for (int c = 0; c < CPT; ++c) {
+            const int chunk = gtid + c * GROUP_THREADS;
             #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                // r * 1 + d rounded once: the fp32 add PyTorch does, then its rounding to bf16
-                const u32 sum = fma_bf16x2(rw[e], 0x3F803F80u, dw[e]);
-                h[c][q * 4 + e] = sum;
-                squares += low_half(sum) * low_half(sum) + high_half(sum) * high_half(sum);
+            for (int q = 0; q < 4; ++q) {
+                const Words r4 = x_word(x + (long)m * x_stride, chunk, q, valid[c]);
+                const Words d4 = x_word(delta + (long)m * x_stride, chunk, q, valid[c]);
+                const u32 rw[4] = {r4.a, r4.b, r4.c, r4.d};
+                const u32 dw[4] = {d4.a, d4.b, d4.c, d4.d};
+                #pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    // r * 1 + d rounded once: the fp32 add PyTorch does, then its rounding to bf16
+                    const u32 sum = fma_bf16x2(rw[e], 0x3F803F80u, dw[e]);
+                    xv[m][c][q * 4 + e] = sum;
+                    squares += low_half(sum) * low_half(sum) + high_half(sum) * high_half(sum);
+                }
+                if (blockIdx.x == 0 && group == 0 && valid[c]) {
+                    const u32* hq = xv[m][c] + q * 4;
+                    reinterpret_cast<Words*>(residual_out + (long)m * x_stride)[chunk * 4 + q] = Words{hq[0], hq[1], hq[2], hq[3]};
+                }
             }
         }
-    }
-    if (group != 0) squares = 0.0f;  // every set holds all of x: count it once
-    #pragma unroll
-    for (int mask = 16; mask > 0; mask >>= 1) squares += shuffle_xor(squares, mask);
-    float* partial = reinterpret_cast<float*>(smem + TABLE_WORDS);  // before the tiles use it
-    if ((tid & 31) == 0) partial[tid >> 5] = squares;
-    __syncthreads();
-    float total = 0.0f;
-    #pragma unroll
-    for (int k = 0; k < WARPS; ++k) total += partial[k];
-    const float inverse_rms = 1.0f / sqrtf(total / (float)(CHUNKS * 32) + (float)eps);
-    #pragma unroll
-    for (int c = 0; c < CPT; ++c) {
-        const int chunk = gtid + c * GROUP_THREADS;
+        if (group != 0) squares = 0.0f;  // every set holds all of x: count it once
         #pragma unroll
-        for (int q = 0; q < 4; ++q) {
-            const u32 gw[4] = {g[c][q].a, g[c][q].b, g[c][q].c, g[c][q].d};
+        for (int mask = 16; mask > 0; mask >>= 1) squares += shuffle_xor(squares, mask);
+        if ((tid & 31) == 0) partial[m * WARPS + (tid >> 5)] = squares;
+    }
+    __syncthreads();
+    #pragma unroll
+    for (int m = 0; m < MX; ++m) {
+        float total = 0.0f;
+        #pragma unroll
+        for (int k = 0; k < WARPS; ++k) total += partial[m * WARPS + k];
+        const float inverse_rms = 1.0f / sqrtf(total / (float)(CHUNKS * 32) + (float)eps);
+        #pragma unroll
+        for (int c = 0; c < CPT; ++c) {
             #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const u32 hw = h[c][q * 4 + e];
-                const u32 normed = bf16_pair(low_half(hw) * inverse_rms, high_half(hw) * inverse_rms);
-                xv[0][c][q * 4 + e] = fma_bf16x2(gw[e], normed, 0x80008000u);  // a bf16 product is exact in fp32
-            }
-            if (blockIdx.x == 0 && group == 0 && valid[c]) {
-                reinterpret_cast<Words*>(residual_out)[chunk * 4 + q] =
-                    Words{h[c][q * 4], h[c][q * 4 + 1], h[c][q * 4 + 2], h[c][q * 4 + 3]};
+            for (int q = 0; q < 4; ++q) {
+                const u32 gw[4] = {g[c][q].a, g[c][q].b, g[c][q].c, g[c][q].d};
+                #pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const u32 hw = xv[m][c][q * 4 + e];
+                    const u32 normed = bf16_pair(low_half(hw) * inverse_rms, high_half(hw) * inverse_rms);
+                    xv[m][c][q * 4 + e] = fma_bf16x2(gw[e], normed, 0x80008000u);  // a bf16 product is exact in fp32
+                }
             }
         }
     }
@@ -451,20 +469,28 @@ extern "C" __global__ void LAUNCH_BOUNDS nf4_gemv_cuda(
         float values[VALUES];  // row r, x row m at r * MX + m
         #pragma unroll
         for (int r = 0; r < RPT; ++r) {
+            float a[MX];
             #pragma unroll
-            for (int m = 0; m < MX; ++m) {
-                float a = 0.0f;
+            for (int m = 0; m < MX; ++m) a[m] = 0.0f;
+            #pragma unroll
+            for (int c = 0; c < CPT; ++c) {
+                const u32 words[4] = {w[r][c].a, w[r][c].b, w[r][c].c, w[r][c].d};
+                float chunk_sum[MX];
                 #pragma unroll
-                for (int c = 0; c < CPT; ++c) {
-                    const u32* xc = xv[m][c];
-                    const u32 words[4] = {w[r][c].a, w[r][c].b, w[r][c].c, w[r][c].d};
-                    float chunk_sum = word_dot(words, xc, lane4);
+                for (int j = 0; j < 4; ++j) {
+                    u32 pairs[4];
+                    word_pairs(words[j], lane4, pairs);
                     #pragma unroll
-                    for (int j = 1; j < 4; ++j) chunk_sum += word_dot(words + j, xc + 4 * j, lane4);
-                    a = chunk_sum * s[r][c] + a;
+                    for (int m = 0; m < MX; ++m) {
+                        const float d = pair_dot(pairs, xv[m][c] + 4 * j);
+                        chunk_sum[m] = j == 0 ? d : chunk_sum[m] + d;
+                    }
                 }
-                values[r * MX + m] = a;
+                #pragma unroll
+                for (int m = 0; m < MX; ++m) a[m] = chunk_sum[m] * s[r][c] + a[m];
             }
+            #pragma unroll
+            for (int m = 0; m < MX; ++m) values[r * MX + m] = a[m];
         }
 
         float* slot = reduce + parity * ((THREADS / LANES) * VALUES);

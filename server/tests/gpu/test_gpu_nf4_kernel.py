@@ -221,3 +221,39 @@ def test_captured_launches_replay_on_new_inputs() -> None:
         assert torch.equal(plain, cuda_gemv(x, weight))
         assert torch.equal(normed, norm_gemv(residual, delta, norm_weight, EPS, torch.empty_like(residual), weight))
         assert torch.equal(residual_out, residual + delta)
+
+
+WRITER_SHAPES = [(6144, 5120), (5120, 4096), (28672, 5120), (5120, 14336), (131, 320)]
+
+
+@pytest.mark.parametrize("n,k", WRITER_SHAPES)
+@pytest.mark.parametrize("capability", ["here", A10G])
+def test_every_row_of_a_batch_is_the_bits_of_that_row_alone(n, k, capability, monkeypatch) -> None:
+    """Batch invariance: at 1 to 16 rows (split into launches past what one takes), each row
+    of the product is bit for bit the one-row launch's, on this GPU's launches and the A10G's."""
+    weight = CudaNF4Weight(random_nf4(n, k, seed=n), None)
+    if capability != "here":
+        monkeypatch.setattr(weight, "capability", capability)
+    x = x_rows(16, k, seed=3)
+    alone = torch.cat([cuda_gemv(x[i : i + 1], weight) for i in range(16)])
+    for rows in (2, 3, 4, 5, 8, 11, 16):
+        assert torch.equal(cuda_gemv(x[:rows], weight), alone[:rows]), rows
+
+
+@pytest.mark.parametrize("rows", [2, 4, 8, 13])
+def test_norm_gemv_of_many_rows_is_each_rows_own(rows) -> None:
+    """The launch that makes its own input, row by row: each row's output and new residual are
+    those of the row alone."""
+    k = 5120
+    weight = CudaNF4Weight([random_nf4(4096, k, seed=1), random_nf4(1024, k, seed=2), random_nf4(1024, k, seed=3)], None)
+    torch.manual_seed(rows)
+    residual = (torch.randn(rows, k, device="cuda") * 3).to(torch.bfloat16)
+    delta = (torch.randn(rows, k, device="cuda") * 2).to(torch.bfloat16)
+    norm_weight = (torch.randn(k, device="cuda") * 0.3 + 1).to(torch.bfloat16)
+    residual_out = torch.empty_like(residual)
+    out = norm_gemv(residual, delta, norm_weight, EPS, residual_out, weight)
+    assert torch.equal(residual_out, residual + delta)
+    for i in range(rows):
+        one_out = torch.empty_like(residual[i : i + 1])
+        one = norm_gemv(residual[i : i + 1], delta[i : i + 1], norm_weight, EPS, one_out, weight)
+        assert torch.equal(out[i : i + 1], one), i
