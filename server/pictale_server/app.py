@@ -72,7 +72,7 @@ def create_app(
     services = Services(
         engine=engine,
         settings=settings,
-        scheduler=Scheduler(settings.queue_depth, settings.caller_queue_share),
+        scheduler=Scheduler(settings.queue_depth, settings.caller_queue_share, settings.writer_streams),
         runs=RunRegistry(
             settings.run_retention_s, log_bytes_per_caller=settings.run_log_bytes_per_caller
         ),

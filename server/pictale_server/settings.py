@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     # decodes on the reference path (transformers' forward). /health says which, and why.
     fast_path: Literal["auto", "off"] = "auto"
     max_context_tokens: int = 16384
+    # Writer streams decoded together (continuous batching, engine/batch_decoder.py): a stream
+    # starts once a lane and KV memory for its prompt + max_tokens are free.
+    writer_streams: int = Field(8, ge=1, le=16)
 
     @property
     def caller_queue_share(self) -> int:

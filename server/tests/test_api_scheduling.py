@@ -11,6 +11,9 @@ from conftest import IMAGE, LiveStream, names
 from fakes import FakeEngine, Script
 
 
+# Queueing is the writer's once all its streams are busy: these tests give it one stream.
+
+
 def held_engine() -> FakeEngine:
     """Each generation stops after its first token until the test sets `release`."""
     return FakeEngine(
@@ -20,7 +23,7 @@ def held_engine() -> FakeEngine:
 
 
 def test_full_queue_answers_429_with_retry_after(serve):
-    served = serve(held_engine(), queue_depth=1)
+    served = serve(held_engine(), writer_streams=1, queue_depth=1)
     running = LiveStream(served.client, "/v1/narrate", {"instruction": "A"})
     running.until_name("delta")
     waiting = LiveStream(served.client, "/v1/narrate", {"instruction": "B"})
@@ -44,7 +47,7 @@ def test_full_queue_answers_429_with_retry_after(serve):
 
 
 def test_queue_positions_are_resent_as_they_change(serve):
-    served = serve(held_engine(), queue_depth=4)
+    served = serve(held_engine(), writer_streams=1, queue_depth=4)
     first = LiveStream(served.client, "/v1/narrate", {"instruction": "first-job"})
     first.until_name("delta")
     second = LiveStream(served.client, "/v1/narrate", {"instruction": "second-job"})
@@ -62,7 +65,7 @@ def test_queue_positions_are_resent_as_they_change(serve):
 
 
 def test_cancel_route_stops_a_running_job_and_frees_the_model(serve):
-    served = serve(held_engine())
+    served = serve(held_engine(), writer_streams=1)
     running = LiveStream(served.client, "/v1/narrate", {"instruction": "A"})
     running.until_name("delta")
     waiting = LiveStream(served.client, "/v1/narrate", {"instruction": "B", "max_tokens": 1})
@@ -87,7 +90,7 @@ def test_cancel_route_stops_a_running_job_and_frees_the_model(serve):
 
 
 def test_cancelled_queued_job_is_dropped_without_running(serve):
-    served = serve(held_engine(), queue_depth=4)
+    served = serve(held_engine(), writer_streams=1, queue_depth=4)
     running = LiveStream(served.client, "/v1/narrate", {"instruction": "A"})
     running.until_name("delta")
     dropped = LiveStream(served.client, "/v1/narrate", {"instruction": "B"})
@@ -147,7 +150,7 @@ def test_a_plain_request_whose_client_leaves_is_cancelled(serve):
 
 
 def test_plain_request_cancelled_by_route_returns_partial_text(serve):
-    served = serve(held_engine())
+    served = serve(held_engine(), writer_streams=1)
     result: dict = {}
 
     def waiter() -> None:
@@ -174,7 +177,7 @@ def test_plain_request_cancelled_by_route_returns_partial_text(serve):
 
 
 def test_idempotent_retry_replaces_a_queued_job(serve):
-    served = serve(held_engine(), queue_depth=1)
+    served = serve(held_engine(), writer_streams=1, queue_depth=1)
     running = LiveStream(served.client, "/v1/narrate", {"instruction": "A"})
     running.until_name("delta")
     first_try = LiveStream(
@@ -251,7 +254,7 @@ def test_a_stream_whose_client_left_before_reading_is_cancelled():
 
 
 def test_one_key_cannot_take_every_place_in_a_queue(serve):
-    served = serve(held_engine(), queue_depth=4, api_keys=["key-one", "key-two"])
+    served = serve(held_engine(), writer_streams=1, queue_depth=4, api_keys=["key-one", "key-two"])
     one = {"x-api-key": "key-one"}
     two = {"authorization": "Bearer key-two"}
     running = LiveStream(served.client, "/v1/narrate", {"instruction": "A"}, headers=one)
@@ -270,4 +273,18 @@ def test_one_key_cannot_take_every_place_in_a_queue(serve):
     assert other.until_name("status").data == {"state": "queued", "position": 3}
     served.engine.release.set()
     for stream in (running, *waiting, other):
+        assert stream.rest()[-1].name == "done"
+
+
+def test_the_writer_runs_as_many_narrates_at_once_as_it_has_streams(serve):
+    served = serve(held_engine(), writer_streams=2, queue_depth=4)
+    first = LiveStream(served.client, "/v1/narrate", {"instruction": "first-job"})
+    second = LiveStream(served.client, "/v1/narrate", {"instruction": "second-job"})
+    first.until_name("delta")
+    assert second.until_name("status").data == {"state": "running"}  # never queued
+    second.until_name("delta")
+    third = LiveStream(served.client, "/v1/narrate", {"instruction": "third-job"})
+    assert third.until_name("status").data == {"state": "queued", "position": 1}
+    served.engine.release.set()
+    for stream in (first, second, third):
         assert stream.rest()[-1].name == "done"

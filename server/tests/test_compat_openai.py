@@ -396,7 +396,7 @@ def test_keys_are_required_and_an_empty_bearer_passes_when_none_are_set(serve) -
 
 
 def test_a_full_queue_is_a_429_in_openais_shape(serve) -> None:
-    served = serve(FakeEngine(writer=Script(["a", "b"], hold_after=1)), queue_depth=1)
+    served = serve(FakeEngine(writer=Script(["a", "b"], hold_after=1)), queue_depth=1, writer_streams=1)
     body = {"messages": [{"role": "user", "content": "x"}], "stream": True}
     with served.client.stream("POST", "/v1/chat/completions", json=body):
         served.engine.wait_for_calls(1)

@@ -7,8 +7,8 @@
   leave the process's resident memory close to where it was, and keep no request's picture,
   run or job alive. Each describe sends a 2400 x 1600 picture (11 MB decoded), so a leak of
   one picture per request shows up as hundreds of megabytes.
-- A client that drops mid-stream stops its generation at once and the request queued behind it
-  starts.
+- A client that drops mid-stream stops its generation at once: the describe queued behind it
+  starts, and the writer's batch frees the stream's lane and KV region.
 
 The engine is the dev engine itself, wrapped only to record how each generation ended.
 """
@@ -299,7 +299,8 @@ def test_a_client_that_drops_mid_stream_stops_its_generation_and_frees_the_model
         dropped = LiveStream(client, path, long_body)
         dropped.until_name("delta")
         behind = LiveStream(client, path, next_body)
-        assert behind.until_name("status").data == {"state": "queued", "position": 1}
+        if model == "vision":  # one job at a time; the writer decodes its streams together
+            assert behind.until_name("status").data == {"state": "queued", "position": 1}
 
         dropped.close()
         ending = server.engine.endings[model].get(timeout=WAIT_S)
@@ -316,3 +317,8 @@ def test_a_client_that_drops_mid_stream_stops_its_generation_and_frees_the_model
     while runs.get(dropped.run_id).state != "cancelled":
         assert time.monotonic() < deadline, runs.get(dropped.run_id).state
         time.sleep(0.01)
+    if model == "writer":
+        batch = server.engine.loaded("writer").loop
+        while batch.busy_lanes or batch.pool.free_tokens != batch.pool.capacity:
+            assert time.monotonic() < deadline, (batch.busy_lanes, batch.pool.free_tokens)
+            time.sleep(0.01)

@@ -240,3 +240,33 @@ def test_each_callers_share_defaults_to_half_the_depth(monkeypatch):
     assert Settings(profile="dev").caller_queue_share == 2
     with pytest.raises(ValidationError):
         Settings(profile="dev", queue_per_caller=0)
+
+
+def test_a_worker_of_several_streams_runs_that_many_jobs_at_once_and_queues_the_rest():
+    """The writer's worker runs one job per stream (the batch decodes them together); the job
+    after those waits its turn and is told its place."""
+    worker = ModelWorker("writer", depth=4, concurrency=2)
+    worker.start()
+
+    async def scenario():
+        gates, ran = [threading.Event(), threading.Event()], []
+        first, second = blocking_job(gates[0], ran, "first"), blocking_job(gates[1], ran, "second")
+        third = quick_job(ran, "third")
+        worker.submit(first)
+        worker.submit(second)
+        assert isinstance((await next_items(first, 1))[0], Started)
+        assert isinstance((await next_items(second, 1))[0], Started)  # no Queued: it started at once
+        worker.submit(third)
+        assert await next_items(third, 1) == [Queued(1)]
+        gates[1].set()
+        third_items = await until_ended(third)
+        assert isinstance(third_items[0], Started) and third_items[1:] == ["third-output", Ended()]
+        assert ran == ["first", "second", "third"] or ran == ["second", "first", "third"]
+        gates[0].set()
+        await until_ended(first)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        worker.stop()
+    assert sorted(thread.name for thread in worker._threads) == ["pictale-writer-0", "pictale-writer-1"]

@@ -163,3 +163,38 @@ def test_models_the_step_cannot_run_are_named_with_the_reason():
     assert "sliding" in structure_unsupported(sliding.model, [static_cache(sliding.config)])
     narrow = tiny_mistral(head_dim=16, hidden_size=64)
     assert "head dim 16" in structure_unsupported(narrow.model, [static_cache(narrow.config)])
+
+
+def test_the_batched_step_decodes_two_sequences_in_one_pool_like_transformers():
+    """`rows`: two prompts of different lengths, each in its own region of one pool, decoded
+    together; each row's logits follow transformers' forward on a cache of its own. (Three
+    steps: the interpreter runs every attention program in Python.)"""
+    from pictale_server.engine.fast_path.written_step import RowRegions
+    from pictale_server.engine.kv_pool import KVPool
+
+    model = tiny_mistral()
+    runner = CausalLMRunner(model)
+    pool = KVPool(model.config, 4 * 256, dtype=torch.bfloat16, device=torch.device("cpu"))
+    step = written_step(runner, [pool.cache], 256)
+    generator = torch.Generator().manual_seed(5)
+    prompts = [torch.randint(0, 256, (1, n), generator=generator) for n in (9, 17)]
+    regions = [pool.reserve(n.shape[1] + STEPS) for n in prompts]
+    own = [static_cache(model.config) for _ in prompts]
+    with torch.inference_mode():
+        logits = []
+        for prompt, region, cache in zip(prompts, regions, own, strict=True):
+            wrap = type("Prompt", (), {"input_ids": prompt})()
+            runner.prefill(wrap, pool.region_cache(region))
+            logits.append(runner.prefill(wrap, cache))
+        tokens = torch.cat([l.argmax(-1).view(1, 1) for l in logits])
+        position = torch.tensor([p.shape[1] for p in prompts])
+        rows = RowRegions(torch.tensor([r.start for r in regions]), torch.tensor([r.chunk for r in regions]),
+                          max(r.chunk for r in regions))
+        for _ in range(3):
+            ours = step.rows(tokens, position, rows, pool.cache).float()
+            for i, cache in enumerate(own):
+                theirs = runner.decode(tokens[i : i + 1], position[i : i + 1], cache).float()
+                assert torch.equal(ours[i].argmax(-1), theirs[0].argmax(-1)), i
+                torch.testing.assert_close(ours[i : i + 1], theirs, rtol=2e-2, atol=2e-2)
+            tokens = ours.argmax(-1).view(-1, 1)
+            position += 1

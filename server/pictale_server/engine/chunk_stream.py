@@ -13,7 +13,7 @@ from collections.abc import Collection, Generator, Iterator
 
 from pictale_server.engine.banned_phrases import MAX_REWINDS, PhraseGuard
 from pictale_server.engine.base import Cancel, Chunk, Delta, Finished, FinishReason
-from pictale_server.engine.decode_loop import Rewind
+from pictale_server.engine.request_sampler import Rewind
 from pictale_server.engine.text_stream import StopStringFilter
 
 

@@ -16,25 +16,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 import torch
 from transformers import StaticCache
 
 from pictale_server.engine.base import Sampling
-from pictale_server.engine.creative_samplers import (
-    CreativeState,
-    creative_accept,
-    creative_sample_next_token,
-    needs_creative,
-)
 from pictale_server.engine.decode_step import DecodeStep
 from pictale_server.engine.gpu_memory import release_cached_memory
 from pictale_server.engine.kv_buckets import KVBuckets
+from pictale_server.engine.request_sampler import RequestSampler, Rewind, SamplerMode
 from pictale_server.engine.sampler_vocabulary import SamplerVocabulary
-from pictale_server.engine.sampling import SamplingTensors, needs_ranking
-
-SamplerMode = Literal["plain", "ranked", "creative"]
 
 
 class ModelRunner(Protocol):
@@ -73,24 +65,10 @@ class CacheNotWritten(RuntimeError):
     """The model's forward did not write the decode loop's KV cache."""
 
 
-@dataclass(frozen=True)
-class Rewind:
-    """Sent into `DecodeLoop.tokens()`: take the answer back to its first `index` tokens and
-    sample the token at `index` again, never `banned` there (banned_phrases.py)."""
-
-    index: int
-    banned: int
-
-
 class DecodeLoop:
     """Decodes one request at a time on `runner`'s model with `step` (decode_choice.py), over
-    the KV views of `buckets`; on a GPU each step is a replayed CUDA graph.
-
-    Three sampler modes, one graph per (cache length, mode): "plain" (the step's own sampler,
-    kernels on the fast path), "ranked" (top-k/top-p: a sort of the vocabulary that other
-    settings skip, sampling.needs_ranking) and "creative" (creative_samplers.py: bias,
-    penalties, DRY, XTC, and the bookkeeping that rewinds need).
-    """
+    the KV views of `buckets`; on a GPU each step is a replayed CUDA graph, one per (cache
+    length, sampler mode: request_sampler.py)."""
 
     def __init__(
         self,
@@ -111,39 +89,32 @@ class DecodeLoop:
         self.cache: StaticCache = buckets.caches[self.cache_tokens]
         self.device = device
         self.vocab_size = vocab_size
-        self.vocabulary = vocabulary
-        self.params = SamplingTensors.allocate(device)
-        self.token = torch.zeros((1, 1), dtype=torch.int64, device=device)
+        self.sampler = RequestSampler(
+            step, vocab_size=vocab_size, context_tokens=self.cache_tokens, device=device, vocabulary=vocabulary
+        )
+        self.token = self.sampler.token
         self.position = torch.zeros((1,), dtype=torch.int64, device=device)
-        self.seen = torch.zeros((1, vocab_size), dtype=torch.bool, device=device)
-        self.logits = torch.zeros((1, vocab_size), dtype=torch.float32, device=device)
-        self.creative = CreativeState.allocate(vocab_size, self.cache_tokens, device)
-        self.mode: SamplerMode = "ranked"
-        self._first_logits = torch.zeros((1, vocab_size), dtype=torch.float32, device=device)
-        self._base_bias = torch.zeros((1, vocab_size), dtype=torch.float32, device=device)
-        self._bans: dict[int, set[int]] = {}  # answer index -> tokens banned there
-        self._prompt_tokens = 0
         self._graphs: dict[tuple[int, SamplerMode], torch.cuda.CUDAGraph] = {}
         self._graph_pool = None
         if device.type == "cuda":  # tokens read back while the next step runs (tokens())
             self._host_tokens = torch.zeros(2, dtype=torch.int64, pin_memory=True)
             self._token_ready = [torch.cuda.Event(), torch.cuda.Event()]
 
-    # -- the step (captured as one CUDA graph on a GPU) ----------------------------------------
+    @property
+    def mode(self) -> SamplerMode:
+        return self.sampler.mode
 
-    def _accept(self, logits: torch.Tensor) -> None:
-        """Sample from `logits` and feed the token back into the step's input buffers."""
-        self.logits.copy_(logits)
-        if self.mode == "creative":
-            chosen = creative_sample_next_token(logits, self.seen, self.creative, self.params)
-            creative_accept(chosen, self.seen, self.creative, self.params, self.token)
-        else:
-            self.step.sample(logits, self.seen, self.params, self.token, self.mode == "ranked")
+    @property
+    def logits(self) -> torch.Tensor:
+        """The last step's logits (1, vocab), float32."""
+        return self.sampler.logits
+
+    # -- the step (captured as one CUDA graph on a GPU) ----------------------------------------
 
     def _step(self) -> None:
         logits = self.step.forward(self.token, self.position, self.cache)
         self.position.add_(1)
-        self._accept(logits)
+        self.sampler.accept(logits)
 
     # -- per request ---------------------------------------------------------------------------
 
@@ -152,61 +123,20 @@ class DecodeLoop:
         self.cache = self.buckets.caches[self.bucket]
         for counter in cache_write_counters(self.cache):
             counter.zero_()
-        self.params.assign(sampling, seed)
-        self.mode = "creative" if needs_creative(sampling) else "ranked" if needs_ranking(sampling) else "plain"
-        ids = prompt_ids.view(-1).to(self.device)
-        self.seen.zero_()
-        self.seen[0, ids] = True
+        self.sampler.reset(sampling, seed, prompt_ids)
         self.position.fill_(prompt_ids.shape[-1])
-        self._prompt_tokens = int(prompt_ids.shape[-1])
-        self._bans = {}
-        if self.mode == "creative":
-            self._reset_creative(sampling, ids)
-
-    def _reset_creative(self, sampling: Sampling, ids: torch.Tensor) -> None:
-        state = self.creative
-        state.counts.zero_()
-        state.history[: ids.shape[0]].copy_(ids)
-        state.length.fill_(ids.shape[0])
-        self._base_bias.zero_()
-        for token, bias in sampling.logit_bias:
-            self._base_bias[0, token] = float("-inf") if bias <= -100 else bias
-        state.bias.copy_(self._base_bias)
-        # The masks come from the vocabulary's texts, decoded at the first request that needs them.
-        vocabulary = self.vocabulary
-        dry = vocabulary is not None and sampling.dry_multiplier > 0
-        state.breakers.copy_(vocabulary.breakers(sampling.dry_sequence_breakers) if dry else False)
-        xtc = vocabulary is not None and sampling.xtc_probability > 0
-        state.xtc_keep.copy_(vocabulary.xtc_keep if xtc else False)
 
     def _rewind(self, rewind: Rewind) -> None:
         """The answer back to `rewind.index` tokens; the token there sampled again without any
-        token banned there. Bans recorded further on belonged to the text that was taken back."""
-        index, prompt = rewind.index, self._prompt_tokens
-        self._bans = {i: bans for i, bans in self._bans.items() if i <= index}
-        self._bans.setdefault(index, set()).add(rewind.banned)
-        state = self.creative
-        kept = prompt + index
-        state.length.fill_(kept)
-        self.seen.zero_()
-        self.seen[0, state.history[:kept]] = True
-        state.counts.zero_()
-        answer = state.history[prompt:kept]
-        state.counts[0].scatter_add_(0, answer, torch.ones_like(answer, dtype=torch.float32))
-        state.bias.copy_(self._base_bias)
-        state.bias[0, list(self._bans[index])] = float("-inf")
-        if index == 0:  # the prefill's logits again; the answer's first slot is next
-            self.position.fill_(prompt)
-            for counter in cache_write_counters(self.cache):
-                counter.fill_(prompt)
-            self._accept(self._first_logits)
-        else:  # the step that wrote the token before, again: its logits are the index's
-            self.position.fill_(kept - 1)
-            for counter in cache_write_counters(self.cache):
-                counter.fill_(kept - 1)
-            self.token.fill_(int(state.history[kept - 1]))
+        token banned there (RequestSampler.begin_rewind)."""
+        slot = self.sampler.begin_rewind(rewind)
+        at = self.sampler.prompt_tokens if slot is None else slot
+        self.position.fill_(at)
+        for counter in cache_write_counters(self.cache):
+            counter.fill_(at)
+        if slot is not None:  # the step that wrote the token before, again: its logits are the index's
             self._run_step()
-        state.bias.copy_(self._base_bias)
+            self.sampler.end_rewind()
 
     def _capture(self) -> None:
         """Warm up, then capture `_step`. Warm-up mutates state, so it is saved and restored."""
@@ -227,19 +157,7 @@ class DecodeLoop:
         self._graphs[self.bucket, self.mode] = graph
 
     def _state_tensors(self) -> list[torch.Tensor]:
-        p = self.params
-        c = self.creative
-        return [
-            self.token,
-            self.position,
-            self.seen,
-            self.logits,
-            p.step,
-            c.counts,
-            c.history,
-            c.length,
-            *cache_write_counters(self.cache),
-        ]
+        return [self.position, *self.sampler.state_tensors(), *cache_write_counters(self.cache)]
 
     def _run_step(self) -> None:
         if self.graphs:
@@ -273,10 +191,7 @@ class DecodeLoop:
         replaces the one it bans.
         """
         self._reset(sampling, seed, prompt_ids)
-        first = self.runner.prefill(inputs, self.cache)
-        if self.mode == "creative":
-            self._first_logits.copy_(first)
-        self._accept(first)
+        self.sampler.accept_first(self.runner.prefill(inputs, self.cache))
         command = yield int(self.token.item())
         release_cached_memory(self.device)  # the prompt's temporaries (gpu_memory.py)
         answer = 1  # answer tokens yielded

@@ -24,9 +24,14 @@ DecodePath = Literal["fast", "reference"]
 
 class DecodeStep(Protocol):
     path: DecodePath
+    batched: bool  # whether `rows` runs many sequences in one pass (else one forward each)
 
     def forward(self, token: torch.Tensor, position: torch.Tensor, cache: StaticCache) -> torch.Tensor:
         """One token (1, 1) at cache slot `position` (1,) → (1, vocab) logits."""
+
+    def rows(self, token: torch.Tensor, position: torch.Tensor, regions, pool: StaticCache) -> torch.Tensor:
+        """Many sequences, each in its own region of `pool` (written_step.RowRegions): tokens
+        (R, 1) at region slots `position` (R,) → (R, vocab) logits. Only where `batched`."""
 
     def sample(
         self, logits: torch.Tensor, seen: torch.Tensor, params: SamplingTensors, token: torch.Tensor, by_rank: bool
@@ -42,13 +47,20 @@ def accept(next_token: torch.Tensor, seen: torch.Tensor, params: SamplingTensors
 
 
 class ReferenceStep:
+    """transformers' forward, one sequence per call: a batch runs its rows one after another
+    (batch_decoder.py), each on its region's own cache."""
+
     path: DecodePath = "reference"
+    batched = False
 
     def __init__(self, runner) -> None:
         self.runner = runner
 
     def forward(self, token, position, cache) -> torch.Tensor:
         return self.runner.decode(token, position, cache)
+
+    def rows(self, token, position, regions, pool) -> torch.Tensor:
+        raise NotImplementedError("the reference step runs one sequence per forward")
 
     def sample(self, logits, seen, params, token, by_rank) -> None:
         accept(sample_next_token(logits, seen, params, uniform_noise, by_rank), seen, params, token)

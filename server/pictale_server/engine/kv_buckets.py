@@ -26,19 +26,20 @@ def bucket_lengths(max_tokens: int, smallest: int = SMALLEST_BUCKET) -> list[int
     return lengths
 
 
-def _kv_shape(config) -> tuple[int, int]:
+def kv_shape(config) -> tuple[int, int]:
     text = config.get_text_config()
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
     return text.num_key_value_heads, head_dim
 
 
-def _view_layer(layer, full_layer, length: int) -> None:
-    """Make `layer` (a fresh StaticLayer of `length` slots) a window onto `full_layer`'s buffer."""
+def view_layer(layer, full_layer, length: int, start: int = 0) -> None:
+    """Make `layer` (a fresh StaticLayer of `length` slots) a window onto `full_layer`'s buffer,
+    from slot `start`."""
     layer.device = full_layer.device
     layer.batch_size, layer.num_heads = full_layer.batch_size, full_layer.num_heads
     layer.k_head_dim, layer.v_head_dim = full_layer.k_head_dim, full_layer.v_head_dim
-    layer.keys = full_layer.keys[:, :, :length]
-    layer.values = full_layer.values[:, :, :length]
+    layer.keys = full_layer.keys[:, :, start : start + length]
+    layer.values = full_layer.values[:, :, start : start + length]
     layer.cumulative_length = torch.zeros_like(full_layer.cumulative_length)
     layer.is_initialized = True
 
@@ -48,7 +49,7 @@ class KVBuckets:
         self.max_tokens = max_tokens
         self.device = device
         full = StaticCache(config=config, max_cache_len=max_tokens)
-        num_heads, head_dim = _kv_shape(config)
+        num_heads, head_dim = kv_shape(config)
         full.early_initialization(
             batch_size=1, num_heads=num_heads, head_dim=head_dim, dtype=dtype, device=device
         )
@@ -56,7 +57,7 @@ class KVBuckets:
         for length in bucket_lengths(max_tokens)[:-1]:
             cache = StaticCache(config=config, max_cache_len=length)
             for layer, full_layer in zip(cache.layers, full.layers, strict=True):
-                _view_layer(layer, full_layer, length)
+                view_layer(layer, full_layer, length)
             self.caches[length] = cache
         self.caches[max_tokens] = full
 

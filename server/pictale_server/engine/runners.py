@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -35,13 +36,22 @@ class CausalLMRunner:
 
     def step_parts(self):
         """Text decoder, lm_head and the rotary positions of a cache slot, for the fast step."""
-        return self.model.model, self.model.lm_head, lambda position: position.view(1, 1)
+        return self.model.model, self.model.lm_head, lambda position: position.view(-1, 1)
 
     def prefill(self, inputs: WriterPrompt, cache: StaticCache) -> torch.Tensor:
+        *_, logits = self.prefill_slices(inputs, cache, self.prefill_chunk_tokens)
+        return logits
+
+    def prefill_slices(
+        self, inputs: WriterPrompt, cache: StaticCache, tokens: int
+    ) -> Iterator[torch.Tensor | None]:
+        """The prompt's forward in slices of `tokens`, one per `next()`: None after each slice
+        but the last, then the last slice's (1, vocab) logits. A batch decodes its running
+        streams between two slices."""
         ids = inputs.input_ids.to(self.model.device)
-        logits = None
-        for start in range(0, ids.shape[1], self.prefill_chunk_tokens):
-            chunk = ids[:, start : start + self.prefill_chunk_tokens]
+        last = ids.shape[1]
+        for start in range(0, last, tokens):
+            chunk = ids[:, start : start + tokens]
             positions = torch.arange(start, start + chunk.shape[1], device=ids.device).unsqueeze(0)
             out = self.model(
                 input_ids=chunk,
@@ -50,8 +60,7 @@ class CausalLMRunner:
                 use_cache=True,
                 logits_to_keep=1,
             )
-            logits = out.logits[:, -1, :]
-        return logits
+            yield out.logits[:, -1, :] if start + tokens >= last else None
 
     def decode(
         self, token: torch.Tensor, position: torch.Tensor, cache: StaticCache

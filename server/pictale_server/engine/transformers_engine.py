@@ -25,9 +25,11 @@ from pictale_server.engine.base import Cancel, ChatMessage, Chunk, Sampling
 from pictale_server.engine.chat_format import CHATML_ANSWER_END, chatml_segments, markup, tekken_segments
 from pictale_server.engine.chunk_stream import stream_chunks
 from pictale_server.engine.decode_choice import DecodeChoice, choose_decode_step
+from pictale_server.engine.batch_decoder import BatchDecoder
 from pictale_server.engine.decode_loop import DecodeLoop
 from pictale_server.engine.gpu_memory import prepare_thread, use_expandable_segments
 from pictale_server.engine.kv_buckets import KVBuckets
+from pictale_server.engine.kv_pool import KVPool, bytes_per_token, pool_tokens
 from pictale_server.engine.load_failures import check_source, classify
 from pictale_server.engine.loading import LoadPlan, from_pretrained_kwargs, hub_kwargs, plan_for
 from pictale_server.engine.model_sources import ModelSource
@@ -58,7 +60,7 @@ VISION_CACHE_TOKENS = 8192
 class LoadedModel:
     model: torch.nn.Module
     tokenizer: object
-    loop: DecodeLoop
+    loop: DecodeLoop | BatchDecoder  # the writer's decodes many requests at once
     end_ids: frozenset[int]
     decode: DecodeChoice
 
@@ -152,8 +154,9 @@ class TransformersEngine:
         hello = [ChatMessage(role="user", content="Hello")]
         ids = self.writer_prompt_ids(hello)
         writer = self._require(self._writer, "writer")
-        writer.loop.check_cache_writes(WriterPrompt(ids), ids)
-        writer.loop.capture_graphs(WriterPrompt(ids), ids)
+        writer.loop.check_cache_writes(ids)
+        writer.loop.capture_graphs()
+        writer.loop.warm_samplers(ids)
         vision = self._require(self._vision, "vision")
         inputs = self._vision_inputs(picture, hello).to(self._device, vision.model.dtype)
         vision.loop.check_cache_writes(inputs, inputs.input_ids)
@@ -197,6 +200,28 @@ class TransformersEngine:
         loop = DecodeLoop(runner, buckets, choice.step, vocab_size=vocab_size, vocabulary=vocabulary)
         return loop, choice
 
+    def _writer_decoder(
+        self, runner: CausalLMRunner, model: torch.nn.Module, *, vocab_size: int, tokenizer, end_ids: frozenset[int]
+    ) -> tuple[BatchDecoder, DecodeChoice]:
+        """The writer's KV pool (kv_pool.py), its decode step and the batch over both."""
+        context = self._settings.max_context_tokens
+        lanes = self._settings.writer_streams
+        per_token = bytes_per_token(model.config, model.dtype)
+        if self._device.type == "cuda":  # the vision model is resident: what is left is the pool's
+            tokens = pool_tokens(_free_gpu_bytes(self._device), per_token, context, lanes * context)
+        else:  # the dev profile: room for a full context and as much again
+            tokens = pool_tokens(0, per_token, 2 * context, 2 * context)
+        pool = KVPool(model.config, tokens, dtype=model.dtype, device=self._device)
+        logger.info("the writer's KV pool holds %d tokens (%.2f GiB) for %d streams", tokens, tokens * per_token / 2**30, lanes)
+        choice = choose_decode_step(
+            "the writer", runner, [pool.cache], self._device, setting=self._settings.fast_path, cache_tokens=context,
+        )
+        vocabulary = SamplerVocabulary(tokenizer, vocab_size, end_ids, self._device)
+        decoder = BatchDecoder(
+            runner, pool, choice.step, lanes=lanes, vocab_size=vocab_size, context_tokens=context, vocabulary=vocabulary,
+        )
+        return decoder, choice
+
     def _load_vision(self, source: ModelSource) -> tuple[LoadedModel, VisionPreprocessor]:
         plan = self._plan(source)
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
@@ -226,9 +251,8 @@ class TransformersEngine:
         )
         model = self._finish_loading(model, plan)
         tokenizer = AutoTokenizer.from_pretrained(source.location, **hub_kwargs(source))
-        loop, choice = self._decode_loop(
-            "the writer", CausalLMRunner(model), model,
-            cache_tokens=self._settings.max_context_tokens, vocab_size=model.config.vocab_size,
+        loop, choice = self._writer_decoder(
+            CausalLMRunner(model), model, vocab_size=model.config.vocab_size,
             tokenizer=tokenizer, end_ids=frozenset({tokenizer.eos_token_id}),
         )
         return LoadedModel(model, tokenizer, loop, frozenset({tokenizer.eos_token_id}), choice)
@@ -370,6 +394,14 @@ class TransformersEngine:
             log_probs = torch.log_softmax(predicted, dim=-1).gather(-1, answer[0].unsqueeze(-1))
             scores.append(float(log_probs.sum()))
         return scores
+
+
+def _free_gpu_bytes(device: torch.device) -> int:
+    """Memory this process may still take on `device`: the card's free memory, or less where a
+    memory fraction caps the process (benchmarks emulate a smaller card that way)."""
+    free, total = torch.cuda.mem_get_info(device)
+    fraction = getattr(torch.cuda, "get_per_process_memory_fraction", lambda _device: 1.0)(device)
+    return int(min(free, fraction * total - torch.cuda.memory_reserved(device)))
 
 
 def _fitted(sampling: Sampling, prompt_tokens: int, limit: int) -> Sampling:

@@ -1,7 +1,8 @@
-"""One worker thread per model, each draining a bounded FIFO queue of blocking jobs.
+"""Worker threads per model, each model's draining one bounded FIFO queue of blocking jobs.
 
-Engine calls block (they run a GPU decode loop), so each model gets a thread that runs one job
-at a time. The asyncio side submits `Job`s and reads what the worker reports from the job's
+Engine calls block (they drive a GPU decode loop), so each model gets as many threads as it
+runs jobs at once: one for the vision model, one per writer stream (the writer decodes its
+streams together: engine/batch_decoder.py). The asyncio side submits `Job`s and reads what the worker reports from the job's
 `sink`: `Queued(position)` while waiting (re-sent whenever the position changes), `Started`,
 whatever the job's work emits, then `Ended` (or `Dropped` then `Ended` for a job cancelled
 before it ran). A full queue refuses new jobs with 429 `queue_full`, and so does a queue that
@@ -70,16 +71,17 @@ class Job:
 
 
 class ModelWorker:
-    def __init__(self, name: str, depth: int, per_caller: int | None = None) -> None:
+    def __init__(self, name: str, depth: int, per_caller: int | None = None, concurrency: int = 1) -> None:
         self.name = name
         self.depth = depth
         self.per_caller = per_caller or depth
+        self.concurrency = concurrency  # jobs that run at once, one thread each
         self._waiting: deque[Job] = deque()
-        self._busy = False
+        self._running = 0
         self._stopping = False
         self._cond = threading.Condition()
         self._recent_durations: deque[float] = deque(maxlen=16)
-        self._thread = threading.Thread(target=self._loop, name=f"pictale-{name}", daemon=True)
+        self._threads: list[threading.Thread] = []
 
     @property
     def waiting(self) -> int:
@@ -87,21 +89,27 @@ class ModelWorker:
             return len(self._waiting)
 
     def start(self) -> None:
-        """Start (or, after `stop`, restart) the thread; a no-op while it runs."""
+        """Start (or, after `stop`, restart) the threads; a no-op while they run."""
         with self._cond:
-            if self._thread.is_alive():
+            if any(thread.is_alive() for thread in self._threads):
                 return
             self._stopping = False
-            self._thread = threading.Thread(target=self._loop, name=self._thread.name, daemon=True)
-            self._thread.start()
+            names = [f"pictale-{self.name}"] if self.concurrency == 1 else [
+                f"pictale-{self.name}-{index}" for index in range(self.concurrency)
+            ]
+            self._threads = [threading.Thread(target=self._loop, name=name, daemon=True) for name in names]
+            for thread in self._threads:
+                thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Drop waiting jobs and end the thread once its current job (if any) returns."""
+        """Drop waiting jobs and end the threads once their current jobs (if any) return."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def submit(self, job: Job) -> None:
         with self._cond:
@@ -123,7 +131,7 @@ class ModelWorker:
                         retry_after=self._retry_after_locked(),
                     )
             self._waiting.append(job)
-            if self._busy or len(self._waiting) > 1:
+            if self._running + len(self._waiting) > self.concurrency:
                 job.sink.put(Queued(len(self._waiting)))
             self._cond.notify_all()
 
@@ -144,13 +152,14 @@ class ModelWorker:
             with self._cond:
                 while not self._waiting and not self._stopping:
                     self._cond.wait()
-                if self._stopping:
+                stopping = self._stopping
+                if stopping:
                     dropped, self._waiting = list(self._waiting), deque()
                 else:
                     job = self._waiting.popleft()
-                    self._busy = True
+                    self._running += 1
                     self._announce_positions_locked(0)
-            if self._stopping:
+            if stopping:
                 for waiting in dropped:
                     waiting.sink.put(Dropped())
                     waiting.sink.put(Ended())
@@ -160,7 +169,7 @@ class ModelWorker:
             finally:
                 del job  # hold no finished request's image or prompts while idle
                 with self._cond:
-                    self._busy = False
+                    self._running -= 1
 
     def _run(self, job: Job) -> None:
         if job.cancel.is_set:
@@ -178,24 +187,28 @@ class ModelWorker:
         job.sink.put(Ended(error))
 
     def _announce_positions_locked(self, first_changed: int) -> None:
+        """Tell the jobs from `first_changed` on their place, those that wait for a busy thread
+        (one that a free thread takes next is not queued)."""
         for index in range(first_changed, len(self._waiting)):
-            self._waiting[index].sink.put(Queued(index + 1))
+            if self._running + index + 1 > self.concurrency:
+                self._waiting[index].sink.put(Queued(index + 1))
 
     def _retry_after_locked(self) -> int:
-        """Seconds until a slot is likely free: the recent mean job time, at least 1 s."""
+        """Seconds until a place is likely free: the recent mean job time over the jobs that
+        run at once, at least 1 s."""
         if not self._recent_durations:
             return 2
         mean = sum(self._recent_durations) / len(self._recent_durations)
-        return max(1, min(60, math.ceil(mean)))
+        return max(1, min(60, math.ceil(mean / self.concurrency)))
 
 
 class Scheduler:
     """The two model workers. `queue_depth` bounds each model's waiting jobs, `per_caller` one
-    caller's share of them."""
+    caller's share of them; `writer_streams` writer jobs run at once."""
 
-    def __init__(self, queue_depth: int, per_caller: int | None = None) -> None:
+    def __init__(self, queue_depth: int, per_caller: int | None = None, writer_streams: int = 1) -> None:
         self.vision = ModelWorker("vision", queue_depth, per_caller)
-        self.writer = ModelWorker("writer", queue_depth, per_caller)
+        self.writer = ModelWorker("writer", queue_depth, per_caller, concurrency=writer_streams)
 
     def start(self) -> None:
         self.vision.start()

@@ -11,8 +11,11 @@ step's.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
+import threading
+import time
 
 import pytest
 import torch
@@ -27,7 +30,9 @@ from pictale_server.engine.dev.models import (
 )
 from pictale_server.engine.dev.hub_layout import save_in_hub_layout
 from pictale_server.engine.dev.tokenizers import build_qwen_tokenizer, build_tekken_tokenizer
+from pictale_server.engine.fast_path.written_step import RowRegions
 from pictale_server.engine.prepare_weights import HubModel, prepare, quantize_nf4
+from pictale_server.engine.runners import WriterPrompt
 from pictale_server.engine.loader import load_engine
 from pictale_server.settings import Settings
 
@@ -111,18 +116,15 @@ def reference(checkpoints):
 PROMPT = [ChatMessage(role="user", content="Tell a story about the harbour at dusk, the ships and the lights.")]
 
 
-def writer_tokens(engine, sampling: Sampling) -> tuple[list[int], torch.Tensor]:
-    """The writer's token ids for PROMPT, and the first decode step's logits."""
+def writer_tokens(engine, sampling: Sampling, prompt=PROMPT) -> tuple[list[int], torch.Tensor]:
+    """The writer's token ids for `prompt`, and the first decode step's logits (from a run of
+    two tokens alone: lane 0's last logits)."""
     loop = engine.loaded("writer").loop
-    ids = engine.writer_prompt_ids(PROMPT)
-    from pictale_server.engine.runners import WriterPrompt
-
-    tokens, first_step = [], None
-    for index, token in enumerate(loop.tokens(WriterPrompt(ids), ids, sampling, seed=sampling.seed or 0)):
-        tokens.append(token)
-        if index == 1:
-            first_step = loop.logits.clone()
-    return tokens, first_step
+    ids = engine.writer_prompt_ids(prompt)
+    seed = sampling.seed or 0
+    tokens = list(loop.tokens(None, ids, sampling, seed=seed))
+    list(loop.tokens(None, ids, dataclasses.replace(sampling, max_tokens=2), seed=seed))
+    return tokens, loop.logits.clone()
 
 
 def test_nf4_models_on_this_gpu_decode_on_the_fast_path(fast, reference):
@@ -168,15 +170,96 @@ def test_a_seed_gives_the_same_story_every_time(fast):
     assert writer_tokens(fast, sampling)[0] == writer_tokens(fast, sampling)[0]
 
 
-def test_many_requests_never_overrun_the_cache(fast):
-    """2,400 steps over 30 requests: the captured cache writes follow the positions."""
+def test_many_requests_leave_every_lane_and_slot_free(fast):
+    """2,400 steps over 30 requests: each ends whole and gives its lane and region back."""
     loop = fast.loaded("writer").loop
     sampling = Sampling(max_tokens=80, temperature=0.7, seed=1)
     for _ in range(30):
         tokens, _ = writer_tokens(fast, sampling)
         assert len(tokens) == 80
-        prompt = fast.writer_prompt_ids(PROMPT).shape[1]
-        assert loop.written_tokens() == prompt + 80 - 1
+    assert settled(loop)
+
+
+def settled(loop) -> bool:
+    deadline = time.monotonic() + 10
+    while loop.busy_lanes or loop.pool.free_tokens != loop.pool.capacity:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def all_at_once(engine, requests: list[tuple[list, Sampling]]) -> list[list[int]]:
+    """Each (prompt, sampling) streamed on its own thread, all at once: their token ids."""
+    loop = engine.loaded("writer").loop
+    results: list[list[int]] = [[] for _ in requests]
+
+    def consume(index: int) -> None:
+        prompt, sampling = requests[index]
+        ids = engine.writer_prompt_ids(prompt)
+        results[index] = list(loop.tokens(None, ids, sampling, seed=sampling.seed or 0))
+
+    threads = [threading.Thread(target=consume, args=(i,)) for i in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    return results
+
+
+def story(words: int) -> list:
+    return [ChatMessage(role="user", content="A lighthouse by the sea," + " and the gulls" * words)]
+
+
+@pytest.mark.parametrize("sampling", [
+    Sampling(max_tokens=96, temperature=0.0),
+    Sampling(max_tokens=96, temperature=1.0, min_p=0.02, seed=21),
+    Sampling(max_tokens=96, temperature=0.9, top_p=0.8, seed=22),
+    Sampling(max_tokens=96, temperature=0.9, seed=23, presence_penalty=0.3, dry_multiplier=0.8,
+             xtc_probability=0.5, xtc_threshold=0.05),
+], ids=["greedy", "min_p", "top_p", "creative"])
+def test_a_request_gets_the_same_tokens_alone_and_in_a_batch_of_eight(fast, sampling):
+    """Batch invariance on the fast path: every kernel computes a row the same way whatever
+    rows share the step, so the tokens are equal, not merely close."""
+    loop = fast.loaded("writer").loop
+    alone = writer_tokens(fast, sampling, story(3))[0]
+    others = [(story(w), Sampling(max_tokens=40 + 9 * w, temperature=1.0, seed=w)) for w in range(7)]
+    rows_before = loop.stats.rows
+    together = all_at_once(fast, [*others[:4], (story(3), sampling), *others[4:]])
+    assert together[4] == alone
+    assert loop.stats.rows - rows_before > 96  # steps ran many rows
+    assert settled(loop)
+
+
+def test_the_batched_step_of_eight_rows_gives_each_row_its_one_row_logits(fast):
+    """The written-out step over 8 lanes at once against each lane on its own, bit for bit."""
+    loop = fast.loaded("writer").loop
+    ids = fast.writer_prompt_ids(story(2))
+    regions = []
+    try:
+        for lane in range(8):
+            region = loop.pool.reserve(ids.shape[1] + 64 * (lane + 1))
+            regions.append(region)
+            cache = loop.pool.region_cache(region)
+            with torch.inference_mode():
+                loop.runner.prefill(WriterPrompt(ids[:, : ids.shape[1] - lane]), cache)
+            loop.token[lane, 0] = int(ids[0, ids.shape[1] - lane - 1]) + lane
+            loop.position[lane] = ids.shape[1] - lane
+            loop.first[lane] = region.start
+            loop.chunk[lane] = region.chunk
+        chunk = max(region.chunk for region in regions)
+        with torch.inference_mode():
+            together = loop.step.rows(loop.token[:8], loop.position[:8], loop._regions(8, chunk), loop.pool.cache).clone()
+            for lane in range(8):
+                one = slice(lane, lane + 1)
+                regions_one = RowRegions(loop.first[one], loop.chunk[one], regions[lane].chunk)
+                alone = loop.step.rows(loop.token[one], loop.position[one], regions_one, loop.pool.cache)
+                assert torch.equal(alone[0], together[lane]), lane
+    finally:
+        for region in regions:
+            loop.pool.release(region)
+        for lane in range(8):  # no sequence held them: back to scratch
+            loop._release(lane)
 
 
 def test_a_description_streams_on_the_fast_path(fast):

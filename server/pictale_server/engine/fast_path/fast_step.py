@@ -14,12 +14,16 @@ from pictale_server.kernels.sampling_noise import uniform_noise
 
 class FastStep:
     path: DecodePath = "fast"
+    batched = True
 
     def __init__(self, written: WrittenStep) -> None:
         self.written = written
 
     def forward(self, token, position, cache) -> torch.Tensor:
         return self.written(token, position, cache)
+
+    def rows(self, token, position, regions, pool) -> torch.Tensor:
+        return self.written.rows(token, position, regions, pool)
 
     def sample(self, logits, seen, params, token, by_rank) -> None:
         if not by_rank:

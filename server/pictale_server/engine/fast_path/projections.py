@@ -30,12 +30,12 @@ class Projection(Protocol):
     out_features: int
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """x [1, 1, K] (already normed) → [1, 1, N]."""
+        """x [R, 1, K] (already normed) → [R, 1, N]: one row per sequence of the step."""
 
     def normed(
         self, residual: torch.Tensor, delta: torch.Tensor, norm: torch.nn.Module, residual_out: torch.Tensor
     ) -> torch.Tensor:
-        """rms_norm(residual + delta) · W^T → [1, 1, N], with residual + delta stored to
+        """rms_norm(residual + delta) · W^T → [R, 1, N], with residual + delta stored to
         residual_out (which must not be `residual`)."""
 
 
@@ -57,17 +57,18 @@ class NF4Projection:
         self.out_features = weight.out_features
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return cuda_gemv(x.reshape(1, -1), self.weight).view(*x.shape[:-1], -1)
+        return cuda_gemv(x.reshape(-1, x.shape[-1]), self.weight).view(*x.shape[:-1], -1)
 
     def normed(self, residual, delta, norm, residual_out) -> torch.Tensor:
         out = norm_gemv(residual, delta, norm.weight, norm.variance_epsilon, residual_out, self.weight)
         return out.view(*residual.shape[:-1], -1)
 
-    def warm_up(self, normed: bool) -> None:
-        """Compile the kernel variant this projection launches (NVRTC, ~0.2 s each): before a
-        CUDA graph is captured, and where a failure can still choose the reference path."""
+    def warm_up(self, normed: bool, rows: int = 1) -> None:
+        """Compile the kernel variants this projection launches for `rows` rows (NVRTC, ~0.2 s
+        each): before a CUDA graph is captured, and where a failure can still choose the
+        reference path."""
         k = self.weight.in_features
-        zeros = torch.zeros((1, k), dtype=torch.bfloat16, device=self.weight.device)
+        zeros = torch.zeros((rows, k), dtype=torch.bfloat16, device=self.weight.device)
         if normed:
             norm_weight = torch.ones(k, dtype=torch.bfloat16, device=zeros.device)
             norm_gemv(zeros, zeros.clone(), norm_weight, 1e-6, torch.empty_like(zeros), self.weight)
@@ -130,14 +131,17 @@ def nf4_layer_projections(layer: torch.nn.Module, index: int) -> LayerProjection
     )
 
 
-def warm_up(layers: list[LayerProjections]) -> None:
-    """Compile every kernel variant the step launches (each shape once)."""
+def warm_up(layers: list[LayerProjections], rows: tuple[int, ...] = (1,)) -> None:
+    """Compile every kernel variant the step launches for each batch size in `rows` (each
+    shape once)."""
     seen = set()
-    for index, layer in enumerate(layers):
-        for projection, normed in (
-            (layer.qkv, index > 0), (layer.o, False), (layer.gate_up, True), (layer.down, False),
-        ):
-            key = (projection.weight.out_features, projection.weight.in_features, len(projection.weight.parts), normed)
-            if key not in seen:
-                seen.add(key)
-                projection.warm_up(normed)
+    for count in rows:
+        for index, layer in enumerate(layers):
+            for projection, normed in (
+                (layer.qkv, index > 0), (layer.o, False), (layer.gate_up, True), (layer.down, False),
+            ):
+                weight = projection.weight
+                key = (weight.out_features, weight.in_features, len(weight.parts), normed, count)
+                if key not in seen:
+                    seen.add(key)
+                    projection.warm_up(normed, count)

@@ -23,14 +23,18 @@ which is the plain rotary at that position.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
 from pictale_server.engine.fast_path.projections import LayerProjections
-from pictale_server.kernels.decode_attention_kernel import HEAD_DIMS, split_decode_attention
+from pictale_server.kernels.decode_attention_kernel import HEAD_DIMS, region_decode_attention, split_decode_attention
 from pictale_server.kernels.decode_ops import add_rms_norm_, rms_norm, rotary_cache_write, silu_mul
 
 RopePositions = Callable[[torch.Tensor], torch.Tensor]
+
+# Rows lm_head always computes (written_step.WrittenStep._logits): the most a batched step takes.
+LOGIT_ROWS = 16
 
 
 def structure_unsupported(text_model: torch.nn.Module, caches) -> str:
@@ -74,7 +78,8 @@ def structure_unsupported(text_model: torch.nn.Module, caches) -> str:
 
 
 class WrittenStep:
-    """`step(token (1, 1), position (1,), cache) -> (1, vocab) logits`, graph-safe."""
+    """`step(token (1, 1), position (1,), cache) -> (1, vocab) logits` for one sequence, and
+    `step.rows(...)` for many in one shared cache (continuous batching); graph-safe."""
 
     def __init__(
         self,
@@ -109,17 +114,47 @@ class WrittenStep:
     def _rope(self, residual: torch.Tensor, position: torch.Tensor):
         if self.rope_table is None:
             return self.text_model.rotary_emb(residual, self.rope_positions(position))
-        both = self.rope_table.index_select(1, position)  # [2, 1, head dim]
-        return both[0:1], both[1:2]
+        both = self.rope_table.index_select(1, position)  # [2, rows, head dim]
+        rows = position.numel()
+        return both[0].view(rows, 1, -1), both[1].view(rows, 1, -1)
 
     def __call__(self, token: torch.Tensor, position: torch.Tensor, cache) -> torch.Tensor:
+        """One sequence (1, 1) at cache slot `position` (1,) of its own cache → (1, vocab)."""
+
+        def attend(attention, q, k, v, cos, sin, index) -> torch.Tensor:
+            layer = cache.layers[index]
+            keys, values = layer.keys, layer.values
+            rotated = rotary_cache_write(q, k, v, cos, sin, keys, values, position)
+            return split_decode_attention(rotated, keys, values, None, attention.scaling, last_slot=position)
+
+        x = self._forward(token, position, attend)
+        _advance(cache)
+        return self.lm_head(x)[:, -1, :]
+
+    def rows(self, token: torch.Tensor, position: torch.Tensor, regions: RowRegions, pool) -> torch.Tensor:
+        """Many sequences at once, each in its own region of `pool` (one static cache of batch 1
+        that every row writes its own slots of): token (R, 1) at region slot `position` (R,)
+        → (R, vocab). Each row's logits are the same bits whatever rows share the step."""
+        slot = regions.first + position
+
+        def attend(attention, q, k, v, cos, sin, index) -> torch.Tensor:
+            layer = pool.layers[index]
+            keys, values = layer.keys, layer.values
+            rotated = rotary_cache_write(q, k, v, cos, sin, keys, values, slot)
+            return region_decode_attention(
+                rotated, keys, values, regions.first, slot, regions.chunk, attention.scaling, regions.max_chunk
+            )
+
+        return self._logits(self._forward(token, position, attend))
+
+    def _forward(self, token: torch.Tensor, position: torch.Tensor, attend) -> torch.Tensor:
         model = self.text_model
-        residual = model.embed_tokens(token)
+        residual = model.embed_tokens(token)  # [rows, 1, hidden]
         cos, sin = self._rope(residual, position)
         first = self.layers[0].input_layernorm
         x = rms_norm(residual, first.weight, first.variance_epsilon)
         delta = None  # what the residual still has to take in: the last MLP's output
-        for layer, cache_layer, proj in zip(self.layers, cache.layers, self.projections, strict=True):
+        for index, (layer, proj) in enumerate(zip(self.layers, self.projections, strict=True)):
             attention = layer.self_attn
             if delta is None:  # the first layer: its input norm was a launch of its own
                 qkv = proj.qkv(x)
@@ -128,28 +163,42 @@ class WrittenStep:
                 qkv = proj.qkv.normed(residual, delta, layer.input_layernorm, summed)
                 residual = summed
             q, k, v = qkv.split(proj.qkv_split, dim=-1)
-            attended = proj.o(self._attend(attention, q, k, v, cos, sin, cache_layer, position))
+            heads = (*q.shape[:-1], -1, attention.head_dim)
+            attended = attend(
+                attention, q.view(heads).transpose(1, 2), k.view(heads).transpose(1, 2),
+                v.view(heads).transpose(1, 2), cos, sin, index,
+            ).reshape(*q.shape[:-1], -1)
+            attended = proj.o(attended)
             summed = torch.empty_like(residual)
             gate_up = proj.gate_up.normed(residual, attended, layer.post_attention_layernorm, summed)
             residual = summed
             gate, up = gate_up.split(proj.gate_rows, dim=-1)
             delta = proj.down(silu_mul(gate, up))
         final = model.norm
-        x = add_rms_norm_(residual, delta, final.weight, final.variance_epsilon)
-        _advance(cache)
-        return self.lm_head(x)[:, -1, :]
+        return add_rms_norm_(residual, delta, final.weight, final.variance_epsilon)
 
-    @staticmethod
-    def _attend(attention, q, k, v, cos, sin, cache_layer, position) -> torch.Tensor:
-        """Rotary, cache write, and attention over slots 0..position: [1, 1, heads · head dim]."""
-        heads = (*q.shape[:-1], -1, attention.head_dim)
-        keys, values = cache_layer.keys, cache_layer.values
-        rotated = rotary_cache_write(
-            q.view(heads).transpose(1, 2), k.view(heads).transpose(1, 2), v.view(heads).transpose(1, 2),
-            cos, sin, keys, values, position,
-        )
-        out = split_decode_attention(rotated, keys, values, None, attention.scaling, last_slot=position)
-        return out.reshape(*q.shape[:-1], -1)
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """lm_head over LOGIT_ROWS rows whatever the batch: cuBLAS picks its kernel (and so its
+        sums' order) by shape, so a fixed shape keeps a row's logits the same bits at any batch
+        size. The product reads the weight once either way (memory-bound): the padding costs
+        compute only."""
+        rows = x.shape[0]
+        if rows > LOGIT_ROWS:
+            return torch.cat([self._logits(x[i : i + LOGIT_ROWS]) for i in range(0, rows, LOGIT_ROWS)])
+        padded = x.new_zeros((LOGIT_ROWS, *x.shape[1:]))
+        padded[:rows] = x
+        return self.lm_head(padded)[:rows, -1, :]
+
+
+@dataclass(frozen=True)
+class RowRegions:
+    """Where each row of a batched step lives in the pool (int64 device tensors of R): its
+    region's first slot and its attention chunk (region_decode_attention), and the largest
+    chunk of any row (one compilation and, on a GPU, one captured step each)."""
+
+    first: torch.Tensor
+    chunk: torch.Tensor
+    max_chunk: int
 
 
 def _advance(cache) -> None:

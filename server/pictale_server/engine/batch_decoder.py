@@ -1,0 +1,471 @@
+"""Continuous batching for the writer: many sequences decode together, joining and leaving
+between steps, on one thread that owns the model's decode state.
+
+Each sequence holds a lane (a row of the batched step's fixed input buffers) and a region of
+the KV pool (kv_pool.py), reserved for its worst case at admission: admission is by memory,
+first come first served, and a request whose region does not fit waits for one to be freed.
+One loop iteration:
+
+1. settle: closed sequences give back their lane and region; rewinds (banned phrases) are
+   applied to their lane's state;
+2. admit the next waiting sequence when a lane and a region are free, and run ONE slice of its
+   prompt (PREFILL_SLICE_TOKENS): a running stream never waits for more than one slice;
+3. one decode step over the lanes 0..R-1 (R the smallest bucket holding every busy lane): on
+   the fast path one forward for all rows (a CUDA graph per (R, largest attention chunk)), on
+   the reference path one forward per row; then each lane samples with its own settings
+   (request_sampler.py) and its token goes to its consumer (batch_sequence.py).
+
+Batch invariance: every kernel of the batched step computes a row the same way whatever rows
+share it (the NF4 kernel's K partition is the one-row launch's, attention programs follow the
+row's own region, lm_head always runs LOGIT_ROWS rows, norms and sampling are per row), and a
+prompt is always prefilled in the same slices. So a request with a seed gets the same tokens
+alone and in a batch; the GPU suite checks it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from transformers import StaticCache
+
+from pictale_server.engine.base import Sampling
+from pictale_server.engine.batch_sequence import Ended, Sequence, stream_tokens
+from pictale_server.engine.decode_loop import ModelRunner, _warm_up_stream, cache_write_counters
+from pictale_server.engine.decode_step import DecodeStep
+from pictale_server.engine.fast_path.written_step import LOGIT_ROWS, RowRegions
+from pictale_server.engine.gpu_memory import prepare_thread, release_cached_memory
+from pictale_server.engine.kv_pool import PAGE_TOKENS, KVPool
+from pictale_server.engine.request_sampler import RequestSampler, Rewind
+from pictale_server.engine.runners import WriterPrompt
+from pictale_server.engine.sampler_vocabulary import SamplerVocabulary
+from pictale_server.kernels.attention_chunks import chunk_for
+
+logger = logging.getLogger("pictale.engine")
+
+LANE_BUCKETS = (1, 2, 4, 8, 16)  # rows a step runs: one captured graph each (per chunk)
+MAX_LANES = LANE_BUCKETS[-1]
+assert MAX_LANES <= LOGIT_ROWS
+PREFILL_SLICE_TOKENS = 512  # prompt tokens prefilled between two decode steps
+# A lane whose reader has this many tokens unread sits steps out until it catches up: a
+# cancelled or slow stream costs at most this many tokens of decoding past what it read.
+RUN_AHEAD_TOKENS = 4
+
+
+class CacheNotWritten(RuntimeError):
+    """The model's forward did not write the decode cache it was handed."""
+
+
+@dataclass
+class BatchStats:
+    """What the batch did since it started (benchmarks and /health read it)."""
+
+    steps: int = 0
+    rows: int = 0  # sum over steps of the sequences each step decoded
+    longest_stall_s: float = 0.0  # the longest time a decoding stream waited between two steps
+    _last_step_end: float | None = None
+
+
+def lane_bucket(rows: int) -> int:
+    for bucket in LANE_BUCKETS:
+        if rows <= bucket:
+            return bucket
+    raise ValueError(f"a step takes at most {MAX_LANES} rows, not {rows}")
+
+
+class BatchDecoder:
+    def __init__(
+        self,
+        runner: ModelRunner,
+        pool: KVPool,
+        step: DecodeStep,
+        *,
+        lanes: int,
+        vocab_size: int,
+        context_tokens: int,
+        vocabulary: SamplerVocabulary | None = None,
+    ) -> None:
+        if not 1 <= lanes <= MAX_LANES:
+            raise ValueError(f"lanes: 1..{MAX_LANES}, not {lanes}")
+        device = pool.device
+        self.runner = runner
+        self.pool = pool
+        self.step = step
+        self.device = device
+        self.lanes = lanes
+        self.vocab_size = vocab_size
+        self.context_tokens = context_tokens
+        self.buckets = LANE_BUCKETS[: LANE_BUCKETS.index(lane_bucket(lanes)) + 1]
+        rows = self.buckets[-1]
+        scratch = pool.scratch
+        # The batched step's inputs: row i is lane i; a lane no sequence holds points at scratch.
+        self.token = torch.zeros((rows, 1), dtype=torch.int64, device=device)
+        self.position = torch.zeros((rows,), dtype=torch.int64, device=device)
+        self.first = torch.full((rows,), scratch.start, dtype=torch.int64, device=device)
+        self.chunk = torch.full((rows,), scratch.chunk, dtype=torch.int64, device=device)
+        self.moving = torch.zeros((rows,), dtype=torch.int64, device=device)  # 1: the lane's position advances
+        self._chunks = [scratch.chunk] * rows  # host copy of `chunk`
+        self.samplers = [
+            RequestSampler(
+                step, vocab_size=vocab_size, context_tokens=context_tokens, device=device,
+                vocabulary=vocabulary, token=self.token[i : i + 1],
+            )
+            for i in range(lanes)
+        ]
+        self._lanes: list[Sequence | None] = [None] * lanes
+        self._caches: list[StaticCache | None] = [None] * lanes  # each lane's region (reference decode)
+        self._waiting: deque[Sequence] = deque()
+        self._prefilling: tuple[Sequence, Iterator[torch.Tensor | None]] | None = None
+        self._head_blocked = False  # the first waiting sequence found no region: wait for a release
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.graphs = device.type == "cuda" and step.batched
+        self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        self._graph_pool = None
+        self.stats = BatchStats()
+
+    # -- the consumer's side ---------------------------------------------------------------------
+
+    @property
+    def cache_tokens(self) -> int:
+        """The most tokens one request's prompt and answer may hold together."""
+        return self.context_tokens
+
+    @property
+    def logits(self) -> torch.Tensor:
+        """Lane 0's last sampled logits (1, vocab): the last step of a request that ran alone
+        (tests and benchmarks compare them)."""
+        return self.samplers[0].logits
+
+    def tokens(self, inputs: object, prompt_ids: torch.Tensor, sampling: Sampling, seed: int):
+        """Generated token ids of one request, as DecodeLoop.tokens yields them (a Rewind may be
+        sent in); the request joins the batch at the first `next()`. `inputs` is the prompt as
+        the runner takes it, which for the writer is `prompt_ids` itself."""
+        worst_case = prompt_ids.shape[-1] + sampling.max_tokens
+        if worst_case > self.context_tokens or not self.pool.fits_alone(worst_case):
+            raise ValueError(f"{prompt_ids.shape[-1]} + {sampling.max_tokens} tokens exceed the context")
+        sequence = Sequence(prompt_ids.detach().view(1, -1).cpu(), sampling, seed)
+        return stream_tokens(sequence, self)
+
+    def submit(self, sequence: Sequence) -> None:
+        with self._cond:
+            if self._stopping:
+                raise RuntimeError("the writer's batch has stopped")
+            self._start_locked()
+            self._waiting.append(sequence)
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    @property
+    def busy_lanes(self) -> int:
+        with self._cond:
+            return sum(sequence is not None for sequence in self._lanes)
+
+    # -- the thread ------------------------------------------------------------------------------
+
+    def _start_locked(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._loop, name="pictale-writer-batch", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _has_work_locked(self) -> bool:
+        if self._prefilling is not None or (self._waiting and not self._head_blocked):
+            return True
+        for sequence in self._lanes:
+            if sequence is None:
+                continue
+            if sequence.closed.is_set() or not sequence.commands.empty():
+                return True
+            if sequence.lane is not None and self._stepping(sequence):
+                return True
+        return any(sequence.closed.is_set() for sequence in self._waiting)
+
+    @staticmethod
+    def _stepping(sequence: Sequence) -> bool:
+        """Prefilled, not at max_tokens (or rewound), and read up to RUN_AHEAD_TOKENS."""
+        if sequence.region is None or not (sequence.rewinding or (sequence.answer > 0 and not sequence.parked)):
+            return False
+        sequence.waits_for_reader = sequence.out.qsize() >= RUN_AHEAD_TOKENS
+        return not sequence.waits_for_reader
+
+    def _loop(self) -> None:
+        prepare_thread(self.device)
+        with torch.inference_mode():
+            while True:
+                with self._cond:
+                    while not self._stopping and not self._has_work_locked():
+                        self._cond.wait()
+                    if self._stopping:
+                        break
+                self._tick()
+            self._fail_everything(RuntimeError("the writer's batch stopped"))
+
+    def _tick(self) -> None:
+        self._settle()
+        self._admit()
+        if self._prefilling is not None:
+            self._prefill_slice()
+        stepping = [lane for lane, s in enumerate(self._lanes) if s is not None and self._stepping(s)]
+        if not stepping:
+            self.stats._last_step_end = None
+            return
+        try:
+            self._decode_step(stepping)
+        except Exception as exc:  # noqa: BLE001 - every stream of the step learns of it
+            logger.exception("a batched decode step failed")
+            for lane in stepping:
+                sequence = self._lanes[lane]
+                if sequence is not None:
+                    sequence.out.put(Ended(sequence.epoch, exc))
+                    self._release(lane)
+
+    # -- joining and leaving ---------------------------------------------------------------------
+
+    def _settle(self) -> None:
+        with self._cond:
+            closed_waiting = [s for s in self._waiting if s.closed.is_set()]
+            for sequence in closed_waiting:
+                self._waiting.remove(sequence)
+        for lane, sequence in enumerate(self._lanes):
+            if sequence is None:
+                continue
+            if sequence.closed.is_set():
+                if self._prefilling is not None and self._prefilling[0] is sequence:
+                    self._prefilling = None
+                self._release(lane)
+                continue
+            while not sequence.commands.empty():
+                epoch, rewind = sequence.commands.get()
+                try:
+                    self._rewind(lane, sequence, epoch, rewind)
+                except Exception as exc:  # noqa: BLE001 - e.g. a rewind without creative sampling
+                    sequence.out.put(Ended(epoch, exc))
+
+    def _admit(self) -> None:
+        if self._prefilling is not None:
+            return
+        with self._cond:
+            if not self._waiting or None not in self._lanes:
+                return
+            head = self._waiting[0]
+            region = self.pool.reserve(head.worst_case_tokens)
+            if region is None:
+                self._head_blocked = True
+                return
+            self._waiting.popleft()
+            lane = self._lanes.index(None)
+            head.region, head.lane = region, lane
+            self._lanes[lane] = head
+        cache = self.pool.region_cache(region)
+        self._caches[lane] = cache
+        sampler = self.samplers[lane]
+        sampler.reset(head.sampling, head.seed, head.prompt_ids)
+        slices = self.runner.prefill_slices(WriterPrompt(head.prompt_ids), cache, PREFILL_SLICE_TOKENS)
+        self._prefilling = (head, slices)
+
+    def _prefill_slice(self) -> None:
+        sequence, slices = self._prefilling
+        lane = sequence.lane
+        try:
+            logits = next(slices)
+            if logits is None:
+                return
+            self._prefilling = None
+            self.samplers[lane].accept_first(logits)
+        except Exception as exc:  # noqa: BLE001 - the request that brought the prompt learns of it
+            self._prefilling = None
+            sequence.out.put(Ended(sequence.epoch, exc))
+            self._release(lane)
+            return
+        region = sequence.region
+        self.position[lane] = sequence.prompt_tokens
+        self.first[lane] = region.start
+        self.chunk[lane] = region.chunk
+        self._chunks[lane] = region.chunk
+        self.moving[lane] = 1
+        release_cached_memory(self.device)  # the prompt's temporaries (gpu_memory.py)
+        self._deliver(lane, sequence, int(self.token[lane, 0]))
+
+    def _release(self, lane: int) -> None:
+        sequence = self._lanes[lane]
+        scratch = self.pool.scratch
+        self.first[lane] = scratch.start
+        self.chunk[lane] = scratch.chunk
+        self._chunks[lane] = scratch.chunk
+        self.position[lane] = 0
+        self.moving[lane] = 0
+        self._caches[lane] = None
+        with self._cond:
+            self._lanes[lane] = None
+            self._head_blocked = False
+        if sequence is not None and sequence.region is not None:
+            self.pool.release(sequence.region)
+            sequence.region = None
+
+    def _rewind(self, lane: int, sequence: Sequence, epoch: int, rewind: Rewind) -> None:
+        """The lane back to `rewind.index` answer tokens (RequestSampler.begin_rewind): at the
+        answer's start the replacement is sampled from the prefill's logits at once; elsewhere
+        the next step recomputes the index from the token before it."""
+        sampler = self.samplers[lane]
+        sequence.epoch = epoch
+        sequence.parked = False
+        slot = sampler.begin_rewind(rewind)
+        at = sequence.prompt_tokens if slot is None else slot
+        self.position[lane] = at
+        self.moving[lane] = 1
+        cache = self._caches[lane]
+        if cache is not None:
+            for counter in cache_write_counters(cache):
+                counter.fill_(at)
+        if slot is None:
+            sequence.answer = 0
+            self._deliver(lane, sequence, int(self.token[lane, 0]))
+        else:
+            sequence.answer = rewind.index
+            sequence.rewinding = True
+
+    def _deliver(self, lane: int, sequence: Sequence, token: int) -> None:
+        sequence.out.put((sequence.epoch, token))
+        sequence.answer += 1
+        if sequence.answer >= sequence.sampling.max_tokens:
+            sequence.parked = True  # keeps its region: a rewind may still come
+            self.moving[lane] = 0
+            sequence.out.put(Ended(sequence.epoch))
+
+    def _fail_everything(self, error: BaseException) -> None:
+        with self._cond:
+            waiting, self._waiting = list(self._waiting), deque()
+        for sequence in waiting:
+            sequence.out.put(Ended(sequence.epoch, error))
+        self._prefilling = None
+        for lane, sequence in enumerate(self._lanes):
+            if sequence is not None:
+                sequence.out.put(Ended(sequence.epoch, error))
+                self._release(lane)
+
+    # -- the step --------------------------------------------------------------------------------
+
+    def _decode_step(self, stepping: list[int]) -> None:
+        started = time.perf_counter()
+        if self.stats._last_step_end is not None:
+            self.stats.longest_stall_s = max(self.stats.longest_stall_s, started - self.stats._last_step_end)
+        rows = lane_bucket(stepping[-1] + 1)
+        if self.step.batched:
+            logits = self._rows_logits(rows)
+            per_lane = {lane: logits[lane : lane + 1] for lane in stepping}
+        else:
+            per_lane = {
+                lane: self.runner.decode(self.token[lane : lane + 1], self.position[lane : lane + 1], self._caches[lane])
+                for lane in stepping
+            }
+        self.position[:rows].add_(self.moving[:rows])
+        for lane in stepping:
+            sequence = self._lanes[lane]
+            sampler = self.samplers[lane]
+            sampler.accept(per_lane[lane])
+            if sequence.rewinding:
+                sampler.end_rewind()
+                sequence.rewinding = False
+        tokens = self.token[:rows, 0].tolist()
+        for lane in stepping:
+            self._deliver(lane, self._lanes[lane], tokens[lane])
+        self.stats.steps += 1
+        self.stats.rows += len(stepping)
+        self.stats._last_step_end = time.perf_counter()
+
+    def _regions(self, rows: int, max_chunk: int) -> RowRegions:
+        return RowRegions(self.first[:rows], self.chunk[:rows], max_chunk)
+
+    def _rows_logits(self, rows: int) -> torch.Tensor:
+        max_chunk = max(self._chunks[:rows])
+        if not self.graphs:
+            return self.step.rows(self.token[:rows], self.position[:rows], self._regions(rows, max_chunk), self.pool.cache)
+        key = (rows, max_chunk)
+        if key not in self._graphs:
+            self._capture(rows, max_chunk)
+        graph, logits = self._graphs[key]
+        graph.replay()
+        return logits
+
+    def _capture(self, rows: int, max_chunk: int) -> None:
+        """Warm up, then capture the forward over `rows` lanes. It writes the cache at each
+        lane's current slot what the lane's next step writes there anyway."""
+        regions = self._regions(rows, max_chunk)
+
+        def forward() -> torch.Tensor:
+            return self.step.rows(self.token[:rows], self.position[:rows], regions, self.pool.cache)
+
+        side = _warm_up_stream(self.device)
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                forward()
+        torch.cuda.current_stream().wait_stream(side)
+        if self._graph_pool is None:
+            self._graph_pool = torch.cuda.graph_pool_handle()  # graphs never replay at once
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._graph_pool, capture_error_mode="thread_local"):
+            logits = forward()
+        self._graphs[rows, max_chunk] = (graph, logits)
+
+    # -- at load ---------------------------------------------------------------------------------
+
+    def check_cache_writes(self, prompt_ids: torch.Tensor) -> None:
+        """Prefill `prompt_ids` into a region and check that the region's write counter followed.
+
+        The prefill is the model's own forward, handed the region's static cache by keyword; a
+        transformers release that names that keyword differently takes the cache into its
+        `**kwargs` and builds one of its own, and every decode step then attends to an empty
+        cache without any error. Loading fails instead (transformers is pinned for this)."""
+        region = self.pool.reserve(prompt_ids.shape[-1])
+        try:
+            cache = self.pool.region_cache(region)
+            with torch.inference_mode():
+                self.runner.prefill(WriterPrompt(prompt_ids.view(1, -1)), cache)
+            written = int(cache_write_counters(cache)[0].item())
+        finally:
+            self.pool.release(region)
+        if written != prompt_ids.shape[-1]:
+            raise CacheNotWritten(
+                f"the model wrote {written} of {prompt_ids.shape[-1]} tokens into the decode cache: "
+                "is the installed transformers the version pictale pins?"
+            )
+
+    def warm_samplers(self, prompt_ids: torch.Tensor) -> None:
+        """Two tokens in each sampler mode (plain, ranked, creative), so their kernels compile
+        at load, not in a request."""
+        for sampling in (
+            Sampling(max_tokens=2, temperature=0.0),
+            Sampling(max_tokens=2, temperature=1.0, top_p=0.5),
+            Sampling(max_tokens=2, temperature=1.0, presence_penalty=0.1),
+        ):
+            for _ in self.tokens(None, prompt_ids, sampling, seed=0):
+                pass
+
+    def capture_graphs(self) -> None:
+        """Capture the batched step for every lane bucket and attention chunk now (at load, not
+        in a request): the chunks of every region length the context allows."""
+        if not self.graphs:
+            return
+        chunks = sorted({chunk_for(length) for length in range(PAGE_TOKENS, self.context_tokens + PAGE_TOKENS, PAGE_TOKENS)})
+        with torch.inference_mode():
+            for rows in self.buckets:
+                for max_chunk in chunks:
+                    if (rows, max_chunk) not in self._graphs:
+                        self._capture(rows, max_chunk)

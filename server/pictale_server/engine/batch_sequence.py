@@ -1,0 +1,95 @@
+"""One request in the writer's batch, as its consumer and the decoder thread share it.
+
+The consumer (the request's worker thread, through `stream_tokens`) reads tokens from the
+sequence's queue and may send a `Rewind` or close; the decoder thread (batch_decoder.py) puts
+tokens in and reads the consumer's commands at its next step. Each token carries the epoch of
+the rewind it follows: the decoder runs ahead of a slow reader, so tokens made before a rewind
+took effect are skipped, never shown.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from pictale_server.engine.base import Sampling
+from pictale_server.engine.kv_pool import Region
+from pictale_server.engine.request_sampler import Rewind
+
+
+@dataclass(frozen=True)
+class Ended:
+    """No more tokens in this epoch: max_tokens reached (or the decoder stopped)."""
+
+    epoch: int
+    error: BaseException | None = None
+
+
+@dataclass(eq=False)
+class Sequence:
+    prompt_ids: torch.Tensor  # (1, L) int64
+    sampling: Sampling
+    seed: int
+    out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # (epoch, token) | Ended
+    # Set by the consumer, read by the decoder at its next step:
+    closed: threading.Event = field(default_factory=threading.Event)
+    commands: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # (epoch, Rewind)
+    # The decoder's own:
+    region: Region | None = None
+    lane: int | None = None
+    epoch: int = 0
+    answer: int = 0  # answer tokens delivered in this epoch
+    parked: bool = False  # max_tokens reached: holds its region until closed or rewound
+    rewinding: bool = False  # this step samples a rewound index (its bans lift after)
+    waits_for_reader: bool = False  # too many tokens unread: the lane sits steps out
+
+    @property
+    def prompt_tokens(self) -> int:
+        return int(self.prompt_ids.shape[-1])
+
+    @property
+    def worst_case_tokens(self) -> int:
+        return self.prompt_tokens + self.sampling.max_tokens
+
+
+class Decoder(Protocol):
+    def submit(self, sequence: Sequence) -> None: ...
+
+    def wake(self) -> None:
+        """A consumer sent a command or closed: look at it now even if nothing else runs."""
+
+
+def stream_tokens(sequence: Sequence, decoder: Decoder) -> Generator[int, Rewind | None, None]:
+    """The consumer's side: submit `sequence` at the first `next()`, then yield its tokens as
+    the decoder makes them; a `Rewind` sent in takes effect at the decoder's next step and the
+    next token yielded is the one that replaces the banned one. Closing the generator (or
+    leaving it unfinished) frees the sequence's lane and region at the decoder's next step."""
+    decoder.submit(sequence)
+    epoch = 0
+    try:
+        while True:
+            item = sequence.out.get()
+            if sequence.waits_for_reader:
+                decoder.wake()
+            if isinstance(item, Ended):
+                if item.error is not None:
+                    raise item.error
+                if item.epoch == epoch:
+                    return
+                continue
+            made_in, token = item
+            if made_in != epoch:
+                continue
+            command = yield token
+            if command is not None:
+                epoch += 1
+                sequence.commands.put((epoch, command))
+                decoder.wake()
+    finally:
+        sequence.closed.set()
+        decoder.wake()

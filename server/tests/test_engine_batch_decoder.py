@@ -1,0 +1,221 @@
+"""The writer's continuous batching (engine/batch_decoder.py) on the dev models, on a CPU.
+
+The reference step runs a batch's rows one forward each, so these tests check the batch's
+bookkeeping — joining, leaving, admission by memory, rewinds, prefill slices between steps,
+errors — and that a request's tokens do not depend on what shares its batch. The fast path's
+batched step is checked against its one-row results in the GPU suite.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+from engine_fixtures import dev_cache_dir, dev_engine, dev_model_paths  # noqa: F401
+
+from pictale_server.engine.banned_phrases import PhraseGuard
+from pictale_server.engine.base import ChatMessage, Sampling
+from pictale_server.engine.batch_decoder import PREFILL_SLICE_TOKENS, BatchDecoder, lane_bucket
+from pictale_server.engine.kv_pool import PAGE_TOKENS, KVPool
+from pictale_server.engine.request_sampler import Rewind
+
+PROMPT = [ChatMessage(role="user", content="The lighthouse keeper counted the ships at dusk.")]
+
+
+def prompt_ids(engine, words: int = 0) -> torch.Tensor:
+    text = "The lighthouse keeper counted the ships at dusk." + " and the gulls" * words
+    return engine.writer_prompt_ids([ChatMessage(role="user", content=text)])
+
+
+def decoder_of(engine, *, pages: int | None = None, lanes: int = 4) -> BatchDecoder:
+    """A batch of its own over the dev writer (a small pool where `pages` is given)."""
+    writer = engine.loaded("writer")
+    shared: BatchDecoder = writer.loop
+    pool = shared.pool
+    if pages is not None:
+        model = writer.model
+        pool = KVPool(model.config, (pages + 1) * PAGE_TOKENS, dtype=model.dtype, device=shared.device)
+    return BatchDecoder(
+        shared.runner, pool, shared.step, lanes=lanes, vocab_size=shared.vocab_size,
+        context_tokens=shared.context_tokens, vocabulary=shared.samplers[0].vocabulary,
+    )
+
+
+def run_all(decoder: BatchDecoder, requests: list[tuple[torch.Tensor, Sampling, int]]) -> list[list[int]]:
+    """Every request on a thread of its own, all at once; their tokens in request order."""
+    results: list[list[int]] = [[] for _ in requests]
+    errors: list[BaseException] = []
+
+    def consume(index: int) -> None:
+        ids, sampling, seed = requests[index]
+        try:
+            results[index] = list(decoder.tokens(None, ids, sampling, seed))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=consume, args=(i,)) for i in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    assert not any(thread.is_alive() for thread in threads), "a consumer hung"
+    return results
+
+
+def settled(decoder: BatchDecoder) -> bool:
+    """Whether, within a few seconds, every lane and every slot of the pool is free again (a
+    stream that ended leaves at the decoder's next loop)."""
+    deadline = time.monotonic() + 5
+    while decoder.busy_lanes or decoder.pool.free_tokens != decoder.pool.capacity:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.fixture
+def decoder(dev_engine):  # noqa: F811
+    made = decoder_of(dev_engine)
+    yield made
+    made.stop()
+
+
+def test_a_seeded_request_gets_the_same_tokens_alone_and_in_a_batch(dev_engine, decoder) -> None:  # noqa: F811
+    sampling = Sampling(max_tokens=40, temperature=0.9, min_p=0.02, seed=11)
+    mine = (prompt_ids(dev_engine), sampling, 11)
+    alone = run_all(decoder, [mine])[0]
+    others = [
+        (prompt_ids(dev_engine, words), Sampling(max_tokens=20 + 7 * words, temperature=1.0, seed=words), words)
+        for words in range(1, 4)
+    ]
+    together = run_all(decoder, [others[0], mine, others[1], others[2]])
+    assert together[1] == alone
+    assert len(alone) == 40
+    assert decoder.stats.rows > decoder.stats.steps  # steps did run several rows at once
+
+
+def test_a_creative_request_with_rewinds_is_batch_invariant(dev_engine, decoder) -> None:  # noqa: F811
+    """Banned phrases rewind one lane while others keep decoding."""
+    tokenizer = dev_engine.loaded("writer").tokenizer
+    sampling = Sampling(max_tokens=40, temperature=0.0, banned_phrases=("stalls star", "e"), dry_multiplier=0.5)
+
+    def guarded() -> list[int]:
+        steps = decoder.tokens(None, prompt_ids(dev_engine), sampling, 0)
+        guard = PhraseGuard(tokenizer, sampling.banned_phrases)
+        command, rewinds = None, 0
+        while True:
+            try:
+                token = steps.send(command)
+            except StopIteration:
+                break
+            command = None
+            found = guard.push(token)
+            if found is not None:
+                rewinds += 1
+                command = Rewind(found.index, found.banned)
+        assert rewinds > 0
+        return guard.ids
+
+    alone = guarded()
+    others = [(prompt_ids(dev_engine, w), Sampling(max_tokens=60, temperature=1.0, seed=w), w) for w in (2, 5)]
+    box: list[list[int]] = []
+    worker = threading.Thread(target=lambda: box.append(guarded()))
+    worker.start()
+    run_all(decoder, others)
+    worker.join(120)
+    assert box == [alone]
+
+
+def test_a_closed_stream_frees_its_lane_and_region_while_others_go_on(dev_engine, decoder) -> None:  # noqa: F811
+    long = decoder.tokens(None, prompt_ids(dev_engine), Sampling(max_tokens=200, temperature=1.0, seed=1), 1)
+    short = decoder.tokens(None, prompt_ids(dev_engine), Sampling(max_tokens=200, temperature=1.0, seed=2), 2)
+    next(long), next(short)
+    for _ in range(3):
+        next(short)
+    short.close()
+    assert len([next(long) for _ in range(60)]) == 60
+    assert decoder.busy_lanes == 1
+    long.close()
+    assert settled(decoder)
+
+
+def test_a_request_waits_for_kv_memory_and_starts_when_one_ends(dev_engine) -> None:  # noqa: F811
+    """A pool of two pages holds one worst case of 400 tokens: the second request starts only
+    when the first has ended, and both finish."""
+    decoder = decoder_of(dev_engine, pages=2)
+    try:
+        ids = prompt_ids(dev_engine)
+        requests = [(ids, Sampling(max_tokens=400 - ids.shape[1], temperature=1.0, seed=s), s) for s in (1, 2)]
+        results = run_all(decoder, requests)
+        assert [len(r) for r in results] == [400 - ids.shape[1]] * 2
+        assert decoder.stats.rows == decoder.stats.steps  # never two rows at once
+        assert settled(decoder)
+    finally:
+        decoder.stop()
+
+
+def test_running_streams_decode_between_the_slices_of_a_long_prompt(dev_engine, decoder) -> None:  # noqa: F811
+    """A prompt of several slices is prefilled one slice per loop: a running stream gets steps
+    in between, so it never waits for a whole prompt."""
+    slices_seen: list[int] = []
+    runner = decoder.runner
+    original = runner.prefill_slices
+
+    def spying(inputs, cache, tokens):
+        for result in original(inputs, cache, tokens):
+            slices_seen.append(decoder.stats.steps)
+            yield result
+
+    runner.prefill_slices = spying
+    try:
+        running = decoder.tokens(None, prompt_ids(dev_engine), Sampling(max_tokens=300, temperature=1.0, seed=3), 3)
+        next(running)
+        slices_seen.clear()
+        long_ids = prompt_ids(dev_engine, words=150)
+        assert PREFILL_SLICE_TOKENS < long_ids.shape[1] < decoder.context_tokens - 4
+        first = next(decoder.tokens(None, long_ids, Sampling(max_tokens=4, temperature=0.0), 0))
+        assert isinstance(first, int)
+        running.close()
+    finally:
+        del runner.prefill_slices
+    assert len(slices_seen) >= 2
+    steps_between = [b - a for a, b in zip(slices_seen, slices_seen[1:])]
+    assert all(step >= 1 for step in steps_between), slices_seen
+
+
+def test_a_failing_prefill_fails_only_its_own_request(dev_engine, decoder) -> None:  # noqa: F811
+    runner = decoder.runner
+    original = runner.prefill_slices
+    bad = prompt_ids(dev_engine, words=1)
+
+    def failing(inputs, cache, tokens):
+        if inputs.input_ids.shape == bad.shape:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        yield from original(inputs, cache, tokens)
+
+    runner.prefill_slices = failing
+    try:
+        good = decoder.tokens(None, prompt_ids(dev_engine), Sampling(max_tokens=30, temperature=1.0, seed=4), 4)
+        next(good)
+        with pytest.raises(RuntimeError, match="simulated"):
+            list(decoder.tokens(None, bad, Sampling(max_tokens=8), 0))
+        assert len(list(good)) == 29
+    finally:
+        del runner.prefill_slices
+
+
+def test_a_rewind_without_creative_sampling_is_refused(dev_engine, decoder) -> None:  # noqa: F811
+    steps = decoder.tokens(None, prompt_ids(dev_engine), Sampling(max_tokens=8, temperature=0.0), 0)
+    next(steps)
+    with pytest.raises(ValueError, match="rewinds need"):
+        steps.send(Rewind(0, 1))
+    steps.close()
+
+
+def test_steps_run_the_smallest_bucket_that_holds_every_busy_lane() -> None:
+    assert [lane_bucket(n) for n in (1, 2, 3, 4, 5, 8, 9, 16)] == [1, 2, 4, 4, 8, 8, 16, 16]
+    with pytest.raises(ValueError):
+        lane_bucket(17)
