@@ -17,6 +17,9 @@ Phases (each a subprocess, so its memory cap and peak are its own):
              a pipeline, and the first decode step's logits
   reference  the same engine with the fast path off (transformers' forward, bitsandbytes'
              matmuls): decode speeds and first-step logits, the fast path's baseline and oracle
+  concurrency  1-16 writer streams at once through the batch, and a mixed case of 4k-token
+             histories with short prompts: aggregate and per-stream rates, TTFT, the longest
+             decode stall, peak memory (bench/gpu/concurrent_streams.py)
 Engine options reach a phase as arguments (`--fast-path`), never by patching the package.
 Results: $OUT/engine-bench.json; bench/results/engine-bench.json keeps the committed copy.
 """
@@ -53,7 +56,7 @@ CREATIVE = {
     "dry_multiplier": 0.8, "dry_base": 1.75, "dry_allowed_length": 2,
     "xtc_threshold": 0.1, "xtc_probability": 0.5, "banned_phrases": BANNED_50,
 }
-DEFAULT_PHASES = ("build", "seed", "quantize", "engine", "reference")
+DEFAULT_PHASES = ("build", "seed", "quantize", "engine", "reference", "concurrency")
 
 
 def phase_build(args) -> dict:
@@ -112,7 +115,7 @@ def phase_seed(args) -> dict:
     }
 
 
-def _engine(weights: str, fast_path: str):
+def _engine(weights: str, fast_path: str, **settings_values):
     from pictale_server.engine.loader import load_engine
     from pictale_server.settings import Settings
 
@@ -121,6 +124,7 @@ def _engine(weights: str, fast_path: str):
         vision_model=str(WORK / f"vision-{weights}"),
         writer_model=str(WORK / f"writer-{weights}"),
         fast_path=fast_path,
+        **settings_values,
     )
     engine = load_engine(settings)
     start = time.perf_counter()
@@ -365,8 +369,57 @@ def phase_engine(args) -> dict:
     return result
 
 
+def phase_concurrency(args) -> dict:
+    """1, 2, 4, 8 and 16 writer streams at once (512-token prompts, 256 new tokens), and a mixed
+    case of 4 roleplay histories of 4k tokens with 4 short prompts, both models resident
+    under the A10G cap: aggregate and per-stream rates, TTFT, the longest decode stall, peak."""
+    import torch
+    from concurrent_streams import run_streams
+    from gpu_env import cap_to_a10g, peak_gib
+
+    from pictale_server.engine.base import Sampling
+    from pictale_server.engine.kv_pool import bytes_per_token
+    from pictale_server.runtime.prompts import narrate_messages
+
+    cap = cap_to_a10g()
+    engine, load_s = _engine("nf4", fast_path=args.fast_path, writer_streams=16)
+    batch = engine.loaded("writer").loop
+    tokenizer = engine.loaded("writer").tokenizer
+    per_token = bytes_per_token(engine.loaded("writer").model.config, torch.bfloat16)
+    result: dict = {**cap, "concurrency_load_s": load_s, "pool_tokens": batch.pool.tokens,
+                    "pool_gib": batch.pool.tokens * per_token / 2**30, "lanes": batch.lanes}
+
+    def prompt(total_tokens: int) -> torch.Tensor:
+        overhead = engine.writer_prompt_ids(narrate_messages("Continue the story.", "x")).shape[1]
+        context = _writer_prompt(tokenizer, max(total_tokens - overhead, 1))
+        return engine.writer_prompt_ids(narrate_messages("Continue the story.", context))
+
+    def sampling(_index: int) -> Sampling:
+        return Sampling(max_tokens=DECODE_TOKENS, temperature=0.8, min_p=0.05, repetition_penalty=1.05)
+
+    short = prompt(PROMPT_TOKENS)
+    run_streams(batch, [short], sampling)  # warm-up
+    cases = {}
+    for streams in (1, 2, 4, 8, 16):
+        cases[str(streams)] = run_streams(batch, [short] * streams, sampling)
+        cases[str(streams)]["peak_gib"] = peak_gib()
+        print(json.dumps({streams: cases[str(streams)]}), flush=True)
+    long = prompt(4096)
+    cases["mixed_4x4k_4x512"] = run_streams(batch, [long, short] * 4, sampling)
+    cases["mixed_4x4k_4x512"]["peak_gib"] = peak_gib()
+    result["concurrency"] = cases
+    one = cases["1"]["aggregate_tok_s"]
+    eight = cases["8"]
+    result["eight_streams_aggregate_of_one"] = eight["aggregate_tok_s"] / one
+    result["eight_streams_steady_aggregate_of_one"] = (eight["steady_aggregate_tok_s"] or 0) / cases["1"]["per_stream_decode_tok_s_median"]
+    result["eight_streams_per_stream_of_one"] = eight["per_stream_decode_tok_s_median"] / cases["1"]["per_stream_decode_tok_s_median"]
+    result["peak_gib"] = max(case["peak_gib"] for case in cases.values())
+    return result
+
+
 PHASES = {
     "build": phase_build,
+    "concurrency": phase_concurrency,
     "seed": phase_seed,
     "quantize": phase_quantize,
     "engine": phase_engine,

@@ -117,18 +117,23 @@ def default_launch(n: int, k: int, rows: int, capability: tuple[int, int] | None
     threads) is always the one-row launch's, so a row's sum is the same bits at any batch size
     (nf4_gemv.cu); only tile height, blocks per SM and table width follow the rows."""
     one_row = _one_row_launch(n, k, min(rows, 2), capability)
-    if rows <= 2:
+    if rows == 1 or (rows == 2 and one_row.threads(k) <= SMALL_BLOCK_THREADS):
         return one_row
-    # x takes 16 registers per row and chunk: past 2 rows a block keeps 2-row tiles and the
-    # whole register file of its SM (more blocks per SM spill, measured by ptxas on sm_86).
+    # x takes 16 registers per row and chunk: past that a block keeps 2-row tiles and the whole
+    # register file of its SM (more blocks per SM spill, by ptxas' count on sm_86 and sm_90).
     return Launch(max(2, one_row.row_groups), one_row.chunks_per_thread, 1, one_row.wide, one_row.row_groups)
 
 
+# Blocks of at most this many threads hold MAX_ROWS rows of x in registers (K <= 5120).
+SMALL_BLOCK_THREADS = 160
+
+
 def rows_per_launch(k: int, capability: tuple[int, int] | None = None) -> int:
-    """Rows of x one launch takes for this K: MAX_ROWS while a block is at most 256 threads,
-    else 4 (with 448 threads, K = 14336, 8 rows of x spill registers on sm_86)."""
+    """Rows of x one launch takes for this K: MAX_ROWS while a block is at most
+    SMALL_BLOCK_THREADS threads, else 4 (K = 14336's 448 threads and K = 3584's 224 spill
+    registers at 8 rows)."""
     launch = _one_row_launch(k, k, 1, capability)
-    return MAX_ROWS if launch.threads(k) <= 256 else min(4, MAX_ROWS)
+    return MAX_ROWS if launch.threads(k) <= SMALL_BLOCK_THREADS else min(4, MAX_ROWS)
 
 
 def _one_row_launch(n: int, k: int, rows: int, capability: tuple[int, int] | None) -> Launch:
