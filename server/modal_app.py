@@ -32,7 +32,7 @@ SERVER_DIR = Path(__file__).resolve().parent
 REPO_DIR = SERVER_DIR.parent
 
 # Deploy-time settings (docs/deploy.md, "Deploy-time settings"): PICTALE_GPU, PICTALE_MAX_CONTAINERS,
-# PICTALE_PROXY_AUTH, PICTALE_GPU_SNAPSHOT in the environment of `modal deploy`; a value that
+# PICTALE_PROXY_AUTH, PICTALE_GPU_SNAPSHOT, PICTALE_WRITER_STREAMS in the environment of `modal deploy`; a value that
 # cannot work stops the deploy with DeploySettingError. The containers get them back (DEPLOY_ENV)
 # so their own import of this file agrees.
 DEPLOY = DeploySettings.from_env(os.environ)
@@ -148,7 +148,13 @@ STARTUP_TIMEOUT_S = 5 * 60  # container start and imports (and, with GPU snapsho
 REQUEST_TIMEOUT_S = 30 * 60  # one HTTP request, queue wait and a long story included
 MIN_CONTAINERS = 0  # scale to zero; 1 keeps a GPU warm around the clock
 MAX_CONTAINERS = DEPLOY.max_containers  # 1 unless PICTALE_MAX_CONTAINERS says otherwise
-MAX_CONCURRENT_INPUTS = 32  # requests one container accepts; its scheduler queues them
+# Requests one container accepts: what its scheduler runs or queues (the writer's streams, one
+# describe, PICTALE_QUEUE_DEPTH waiting for each model), and room for resumes, lookups, cancels
+# and health. Modal starts another container (up to max_containers) once a container has more
+# than TARGET_INPUTS: as many as it runs at once, before any has to queue.
+QUEUE_DEPTH = 8  # the server's PICTALE_QUEUE_DEPTH default
+TARGET_INPUTS = DEPLOY.writer_streams + 1
+MAX_CONCURRENT_INPUTS = TARGET_INPUTS + 2 * QUEUE_DEPTH + 7
 # Loaded models and captured graphs go into the snapshot only with PICTALE_GPU_SNAPSHOT=on
 # (alpha; docs/deploy.md, "Cold starts"). Without it the snapshot holds the imports.
 GPU_SNAPSHOT_OPTIONS = {"enable_gpu_snapshot": True} if DEPLOY.gpu_snapshot else None
@@ -184,7 +190,7 @@ SERVE_ENV = {
     enable_memory_snapshot=True,
     experimental_options=GPU_SNAPSHOT_OPTIONS,
 )
-@modal.concurrent(max_inputs=MAX_CONCURRENT_INPUTS)
+@modal.concurrent(max_inputs=MAX_CONCURRENT_INPUTS, target_inputs=TARGET_INPUTS)
 class Server:
     @modal.enter(snap=True)
     def prepare(self) -> None:

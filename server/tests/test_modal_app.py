@@ -15,6 +15,8 @@ from pathlib import Path
 
 import modal
 import pytest
+
+from pictale_server.settings import Settings
 from fastapi.testclient import TestClient
 
 from engine_fixtures import dev_cache_dir, dev_engine, dev_model_paths  # noqa: F401
@@ -68,7 +70,13 @@ def test_server_class_matches_the_deploy_doc(recipe):
     assert module.LOAD_RESTARTS == int(table["load_restarts"])
     assert module.LOAD_RESTART_WINDOW_S == int(table["load_restart_window"])
     server, status = [kwargs for _, kwargs in calls["concurrent"]]  # in the file's order
-    assert server == {"max_inputs": int(table["max_inputs"])}
+    assert server == {"max_inputs": int(table["max_inputs"]), "target_inputs": int(table["target_inputs"])}
+    # Room for what the server runs and queues: the writer's streams, one describe, a full
+    # queue for each model, and more besides.
+    settings = Settings()
+    assert module.QUEUE_DEPTH == settings.queue_depth
+    runs_or_queues = settings.writer_streams + 1 + 2 * settings.queue_depth
+    assert int(table["target_inputs"]) == settings.writer_streams + 1 < runs_or_queues < int(table["max_inputs"])
     assert status == {"max_inputs": module.STATUS_MAX_INPUTS}
 
 
@@ -87,10 +95,13 @@ def test_gpu_snapshots_are_an_opt_in_that_reaches_the_containers(monkeypatch):
 
 
 def test_gpu_fallbacks_and_max_containers_are_deploy_time_settings(monkeypatch):
-    module, calls = record_import(monkeypatch, PICTALE_GPU="a10g, L4", PICTALE_MAX_CONTAINERS="3")
+    module, calls = record_import(monkeypatch, PICTALE_GPU="a10g, L4", PICTALE_MAX_CONTAINERS="3", PICTALE_WRITER_STREAMS="16")
     _, options = one_call(calls, "App.cls")
     assert options["gpu"] == ["A10G", "L4"]
     assert options["max_containers"] == 3
+    server = [kwargs for _, kwargs in calls["concurrent"]][0]
+    assert server == {"max_inputs": 17 + 16 + 7, "target_inputs": 17}  # sized from the streams
+    assert options["env"]["PICTALE_WRITER_STREAMS"] == "16"  # the containers decode as many
     inspect.signature(modal.App.cls).bind(module.app, **options)
 
 

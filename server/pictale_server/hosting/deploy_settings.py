@@ -45,6 +45,8 @@ CARDS: dict[str, GpuCard] = {
 
 DEFAULT_GPUS = ("A10G",)
 DEFAULT_MAX_CONTAINERS = 1
+DEFAULT_WRITER_STREAMS = 8  # as the server's PICTALE_WRITER_STREAMS
+MAX_WRITER_STREAMS = 16
 
 
 class DeploySettingError(ValueError):
@@ -60,6 +62,9 @@ class DeploySettings:
     proxy_auth: bool = True
     # Load the models before Modal's memory snapshot, GPU memory included (alpha; docs/deploy.md).
     gpu_snapshot: bool = False
+    # Writer requests one container decodes together: its containers' PICTALE_WRITER_STREAMS,
+    # and what Modal's concurrency limits are sized from.
+    writer_streams: int = DEFAULT_WRITER_STREAMS
 
     @property
     def gpu(self) -> str | list[str]:
@@ -73,6 +78,7 @@ class DeploySettings:
             max_containers=parse_max_containers(env.get("PICTALE_MAX_CONTAINERS", "")),
             proxy_auth=parse_switch("PICTALE_PROXY_AUTH", env.get("PICTALE_PROXY_AUTH", ""), default=True),
             gpu_snapshot=parse_switch("PICTALE_GPU_SNAPSHOT", env.get("PICTALE_GPU_SNAPSHOT", ""), default=False),
+            writer_streams=parse_writer_streams(env.get("PICTALE_WRITER_STREAMS", "")),
         )
 
     def as_env(self) -> dict[str, str]:
@@ -82,6 +88,7 @@ class DeploySettings:
             "PICTALE_MAX_CONTAINERS": str(self.max_containers),
             "PICTALE_PROXY_AUTH": "on" if self.proxy_auth else "off",
             "PICTALE_GPU_SNAPSHOT": "on" if self.gpu_snapshot else "off",
+            "PICTALE_WRITER_STREAMS": str(self.writer_streams),
         }
 
 
@@ -126,6 +133,18 @@ def parse_max_containers(value: str) -> int:
         raise DeploySettingError(f"PICTALE_MAX_CONTAINERS={value!r} is not a whole number") from None
     if count < 1:
         raise DeploySettingError(f"PICTALE_MAX_CONTAINERS={count}: at least 1 (min_containers=0 already scales to zero)")
+    return count
+
+
+def parse_writer_streams(value: str) -> int:
+    if not value.strip():
+        return DEFAULT_WRITER_STREAMS
+    try:
+        count = int(value.strip())
+    except ValueError:
+        raise DeploySettingError(f"PICTALE_WRITER_STREAMS={value!r} is not a whole number") from None
+    if not 1 <= count <= MAX_WRITER_STREAMS:
+        raise DeploySettingError(f"PICTALE_WRITER_STREAMS={count}: 1 to {MAX_WRITER_STREAMS} streams a container")
     return count
 
 
