@@ -270,3 +270,40 @@ def test_a_worker_of_several_streams_runs_that_many_jobs_at_once_and_queues_the_
     finally:
         worker.stop()
     assert sorted(thread.name for thread in worker._threads) == ["pictale-writer-0", "pictale-writer-1"]
+
+
+def test_a_caller_running_half_the_streams_lets_another_callers_job_go_first():
+    """Four streams, two callers: one client's burst may use every idle stream, but once it
+    runs its share (half), the next free stream goes to the other caller's job although the
+    burst's jobs came first."""
+    worker = ModelWorker("writer", depth=8, concurrency=4)
+    worker.start()
+
+    async def scenario():
+        ran: list[str] = []
+        gates = [threading.Event() for _ in range(6)]
+        burst = [blocking_job(gates[i], ran, f"a{i}", caller="a") for i in range(5)]
+        for job in burst:
+            worker.submit(job)
+        for job in burst[:4]:  # nobody else waits: all four streams run the burst
+            assert isinstance((await until_started(job)), Started)
+        other = blocking_job(gates[5], ran, "b0", caller="b")
+        worker.submit(other)
+        gates[0].set()  # a stream frees: b0 goes before a4
+        assert isinstance(await until_started(other), Started)
+        assert "a4" not in ran
+        for gate in gates:
+            gate.set()
+        await until_ended(burst[4])
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        worker.stop()
+
+
+async def until_started(job: Job):
+    while True:
+        item = await asyncio.wait_for(job.sink.queue.get(), WAIT_S)
+        if isinstance(item, Started):
+            return item

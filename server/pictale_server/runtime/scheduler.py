@@ -2,12 +2,13 @@
 
 Engine calls block (they drive a GPU decode loop), so each model gets as many threads as it
 runs jobs at once: one for the vision model, one per writer stream (the writer decodes its
-streams together: engine/batch_decoder.py). The asyncio side submits `Job`s and reads what the worker reports from the job's
-`sink`: `Queued(position)` while waiting (re-sent whenever the position changes), `Started`,
+streams together: engine/batch_decoder.py). The asyncio side submits `Job`s and reads what
+the worker reports from the job's `sink`: `Queued(position)` while waiting (re-sent whenever the position changes), `Started`,
 whatever the job's work emits, then `Ended` (or `Dropped` then `Ended` for a job cancelled
 before it ran). A full queue refuses new jobs with 429 `queue_full`, and so does a queue that
 already holds the caller's share of waiting jobs (`per_caller`): first come, first served, but
-one client cannot take every place in a queue that others share.
+one client cannot take every place in a queue that others share. Where a model runs several
+jobs at once (the writer), a caller running half of them lets other callers' jobs start first.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import asyncio
 import math
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,6 +79,9 @@ class ModelWorker:
         self.concurrency = concurrency  # jobs that run at once, one thread each
         self._waiting: deque[Job] = deque()
         self._running = 0
+        self._running_by: Counter[str | None] = Counter()
+        # Of several jobs at once, one caller's share while others wait: half of them.
+        self.running_share = max(1, concurrency // 2)
         self._stopping = False
         self._cond = threading.Condition()
         self._recent_durations: deque[float] = deque(maxlen=16)
@@ -156,9 +160,12 @@ class ModelWorker:
                 if stopping:
                     dropped, self._waiting = list(self._waiting), deque()
                 else:
-                    job = self._waiting.popleft()
+                    index = self._next_index_locked()
+                    job = self._waiting[index]
+                    del self._waiting[index]
                     self._running += 1
-                    self._announce_positions_locked(0)
+                    self._running_by[job.caller] += 1
+                    self._announce_positions_locked(index)
             if stopping:
                 for waiting in dropped:
                     waiting.sink.put(Dropped())
@@ -167,9 +174,19 @@ class ModelWorker:
             try:
                 self._run(job)
             finally:
-                del job  # hold no finished request's image or prompts while idle
                 with self._cond:
                     self._running -= 1
+                    self._running_by[job.caller] -= 1
+                del job  # hold no finished request's image or prompts while idle
+
+    def _next_index_locked(self) -> int:
+        """First come, first served, except that a caller already running its share of the
+        worker's jobs lets the first job of another caller go ahead; when every waiting job's
+        caller is at its share, the first job runs anyway (no thread idles)."""
+        for index, job in enumerate(self._waiting):
+            if job.caller is None or self._running_by[job.caller] < self.running_share:
+                return index
+        return 0
 
     def _run(self, job: Job) -> None:
         if job.cancel.is_set:
