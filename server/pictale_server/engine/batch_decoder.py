@@ -170,6 +170,18 @@ class BatchDecoder:
         with self._cond:
             return sum(sequence is not None for sequence in self._lanes)
 
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Until no lane is held and nothing waits (a stream that ended leaves at the decoder's
+        next loop): graph capture at load must not meet the decoder's own GPU work."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._cond:
+                if not self._waiting and self._prefilling is None and all(s is None for s in self._lanes):
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError("the writer's batch did not go idle")
+            time.sleep(0.005)
+
     # -- the thread ------------------------------------------------------------------------------
 
     def _start_locked(self) -> None:
@@ -213,7 +225,11 @@ class BatchDecoder:
                         self._cond.wait()
                     if self._stopping:
                         break
-                self._tick()
+                try:
+                    self._tick()
+                except Exception as exc:  # noqa: BLE001 - no reader may wait for a thread that died
+                    logger.exception("the writer's batch failed")
+                    self._fail_everything(exc)
             self._fail_everything(RuntimeError("the writer's batch stopped"))
 
     def _tick(self) -> None:
@@ -433,6 +449,7 @@ class BatchDecoder:
         transformers release that names that keyword differently takes the cache into its
         `**kwargs` and builds one of its own, and every decode step then attends to an empty
         cache without any error. Loading fails instead (transformers is pinned for this)."""
+        self.wait_idle()
         region = self.pool.reserve(prompt_ids.shape[-1])
         try:
             cache = self.pool.region_cache(region)
@@ -463,6 +480,7 @@ class BatchDecoder:
         in a request): the chunks of every region length the context allows."""
         if not self.graphs:
             return
+        self.wait_idle()
         chunks = sorted({chunk_for(length) for length in range(PAGE_TOKENS, self.context_tokens + PAGE_TOKENS, PAGE_TOKENS)})
         with torch.inference_mode():
             for rows in self.buckets:
