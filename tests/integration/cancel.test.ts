@@ -37,20 +37,23 @@ describe('abort mid-stream', () => {
     expect(next.timings.queuedMs).toBeLessThan(remainingMs / 4)
   })
 
-  it('a request behind a running job is queued; aborting both frees the writer', async () => {
+  it('a second story decodes beside a running one; aborting both frees the writer', async () => {
     const client = liveClient()
     const first = client.narrate(LONG_JOB)
     const firstEvents = first[Symbol.asyncIterator]()
     while ((await firstEvents.next()).value?.type !== 'delta') {
       // until the first job is decoding
     }
+    // The writer decodes its streams together (PICTALE_WRITER_STREAMS): no queue for the second.
     const statuses: unknown[] = []
     const second = client.narrate({ ...LONG_JOB, instruction: 'Another long story.' })
     for await (const event of second) {
       if (event.type === 'status') statuses.push({ state: event.state, position: event.position })
-      if (event.type === 'status' && event.state === 'queued') break // withdraws it from the queue
+      if (event.type === 'delta') break // decoding while the first still runs; leaving aborts it
     }
-    expect(statuses).toContainEqual({ state: 'queued', position: 1 })
+    expect(statuses).toContainEqual({ state: 'running', position: undefined })
+    expect(statuses).not.toContainEqual(expect.objectContaining({ state: 'queued' }))
+    expect((await firstEvents.next()).value?.type).toBe('delta') // the first goes on meanwhile
     first.abort()
     expect(await rejectionOf(first)).toBeInstanceOf(UserAbortError)
     expect(await rejectionOf(second)).toBeInstanceOf(UserAbortError)
