@@ -145,15 +145,16 @@ def test_the_launch_rule_covers_k_and_fits_shared_memory(n, k) -> None:
 @pytest.mark.parametrize("capability", sorted(nf4_cuda.SHARED_PER_SM))
 def test_a_launch_never_asks_registers_for_blocks_its_sm_cannot_hold(capability) -> None:
     """MIN_BLOCKS (the launch bounds) is at most the blocks the SM's shared memory holds at
-    once: an A10G holds three narrow blocks at 1-2 rows; past 2 rows a block takes the SM's
-    registers alone."""
+    once: an A10G holds three narrow blocks at 1-2 rows, two at 3-4, one past that."""
     for n, k in SHAPES:
         for rows in range(1, MAX_ROWS + 1):
             launch = default_launch(n, k, rows, capability)
             per_block = shared_bytes(k, launch, rows) + nf4_cuda.RESERVED_SHARED_PER_BLOCK
             assert launch.blocks_per_sm * per_block <= nf4_cuda.SHARED_PER_SM[capability]
     assert default_launch(4096, 5120, 1, (8, 6)).blocks_per_sm == 3
-    assert default_launch(4096, 5120, 4, (8, 6)).blocks_per_sm == 1
+    assert default_launch(4096, 5120, 4, (8, 6)).blocks_per_sm == 2
+    assert default_launch(4096, 5120, 8, (8, 6)) == Launch(4, 1, 1)
+    assert default_launch(5120, 14336, 4, (8, 6)) == Launch(2, 1, 1)  # 448 threads: one block
 
 
 @pytest.mark.parametrize("capability", [(8, 6), (9, 0), None])

@@ -117,11 +117,25 @@ def default_launch(n: int, k: int, rows: int, capability: tuple[int, int] | None
     threads) is always the one-row launch's, so a row's sum is the same bits at any batch size
     (nf4_gemv.cu); only tile height, blocks per SM and table width follow the rows."""
     one_row = _one_row_launch(n, k, min(rows, 2), capability)
-    if rows == 1 or (rows == 2 and one_row.threads(k) <= SMALL_BLOCK_THREADS):
+    small = one_row.threads(k) <= SMALL_BLOCK_THREADS
+    if rows == 1 or (rows == 2 and small):
         return one_row
-    # x takes 16 registers per row and chunk: past that a block keeps 2-row tiles and the whole
-    # register file of its SM (more blocks per SM spill, by ptxas' count on sm_86 and sm_90).
-    return Launch(max(2, one_row.row_groups), one_row.chunks_per_thread, 1, one_row.wide, one_row.row_groups)
+    # x takes 16 registers per row and chunk. From a sweep of the writer's gate+up on an H100
+    # (docs/kernels.md): 3-4 rows, 2-row tiles at 2 blocks per SM; 5-8 rows, 4-row tiles with
+    # the SM's registers to one block. Blocks of more threads take 2-row tiles, one per SM.
+    # None of these spill registers on sm_86 or sm_90 (ptxas' count).
+    if not small:
+        tile_rows, blocks_per_sm = 2, 1
+    elif rows <= 4:
+        tile_rows, blocks_per_sm = 2, 2
+    else:
+        tile_rows, blocks_per_sm = 4, 1
+    tile_rows = max(tile_rows, one_row.row_groups)
+    launch = Launch(tile_rows, one_row.chunks_per_thread, blocks_per_sm, one_row.wide, one_row.row_groups)
+    if capability in SHARED_PER_SM:
+        fits = SHARED_PER_SM[capability] // (shared_bytes(k, launch, rows) + RESERVED_SHARED_PER_BLOCK)
+        launch = Launch(tile_rows, launch.chunks_per_thread, max(1, min(blocks_per_sm, fits)), launch.wide, launch.row_groups)
+    return launch
 
 
 # Blocks of at most this many threads hold MAX_ROWS rows of x in registers (K <= 5120).
