@@ -9,7 +9,6 @@ batched step is checked against its one-row results in the GPU suite.
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 import torch
@@ -66,14 +65,10 @@ def run_all(decoder: BatchDecoder, requests: list[tuple[torch.Tensor, Sampling, 
 
 
 def settled(decoder: BatchDecoder) -> bool:
-    """Whether, within a few seconds, every lane and every slot of the pool is free again (a
-    stream that ended leaves at the decoder's next loop)."""
-    deadline = time.monotonic() + 5
-    while decoder.busy_lanes or decoder.pool.free_tokens != decoder.pool.capacity:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+    """Every lane and every slot of the pool free again (a stream that ended leaves at the
+    decoder's next loop)."""
+    decoder.wait_idle(5)
+    return decoder.pool.free_tokens == decoder.pool.capacity
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import dataclasses
 import json
 import shutil
 import threading
-import time
 
 import pytest
 import torch
@@ -181,12 +180,8 @@ def test_many_requests_leave_every_lane_and_slot_free(fast):
 
 
 def settled(loop) -> bool:
-    deadline = time.monotonic() + 10
-    while loop.busy_lanes or loop.pool.free_tokens != loop.pool.capacity:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+    loop.wait_idle(10)
+    return loop.pool.free_tokens == loop.pool.capacity
 
 
 def all_at_once(engine, requests: list[tuple[list, Sampling]]) -> list[list[int]]:
