@@ -16,7 +16,7 @@ from engine_fixtures import dev_cache_dir, dev_engine, dev_model_paths  # noqa: 
 
 from pictale_server.engine.banned_phrases import PhraseGuard
 from pictale_server.engine.base import ChatMessage, Sampling
-from pictale_server.engine.batch_decoder import PREFILL_SLICE_TOKENS, BatchDecoder, lane_bucket
+from pictale_server.engine.batch_decoder import PREFILL_SLICE_TOKENS, RUN_AHEAD_TOKENS, BatchDecoder, lane_bucket
 from pictale_server.engine.kv_pool import PAGE_TOKENS, KVPool
 from pictale_server.engine.request_sampler import Rewind
 
@@ -90,6 +90,22 @@ def test_a_seeded_request_gets_the_same_tokens_alone_and_in_a_batch(dev_engine, 
     assert together[1] == alone
     assert len(alone) == 40
     assert decoder.stats.rows > decoder.stats.steps  # steps did run several rows at once
+
+
+def test_a_reader_that_falls_behind_holds_its_lane_where_it_is(dev_engine, decoder) -> None:  # noqa: F811
+    """A lane whose reader is RUN_AHEAD_TOKENS behind sits steps out while others decode: its
+    position stays, and its tokens are those of the request alone."""
+    sampling = Sampling(max_tokens=40, temperature=0.0)
+    ids = prompt_ids(dev_engine)
+    alone = run_all(decoder, [(ids, sampling, 1)])[0]
+    slow = decoder.tokens(None, ids, sampling, 1)
+    read = [next(slow) for _ in range(5)]
+    other = threading.Thread(target=lambda: list(decoder.tokens(None, ids, Sampling(max_tokens=150, temperature=1.0), 2)))
+    other.start()
+    other.join(60)  # 150 steps of the other lane while this reader waits
+    lane = next(i for i, s in enumerate(decoder._lanes) if s is not None)
+    assert int(decoder.position[lane]) <= ids.shape[1] + len(read) + RUN_AHEAD_TOKENS
+    assert read + list(slow) == alone
 
 
 def test_a_creative_request_with_rewinds_is_batch_invariant(dev_engine, decoder) -> None:  # noqa: F811

@@ -108,7 +108,8 @@ class BatchDecoder:
         self.position = torch.zeros((rows,), dtype=torch.int64, device=device)
         self.first = torch.full((rows,), scratch.start, dtype=torch.int64, device=device)
         self.chunk = torch.full((rows,), scratch.chunk, dtype=torch.int64, device=device)
-        self.moving = torch.zeros((rows,), dtype=torch.int64, device=device)  # 1: the lane's position advances
+        self.moving = torch.zeros((rows,), dtype=torch.int64, device=device)  # 1: the lane steps now
+        self._moving_lanes: tuple[int, ...] = ()  # host copy: the lanes `moving` marks
         self._chunks = [scratch.chunk] * rows  # host copy of `chunk`
         self.samplers = [
             RequestSampler(
@@ -213,6 +214,9 @@ class BatchDecoder:
         """Prefilled, not at max_tokens (or rewound), and read up to RUN_AHEAD_TOKENS."""
         if sequence.region is None or not (sequence.rewinding or (sequence.answer > 0 and not sequence.parked)):
             return False
+        # The flag is raised before the queue is counted: a reader that takes a token after the
+        # count sees it raised and wakes the decoder (batch_sequence.stream_tokens).
+        sequence.waits_for_reader = True
         sequence.waits_for_reader = sequence.out.qsize() >= RUN_AHEAD_TOKENS
         return not sequence.waits_for_reader
 
@@ -245,11 +249,11 @@ class BatchDecoder:
             self._decode_step(stepping)
         except Exception as exc:  # noqa: BLE001 - every stream of the step learns of it
             logger.exception("a batched decode step failed")
-            for lane in stepping:
-                sequence = self._lanes[lane]
-                if sequence is not None:
-                    sequence.out.put(Ended(sequence.epoch, exc))
-                    self._release(lane)
+            failed = [lane for lane in stepping if self._lanes[lane] is not None]
+            for lane in failed:
+                self._lanes[lane].out.put(Ended(self._lanes[lane].epoch, exc))
+            for lane in failed:
+                self._release(lane)
 
     # -- joining and leaving ---------------------------------------------------------------------
 
@@ -258,6 +262,8 @@ class BatchDecoder:
             closed_waiting = [s for s in self._waiting if s.closed.is_set()]
             for sequence in closed_waiting:
                 self._waiting.remove(sequence)
+            if closed_waiting:
+                self._head_blocked = False  # another request may be first now
         for lane, sequence in enumerate(self._lanes):
             if sequence is None:
                 continue
@@ -314,25 +320,28 @@ class BatchDecoder:
         self.first[lane] = region.start
         self.chunk[lane] = region.chunk
         self._chunks[lane] = region.chunk
-        self.moving[lane] = 1
         release_cached_memory(self.device)  # the prompt's temporaries (gpu_memory.py)
         self._deliver(lane, sequence, int(self.token[lane, 0]))
 
     def _release(self, lane: int) -> None:
+        """The lane and its region free again; the lane's device inputs back to scratch. The
+        bookkeeping comes first and the device writes cannot raise out of here: after a CUDA
+        error they fail too, and every other reader must still learn of the failure."""
         sequence = self._lanes[lane]
-        scratch = self.pool.scratch
-        self.first[lane] = scratch.start
-        self.chunk[lane] = scratch.chunk
-        self._chunks[lane] = scratch.chunk
-        self.position[lane] = 0
-        self.moving[lane] = 0
         self._caches[lane] = None
+        self._chunks[lane] = self.pool.scratch.chunk
         with self._cond:
             self._lanes[lane] = None
             self._head_blocked = False
         if sequence is not None and sequence.region is not None:
             self.pool.release(sequence.region)
             sequence.region = None
+        try:
+            self.first[lane] = self.pool.scratch.start
+            self.chunk[lane] = self.pool.scratch.chunk
+            self.position[lane] = 0
+        except Exception:  # noqa: BLE001 - a failed device; the readers were told already
+            logger.exception("resetting lane %d failed", lane)
 
     def _rewind(self, lane: int, sequence: Sequence, epoch: int, rewind: Rewind) -> None:
         """The lane back to `rewind.index` answer tokens (RequestSampler.begin_rewind): at the
@@ -344,7 +353,6 @@ class BatchDecoder:
         slot = sampler.begin_rewind(rewind)
         at = sequence.prompt_tokens if slot is None else slot
         self.position[lane] = at
-        self.moving[lane] = 1
         cache = self._caches[lane]
         if cache is not None:
             for counter in cache_write_counters(cache):
@@ -361,7 +369,6 @@ class BatchDecoder:
         sequence.answer += 1
         if sequence.answer >= sequence.sampling.max_tokens:
             sequence.parked = True  # keeps its region: a rewind may still come
-            self.moving[lane] = 0
             sequence.out.put(Ended(sequence.epoch))
 
     def _fail_everything(self, error: BaseException) -> None:
@@ -370,10 +377,11 @@ class BatchDecoder:
         for sequence in waiting:
             sequence.out.put(Ended(sequence.epoch, error))
         self._prefilling = None
-        for lane, sequence in enumerate(self._lanes):
-            if sequence is not None:
-                sequence.out.put(Ended(sequence.epoch, error))
-                self._release(lane)
+        held = [lane for lane, sequence in enumerate(self._lanes) if sequence is not None]
+        for lane in held:
+            self._lanes[lane].out.put(Ended(self._lanes[lane].epoch, error))
+        for lane in held:
+            self._release(lane)
 
     # -- the step --------------------------------------------------------------------------------
 
@@ -390,7 +398,8 @@ class BatchDecoder:
                 lane: self.runner.decode(self.token[lane : lane + 1], self.position[lane : lane + 1], self._caches[lane])
                 for lane in stepping
             }
-        self.position[:rows].add_(self.moving[:rows])
+        self._mark_moving(stepping)
+        self.position[:rows].add_(self.moving[:rows])  # only lanes that stepped move on
         for lane in stepping:
             sequence = self._lanes[lane]
             sampler = self.samplers[lane]
@@ -404,6 +413,16 @@ class BatchDecoder:
         self.stats.steps += 1
         self.stats.rows += len(stepping)
         self.stats._last_step_end = time.perf_counter()
+
+    def _mark_moving(self, stepping: list[int]) -> None:
+        """`moving` = 1 at exactly the lanes of this step: a lane that sits a step out (its
+        reader behind, parked, prefilling) keeps its position."""
+        lanes = tuple(stepping)
+        if lanes != self._moving_lanes:
+            mask = torch.zeros(self.moving.shape, dtype=torch.int64)
+            mask[list(lanes)] = 1
+            self.moving.copy_(mask)  # from pageable memory: complete before `mask` goes
+            self._moving_lanes = lanes
 
     def _regions(self, rows: int, max_chunk: int) -> RowRegions:
         return RowRegions(self.first[:rows], self.chunk[:rows], max_chunk)

@@ -177,6 +177,8 @@ class ModelWorker:
                 with self._cond:
                     self._running -= 1
                     self._running_by[job.caller] -= 1
+                    if not self._running_by[job.caller]:
+                        del self._running_by[job.caller]
                 del job  # hold no finished request's image or prompts while idle
 
     def _next_index_locked(self) -> int:
