@@ -303,8 +303,12 @@ def test_a_client_that_drops_mid_stream_stops_its_generation_and_frees_the_model
             assert behind.until_name("status").data == {"state": "queued", "position": 1}
 
         dropped.close()
-        ending = server.engine.endings[model].get(timeout=WAIT_S)
-        assert ending.finish_reason == "cancelled", f"the generation was not stopped: {ending}"
+        endings = [server.engine.endings[model].get(timeout=WAIT_S)]
+        if model == "writer" and endings[0].finish_reason != "cancelled":
+            # the short story decoding beside it may end first
+            endings.append(server.engine.endings[model].get(timeout=WAIT_S))
+        ending = next((e for e in endings if e.finish_reason == "cancelled"), endings[0])
+        assert ending.finish_reason == "cancelled", f"the generation was not stopped: {endings}"
         assert ending.output_tokens < LONG // 4
 
         events = behind.rest()
