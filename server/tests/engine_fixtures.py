@@ -60,3 +60,23 @@ def reference_loop(runner, *, cache_tokens: int, vocab_size: int) -> DecodeLoop:
     model = runner.model
     buckets = KVBuckets(model.config, cache_tokens, dtype=model.dtype, device=model.device)
     return DecodeLoop(runner, buckets, ReferenceStep(runner), vocab_size=vocab_size)
+
+
+def guarded_tokens(steps, guard) -> list[int]:
+    """Drive a decode loop's token generator as stream_chunks does with banned phrases: every
+    token goes through `guard` (banned_phrases.PhraseGuard), and a completed phrase is sent
+    back as a Rewind. Returns the answer indices rewound to, in order (the kept ids are
+    `guard.ids`)."""
+    from pictale_server.engine.request_sampler import Rewind
+
+    command, rewound = None, []
+    while True:
+        try:
+            token = steps.send(command)
+        except StopIteration:
+            return rewound
+        command = None
+        found = guard.push(token)
+        if found is not None:
+            rewound.append(found.index)
+            command = Rewind(found.index, found.banned)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from engine_fixtures import dev_engine, dev_model_paths, dev_cache_dir  # noqa: F401 - fixtures
+from engine_fixtures import dev_engine, dev_model_paths, dev_cache_dir, guarded_tokens  # noqa: F401 - fixtures
 
 from pictale_server.engine.banned_phrases import PhraseGuard, RewindTo
 from pictale_server.engine.base import Cancel, ChatMessage, Delta, Finished, Sampling
@@ -88,17 +88,8 @@ def test_after_a_rewind_the_cache_continues_as_a_fresh_run_from_the_kept_text(de
     ids = dev_engine.writer_prompt_ids(PROMPT)
     sampling = Sampling(max_tokens=40, temperature=0.0, banned_phrases=("stalls star",))
     guard = PhraseGuard(tokenizer, sampling.banned_phrases)
-    steps = loop.tokens(WriterPrompt(ids), ids, sampling, seed=0)
-    command, last_rewind = None, None
-    while True:
-        try:
-            token = steps.send(command)
-        except StopIteration:
-            break
-        command = None
-        rewind = guard.push(token)
-        if rewind is not None:
-            command, last_rewind = Rewind(rewind.index, rewind.banned), rewind.index
+    rewound = guarded_tokens(loop.tokens(WriterPrompt(ids), ids, sampling, seed=0), guard)
+    last_rewind = rewound[-1] if rewound else None
     assert last_rewind is not None
     answer = guard.ids
     kept = answer[: last_rewind + 1]

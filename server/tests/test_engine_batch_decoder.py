@@ -12,7 +12,7 @@ import threading
 
 import pytest
 import torch
-from engine_fixtures import dev_cache_dir, dev_engine, dev_model_paths  # noqa: F401
+from engine_fixtures import dev_cache_dir, dev_engine, dev_model_paths, guarded_tokens  # noqa: F401
 
 from pictale_server.engine.banned_phrases import PhraseGuard
 from pictale_server.engine.base import ChatMessage, Sampling
@@ -114,20 +114,8 @@ def test_a_creative_request_with_rewinds_is_batch_invariant(dev_engine, decoder)
     sampling = Sampling(max_tokens=40, temperature=0.0, banned_phrases=("stalls star", "e"), dry_multiplier=0.5)
 
     def guarded() -> list[int]:
-        steps = decoder.tokens(None, prompt_ids(dev_engine), sampling, 0)
         guard = PhraseGuard(tokenizer, sampling.banned_phrases)
-        command, rewinds = None, 0
-        while True:
-            try:
-                token = steps.send(command)
-            except StopIteration:
-                break
-            command = None
-            found = guard.push(token)
-            if found is not None:
-                rewinds += 1
-                command = Rewind(found.index, found.banned)
-        assert rewinds > 0
+        assert guarded_tokens(decoder.tokens(None, prompt_ids(dev_engine), sampling, 0), guard)  # rewound
         return guard.ids
 
     alone = guarded()

@@ -205,7 +205,7 @@ class BatchDecoder:
                 continue
             if sequence.closed.is_set() or not sequence.commands.empty():
                 return True
-            if sequence.lane is not None and self._stepping(sequence):
+            if self._stepping(sequence):
                 return True
         return any(sequence.closed.is_set() for sequence in self._waiting)
 

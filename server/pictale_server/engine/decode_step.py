@@ -31,7 +31,8 @@ class DecodeStep(Protocol):
 
     def rows(self, token: torch.Tensor, position: torch.Tensor, regions, pool: StaticCache) -> torch.Tensor:
         """Many sequences, each in its own region of `pool` (written_step.RowRegions): tokens
-        (R, 1) at region slots `position` (R,) → (R, vocab) logits. Only where `batched`."""
+        (R, 1) at region slots `position` (R,) → (R, vocab) logits. Only steps with `batched`
+        have it; the batch runs the others one `forward`-like call per row."""
 
     def sample(
         self, logits: torch.Tensor, seen: torch.Tensor, params: SamplingTensors, token: torch.Tensor, by_rank: bool
@@ -58,9 +59,6 @@ class ReferenceStep:
 
     def forward(self, token, position, cache) -> torch.Tensor:
         return self.runner.decode(token, position, cache)
-
-    def rows(self, token, position, regions, pool) -> torch.Tensor:
-        raise NotImplementedError("the reference step runs one sequence per forward")
 
     def sample(self, logits, seen, params, token, by_rank) -> None:
         accept(sample_next_token(logits, seen, params, uniform_noise, by_rank), seen, params, token)

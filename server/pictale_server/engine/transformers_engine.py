@@ -400,7 +400,7 @@ def _free_gpu_bytes(device: torch.device) -> int:
     """Memory this process may still take on `device`: the card's free memory, or less where a
     memory fraction caps the process (benchmarks emulate a smaller card that way)."""
     free, total = torch.cuda.mem_get_info(device)
-    fraction = getattr(torch.cuda, "get_per_process_memory_fraction", lambda _device: 1.0)(device)
+    fraction = torch.cuda.get_per_process_memory_fraction(device)
     return int(min(free, fraction * total - torch.cuda.memory_reserved(device)))
 
 

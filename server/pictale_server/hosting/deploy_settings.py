@@ -125,27 +125,26 @@ def usable_cards() -> list[str]:
 
 
 def parse_max_containers(value: str) -> int:
-    if not value.strip():
-        return DEFAULT_MAX_CONTAINERS
-    try:
-        count = int(value.strip())
-    except ValueError:
-        raise DeploySettingError(f"PICTALE_MAX_CONTAINERS={value!r} is not a whole number") from None
+    count = _whole_number("PICTALE_MAX_CONTAINERS", value, DEFAULT_MAX_CONTAINERS)
     if count < 1:
         raise DeploySettingError(f"PICTALE_MAX_CONTAINERS={count}: at least 1 (min_containers=0 already scales to zero)")
     return count
 
 
 def parse_writer_streams(value: str) -> int:
-    if not value.strip():
-        return DEFAULT_WRITER_STREAMS
-    try:
-        count = int(value.strip())
-    except ValueError:
-        raise DeploySettingError(f"PICTALE_WRITER_STREAMS={value!r} is not a whole number") from None
+    count = _whole_number("PICTALE_WRITER_STREAMS", value, DEFAULT_WRITER_STREAMS)
     if not 1 <= count <= MAX_WRITER_STREAMS:
         raise DeploySettingError(f"PICTALE_WRITER_STREAMS={count}: 1 to {MAX_WRITER_STREAMS} streams a container")
     return count
+
+
+def _whole_number(name: str, value: str, default: int) -> int:
+    if not value.strip():
+        return default
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise DeploySettingError(f"{name}={value!r} is not a whole number") from None
 
 
 def parse_switch(name: str, value: str, *, default: bool) -> bool:

@@ -3,12 +3,13 @@
 Engine calls block (they drive a GPU decode loop), so each model gets as many threads as it
 runs jobs at once: one for the vision model, one per writer stream (the writer decodes its
 streams together: engine/batch_decoder.py). The asyncio side submits `Job`s and reads what
-the worker reports from the job's `sink`: `Queued(position)` while waiting (re-sent whenever the position changes), `Started`,
-whatever the job's work emits, then `Ended` (or `Dropped` then `Ended` for a job cancelled
-before it ran). A full queue refuses new jobs with 429 `queue_full`, and so does a queue that
-already holds the caller's share of waiting jobs (`per_caller`): first come, first served, but
-one client cannot take every place in a queue that others share. Where a model runs several
-jobs at once (the writer), a caller running half of them lets other callers' jobs start first.
+the worker reports from the job's `sink`: `Queued(position)` while waiting (re-sent whenever
+the position changes), `Started`, whatever the job's work emits, then `Ended` (or `Dropped`
+then `Ended` for a job cancelled before it ran). A full queue refuses new jobs with 429
+`queue_full`, and so does a queue that already holds the caller's share of waiting jobs
+(`per_caller`): first come, first served, but one client cannot take every place in a queue
+that others share. Where a model runs several jobs at once (the writer), a caller running half
+of them lets other callers' jobs start first.
 """
 
 from __future__ import annotations

@@ -63,12 +63,12 @@ class NF4Projection:
         out = norm_gemv(residual, delta, norm.weight, norm.variance_epsilon, residual_out, self.weight)
         return out.view(*residual.shape[:-1], -1)
 
-    def warm_up(self, normed: bool, rows: int = 1) -> None:
-        """Compile the kernel variants this projection launches for `rows` rows (NVRTC, ~0.2 s
-        each): before a CUDA graph is captured, and where a failure can still choose the
-        reference path."""
+    def warm_up(self, normed: bool) -> None:
+        """Compile the kernel variant this projection launches (NVRTC, ~0.2 s each): before a
+        CUDA graph is captured, and where a failure can still choose the reference path. The
+        variants of several rows compile in the batch's warm-up forwards before its captures."""
         k = self.weight.in_features
-        zeros = torch.zeros((rows, k), dtype=torch.bfloat16, device=self.weight.device)
+        zeros = torch.zeros((1, k), dtype=torch.bfloat16, device=self.weight.device)
         if normed:
             norm_weight = torch.ones(k, dtype=torch.bfloat16, device=zeros.device)
             norm_gemv(zeros, zeros.clone(), norm_weight, 1e-6, torch.empty_like(zeros), self.weight)
@@ -131,17 +131,14 @@ def nf4_layer_projections(layer: torch.nn.Module, index: int) -> LayerProjection
     )
 
 
-def warm_up(layers: list[LayerProjections], rows: tuple[int, ...] = (1,)) -> None:
-    """Compile every kernel variant the step launches for each batch size in `rows` (each
-    shape once)."""
+def warm_up(layers: list[LayerProjections]) -> None:
+    """Compile every kernel variant the step launches (each shape once)."""
     seen = set()
-    for count in rows:
-        for index, layer in enumerate(layers):
-            for projection, normed in (
-                (layer.qkv, index > 0), (layer.o, False), (layer.gate_up, True), (layer.down, False),
-            ):
-                weight = projection.weight
-                key = (weight.out_features, weight.in_features, len(weight.parts), normed, count)
-                if key not in seen:
-                    seen.add(key)
-                    projection.warm_up(normed, count)
+    for index, layer in enumerate(layers):
+        for projection, normed in (
+            (layer.qkv, index > 0), (layer.o, False), (layer.gate_up, True), (layer.down, False),
+        ):
+            key = (projection.weight.out_features, projection.weight.in_features, len(projection.weight.parts), normed)
+            if key not in seen:
+                seen.add(key)
+                projection.warm_up(normed)

@@ -183,8 +183,6 @@ class WrittenStep:
         size. The product reads the weight once either way (memory-bound): the padding costs
         compute only."""
         rows = x.shape[0]
-        if rows > LOGIT_ROWS:
-            return torch.cat([self._logits(x[i : i + LOGIT_ROWS]) for i in range(0, rows, LOGIT_ROWS)])
         padded = x.new_zeros((LOGIT_ROWS, *x.shape[1:]))
         padded[:rows] = x
         return self.lm_head(padded)[:rows, -1, :]
