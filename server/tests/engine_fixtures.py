@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from pictale_server.engine.batch_decoder import BatchDecoder
 from pictale_server.engine.decode_loop import DecodeLoop
 from pictale_server.engine.decode_step import ReferenceStep
 from pictale_server.engine.dev.models import DevModelPaths, ensure_dev_models
 from pictale_server.engine.kv_buckets import KVBuckets
+from pictale_server.engine.kv_pool import PAGE_TOKENS, KVPool
 from pictale_server.engine.loader import load_engine
 from pictale_server.engine.transformers_engine import TransformersEngine
 from pictale_server.settings import Settings
@@ -53,6 +55,23 @@ def scene_image(size: tuple[int, int] = (320, 240)) -> Image.Image:
     draw.ellipse((w // 8, h // 8, w // 2, h // 2), fill=(220, 40, 40))
     draw.rectangle((w // 2, h // 2, w - w // 8, h - h // 8), fill=(240, 200, 40))
     return image
+
+
+def decoder_of(
+    engine: TransformersEngine, *, pages: int | None = None, lanes: int = 4
+) -> BatchDecoder:
+    """A batch of its own over the dev writer (a pool of `pages` pages where given: one
+    request's worst case over 256 tokens then fills two)."""
+    writer = engine.loaded("writer")
+    shared: BatchDecoder = writer.loop
+    pool = shared.pool
+    if pages is not None:
+        model = writer.model
+        pool = KVPool(model.config, (pages + 1) * PAGE_TOKENS, dtype=model.dtype, device=shared.device)
+    return BatchDecoder(
+        shared.runner, pool, shared.step, lanes=lanes, vocab_size=shared.vocab_size,
+        context_tokens=shared.context_tokens, vocabulary=shared.samplers[0].vocabulary,
+    )
 
 
 def reference_loop(runner, *, cache_tokens: int, vocab_size: int) -> DecodeLoop:

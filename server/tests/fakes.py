@@ -50,6 +50,7 @@ class FakeEngine:
     profile: str = "dev"
     vision_id: str = "fake/vision"
     writer_id: str = "fake/writer"
+    writer_admission: bool = False  # every request starts when called: Started means running
 
     def __post_init__(self) -> None:
         self.release = threading.Event()
@@ -83,11 +84,13 @@ class FakeEngine:
         return self._stream("vision", self.vision, image, messages, sampling, cancel)
 
     def stream_writer(
-        self, messages: Sequence[ChatMessage], sampling: Sampling, cancel: Cancel
+        self, messages: Sequence[ChatMessage], sampling: Sampling, cancel: Cancel, *, admission=None
     ) -> Iterator[Chunk]:
         return self._stream("writer", self.writer, None, messages, sampling, cancel)
 
-    def stream_writer_text(self, prompt: str, sampling: Sampling, cancel: Cancel) -> Iterator[Chunk]:
+    def stream_writer_text(
+        self, prompt: str, sampling: Sampling, cancel: Cancel, *, admission=None
+    ) -> Iterator[Chunk]:
         return self._stream("writer", self.writer, None, [], sampling, cancel, prompt=prompt)
 
     def writer_token_ids(self, text: str, *, special: bool = True) -> list[int]:

@@ -1,14 +1,22 @@
-"""Queueing, cancellation and idempotency through HTTP."""
+"""Queueing, cancellation and idempotency through HTTP.
+
+Most tests run around the scripted FakeEngine; the last ones run the dev engine with a writer
+whose KV pool holds two pages, to check that a request waiting for memory is queued.
+"""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
 import httpx
 import pytest
+from engine_fixtures import decoder_of, dev_cache_dir, dev_engine, dev_model_paths  # noqa: F401
 
 from conftest import IMAGE, LiveStream, names
 from fakes import FakeEngine, Script
+from pictale_server.engine.kv_pool import PAGE_TOKENS
+from pictale_server.runtime import prompts
 
 
 # Queueing is the writer's once all its streams are busy: these tests give it one stream.
@@ -288,3 +296,112 @@ def test_the_writer_runs_as_many_narrates_at_once_as_it_has_streams(serve):
     served.engine.release.set()
     for stream in (first, second, third):
         assert stream.rest()[-1].name == "done"
+
+
+# --- the writer's KV memory: the dev engine, its batch over a pool of two pages ----------------
+
+HOLD = "HOLD"  # a narrate whose instruction holds this stops after its first chunk until released
+GREEDY = {"temperature": 0, "repetition_penalty": 0.5}  # loops without an end token
+HOLD_S = 60.0  # bound on a hold the test forgets to release; never an assertion on speed
+
+
+class HoldingEngine:
+    """The dev engine, unchanged, but a writer stream whose instruction holds HOLD stops after
+    its first chunk until `release` is set: it keeps its KV region meanwhile."""
+
+    def __init__(self, engine) -> None:
+        self._engine = engine
+        self.release = threading.Event()
+
+    def __getattr__(self, name: str):
+        return getattr(self._engine, name)
+
+    def stream_writer(self, messages, sampling, cancel, *, admission=None) -> Iterator:
+        chunks = self._engine.stream_writer(messages, sampling, cancel, admission=admission)
+        if not any(HOLD in message["content"] for message in messages):
+            return chunks
+        return self._held(chunks)
+
+    def _held(self, chunks: Iterator) -> Iterator:
+        for index, chunk in enumerate(chunks):
+            yield chunk
+            if index == 0:
+                self.release.wait(HOLD_S)
+
+
+@pytest.fixture
+def two_page_writer(dev_engine):  # noqa: F811
+    """The dev engine with its writer's batch swapped for one over two pages of KV memory, and
+    the body of a narrate whose worst case (prompt + max_tokens) takes both."""
+    writer = dev_engine.loaded("writer")
+    shared, small = writer.loop, decoder_of(dev_engine, pages=2)
+    instruction = f"{HOLD} the lighthouse."
+    prompt = dev_engine.writer_prompt_ids(prompts.narrate_messages(instruction)).shape[1]
+    both_pages = {"instruction": instruction, "max_tokens": 2 * PAGE_TOKENS - prompt, **GREEDY}
+    assert both_pages["max_tokens"] > 0
+    writer.loop = small
+    holding = HoldingEngine(dev_engine)
+    try:
+        yield holding, both_pages
+    finally:
+        holding.release.set()
+        writer.loop = shared
+        small.stop()
+
+
+def statuses(events) -> list[dict]:
+    return [event.data for event in events if event.name == "status"]
+
+
+def test_a_narrate_waiting_for_kv_memory_is_queued_then_runs(serve, two_page_writer):
+    engine, both_pages = two_page_writer
+    served = serve(engine)
+    holding = LiveStream(served.client, "/v1/narrate", both_pages)
+    holding.until_name("delta")
+    waiting = LiveStream(served.client, "/v1/narrate", {"instruction": "Next.", "max_tokens": 8})
+    assert waiting.until_name("status").data == {"state": "queued", "position": 1}
+    assert served.client.get(f"/v1/runs/{waiting.run_id}").json()["state"] == "queued"
+    assert served.client.get("/health").json()["queue"]["writer"] == 1
+
+    engine.release.set()
+    events = waiting.rest()
+    assert statuses(events) == [{"state": "queued", "position": 1}, {"state": "running"}]
+    after = names(events)[names(events).index("status", 2):]
+    assert after[:2] == ["status", "stage-start"] and after[-2:] == ["stage-end", "done"]
+    assert events[-1].data["usage"]["output_tokens"] > 0
+    held = holding.rest()
+    assert statuses(held) == [{"state": "running"}] and held[-1].name == "done"
+
+
+def test_positions_count_memory_waiters_first_and_a_cancelled_one_leaves_the_line(
+    serve, two_page_writer
+):
+    """Two streams: the first holds the whole pool, the second request waits for memory (1),
+    the third for a stream (2). Cancelling the second takes it out of the batch's line at
+    once: the third moves up, and runs when the first ends."""
+    engine, both_pages = two_page_writer
+    served = serve(engine, writer_streams=2, queue_depth=4)
+    holding = LiveStream(served.client, "/v1/narrate", both_pages)
+    holding.until_name("delta")
+    leaving = LiveStream(served.client, "/v1/narrate", {"instruction": "Second.", "max_tokens": 8})
+    assert leaving.until_name("status").data == {"state": "queued", "position": 1}
+    behind = LiveStream(served.client, "/v1/narrate", {"instruction": "Third.", "max_tokens": 8})
+    assert behind.until_name("status").data == {"state": "queued", "position": 2}
+
+    served.client.post(f"/v1/runs/{leaving.run_id}/cancel")
+    events = leaving.rest()
+    assert statuses(events) == [{"state": "queued", "position": 1}]  # never running
+    assert names(events)[-3:] == ["stage-start", "stage-end", "done"]
+    assert events[-1].data["finish_reason"] == "cancelled"
+    assert events[-1].data["usage"]["output_tokens"] == 0
+    assert behind.until_name("status").data == {"state": "queued", "position": 1}
+
+    engine.release.set()
+    events = behind.rest()
+    assert statuses(events) == [
+        {"state": "queued", "position": 2},
+        {"state": "queued", "position": 1},
+        {"state": "running"},
+    ]
+    assert events[-1].name == "done" and events[-1].data["usage"]["output_tokens"] > 0
+    assert holding.rest()[-1].name == "done"

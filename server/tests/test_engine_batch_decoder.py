@@ -12,12 +12,11 @@ import threading
 
 import pytest
 import torch
-from engine_fixtures import dev_cache_dir, dev_engine, dev_model_paths, guarded_tokens  # noqa: F401
+from engine_fixtures import decoder_of, dev_cache_dir, dev_engine, dev_model_paths, guarded_tokens  # noqa: F401
 
 from pictale_server.engine.banned_phrases import PhraseGuard
-from pictale_server.engine.base import ChatMessage, Sampling
+from pictale_server.engine.base import Cancel, ChatMessage, Sampling
 from pictale_server.engine.batch_decoder import PREFILL_SLICE_TOKENS, RUN_AHEAD_TOKENS, BatchDecoder, lane_bucket
-from pictale_server.engine.kv_pool import PAGE_TOKENS, KVPool
 from pictale_server.engine.request_sampler import Rewind
 
 PROMPT = [ChatMessage(role="user", content="The lighthouse keeper counted the ships at dusk.")]
@@ -26,20 +25,6 @@ PROMPT = [ChatMessage(role="user", content="The lighthouse keeper counted the sh
 def prompt_ids(engine, words: int = 0) -> torch.Tensor:
     text = "The lighthouse keeper counted the ships at dusk." + " and the gulls" * words
     return engine.writer_prompt_ids([ChatMessage(role="user", content=text)])
-
-
-def decoder_of(engine, *, pages: int | None = None, lanes: int = 4) -> BatchDecoder:
-    """A batch of its own over the dev writer (a small pool where `pages` is given)."""
-    writer = engine.loaded("writer")
-    shared: BatchDecoder = writer.loop
-    pool = shared.pool
-    if pages is not None:
-        model = writer.model
-        pool = KVPool(model.config, (pages + 1) * PAGE_TOKENS, dtype=model.dtype, device=shared.device)
-    return BatchDecoder(
-        shared.runner, pool, shared.step, lanes=lanes, vocab_size=shared.vocab_size,
-        context_tokens=shared.context_tokens, vocabulary=shared.samplers[0].vocabulary,
-    )
 
 
 def run_all(decoder: BatchDecoder, requests: list[tuple[torch.Tensor, Sampling, int]]) -> list[list[int]]:
@@ -151,6 +136,123 @@ def test_a_request_waits_for_kv_memory_and_starts_when_one_ends(dev_engine) -> N
         results = run_all(decoder, requests)
         assert [len(r) for r in results] == [400 - ids.shape[1]] * 2
         assert decoder.stats.rows == decoder.stats.steps  # never two rows at once
+        assert settled(decoder)
+    finally:
+        decoder.stop()
+
+
+class Told:
+    """An Admission that records what the decoder tells it: ("waiting", place), ("admitted",)."""
+
+    def __init__(self) -> None:
+        self.said: list[tuple] = []
+        self._cond = threading.Condition()
+
+    def waiting(self, place: int) -> None:
+        self._record(("waiting", place))
+
+    def admitted(self) -> None:
+        self._record(("admitted",))
+
+    def _record(self, item: tuple) -> None:
+        with self._cond:
+            self.said.append(item)
+            self._cond.notify_all()
+
+    def until(self, *said: tuple) -> list[tuple]:
+        """Wait (bounded) until the record is `said`; fail with what it holds otherwise."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.said == list(said), 60)
+            assert self.said == list(said)
+            return self.said
+
+
+class Reader:
+    """A request read on a thread of its own: its first token, then it holds its region until
+    `close()` (or, with `read_all`, reads to the end)."""
+
+    def __init__(
+        self, decoder: BatchDecoder, ids, max_tokens: int, seed: int, *, read_all: bool = False
+    ) -> None:
+        self.told, self.cancel = Told(), Cancel()
+        self.tokens: list[int] = []
+        self._steps = decoder.tokens(
+            None, ids, Sampling(max_tokens=max_tokens, temperature=1.0, seed=seed), seed,
+            cancel=self.cancel, admission=self.told,
+        )
+        self._leave = threading.Event()
+        self._thread = threading.Thread(target=self._read, args=(read_all,))
+        self._thread.start()
+
+    def _read(self, read_all: bool) -> None:
+        try:
+            for token in self._steps:
+                self.tokens.append(token)
+                if not read_all:
+                    self._leave.wait(60)
+                    break
+        finally:
+            self._steps.close()
+
+    def close(self) -> None:
+        self._leave.set()
+        self.join()
+
+    def join(self) -> None:
+        self._thread.join(60)
+        assert not self._thread.is_alive(), "a reader hung"
+
+
+def test_a_request_that_does_not_fit_the_pool_is_told_its_place_then_its_admission(dev_engine) -> None:  # noqa: F811
+    """A pool of two pages: the first request's worst case takes both, so those after it wait
+    in line, told their places (and again when they move up), then their admission."""
+    decoder = decoder_of(dev_engine, pages=2)
+    try:
+        ids = prompt_ids(dev_engine)
+        both_pages = 400 - ids.shape[1]
+        first = Reader(decoder, ids, both_pages, 1)
+        first.told.until(("admitted",))  # it fits at once: never told a place
+        second = Reader(decoder, ids, both_pages, 2)
+        second.told.until(("waiting", 1))
+        third = Reader(decoder, ids, 8, 3, read_all=True)
+        third.told.until(("waiting", 2))
+        assert not second.tokens and not third.tokens
+
+        first.close()
+        second.told.until(("waiting", 1), ("admitted",))
+        third.told.until(("waiting", 2), ("waiting", 1))
+        second.close()
+        third.told.until(("waiting", 2), ("waiting", 1), ("admitted",))
+        third.join()
+        assert len(third.tokens) == 8
+        assert settled(decoder)
+    finally:
+        decoder.stop()
+
+
+def test_a_request_cancelled_while_it_waits_leaves_the_line_at_once(dev_engine) -> None:  # noqa: F811
+    """Its reader blocks on the queue, so the decoder takes it out when its flag is set: no
+    token, never admitted, and the one behind it moves up, while the first still runs."""
+    decoder = decoder_of(dev_engine, pages=2)
+    try:
+        ids = prompt_ids(dev_engine)
+        first = Reader(decoder, ids, 400 - ids.shape[1], 1)
+        first.told.until(("admitted",))
+        leaving = Reader(decoder, ids, 8, 2, read_all=True)
+        leaving.told.until(("waiting", 1))
+        behind = Reader(decoder, ids, 8, 3, read_all=True)
+        behind.told.until(("waiting", 2))
+
+        leaving.cancel.set()
+        leaving.join()  # its tokens ended while the first still holds the whole pool
+        assert leaving.tokens == [] and leaving.told.said == [("waiting", 1)]
+        behind.told.until(("waiting", 2), ("waiting", 1))
+        assert decoder.busy_lanes == 1
+
+        first.close()
+        behind.join()
+        assert behind.told.said[-1] == ("admitted",) and len(behind.tokens) == 8
+        assert ("admitted",) not in leaving.told.said
         assert settled(decoder)
     finally:
         decoder.stop()

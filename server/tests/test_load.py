@@ -66,8 +66,9 @@ class WatchedEngine:
     def stream_vision(self, image, messages, sampling, cancel) -> Iterator:
         return self._watch("vision", self._engine.stream_vision(image, messages, sampling, cancel))
 
-    def stream_writer(self, messages, sampling, cancel) -> Iterator:
-        return self._watch("writer", self._engine.stream_writer(messages, sampling, cancel))
+    def stream_writer(self, messages, sampling, cancel, *, admission=None) -> Iterator:
+        chunks = self._engine.stream_writer(messages, sampling, cancel, admission=admission)
+        return self._watch("writer", chunks)
 
     def _watch(self, model: str, chunks: Iterator) -> Iterator:
         for chunk in chunks:

@@ -1,4 +1,5 @@
-"""The per-model worker: FIFO order, bounded depth, positions, withdrawal, failures."""
+"""The per-model worker: FIFO order, bounded depth, positions (over the queue and the jobs an
+engine holds back), withdrawal, failures."""
 
 from __future__ import annotations
 
@@ -11,7 +12,17 @@ from pydantic import ValidationError
 from fakes import WAIT_S
 from pictale_server.engine.base import Cancel
 from pictale_server.errors import ApiError
-from pictale_server.runtime.scheduler import Dropped, Ended, Job, LoopSink, ModelWorker, Queued, Started
+from pictale_server.runtime.scheduler import (
+    Admitted,
+    Dropped,
+    Ended,
+    Job,
+    LoopSink,
+    ModelWorker,
+    Queued,
+    Started,
+    Waiting,
+)
 from pictale_server.settings import Settings
 
 
@@ -307,3 +318,138 @@ async def until_started(job: Job):
         item = await asyncio.wait_for(job.sink.queue.get(), WAIT_S)
         if isinstance(item, Started):
             return item
+
+
+class HeldJob:
+    """A job whose engine holds it back: it reports `Waiting(place)` (and later places as the
+    test says), then `Admitted` and an output when admitted, or ends without (withdrawn)."""
+
+    def __init__(self, name: str, place: int) -> None:
+        self.place = place
+        self.moves: list[int] = []  # places reported later, one per `move` wake-up
+        self.wake = threading.Event()
+        self.admit = False
+        self.job = Job(work=self._work, cancel=Cancel(), sink=LoopSink(asyncio.get_running_loop()))
+        self.name = name
+
+    def _work(self, emit) -> None:
+        emit(Waiting(self.place))
+        while True:
+            self.wake.wait(WAIT_S)
+            self.wake.clear()
+            if self.moves:
+                emit(Waiting(self.moves.pop(0)))
+                continue
+            break
+        if self.admit:
+            emit(Admitted(0.0))
+            emit(f"{self.name}-output")
+
+    def move_to(self, place: int) -> None:
+        self.moves.append(place)
+        self.wake.set()
+
+    def end(self, admitted: bool) -> None:
+        self.admit = admitted
+        self.wake.set()
+
+
+def test_jobs_the_engine_holds_back_come_first_in_every_position():
+    """Three streams: one runs, two are held back by the engine (waiting for memory); a job
+    that has no thread yet is behind both of them. As the held jobs are admitted or withdrawn,
+    everyone behind moves up, and an admitted job is told nothing more."""
+    worker = ModelWorker("writer", depth=4, concurrency=3)
+    worker.start()
+
+    async def scenario():
+        gate, ran = threading.Event(), []
+        running = blocking_job(gate, ran, "running")
+        worker.submit(running)
+        assert isinstance(await until_started(running), Started)
+        first, second = HeldJob("first", 1), HeldJob("second", 2)
+        worker.submit(first.job)
+        assert [type(i) for i in await next_items(first.job, 2)] == [Started, Queued]
+        worker.submit(second.job)
+        assert isinstance(await until_started(second.job), Started)
+        assert await next_items(second.job, 1) == [Queued(2)]
+        assert first.job.position == 1
+        queued = quick_job(ran, "queued")
+        worker.submit(queued)
+        assert await next_items(queued, 1) == [Queued(3)]
+        assert worker.waiting == 3
+
+        first.end(admitted=True)  # the engine admits the first: the others move up
+        assert await until_ended(first.job) == [Admitted(0.0), "first-output", Ended()]
+        second.move_to(1)  # the engine's place for it follows; the worker's rank did already
+        assert await next_items(second.job, 1) == [Queued(1)]
+        # moved up when the first was admitted, then took the stream the first's end freed
+        assert await next_items(queued, 1) == [Queued(2)]
+        assert isinstance(await until_started(queued), Started)
+
+        second.end(admitted=False)  # withdrawn while held: it never ran
+        assert await until_ended(second.job) == [Ended()]
+        assert worker.waiting == 0
+        gate.set()
+        await until_ended(running)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        worker.stop()
+
+
+def test_a_held_job_that_leaves_lets_the_queue_behind_it_move_up():
+    """Two streams, both busy (one running, one held back): the queued job is second; when
+    the held one is withdrawn, it is told it is first before it takes the free stream."""
+    worker = ModelWorker("writer", depth=4, concurrency=2)
+    worker.start()
+
+    async def scenario():
+        gate, ran = threading.Event(), []
+        running = blocking_job(gate, ran, "running")
+        worker.submit(running)
+        await until_started(running)
+        held = HeldJob("held", 1)
+        worker.submit(held.job)
+        assert (await next_items(held.job, 2))[1] == Queued(1)
+        queued = quick_job(ran, "queued")
+        worker.submit(queued)
+        assert await next_items(queued, 1) == [Queued(2)]
+
+        held.end(admitted=False)
+        items = await until_ended(queued)
+        assert items[0] == Queued(1) and isinstance(items[1], Started)
+        assert items[2:] == ["queued-output", Ended()]
+        gate.set()
+        await until_ended(running)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        worker.stop()
+
+
+def test_a_place_reported_after_the_job_ended_is_ignored():
+    """The engine's thread may report a place as the job ends: it must not leave a ghost."""
+    worker = ModelWorker("writer", depth=2, concurrency=1)
+    worker.start()
+
+    async def scenario():
+        late: list = []
+
+        def work(emit):
+            late.append(emit)
+
+        job = Job(work=work, cancel=Cancel(), sink=LoopSink(asyncio.get_running_loop()))
+        worker.submit(job)
+        await until_ended(job)
+        late[0](Waiting(1))
+        assert worker.waiting == 0
+        after = quick_job([], "after")
+        worker.submit(after)
+        assert isinstance((await until_ended(after))[0], Started)  # no Queued: nobody waits
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        worker.stop()

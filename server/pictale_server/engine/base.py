@@ -9,7 +9,7 @@ model: one job at a time per model.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypedDict, Union
 
@@ -75,22 +75,65 @@ Chunk = Union[Delta, Finished]
 
 @dataclass
 class Cancel:
-    """A job's stop flag. The decode loop checks it every step."""
+    """A job's stop flag. The decode loop checks it every step; a request that has no steps
+    yet (one the writer's batch holds back until it has memory for it) hears of it through
+    `on_set` instead."""
 
     event: threading.Event = field(default_factory=threading.Event)
+    _hooks: list[Callable[[], None]] = field(default_factory=list, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def set(self) -> None:
-        self.event.set()
+        with self._lock:
+            self.event.set()
+            hooks, self._hooks = self._hooks, []
+        for hook in hooks:
+            hook()
 
     @property
     def is_set(self) -> bool:
         return self.event.is_set()
+
+    def on_set(self, hook: Callable[[], None]) -> Callable[[], None]:
+        """Call `hook` once, when the flag is set, on the thread that sets it (now, if it is
+        set already). Returns a function that forgets the hook."""
+        with self._lock:
+            already = self.event.is_set()
+            if not already:
+                self._hooks.append(hook)
+        if already:
+            hook()
+
+        def forget() -> None:
+            with self._lock:
+                if hook in self._hooks:
+                    self._hooks.remove(hook)
+
+        return forget
+
+
+class Admission(Protocol):
+    """How an engine that holds requests back until it has room to decode them (the writer's
+    batch waits for KV memory: batch_decoder.py) says where one stands. Called on the engine's
+    own thread, in order."""
+
+    def waiting(self, place: int) -> None:
+        """The request waits for room, at `place` (1-based) in the engine's line, which is first
+        come first served; called again whenever the place changes."""
+
+    def admitted(self) -> None:
+        """The request starts: its prompt is prefilled next. Called once, after any `waiting`;
+        a request withdrawn while it waits (its Cancel set) never is."""
 
 
 class Engine(Protocol):
     profile: str  # "dev" | "reference" | "custom"
     vision_id: str
     writer_id: str
+    # True when the writer holds requests back until it has room for them and says so through
+    # the `admission` of stream_writer / stream_writer_text: the serving layer then reports a
+    # writer job as running only once it is admitted. False: every request starts when called.
+    writer_admission: bool
 
     @property
     def vision_loaded(self) -> bool: ...
@@ -114,13 +157,23 @@ class Engine(Protocol):
         """
 
     def stream_writer(
-        self, messages: Sequence[ChatMessage], sampling: Sampling, cancel: Cancel
+        self,
+        messages: Sequence[ChatMessage],
+        sampling: Sampling,
+        cancel: Cancel,
+        *,
+        admission: Admission | None = None,
     ) -> Iterator[Chunk]:
-        """Generate from the writer model (templated in its own chat format)."""
+        """Generate from the writer model (templated in its own chat format). Where the writer
+        holds requests back (`writer_admission`), `admission` hears where this one stands once
+        the stream is first read."""
 
-    def stream_writer_text(self, prompt: str, sampling: Sampling, cancel: Cancel) -> Iterator[Chunk]:
+    def stream_writer_text(
+        self, prompt: str, sampling: Sampling, cancel: Cancel, *, admission: Admission | None = None
+    ) -> Iterator[Chunk]:
         """Generate from the writer, continuing `prompt` as written: a prompt the client
-        templated itself (its control tokens are meant), BOS in front unless it has one."""
+        templated itself (its control tokens are meant), BOS in front unless it has one;
+        `admission` as for stream_writer."""
 
     def writer_token_ids(self, text: str, *, special: bool = True) -> list[int]:
         """The writer tokenizer's ids for `text`, no BOS added; `special`: control-token text

@@ -4,12 +4,16 @@ between steps, on one thread that owns the model's decode state.
 Each sequence holds a lane (a row of the batched step's fixed input buffers) and a region of
 the KV pool (kv_pool.py), reserved for its worst case at admission: admission is by memory,
 first come first served, and a request whose region does not fit waits for one to be freed.
+While the first in line finds no region, every waiting sequence is told its place in line
+(its `admission`, engine/base.py), again whenever the place changes, and each is told when it
+is admitted; a waiting sequence whose request is cancelled leaves the line at once (`withdraw`).
 One loop iteration:
 
 1. settle: closed sequences give back their lane and region; rewinds (banned phrases) are
    applied to their lane's state;
 2. admit the next waiting sequence when a lane and a region are free, and run ONE slice of its
-   prompt (PREFILL_SLICE_TOKENS): a running stream never waits for more than one slice;
+   prompt (PREFILL_SLICE_TOKENS): a running stream never waits for more than one slice; tell
+   the waiting sequences whose place changed;
 3. one decode step over the lanes 0..R-1 (R the smallest bucket holding every busy lane): on
    the fast path one forward for all rows (a CUDA graph per (R, largest attention chunk)), on
    the reference path one forward per row; then each lane samples with its own settings
@@ -34,7 +38,7 @@ from dataclasses import dataclass
 import torch
 from transformers import StaticCache
 
-from pictale_server.engine.base import Sampling
+from pictale_server.engine.base import Admission, Cancel, Sampling
 from pictale_server.engine.batch_sequence import Ended, Sequence, stream_tokens
 from pictale_server.engine.decode_loop import ModelRunner, _warm_up_stream, cache_write_counters
 from pictale_server.engine.decode_step import DecodeStep
@@ -69,6 +73,14 @@ class BatchStats:
     rows: int = 0  # sum over steps of the sequences each step decoded
     longest_stall_s: float = 0.0  # the longest time a decoding stream waited between two steps
     _last_step_end: float | None = None
+
+
+def _report(tell, *args) -> None:
+    """Call a request's listener; what it raises is logged, and never stops the batch."""
+    try:
+        tell(*args)
+    except Exception:  # noqa: BLE001
+        logger.exception("telling a request where it stands failed")
 
 
 def lane_bucket(rows: int) -> int:
@@ -123,6 +135,7 @@ class BatchDecoder:
         self._waiting: deque[Sequence] = deque()
         self._prefilling: tuple[Sequence, Iterator[torch.Tensor | None]] | None = None
         self._head_blocked = False  # the first waiting sequence found no region: wait for a release
+        self._places_stale = False  # the line changed: tell the waiting sequences their places
         self._cond = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -144,14 +157,26 @@ class BatchDecoder:
         (tests and benchmarks compare them)."""
         return self.samplers[0].logits
 
-    def tokens(self, inputs: object, prompt_ids: torch.Tensor, sampling: Sampling, seed: int):
+    def tokens(
+        self,
+        inputs: object,
+        prompt_ids: torch.Tensor,
+        sampling: Sampling,
+        seed: int,
+        *,
+        cancel: Cancel | None = None,
+        admission: Admission | None = None,
+    ):
         """Generated token ids of one request, as DecodeLoop.tokens yields them (a Rewind may be
         sent in); the request joins the batch at the first `next()`. `inputs` is the prompt as
-        the runner takes it, which for the writer is `prompt_ids` itself."""
+        the runner takes it, which for the writer is `prompt_ids` itself. `admission` hears the
+        request's place while it waits for memory and its admission; `cancel` set while it
+        waits takes it out of the line (it then yields no token)."""
         worst_case = prompt_ids.shape[-1] + sampling.max_tokens
         if worst_case > self.context_tokens or not self.pool.fits_alone(worst_case):
             raise ValueError(f"{prompt_ids.shape[-1]} + {sampling.max_tokens} tokens exceed the context")
-        sequence = Sequence(prompt_ids.detach().view(1, -1).cpu(), sampling, seed)
+        ids = prompt_ids.detach().view(1, -1).cpu()
+        sequence = Sequence(ids, sampling, seed, cancel=cancel, admission=admission)
         return stream_tokens(sequence, self)
 
     def submit(self, sequence: Sequence) -> None:
@@ -160,7 +185,22 @@ class BatchDecoder:
                 raise RuntimeError("the writer's batch has stopped")
             self._start_locked()
             self._waiting.append(sequence)
+            self._places_stale = True  # behind a blocked head it waits, and is told so
             self._cond.notify_all()
+
+    def withdraw(self, sequence: Sequence) -> None:
+        """Take a sequence whose request was cancelled out of the line; no-op once admitted
+        (its reader then stops between two tokens). Its reader gets the end of its tokens, the
+        sequences behind it are told their new places, and the new first in line may fit."""
+        with self._cond:
+            try:
+                self._waiting.remove(sequence)
+            except ValueError:
+                return
+            self._head_blocked = False
+            self._places_stale = True
+            self._cond.notify_all()
+        sequence.out.put(Ended(sequence.epoch))
 
     def wake(self) -> None:
         with self._cond:
@@ -198,7 +238,9 @@ class BatchDecoder:
             self._thread.join(timeout)
 
     def _has_work_locked(self) -> bool:
-        if self._prefilling is not None or (self._waiting and not self._head_blocked):
+        if self._prefilling is not None or self._places_stale:
+            return True
+        if self._waiting and not self._head_blocked:
             return True
         for sequence in self._lanes:
             if sequence is None:
@@ -239,6 +281,7 @@ class BatchDecoder:
     def _tick(self) -> None:
         self._settle()
         self._admit()
+        self._tell_places()
         if self._prefilling is not None:
             self._prefill_slice()
         stepping = [lane for lane, s in enumerate(self._lanes) if s is not None and self._stepping(s)]
@@ -264,6 +307,7 @@ class BatchDecoder:
                 self._waiting.remove(sequence)
             if closed_waiting:
                 self._head_blocked = False  # another request may be first now
+                self._places_stale = True
         for lane, sequence in enumerate(self._lanes):
             if sequence is None:
                 continue
@@ -288,18 +332,45 @@ class BatchDecoder:
             head = self._waiting[0]
             region = self.pool.reserve(head.worst_case_tokens)
             if region is None:
+                if not self._head_blocked:
+                    self._places_stale = True  # the line now waits for memory: tell it so
                 self._head_blocked = True
                 return
             self._waiting.popleft()
+            self._places_stale = True
             lane = self._lanes.index(None)
             head.region, head.lane = region, lane
             self._lanes[lane] = head
+        if head.admission is not None:
+            _report(head.admission.admitted)
         cache = self.pool.region_cache(region)
         self._caches[lane] = cache
         sampler = self.samplers[lane]
         sampler.reset(head.sampling, head.seed, head.prompt_ids)
         slices = self.runner.prefill_slices(WriterPrompt(head.prompt_ids), cache, PREFILL_SLICE_TOKENS)
         self._prefilling = (head, slices)
+
+    def _tell_places(self) -> None:
+        """Tell each waiting sequence its place in line where it changed. A sequence is told
+        once it waits for memory: while the first in line finds no region, every one; after,
+        those already told and everyone behind them (they wait behind someone who waits). One
+        that waits only for a prefill or a lane to end is admitted without being told."""
+        told: list[tuple[Sequence, int]] = []
+        with self._cond:
+            if not self._places_stale:
+                return
+            self._places_stale = False
+            waits = self._head_blocked
+            for place, sequence in enumerate(self._waiting, 1):
+                waits = waits or sequence.place is not None
+                if waits and sequence.place != place and not sequence.closed.is_set():
+                    sequence.place = place
+                    told.append((sequence, place))
+        # Outside the lock (the listener takes its own), and only ever on this thread: a
+        # sequence hears its places in order, and admitted() last.
+        for sequence, place in told:
+            if sequence.admission is not None:
+                _report(sequence.admission.waiting, place)
 
     def _prefill_slice(self) -> None:
         sequence, slices = self._prefilling

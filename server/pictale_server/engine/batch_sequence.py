@@ -5,6 +5,11 @@ sequence's queue and may send a `Rewind` or close; the decoder thread (batch_dec
 tokens in and reads the consumer's commands at its next step. Each token carries the epoch of
 the rewind it follows: the decoder runs ahead of a slow reader, so tokens made before a rewind
 took effect are skipped, never shown.
+
+Before it decodes, a sequence may wait in the decoder's line for a region of the KV pool; the
+decoder tells its `admission` (engine/base.py) its place there and when it is admitted, and a
+request cancelled meanwhile leaves the line at once (its `cancel` calls `Decoder.withdraw`):
+the consumer blocks on the queue then, so it could not look at the flag itself.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Protocol
 
 import torch
 
-from pictale_server.engine.base import Sampling
+from pictale_server.engine.base import Admission, Cancel, Sampling
 from pictale_server.engine.kv_pool import Region
 from pictale_server.engine.request_sampler import Rewind
 
@@ -35,6 +40,8 @@ class Sequence:
     prompt_ids: torch.Tensor  # (1, L) int64
     sampling: Sampling
     seed: int
+    cancel: Cancel | None = None  # the request's stop flag: set while waiting, it withdraws
+    admission: Admission | None = None  # hears the place in line and the admission
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # (epoch, token) | Ended
     # Set by the consumer, read by the decoder at its next step:
     closed: threading.Event = field(default_factory=threading.Event)
@@ -42,6 +49,7 @@ class Sequence:
     # The decoder's own:
     region: Region | None = None
     lane: int | None = None
+    place: int | None = None  # the place in line last told to `admission`; None: never told
     epoch: int = 0
     answer: int = 0  # answer tokens delivered in this epoch
     parked: bool = False  # max_tokens reached: holds its region until closed or rewound
@@ -63,13 +71,19 @@ class Decoder(Protocol):
     def wake(self) -> None:
         """A consumer sent a command or closed: look at it now even if nothing else runs."""
 
+    def withdraw(self, sequence: Sequence) -> None:
+        """Take `sequence` out of the line if it still waits there; its tokens end (none)."""
+
 
 def stream_tokens(sequence: Sequence, decoder: Decoder) -> Generator[int, Rewind | None, None]:
     """The consumer's side: submit `sequence` at the first `next()`, then yield its tokens as
     the decoder makes them; a `Rewind` sent in takes effect at the decoder's next step and the
     next token yielded is the one that replaces the banned one. Closing the generator (or
-    leaving it unfinished) frees the sequence's lane and region at the decoder's next step."""
+    leaving it unfinished) frees the sequence's lane and region at the decoder's next step.
+    Setting the sequence's `cancel` while it waits for admission ends it without tokens."""
     decoder.submit(sequence)
+    # After submitting: a flag set before is seen at once (on_set calls the hook now).
+    forget = sequence.cancel.on_set(lambda: decoder.withdraw(sequence)) if sequence.cancel else None
     epoch = 0
     try:
         while True:
@@ -91,5 +105,7 @@ def stream_tokens(sequence: Sequence, decoder: Decoder) -> Generator[int, Rewind
                 sequence.commands.put((epoch, command))
                 decoder.wake()
     finally:
+        if forget is not None:
+            forget()
         sequence.closed.set()
         decoder.wake()

@@ -21,7 +21,7 @@ import torch
 from PIL.Image import Image
 from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
-from pictale_server.engine.base import Cancel, ChatMessage, Chunk, Sampling
+from pictale_server.engine.base import Admission, Cancel, ChatMessage, Chunk, Sampling
 from pictale_server.engine.chat_format import CHATML_ANSWER_END, chatml_segments, markup, tekken_segments
 from pictale_server.engine.chunk_stream import stream_chunks
 from pictale_server.engine.decode_choice import DecodeChoice, choose_decode_step
@@ -66,6 +66,10 @@ class LoadedModel:
 
 
 class TransformersEngine:
+    # The writer decodes in a batch that admits a request once a region of its KV pool is free
+    # (batch_decoder.py) and reports the wait through `admission`.
+    writer_admission = True
+
     def __init__(
         self,
         *,
@@ -280,7 +284,12 @@ class TransformersEngine:
         return self._stream(vision, inputs, inputs.input_ids, sampling, cancel)
 
     def stream_writer(
-        self, messages: Sequence[ChatMessage], sampling: Sampling, cancel: Cancel
+        self,
+        messages: Sequence[ChatMessage],
+        sampling: Sampling,
+        cancel: Cancel,
+        *,
+        admission: Admission | None = None,
     ) -> Iterator[Chunk]:
         writer = self._require(self._writer, "writer")
         prepare_thread(self._device)
@@ -292,9 +301,11 @@ class TransformersEngine:
                 "writer", prompt_tokens=int(ids.shape[1]), max_tokens=sampling.max_tokens, limit=limit,
                 has_history=sum(1 for m in messages if m["role"] != "system") > 1,
             )
-        return self._stream(writer, WriterPrompt(ids), ids, sampling, cancel)
+        return self._stream(writer, WriterPrompt(ids), ids, sampling, cancel, admission)
 
-    def stream_writer_text(self, prompt: str, sampling: Sampling, cancel: Cancel) -> Iterator[Chunk]:
+    def stream_writer_text(
+        self, prompt: str, sampling: Sampling, cancel: Cancel, *, admission: Admission | None = None
+    ) -> Iterator[Chunk]:
         writer = self._require(self._writer, "writer")
         prepare_thread(self._device)
         ids = self.writer_text_ids(prompt)
@@ -305,7 +316,7 @@ class TransformersEngine:
                 "writer", prompt_tokens=len(ids), max_tokens=sampling.max_tokens, limit=limit
             )
         tensor = torch.tensor([ids], dtype=torch.int64)
-        return self._stream(writer, WriterPrompt(tensor), tensor, sampling, cancel)
+        return self._stream(writer, WriterPrompt(tensor), tensor, sampling, cancel, admission)
 
     def writer_text_ids(self, prompt: str) -> list[int]:
         """A prompt the client templated itself: its control tokens are meant (`[INST]`), and
@@ -356,14 +367,21 @@ class TransformersEngine:
         prompt_ids: torch.Tensor,
         sampling: Sampling,
         cancel: Cancel,
+        admission: Admission | None = None,
     ) -> Iterator[Chunk]:
         vocab_size = loaded.loop.vocab_size
         for token, _ in sampling.logit_bias:
             if not 0 <= token < vocab_size:
                 raise TokenOutOfVocabulary("writer" if loaded is self._writer else "vision", token, vocab_size)
         seed = sampling.seed if sampling.seed is not None else secrets.randbits(63)
+        if isinstance(loaded.loop, BatchDecoder):  # the writer's: a request may wait in its line
+            tokens = loaded.loop.tokens(
+                inputs, prompt_ids, sampling, seed, cancel=cancel, admission=admission
+            )
+        else:
+            tokens = loaded.loop.tokens(inputs, prompt_ids, sampling, seed)
         return stream_chunks(
-            loaded.loop.tokens(inputs, prompt_ids, sampling, seed),
+            tokens,
             tokenizer=loaded.tokenizer,
             end_ids=loaded.end_ids,
             stop=sampling.stop,

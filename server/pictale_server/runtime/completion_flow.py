@@ -25,7 +25,7 @@ from PIL.Image import Image
 
 from pictale_server.engine.base import ChatMessage, Sampling
 from pictale_server.runtime import prompts
-from pictale_server.runtime.flows import FlowContext, sampling_for
+from pictale_server.runtime.flows import FlowContext, sampling_for, writer_runner
 from pictale_server.runtime.stages import Event, StageRunner, generation_work
 
 Target = Literal["writer", "vision"]
@@ -143,10 +143,16 @@ class CompletionFlow:
             return StageRunner(ctx.run, "describe", ctx.scheduler.vision, engine.vision_id, work)
         if completion.prompt is not None:
             prompt = self._prompt
-            work = generation_work(lambda: engine.stream_writer_text(prompt, sampling, cancel))
-        else:
-            work = generation_work(lambda: engine.stream_writer(messages, sampling, cancel))
-        return StageRunner(ctx.run, "narrate", ctx.scheduler.writer, engine.writer_id, work)
+            return writer_runner(
+                ctx,
+                lambda admission: engine.stream_writer_text(
+                    prompt, sampling, cancel, admission=admission
+                ),
+            )
+        return writer_runner(
+            ctx,
+            lambda admission: engine.stream_writer(messages, sampling, cancel, admission=admission),
+        )
 
     async def _stage(self, runner: StageRunner, key: str, index: int) -> AsyncIterator[Event]:
         async for name, data in runner.events():

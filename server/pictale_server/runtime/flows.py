@@ -8,13 +8,13 @@ queues its first job (a full queue raises `queue_full` while the route can still
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 from PIL.Image import Image
 
-from pictale_server.engine.base import ChatMessage, Engine, Finished, Sampling
+from pictale_server.engine.base import Admission, ChatMessage, Chunk, Engine, Finished, Sampling
 from pictale_server.runtime import prompts
 from pictale_server.runtime.runs import Run
 from pictale_server.runtime.scheduler import Scheduler
@@ -26,7 +26,13 @@ from pictale_server.api.schemas import (
     PipelineRequest,
 )
 from pictale_server.runtime.services import Gate
-from pictale_server.runtime.stages import Event, StageRunner, cancelled_result, generation_work
+from pictale_server.runtime.stages import (
+    Event,
+    StageRunner,
+    admitted_generation_work,
+    cancelled_result,
+    generation_work,
+)
 
 _SAMPLING_FIELDS = {f.name for f in fields(Sampling)}
 
@@ -96,12 +102,30 @@ def _describe_runner(
     return StageRunner(ctx.run, "describe", ctx.scheduler.vision, engine.vision_id, work)
 
 
+def writer_runner(
+    ctx: FlowContext, open_stream: Callable[[Admission | None], Iterator[Chunk]]
+) -> StageRunner:
+    """A stage on the writer; `open_stream(admission)` calls the engine. Where the engine holds
+    writer requests back until it has KV memory for them (Engine.writer_admission), the stage
+    runs from its admission and is queued until then (stages.py)."""
+    engine = ctx.engine
+    admits = engine.writer_admission
+    if admits:
+        work = admitted_generation_work(open_stream)
+    else:
+        work = generation_work(lambda: open_stream(None))
+    writer = ctx.scheduler.writer
+    return StageRunner(ctx.run, "narrate", writer, engine.writer_id, work, admits=admits)
+
+
 def _narrate_runner(
     ctx: FlowContext, messages: Sequence[ChatMessage], sampling: Sampling
 ) -> StageRunner:
     engine, cancel = ctx.engine, ctx.run.cancel
-    work = generation_work(lambda: engine.stream_writer(messages, sampling, cancel))
-    return StageRunner(ctx.run, "narrate", ctx.scheduler.writer, engine.writer_id, work)
+    return writer_runner(
+        ctx,
+        lambda admission: engine.stream_writer(messages, sampling, cancel, admission=admission),
+    )
 
 
 class _SingleStageFlow:

@@ -5,11 +5,21 @@ runs jobs at once: one for the vision model, one per writer stream (the writer d
 streams together: engine/batch_decoder.py). The asyncio side submits `Job`s and reads what
 the worker reports from the job's `sink`: `Queued(position)` while waiting (re-sent whenever
 the position changes), `Started`, whatever the job's work emits, then `Ended` (or `Dropped`
-then `Ended` for a job cancelled before it ran). A full queue refuses new jobs with 429
-`queue_full`, and so does a queue that already holds the caller's share of waiting jobs
-(`per_caller`): first come, first served, but one client cannot take every place in a queue
-that others share. Where a model runs several jobs at once (the writer), a caller running half
-of them lets other callers' jobs start first.
+then `Ended` for a job cancelled before it ran).
+
+A job can also wait after it started: the writer's batch holds a request back until a region
+of its KV pool is free. Its work then reports `Waiting(place)` (its place in the engine's own
+line) and later `Admitted`. The worker counts such "held" jobs in every position: positions
+are 1-based over everything that waits for the model, the held jobs first, in the engine's
+order (they start before any job that has no thread yet, which, once it has one, joins the
+engine's line behind them), then the queued jobs. A held job is told `Queued(position)` as a
+queued one is, and nothing more once it is admitted. Held jobs hold a thread already: they do
+not count against the queue's depth.
+
+A full queue refuses new jobs with 429 `queue_full`, and so does a queue that already holds
+the caller's share of waiting jobs (`per_caller`): first come, first served, but one client
+cannot take every place in a queue that others share. Where a model runs several jobs at once
+(the writer), a caller running half of them lets other callers' jobs start first.
 """
 
 from __future__ import annotations
@@ -36,6 +46,21 @@ class Queued:
 
 @dataclass(frozen=True)
 class Started:
+    at: float  # time.perf_counter()
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """From a job's work: the engine holds the started job back for room, at `place` in its
+    own line. The worker turns it into the job's `Queued` position (never forwarded itself)."""
+
+    place: int
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """From a job's work: the engine started it, after any `Waiting` (forwarded)."""
+
     at: float  # time.perf_counter()
 
 
@@ -70,6 +95,9 @@ class Job:
     sink: LoopSink
     caller: str | None = None  # who asked (auth's caller id); None is nobody's share
     queued_at: float = field(default_factory=time.perf_counter)
+    # The worker's own, under its lock:
+    position: int | None = field(default=None, init=False)  # the last Queued position sent
+    working: bool = field(default=False, init=False)  # its work runs on a thread now
 
 
 class ModelWorker:
@@ -79,6 +107,7 @@ class ModelWorker:
         self.per_caller = per_caller or depth
         self.concurrency = concurrency  # jobs that run at once, one thread each
         self._waiting: deque[Job] = deque()
+        self._held: dict[Job, int] = {}  # started jobs the engine holds back → its place for them
         self._running = 0
         self._running_by: Counter[str | None] = Counter()
         # Of several jobs at once, one caller's share while others wait: half of them.
@@ -90,8 +119,9 @@ class ModelWorker:
 
     @property
     def waiting(self) -> int:
+        """Jobs waiting for the model: in its queue, or started and held back by the engine."""
         with self._cond:
-            return len(self._waiting)
+            return len(self._waiting) + len(self._held)
 
     def start(self) -> None:
         """Start (or, after `stop`, restart) the threads; a no-op while they run."""
@@ -136,8 +166,7 @@ class ModelWorker:
                         retry_after=self._retry_after_locked(),
                     )
             self._waiting.append(job)
-            if self._running + len(self._waiting) > self.concurrency:
-                job.sink.put(Queued(len(self._waiting)))
+            self._announce_positions_locked()
             self._cond.notify_all()
 
     def withdraw(self, job: Job) -> None:
@@ -148,7 +177,7 @@ class ModelWorker:
             except ValueError:
                 return
             del self._waiting[index]
-            self._announce_positions_locked(index)
+            self._announce_positions_locked()
         job.sink.put(Dropped())
         job.sink.put(Ended())
 
@@ -166,7 +195,7 @@ class ModelWorker:
                     del self._waiting[index]
                     self._running += 1
                     self._running_by[job.caller] += 1
-                    self._announce_positions_locked(index)
+                    self._announce_positions_locked()
             if stopping:
                 for waiting in dropped:
                     waiting.sink.put(Dropped())
@@ -197,21 +226,54 @@ class ModelWorker:
             job.sink.put(Ended())
             return
         started = time.perf_counter()
+        with self._cond:
+            job.working = True
         job.sink.put(Started(started))
         error: BaseException | None = None
         try:
-            job.work(job.sink.put)
+            job.work(lambda item: self._report(job, item))
         except BaseException as exc:  # reported to the request that owns the job
             error = exc
+        with self._cond:
+            job.working = False
+            if self._held.pop(job, None) is not None:  # withdrawn while held: those behind move up
+                self._announce_positions_locked()
         self._recent_durations.append(time.perf_counter() - started)
         job.sink.put(Ended(error))
 
-    def _announce_positions_locked(self, first_changed: int) -> None:
-        """Tell the jobs from `first_changed` on their place, those that wait for a busy thread
-        (one that a free thread takes next is not queued)."""
-        for index in range(first_changed, len(self._waiting)):
+    def _report(self, job: Job, item: Any) -> None:
+        """What a running job's work emits, on whichever thread emits it (the engine reports
+        `Waiting` and `Admitted` from its own). The job's own positions and its `Admitted` go
+        out under the lock, so no `Queued` can follow its `Admitted`."""
+        if isinstance(item, Waiting):
+            with self._cond:
+                if job.working:  # a report that lost the race with the job's end is dropped
+                    self._held[job] = item.place
+                    self._announce_positions_locked()
+        elif isinstance(item, Admitted):
+            with self._cond:
+                job.sink.put(item)
+                if self._held.pop(job, None) is not None:
+                    self._announce_positions_locked()
+        else:
+            job.sink.put(item)
+
+    def _announce_positions_locked(self) -> None:
+        """Tell every waiting job whose position changed its new one: first the held jobs, in
+        the engine's order, then the queued jobs that wait for a busy thread (one that a free
+        thread takes next is not queued)."""
+        held = sorted(self._held, key=self._held.__getitem__)
+        for position, job in enumerate(held, 1):
+            self._tell_locked(job, position)
+        for index, job in enumerate(self._waiting):
             if self._running + index + 1 > self.concurrency:
-                self._waiting[index].sink.put(Queued(index + 1))
+                self._tell_locked(job, len(held) + index + 1)
+
+    @staticmethod
+    def _tell_locked(job: Job, position: int) -> None:
+        if job.position != position:
+            job.position = position
+            job.sink.put(Queued(position))
 
     def _retry_after_locked(self) -> int:
         """Seconds until a place is likely free: the recent mean job time over the jobs that
