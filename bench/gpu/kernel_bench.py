@@ -1,4 +1,5 @@
-"""Kernel-level timing of the CUDA NF4 GEMV against bitsandbytes and a bf16 GEMV.
+"""Kernel-level timing of the CUDA NF4 GEMV and the tensor-core one against bitsandbytes and a
+bf16 GEMV.
 
 For every decode-time linear shape of both models: time per call (median over CUDA-graph
 replays, each replay running the op over several weight copies so the L2 cache cannot hold
@@ -42,6 +43,7 @@ from pictale_server.kernels.nf4_cuda import (  # noqa: E402
     norm_gemv,
 )
 from pictale_server.kernels.nf4_format import packed_from_quant_state  # noqa: E402
+from pictale_server.kernels.nf4_mma import launch_unsupported, mma_gemv  # noqa: E402
 
 SHAPES = [  # (model, name, N, K)
     ("writer", "q", 4096, 5120),
@@ -180,6 +182,13 @@ def bench_shape(model: str, name: str, n: int, k: int, rows: int, copy_bw: float
                       launch=str(default_launch(n, k, rows, torch.cuda.get_device_capability())))
     except Exception as exc:  # noqa: BLE001
         result["cuda_error"] = repr(exc)[:500]
+        traceback.print_exc()
+    try:
+        if not launch_unsupported(weights[0]):
+            seconds = graph_time([lambda w=w, o=o: mma_gemv(x, w, o) for w, o in zip(weights, outs)])
+            result.update(tensor_core_us=seconds * 1e6, tensor_core_pct_copy=100 * weight_bytes / seconds / copy_bw)
+    except Exception as exc:  # noqa: BLE001
+        result["tensor_core_error"] = repr(exc)[:500]
         traceback.print_exc()
     try:
         seconds = graph_time([lambda p=p, s=s: bnb.matmul_4bit(x, p.t(), quant_state=s) for p, s in zip(packs, states)])

@@ -13,7 +13,7 @@ import triton.language as tl
 from transformers.models.mistral import modeling_mistral
 from transformers.models.mistral.modeling_mistral import MistralRMSNorm
 
-from pictale_server.kernels.decode_ops import add_rms_norm_, rms_norm, rotary_cache_write, silu_mul
+from pictale_server.kernels.decode_ops import add_rms_norm_, add_rms_norm_into, rms_norm, rotary_cache_write, silu_mul
 
 if type(tl.zeros).__name__ == "JITFunction":
     raise RuntimeError("run with TRITON_INTERPRET=1 set before anything imports triton")
@@ -58,6 +58,22 @@ def test_add_rms_norm_adds_in_place_and_normalizes_like_transformers(rows, hidde
     out = add_rms_norm_(residual, x, norm.weight, norm.variance_epsilon)
     assert torch.equal(residual, expected_sum)
     assert bf16_ulps(out, expected) <= 1
+
+
+@pytest.mark.parametrize("rows,hidden", [(1, 5120), (3, 3584)])
+def test_add_rms_norm_into_stores_the_sum_elsewhere_and_leaves_the_residual(rows, hidden):
+    torch.manual_seed(hidden)
+    norm = MistralRMSNorm(hidden, eps=1e-5).to(torch.bfloat16)
+    norm.weight.data = torch.randn(hidden, dtype=torch.bfloat16)
+    residual = torch.randn(rows, 1, hidden, dtype=torch.bfloat16) * 3
+    before = residual.clone()
+    x = torch.randn(rows, 1, hidden, dtype=torch.bfloat16) * 2
+    summed = torch.full_like(residual, float("nan"))
+    out = add_rms_norm_into(residual, x, norm.weight, norm.variance_epsilon, summed)
+    assert torch.equal(residual, before)
+    assert torch.equal(summed, before + x)
+    # the same bits as the in-place version
+    assert torch.equal(out, add_rms_norm_(before.clone(), x, norm.weight, norm.variance_epsilon))
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ rsqrt/sigmoid approximations differ by an ulp:
 
 - `rms_norm`: transformers' RMSNorm;
 - `add_rms_norm_`: a decoder layer's residual add (in place) and the RMSNorm after it;
+  `add_rms_norm_into` the same with the sum stored elsewhere;
 - `rotary_cache_write`: the rotary embedding of q and k and the KV-cache write of k and v;
 - `silu_mul`: the MLP's gate, silu(gate) * up.
 """
@@ -68,7 +69,7 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
 
 @triton.jit
 def _add_rms_norm_kernel(
-    R, X, W, Y, stride_r, stride_x, stride_y, N, eps, BLOCK: tl.constexpr
+    R, X, W, Y, S, stride_r, stride_x, stride_y, stride_s, N, eps, BLOCK: tl.constexpr
 ):
     row = tl.program_id(0)
     cols = tl.arange(0, BLOCK)
@@ -77,7 +78,7 @@ def _add_rms_norm_kernel(
     x = tl.load(X + row * stride_x + cols, mask=mask, other=0.0)
     w = tl.load(W + cols, mask=mask, other=0.0)
     total = _round(r.to(tl.float32) + x.to(tl.float32), R.dtype.element_ty)  # PyTorch's bf16 add
-    tl.store(R + row * stride_r + cols, total, mask=mask)
+    tl.store(S + row * stride_s + cols, total, mask=mask)
     y = _rms_normed(total.to(tl.float32), w, N, eps, R.dtype.element_ty, Y.dtype.element_ty)
     tl.store(Y + row * stride_y + cols, y, mask=mask)
 
@@ -91,7 +92,25 @@ def add_rms_norm_(residual: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
     out = torch.empty(r.shape, dtype=torch.result_type(weight, r[:0]), device=residual.device)
     block = triton.next_power_of_2(n)
     _add_rms_norm_kernel[(r.shape[0],)](
-        r, rows, weight, out, r.stride(0), rows.stride(0), out.stride(0), n, eps,
+        r, rows, weight, out, r, r.stride(0), rows.stride(0), out.stride(0), r.stride(0), n, eps,
+        BLOCK=block, num_warps=8 if block >= 4096 else 4,
+    )
+    return out.view(residual.shape)
+
+
+def add_rms_norm_into(
+    residual: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, eps: float, residual_out: torch.Tensor
+) -> torch.Tensor:
+    """residual_out = residual + x (rounded as PyTorch's add), then rms_norm(residual_out, weight,
+    eps): `add_rms_norm_` with the residual left as it was."""
+    n = residual.shape[-1]
+    r = residual.view(-1, n)
+    rows = x.reshape(-1, n)
+    total = residual_out.view(-1, n)
+    out = torch.empty(r.shape, dtype=torch.result_type(weight, r[:0]), device=residual.device)
+    block = triton.next_power_of_2(n)
+    _add_rms_norm_kernel[(r.shape[0],)](
+        r, rows, weight, out, total, r.stride(0), rows.stride(0), out.stride(0), total.stride(0), n, eps,
         BLOCK=block, num_warps=8 if block >= 4096 else 4,
     )
     return out.view(residual.shape)

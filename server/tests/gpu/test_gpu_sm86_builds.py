@@ -7,6 +7,8 @@ suite, since compiling for another architecture needs no such GPU.
   parts, and the norm-making launches, compiled by NVRTC for sm_86: its dynamic shared memory
   fits a block and leaves room for at least one block per SM, its registers fit. The engine's
   own launches (the models' shapes at one row) must not spill registers.
+- The tensor-core NF4 kernel: every variant the batch launches (its lane buckets, both models'
+  shapes, bias and parts as the models have them) fits a block and spills no registers.
 - The Triton kernels: each launched as the decode step launches it (shapes of both models),
   the signature Triton specializes it for captured instead of compiled for this GPU, then
   compiled for sm_86: its shared memory fits a block.
@@ -29,6 +31,8 @@ import torch
 
 from pictale_server.kernels import nf4_cuda
 from pictale_server.kernels.nf4_cuda import MAX_ROWS, Variant, default_launch
+from pictale_server.kernels.nf4_mma import DEFAULT_LAUNCH, MmaVariant
+from pictale_server.kernels.nf4_mma import kernel_source as mma_source
 
 A10G = (8, 6)
 SHARED_PER_SM = 100 * 1024
@@ -121,6 +125,30 @@ def test_every_cuda_kernel_variant_builds_for_the_a10g_and_fits_it() -> None:
             problems.append(f"{row}: one of the engine's launches spills registers")
     REPORT["cuda"] = sorted(rows, key=lambda r: (r["K"], r["rows"], r["norm"], r["parts"], r["bias"]))
     _write_report()
+    assert not problems, "\n".join(problems)
+
+
+def test_every_tensor_core_variant_the_batch_launches_builds_for_the_a10g_and_fits_it() -> None:
+    """The tensor-core kernel at the batch's lane buckets (1, 2, 4, 8, 16 rows) for every K and
+    part layout of both models: shared memory within a block and an SM, no register spills."""
+    variants = {
+        MmaVariant(k, DEFAULT_LAUNCH, rows, bias, len(parts) > 1)
+        for _, parts, k, bias, _ in model_launches() for rows in (1, 2, 4, 8, 16)
+    }
+
+    def build_mma(variant: MmaVariant) -> dict:
+        _, log = nf4_cuda.compile_cubin(None, "86", verbose=True, text=mma_source(variant))
+        return {"spill_bytes": int(re.search(r"(\d+) bytes spill stores", log).group(1)), "log": log}
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        builds = dict(zip(variants, pool.map(build_mma, variants)))
+    problems = []
+    for variant, result in builds.items():
+        shared = variant.shared_bytes()
+        if shared > SHARED_PER_BLOCK or shared + 1024 > SHARED_PER_SM:
+            problems.append(f"{variant}: {shared} bytes of shared memory do not fit an sm_86 block")
+        if result["spill_bytes"] != 0:
+            problems.append(f"{variant}: spills registers ({result['log'][-300:]})")
     assert not problems, "\n".join(problems)
 
 
