@@ -186,6 +186,71 @@ def test_sampling_defaults_and_overrides_reach_the_engine(serve):
     assert writer.sampling.stop == ("END",)
 
 
+def test_deterministic_reaches_the_engine_for_every_stage_and_is_off_unless_asked(serve):
+    served = serve()
+    bodies = [
+        ("/v1/narrate", {"instruction": "Go.", "seed": 5, "deterministic": True}),
+        ("/v1/describe", {"image": IMAGE, "deterministic": True}),
+        (
+            "/v1/pipeline",
+            {
+                "image": IMAGE,
+                "instruction": "Go.",
+                "describe": {"deterministic": True},
+                "narrate": {"deterministic": True},
+            },
+        ),
+        ("/v1/narrate", {"instruction": "Go."}),
+        ("/v1/narrate", {"instruction": "Go.", "deterministic": False}),
+        ("/v1/narrate", {"instruction": "Go.", "deterministic": None}),
+        ("/v1/pipeline", {"image": IMAGE, "instruction": "Go."}),
+    ]
+    for route, body in bodies:
+        assert served.client.post(route, json=body).status_code == 200
+    calls = served.engine.calls
+    assert [(call.model, call.sampling.deterministic) for call in calls] == [
+        ("writer", True),
+        ("vision", True),
+        ("vision", True),
+        ("writer", True),
+        ("writer", False),
+        ("writer", False),
+        ("writer", False),
+        ("vision", False),
+        ("writer", False),
+    ]
+    assert calls[0].sampling.seed == 5
+
+
+def _with_deterministic(route: str, stage: str | None, value: object) -> dict:
+    body: dict = {"instruction": "Go."} if route == "/v1/narrate" else {"image": IMAGE}
+    if route == "/v1/pipeline":
+        body["instruction"] = "Go."
+    if stage is None:
+        return {**body, "deterministic": value}
+    return {**body, stage: {"deterministic": value}}
+
+
+@pytest.mark.parametrize("value", ["yes", "true", 1, 0, [True], {"on": True}])
+@pytest.mark.parametrize(
+    ("route", "stage"),
+    [
+        ("/v1/narrate", None),
+        ("/v1/describe", None),
+        ("/v1/pipeline", "narrate"),
+        ("/v1/pipeline", "describe"),
+    ],
+)
+def test_a_deterministic_that_is_not_a_boolean_is_an_invalid_request(serve, route, stage, value):
+    served = serve()
+    response = served.client.post(route, json=_with_deterministic(route, stage, value))
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    param = "deterministic" if stage is None else f"{stage}.deterministic"
+    assert (error["code"], error["param"]) == ("invalid_request", param)
+    assert served.engine.calls == []
+
+
 def test_max_tokens_cut_reports_length(serve):
     served = serve(FakeEngine(writer=Script(["a", "b", "c", "d"])))
     body = served.client.post("/v1/narrate", json={"instruction": "Go.", "max_tokens": 2}).json()

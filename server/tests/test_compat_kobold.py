@@ -56,6 +56,24 @@ def test_koboldcpp_sampler_names_are_applied(serve) -> None:
     assert (sampling.seed, sampling.max_tokens) == (9, 64)
 
 
+def test_deterministic_reaches_the_engine_and_is_off_unless_asked(serve) -> None:
+    served = serve()
+    generate(served, sampler_seed=9, deterministic=True)
+    generate(served, "/api/extra/generate/stream", deterministic=True)
+    generate(served)
+    assert [call.sampling.deterministic for call in served.engine.calls] == [True, True, False]
+    assert served.engine.calls[0].sampling.seed == 9
+
+
+def test_a_deterministic_that_is_not_a_boolean_is_refused_in_koboldcpps_shape(serve) -> None:
+    served = serve()
+    response = generate(served, deterministic="true")
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert (detail["type"], detail["param"]) == ("invalid_request", "deterministic")
+    assert served.engine.calls == []
+
+
 def test_samplers_pictale_does_not_run_are_named(serve) -> None:
     response = generate(serve(), top_a=0.2, typical=1, tfs=0.9, dry_multiplier=0.8, rep_pen_range=320)
     assert response.headers["x-pictale-unapplied"] == "top_a, tfs, rep_pen_range"

@@ -145,6 +145,32 @@ def test_a_negative_seed_means_a_random_one(serve) -> None:
     assert served.engine.calls[0].sampling.seed is None
 
 
+def test_deterministic_is_pictales_own_field_on_both_routes(serve) -> None:
+    served = serve()
+    response = chat(served, n=2, seed=4, deterministic=True)
+    assert response.status_code == 200, response.text
+    assert "x-pictale-unapplied" not in response.headers
+    body = {"prompt": "[INST]Go.[/INST]", "deterministic": True}
+    assert served.client.post("/v1/completions", json=body).status_code == 200
+    chat(served)
+    chat(served, deterministic=False)
+    chat(served, deterministic=None)  # null is unset, as for every sampler
+    calls = served.engine.calls
+    assert [c.sampling.seed for c in calls[:2]] == [4, 5]  # the n choices
+    assert [c.sampling.deterministic for c in calls] == [True, True, True, False, False, False]
+
+
+@pytest.mark.parametrize("value", ["yes", 1])
+def test_a_deterministic_that_is_not_a_boolean_is_refused_in_openais_shape(serve, value) -> None:
+    served = serve()
+    response = chat(served, deterministic=value)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["code"] == "invalid_request"
+    assert error["param"] == "deterministic"
+    assert served.engine.calls == []
+
+
 def test_samplers_pictale_does_not_run_are_named_in_a_header(serve) -> None:
     served = serve()
     response = chat(served, top_a=0.2, typical_p=1, tfs=0.95, mirostat_mode=2, presence_penalty=0.4)

@@ -6,6 +6,7 @@ The vitest suite loads the same files, so the two halves of pictale cannot drift
 from __future__ import annotations
 
 import json
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from fakes import FakeEngine
 from pictale_server.app import create_app
 from pictale_server.errors import ERROR_CODES, ApiError
 from pictale_server.api.schemas import ErrorBody, Health, PipelineResult, StageRunResult
+from pictale_server.engine.base import Sampling
 from pictale_server.engine.errors import ModelLoadFailed
 from pictale_server.api.delivery import ContractRenderer
 from pictale_server.api.sse import PING
@@ -81,6 +83,27 @@ def test_valid_requests_are_accepted(contract_client, case):
     assert response.status_code == 200, response.text
     model = PipelineResult if case["route"] == "/v1/pipeline" else StageRunResult
     model.model_validate(response.json())
+
+
+def _as_sampled(name: str, value: object) -> object:
+    """A request's sampling value as the engine's Sampling holds it."""
+    if name == "logit_bias":
+        biases = value.items()  # type: ignore[union-attr]
+        return tuple((int(token), float(bias)) for token, bias in biases)
+    return tuple(value) if isinstance(value, list) else value
+
+
+@pytest.mark.parametrize("case", REQUESTS["valid"], ids=lambda case: case["name"])
+def test_valid_requests_sampling_fields_reach_the_engine_as_sent(serve, case):
+    served = serve(gate=TextGateOnly())
+    assert served.client.post(case["route"], json=case["body"]).status_code == 200
+    body = case["body"]
+    pipeline = case["route"] == "/v1/pipeline"
+    stages = [body.get("describe", {}), body.get("narrate", {})] if pipeline else [body]
+    sampling_fields = {f.name for f in dataclass_fields(Sampling)}
+    for call, stage in zip(served.engine.calls, stages, strict=True):
+        for name in sampling_fields & stage.keys():
+            assert getattr(call.sampling, name) == _as_sampled(name, stage[name]), name
 
 
 @pytest.mark.parametrize("case", REQUESTS["invalid"], ids=lambda case: case["name"])

@@ -16,6 +16,12 @@ export const SamplingSchema = z.strictObject({
   repetitionPenalty: z.optional(z.number()),
   stop: z.optional(z.array(z.string())),
   seed: z.optional(z.int()),
+  /**
+   * The tokens depend only on the input and `seed`, never on which other requests the server
+   * decodes at the same time (default false). It costs speed only while this request is decoded
+   * alone or beside one other; `describe` is deterministic either way.
+   */
+  deterministic: z.optional(z.boolean()),
   /** Penalises tokens already in the answer, once each (−2 to 2). */
   presencePenalty: z.optional(z.number()),
   /** Penalises tokens by how often the answer has them (−2 to 2). */

@@ -5,6 +5,7 @@ import {
   AuthenticationError,
   BadRequestError,
   ContentRefusedError,
+  InvalidInputError,
   NotFoundError,
   RateLimitError,
   ServerError,
@@ -16,7 +17,7 @@ import {
   type TextRunEvent,
 } from '../../src/index'
 import { HealthSchema } from '../../src/schemas/index'
-import { rawStream } from '../../src/testing'
+import { rawStream, tokenStream } from '../../src/testing'
 import { camelizeKeys } from '../../src/wire/case'
 import { BASE_URL, PNG_BASE64, collect, rejectionOf, testClient, useMockServer } from './support/mock-server'
 
@@ -36,6 +37,16 @@ const streams: StreamCase[] = load('streams.json').streams
 const drift: { name: string; route: string; sse: string; expect: string }[] = load('drift.json').streams
 const errors: { status: number; headers: Record<string, string>; body: any }[] = load('errors.json').errors
 const health: { valid: unknown[]; invalid: unknown[] } = load('health.json')
+
+interface RequestCase {
+  name: string
+  route: string
+  body: Record<string, unknown>
+  status?: number
+  code?: string
+  param?: string
+}
+const requests: { valid: RequestCase[]; invalid: RequestCase[] } = load('requests.json')
 
 const { mock } = useMockServer()
 
@@ -156,4 +167,53 @@ describe('contract: health bodies', () => {
     mock({ health: [health.valid[1] as Record<string, unknown>] })
     expect(await testClient({ baseURL: BASE_URL }).health()).toEqual(camelizeKeys(health.valid[1]))
   })
+})
+
+/** A fixture's body through the client, in the SDK's camelCase: the error, or the body sent. */
+async function sendRequest(fixture: RequestCase): Promise<{ error: unknown; sent: Record<string, unknown> | undefined }> {
+  const route = routeName(fixture.route)
+  const server = mock({ [route]: tokenStream({ route }) })
+  const client = testClient()
+  const request = camelizeKeys(fixture.body) as never
+  let error: unknown
+  try {
+    if (route === 'describe') await client.describe(request)
+    else if (route === 'narrate') await client.narrate(request)
+    else await client.pipeline(request)
+  } catch (caught) {
+    error = caught
+  }
+  return { error, sent: server.requests[0]?.body as Record<string, unknown> | undefined }
+}
+
+/** A body but its image (which the SDK sends in its checked wire form) and `stream`. */
+function beyondImage(body: Record<string, unknown>): Record<string, unknown> {
+  const { image: _image, stream: _stream, ...rest } = body
+  return rest
+}
+
+const camelPath = (param: string) => param.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase())
+
+describe('contract: request bodies', () => {
+  for (const fixture of requests.valid) {
+    it(`${fixture.name} is accepted and sent as recorded`, async () => {
+      const { error, sent } = await sendRequest(fixture)
+      expect(error).toBeUndefined()
+      expect(beyondImage(sent!)).toEqual(beyondImage(fixture.body))
+    })
+  }
+  // The SDK checks types, the server bounds: an invalid body is refused before it is sent,
+  // naming the field the server names, or it goes out as it is for the server to refuse.
+  for (const fixture of requests.invalid.filter((invalid) => invalid.code === 'invalid_request')) {
+    it(`${fixture.name} is refused naming ${fixture.param}, or left to the server`, async () => {
+      const { error, sent } = await sendRequest(fixture)
+      if (error === undefined) {
+        expect(beyondImage(sent!)).toEqual(beyondImage(fixture.body))
+      } else {
+        expect(error).toBeInstanceOf(InvalidInputError)
+        expect(error).toMatchObject({ code: 'invalid_request', param: camelPath(fixture.param!) })
+        expect(sent).toBeUndefined()
+      }
+    })
+  }
 })

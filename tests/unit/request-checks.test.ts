@@ -36,6 +36,35 @@ describe('request checks', () => {
     expect(error).toMatchObject({ param: 'narrate.temprature' })
   })
 
+  it('deterministic travels as sent, in every stage, and only when set', async () => {
+    const image = 'https://example.com/a.png'
+    const narrate = mock({ narrate: tokenStream({ route: 'narrate' }) })
+    await testClient().narrate({ instruction: 'Hi', seed: 5, deterministic: true })
+    await testClient().narrate({ instruction: 'Hi', deterministic: false })
+    await testClient().narrate({ instruction: 'Hi' })
+    expect(narrate.requests.map((request) => (request.body as Record<string, unknown>).deterministic)).toEqual([true, false, undefined])
+    expect(narrate.requests[0]!.body).toMatchObject({ instruction: 'Hi', seed: 5, deterministic: true })
+    const imageRoutes = mock({ pipeline: tokenStream({ route: 'pipeline' }), describe: tokenStream({ route: 'describe' }) })
+    await testClient().pipeline({ image, instruction: 'Hi', describe: { deterministic: true }, narrate: { deterministic: true } })
+    await testClient().describe({ image, deterministic: true })
+    expect(imageRoutes.requests[0]!.body).toMatchObject({ describe: { deterministic: true }, narrate: { deterministic: true } })
+    expect(imageRoutes.requests[1]!.body).toMatchObject({ image, deterministic: true })
+  })
+
+  it('a deterministic that is not a boolean is refused, naming it, and nothing is sent', async () => {
+    const server = mock({ narrate: tokenStream({ route: 'narrate' }), pipeline: tokenStream({ route: 'pipeline' }) })
+    // @ts-expect-error deterministic is a boolean
+    const error = await rejectionOf(testClient().narrate({ instruction: 'Hi', deterministic: 'yes' }))
+    expect(error).toBeInstanceOf(InvalidInputError)
+    expect(error).toMatchObject({ code: 'invalid_request', param: 'deterministic' })
+    expect((error as Error).message).toMatch(/deterministic: expected boolean, got string/)
+    const image = 'https://example.com/a.png'
+    // @ts-expect-error deterministic is a boolean
+    const nested = await rejectionOf(testClient().pipeline({ image, instruction: 'Hi', narrate: { deterministic: 1 } }))
+    expect(nested).toMatchObject({ param: 'narrate.deterministic' })
+    expect(server.requests).toHaveLength(0)
+  })
+
   it('extraBody fields travel as they are', async () => {
     const server = mock({ narrate: tokenStream({ route: 'narrate' }) })
     await testClient().narrate({ instruction: 'Hi' }, { extraBody: { future_field: 1, max_tokens: 9 } })

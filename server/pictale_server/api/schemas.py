@@ -104,6 +104,8 @@ class _SamplingFields(_Body):
     repetition_penalty: float | None = Field(None, ge=0.5, le=2)
     stop: list[StopString] | None = Field(None, max_length=8)
     seed: int | None = Field(None, ge=0, le=SEED_MAX)
+    # The tokens depend only on the input and seed, not on the batch (docs/protocol.md, "Sampling").
+    deterministic: bool | None = None
     # The creative samplers (engine/creative_samplers.py, docs/protocol.md "Sampling").
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)

@@ -52,6 +52,10 @@ class Sampling:
     xtc_probability: float = 0.0
     # Phrases the answer never contains: generation rewinds and resamples (banned_phrases.py).
     banned_phrases: tuple[str, ...] = ()
+    # Every step of this request runs the batch-invariant kernels, so its tokens depend only on
+    # its input and seed, never on which requests share the writer's batch (docs/protocol.md,
+    # "Sampling"). The vision model decodes one request at a time: deterministic either way.
+    deterministic: bool = False
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ spellings at once (SillyTavern's KoboldCpp text completion sends `max_tokens` an
 `max_new_tokens`, `stop` and `stopping_strings`, `repetition_penalty` and `rep_pen`). pictale
 applies temperature, top_p, top_k, min_p, the repetition penalty, presence and frequency
 penalties, logit bias, DRY, XTC, banned phrases (`banned_strings`, KoboldCpp's
-`banned_tokens`), stop strings, the seed and the answer's length. Fields of samplers it does
+`banned_tokens`), stop strings, the seed and the answer's length, and takes pictale's own
+`deterministic` (docs/protocol.md, "Sampling"), which no dialect has. Fields of samplers it does
 not run (top-a, typical, TFS, mirostat, ...) are accepted and, when set to anything but their
 neutral value, named in the `X-Pictale-Unapplied` response header and the log, so nobody takes
 them as applied. Anything else unknown is ignored.
@@ -100,6 +101,7 @@ class CompatSampling(BaseModel):
     banned_phrases: Annotated[list[BannedPhrase], Field(max_length=MAX_BANNED_PHRASES)] | None = None
     banned_strings: Annotated[list[BannedPhrase], Field(max_length=MAX_BANNED_PHRASES)] | None = None
     banned_tokens: Annotated[list[BannedPhrase], Field(max_length=MAX_BANNED_PHRASES)] | None = None
+    deterministic: bool | None = None  # pictale's own: the tokens do not depend on the batch
 
     def answer_tokens(self) -> int | None:
         return self.max_tokens or self.max_new_tokens or self.max_length
@@ -181,6 +183,8 @@ class CompatSampling(BaseModel):
             values["repetition_penalty"] = max(penalties)  # as KoboldCpp merges its aliases
         seed = self.seed if self.seed is not None else self.sampler_seed
         values["seed"] = None if seed is None or seed < 0 else seed % 2**63  # -1: a random seed
+        if self.deterministic is not None:
+            values["deterministic"] = self.deterministic
         for name in (
             "presence_penalty", "frequency_penalty", "dry_multiplier", "dry_base", "dry_allowed_length",
             "dry_penalty_last_n", "xtc_threshold", "xtc_probability",
