@@ -27,6 +27,7 @@ Results: $OUT/engine-bench.json; bench/results/engine-bench.json keeps the commi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -404,6 +405,14 @@ def phase_concurrency(args) -> dict:
         cases[str(streams)] = run_streams(batch, [short] * streams, sampling)
         cases[str(streams)]["peak_gib"] = peak_gib()
         print(json.dumps({streams: cases[str(streams)]}), flush=True)
+    # What `deterministic` costs a stream decoded alone or beside one other: tensor cores at
+    # every step, against the CUDA-core kernel of the plain runs above.
+    for streams in (1, 2):
+        cases[f"{streams}_deterministic"] = run_streams(
+            batch, [short] * streams, lambda i: dataclasses.replace(sampling(i), deterministic=True)
+        )
+        cases[f"{streams}_deterministic"]["peak_gib"] = peak_gib()
+        print(json.dumps({f"{streams}_deterministic": cases[f"{streams}_deterministic"]}), flush=True)
     long = prompt(4096)
     cases["mixed_4x4k_4x512"] = run_streams(batch, [long, short] * 4, sampling)
     cases["mixed_4x4k_4x512"]["peak_gib"] = peak_gib()
@@ -413,6 +422,9 @@ def phase_concurrency(args) -> dict:
     result["eight_streams_aggregate_of_one"] = eight["aggregate_tok_s"] / one
     result["eight_streams_steady_aggregate_of_one"] = (eight["steady_aggregate_tok_s"] or 0) / cases["1"]["per_stream_decode_tok_s_median"]
     result["eight_streams_per_stream_of_one"] = eight["per_stream_decode_tok_s_median"] / cases["1"]["per_stream_decode_tok_s_median"]
+    result["deterministic_alone_of_plain"] = (
+        cases["1_deterministic"]["per_stream_decode_tok_s_median"] / cases["1"]["per_stream_decode_tok_s_median"]
+    )
     result["peak_gib"] = max(case["peak_gib"] for case in cases.values())
     return result
 

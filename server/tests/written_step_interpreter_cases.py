@@ -33,10 +33,10 @@ class LinearProjection:
         self.modules = modules
         self.out_features = sum(m.out_features for m in modules)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, tensor_cores: bool = False) -> torch.Tensor:
         return torch.cat([m(x) for m in self.modules], dim=-1)
 
-    def normed(self, residual, delta, norm, residual_out) -> torch.Tensor:
+    def normed(self, residual, delta, norm, residual_out, tensor_cores: bool = False) -> torch.Tensor:
         residual_out.copy_(residual)
         return self(add_rms_norm_(residual_out, delta, norm.weight, norm.variance_epsilon))
 

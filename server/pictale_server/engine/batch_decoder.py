@@ -15,15 +15,18 @@ One loop iteration:
    prompt (PREFILL_SLICE_TOKENS): a running stream never waits for more than one slice; tell
    the waiting sequences whose place changed;
 3. one decode step over the lanes 0..R-1 (R the smallest bucket holding every busy lane): on
-   the fast path one forward for all rows (a CUDA graph per (R, largest attention chunk)), on
-   the reference path one forward per row; then each lane samples with its own settings
-   (request_sampler.py) and its token goes to its consumer (batch_sequence.py).
+   the fast path one forward for all rows (a CUDA graph per (R, largest attention chunk, NF4
+   kernel)), on the reference path one forward per row; then each lane samples with its own
+   settings (request_sampler.py) and its token goes to its consumer (batch_sequence.py).
 
-Batch invariance: every kernel of the batched step computes a row the same way whatever rows
-share it (the NF4 kernel's K partition is the one-row launch's, attention programs follow the
-row's own region, lm_head always runs LOGIT_ROWS rows, norms and sampling are per row), and a
-prompt is always prefilled in the same slices. So a request with a seed gets the same tokens
-alone and in a batch; the GPU suite checks it.
+Batch invariance, for requests with `deterministic`: a step on tensor cores computes a row the
+same way whatever rows share it (the tensor-core NF4 kernel's launch does not depend on the
+rows, attention programs follow the row's own region, lm_head always runs LOGIT_ROWS rows,
+norms and sampling are per row), and a prompt is always prefilled in the same slices. Steps of
+3 rows and more run on tensor cores anyway (faster there); a step of 1-2 rows does when a
+deterministic request is in it, and otherwise runs the CUDA-core kernel, faster there, whose
+sums differ. So a deterministic request gets the same tokens alone and in a batch; the GPU
+suite checks it.
 """
 
 from __future__ import annotations
@@ -140,7 +143,8 @@ class BatchDecoder:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.graphs = device.type == "cuda" and step.batched
-        self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        # (rows, largest attention chunk, tensor cores) -> (graph, its logits)
+        self._graphs: dict[tuple[int, int, bool], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self._graph_pool = None
         self.stats = BatchStats()
 
@@ -462,7 +466,8 @@ class BatchDecoder:
             self.stats.longest_stall_s = max(self.stats.longest_stall_s, started - self.stats._last_step_end)
         rows = lane_bucket(stepping[-1] + 1)
         if self.step.batched:
-            logits = self._rows_logits(rows)
+            deterministic = any(self._lanes[lane].sampling.deterministic for lane in stepping)
+            logits = self._rows_logits(rows, self.step.tensor_cores_for(rows, deterministic))
             per_lane = {lane: logits[lane : lane + 1] for lane in stepping}
         else:
             per_lane = {
@@ -498,24 +503,25 @@ class BatchDecoder:
     def _regions(self, rows: int, max_chunk: int) -> RowRegions:
         return RowRegions(self.first[:rows], self.chunk[:rows], max_chunk)
 
-    def _rows_logits(self, rows: int) -> torch.Tensor:
+    def _rows_logits(self, rows: int, tensor_cores: bool) -> torch.Tensor:
         max_chunk = max(self._chunks[:rows])
         if not self.graphs:
-            return self.step.rows(self.token[:rows], self.position[:rows], self._regions(rows, max_chunk), self.pool.cache)
-        key = (rows, max_chunk)
+            regions = self._regions(rows, max_chunk)
+            return self.step.rows(self.token[:rows], self.position[:rows], regions, self.pool.cache, tensor_cores)
+        key = (rows, max_chunk, tensor_cores)
         if key not in self._graphs:
-            self._capture(rows, max_chunk)
+            self._capture(*key)
         graph, logits = self._graphs[key]
         graph.replay()
         return logits
 
-    def _capture(self, rows: int, max_chunk: int) -> None:
+    def _capture(self, rows: int, max_chunk: int, tensor_cores: bool) -> None:
         """Warm up, then capture the forward over `rows` lanes. It writes the cache at each
         lane's current slot what the lane's next step writes there anyway."""
         regions = self._regions(rows, max_chunk)
 
         def forward() -> torch.Tensor:
-            return self.step.rows(self.token[:rows], self.position[:rows], regions, self.pool.cache)
+            return self.step.rows(self.token[:rows], self.position[:rows], regions, self.pool.cache, tensor_cores)
 
         side = _warm_up_stream(self.device)
         side.wait_stream(torch.cuda.current_stream())
@@ -528,7 +534,7 @@ class BatchDecoder:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self._graph_pool, capture_error_mode="thread_local"):
             logits = forward()
-        self._graphs[rows, max_chunk] = (graph, logits)
+        self._graphs[rows, max_chunk, tensor_cores] = (graph, logits)
 
     # -- at load ---------------------------------------------------------------------------------
 
@@ -566,14 +572,16 @@ class BatchDecoder:
                 pass
 
     def capture_graphs(self) -> None:
-        """Capture the batched step for every lane bucket and attention chunk now (at load, not
-        in a request): the chunks of every region length the context allows."""
+        """Capture the batched step for every lane bucket, attention chunk and kernel choice now
+        (at load, not in a request): the chunks of every region length the context allows."""
         if not self.graphs:
             return
         self.wait_idle()
         chunks = sorted({chunk_for(length) for length in range(PAGE_TOKENS, self.context_tokens + PAGE_TOKENS, PAGE_TOKENS)})
+        # Each bucket's kernels, and a deterministic request's where they differ from them.
+        kernels = {(rows, self.step.tensor_cores_for(rows, deterministic)) for rows in self.buckets for deterministic in (False, True)}
         with torch.inference_mode():
-            for rows in self.buckets:
+            for rows, tensor_cores in sorted(kernels):
                 for max_chunk in chunks:
-                    if (rows, max_chunk) not in self._graphs:
-                        self._capture(rows, max_chunk)
+                    if (rows, max_chunk, tensor_cores) not in self._graphs:
+                        self._capture(rows, max_chunk, tensor_cores)

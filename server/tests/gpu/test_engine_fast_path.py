@@ -132,8 +132,9 @@ def test_nf4_models_on_this_gpu_decode_on_the_fast_path(fast, reference):
         assert reference.decode_info(model) == {"path": "reference", "reason": "PICTALE_FAST_PATH=off"}
 
 
-def test_the_fast_step_computes_what_the_reference_step_computes(fast, reference):
-    greedy = Sampling(max_tokens=24, temperature=0.0)
+@pytest.mark.parametrize("deterministic", [False, True], ids=["cuda-cores", "tensor-cores"])
+def test_the_fast_step_computes_what_the_reference_step_computes(fast, reference, deterministic):
+    greedy = Sampling(max_tokens=24, temperature=0.0, deterministic=deterministic)
     ours, our_logits = writer_tokens(fast, greedy)
     theirs, their_logits = writer_tokens(reference, greedy)
     # Same prefill (bitsandbytes on both), so the first token is equal; the first decode step's
@@ -207,14 +208,15 @@ def story(words: int) -> list:
 
 
 @pytest.mark.parametrize("sampling", [
-    Sampling(max_tokens=96, temperature=0.0),
-    Sampling(max_tokens=96, temperature=1.0, min_p=0.02, seed=21),
-    Sampling(max_tokens=96, temperature=0.9, top_p=0.8, seed=22),
+    Sampling(max_tokens=96, temperature=0.0, deterministic=True),
+    Sampling(max_tokens=96, temperature=1.0, min_p=0.02, seed=21, deterministic=True),
+    Sampling(max_tokens=96, temperature=0.9, top_p=0.8, seed=22, deterministic=True),
     Sampling(max_tokens=96, temperature=0.9, seed=23, presence_penalty=0.3, dry_multiplier=0.8,
-             xtc_probability=0.5, xtc_threshold=0.05),
+             xtc_probability=0.5, xtc_threshold=0.05, deterministic=True),
 ], ids=["greedy", "min_p", "top_p", "creative"])
-def test_a_request_gets_the_same_tokens_alone_and_in_a_batch_of_eight(fast, sampling):
-    """Batch invariance on the fast path: every kernel computes a row the same way whatever
+def test_a_deterministic_request_gets_the_same_tokens_alone_and_in_a_batch_of_eight(fast, sampling):
+    """Batch invariance on the fast path: alone, a deterministic request's steps run the
+    tensor-core kernel as a batch of eight does, which computes a row the same way whatever
     rows share the step, so the tokens are equal, not merely close."""
     loop = fast.loaded("writer").loop
     alone = writer_tokens(fast, sampling, story(3))[0]
@@ -226,8 +228,16 @@ def test_a_request_gets_the_same_tokens_alone_and_in_a_batch_of_eight(fast, samp
     assert settled(loop)
 
 
-def test_the_batched_step_of_eight_rows_gives_each_row_its_one_row_logits(fast):
-    """The written-out step over 8 lanes at once against each lane on its own, bit for bit."""
+def test_steps_of_three_rows_and_more_and_deterministic_ones_run_on_tensor_cores(fast):
+    step = fast.loaded("writer").loop.step
+    assert [step.tensor_cores_for(rows, False) for rows in (1, 2, 4, 8, 16)] == [False, False, True, True, True]
+    assert all(step.tensor_cores_for(rows, True) for rows in (1, 2, 4, 8, 16))
+
+
+@pytest.mark.parametrize("tensor_cores", [False, True], ids=["cuda-cores", "tensor-cores"])
+def test_the_batched_step_of_eight_rows_gives_each_row_its_one_row_logits(fast, tensor_cores):
+    """The written-out step over 8 lanes at once against each lane on its own, bit for bit, on
+    either kernel (each is row invariant by itself; they differ from each other)."""
     loop = fast.loaded("writer").loop
     ids = fast.writer_prompt_ids(story(2))
     regions = []
@@ -244,11 +254,13 @@ def test_the_batched_step_of_eight_rows_gives_each_row_its_one_row_logits(fast):
             loop.chunk[lane] = region.chunk
         chunk = max(region.chunk for region in regions)
         with torch.inference_mode():
-            together = loop.step.rows(loop.token[:8], loop.position[:8], loop._regions(8, chunk), loop.pool.cache).clone()
+            together = loop.step.rows(
+                loop.token[:8], loop.position[:8], loop._regions(8, chunk), loop.pool.cache, tensor_cores
+            ).clone()
             for lane in range(8):
                 one = slice(lane, lane + 1)
                 regions_one = RowRegions(loop.first[one], loop.chunk[one], regions[lane].chunk)
-                alone = loop.step.rows(loop.token[one], loop.position[one], regions_one, loop.pool.cache)
+                alone = loop.step.rows(loop.token[one], loop.position[one], regions_one, loop.pool.cache, tensor_cores)
                 assert torch.equal(alone[0], together[lane]), lane
     finally:
         for region in regions:

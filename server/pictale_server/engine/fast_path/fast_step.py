@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from pictale_server.engine.decode_step import DecodePath, accept
+from pictale_server.engine.fast_path.projections import TENSOR_CORE_ROWS
 from pictale_server.engine.fast_path.written_step import WrittenStep
 from pictale_server.engine.sampling import sample_next_token
 from pictale_server.kernels.sampler_kernel import sample_and_accept
@@ -22,8 +23,14 @@ class FastStep:
     def forward(self, token, position, cache) -> torch.Tensor:
         return self.written(token, position, cache)
 
-    def rows(self, token, position, regions, pool) -> torch.Tensor:
-        return self.written.rows(token, position, regions, pool)
+    def rows(self, token, position, regions, pool, tensor_cores: bool = False) -> torch.Tensor:
+        return self.written.rows(token, position, regions, pool, tensor_cores)
+
+    def tensor_cores_for(self, rows: int, deterministic: bool) -> bool:
+        """Whether a step of `rows` lanes runs the tensor-core kernel: from TENSOR_CORE_ROWS on,
+        where it is the faster one, and at any size when a deterministic request steps, since
+        its rows are the same bits at every size (the CUDA-core kernel's differ from them)."""
+        return self.written.has_tensor_cores and (deterministic or rows >= TENSOR_CORE_ROWS)
 
     def sample(self, logits, seen, params, token, by_rank) -> None:
         if not by_rank:

@@ -1,10 +1,15 @@
 """A decoder layer's projections as the fast step calls them: bitsandbytes NF4 weights read in
-place by the CUDA kernel (kernels/nf4_cuda.py), with no module patched.
+place by the CUDA kernels, with no module patched.
 
-Sibling projections that read the same input are one launch: q/k/v and gate/up. The kernel
-reads each sibling where bitsandbytes loaded it ("parts"), so loading leaves no holes between
-the weights. The launches before q/k/v and gate/up also make their own input: the residual add
-and RMSNorm happen where the kernel loads x (`normed`), so a layer's norms cost no launch.
+Two kernels read the same weights: the CUDA-core kernel (kernels/nf4_cuda.py), fastest for one
+or two rows, and the tensor-core kernel (kernels/nf4_mma.py), fastest from TENSOR_CORE_ROWS on
+and the same bits for a row at any number of rows. The caller picks per step (`tensor_cores`).
+
+Sibling projections that read the same input are one launch: q/k/v and gate/up. The kernels
+read each sibling where bitsandbytes loaded it ("parts"), so loading leaves no holes between
+the weights. On the CUDA-core kernel the launches before q/k/v and gate/up also make their own
+input: the residual add and RMSNorm happen where the kernel loads x (`normed`), so a layer's
+norms cost no launch; on tensor cores they are one launch each (add_rms_norm_into).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Protocol
 
 import torch
 
+from pictale_server.kernels.decode_ops import add_rms_norm_into
 from pictale_server.kernels.nf4_cuda import (
     CudaNF4Weight,
     cuda_gemv,
@@ -22,6 +28,13 @@ from pictale_server.kernels.nf4_cuda import (
     parts_unsupported,
 )
 from pictale_server.kernels.nf4_format import PackedNF4, UnsupportedNF4Weight, packed_from_quant_state
+from pictale_server.kernels.nf4_mma import launch_unsupported as tensor_cores_unsupported
+from pictale_server.kernels.nf4_mma import mma_gemv
+
+# From this many rows of x on, the tensor-core kernel is the faster one on every decode shape of
+# both models, its separate norm launches included; at one or two rows the CUDA-core kernel is
+# (docs/kernels.md, "Tensor cores for many rows").
+TENSOR_CORE_ROWS = 3
 
 
 class Projection(Protocol):
@@ -29,11 +42,13 @@ class Projection(Protocol):
 
     out_features: int
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """x [R, 1, K] (already normed) → [R, 1, N]: one row per sequence of the step."""
+    def __call__(self, x: torch.Tensor, tensor_cores: bool = False) -> torch.Tensor:
+        """x [R, 1, K] (already normed) → [R, 1, N]: one row per sequence of the step, on the
+        tensor-core kernel where asked and supported."""
 
     def normed(
-        self, residual: torch.Tensor, delta: torch.Tensor, norm: torch.nn.Module, residual_out: torch.Tensor
+        self, residual: torch.Tensor, delta: torch.Tensor, norm: torch.nn.Module, residual_out: torch.Tensor,
+        tensor_cores: bool = False,
     ) -> torch.Tensor:
         """rms_norm(residual + delta) · W^T → [R, 1, N], with residual + delta stored to
         residual_out (which must not be `residual`)."""
@@ -50,16 +65,25 @@ class LayerProjections:
 
 
 class NF4Projection:
-    """1–3 sibling NF4 linears as one CUDA-kernel launch."""
+    """1–3 sibling NF4 linears as one launch of either kernel."""
 
     def __init__(self, weight: CudaNF4Weight) -> None:
         self.weight = weight
         self.out_features = weight.out_features
+        # Shapes the tensor-core kernel does not tile stay on the CUDA-core kernel at every
+        # size: a choice per weight, never per row count, so rows stay batch invariant.
+        self.tensor_cores = not tensor_cores_unsupported(weight)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return cuda_gemv(x.reshape(-1, x.shape[-1]), self.weight).view(*x.shape[:-1], -1)
+    def __call__(self, x: torch.Tensor, tensor_cores: bool = False) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1])
+        if tensor_cores and self.tensor_cores:
+            return mma_gemv(flat, self.weight).view(*x.shape[:-1], -1)
+        return cuda_gemv(flat, self.weight).view(*x.shape[:-1], -1)
 
-    def normed(self, residual, delta, norm, residual_out) -> torch.Tensor:
+    def normed(self, residual, delta, norm, residual_out, tensor_cores: bool = False) -> torch.Tensor:
+        if tensor_cores and self.tensor_cores:
+            x = add_rms_norm_into(residual, delta, norm.weight, norm.variance_epsilon, residual_out)
+            return self(x, tensor_cores=True)
         out = norm_gemv(residual, delta, norm.weight, norm.variance_epsilon, residual_out, self.weight)
         return out.view(*residual.shape[:-1], -1)
 
@@ -74,6 +98,8 @@ class NF4Projection:
             norm_gemv(zeros, zeros.clone(), norm_weight, 1e-6, torch.empty_like(zeros), self.weight)
         else:
             cuda_gemv(zeros, self.weight)
+        if self.tensor_cores:
+            mma_gemv(zeros, self.weight)
 
 
 class Unsupported(Exception):

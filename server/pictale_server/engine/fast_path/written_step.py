@@ -94,6 +94,9 @@ class WrittenStep:
         if len(projections) != len(self.layers):
             raise ValueError("one LayerProjections per decoder layer")
         self.projections = list(projections)
+        self.has_tensor_cores = any(
+            getattr(p, "tensor_cores", False) for layer in self.projections for p in (layer.qkv, layer.o, layer.gate_up, layer.down)
+        )
         self.lm_head = lm_head
         self.rope_positions = rope_positions
         # Only plain RoPE: a dynamic scaling type recomputes its frequencies from the length.
@@ -131,10 +134,14 @@ class WrittenStep:
         _advance(cache)
         return self.lm_head(x)[:, -1, :]
 
-    def rows(self, token: torch.Tensor, position: torch.Tensor, regions: RowRegions, pool) -> torch.Tensor:
+    def rows(
+        self, token: torch.Tensor, position: torch.Tensor, regions: RowRegions, pool, tensor_cores: bool = False
+    ) -> torch.Tensor:
         """Many sequences at once, each in its own region of `pool` (one static cache of batch 1
         that every row writes its own slots of): token (R, 1) at region slot `position` (R,)
-        → (R, vocab). Each row's logits are the same bits whatever rows share the step."""
+        → (R, vocab). With `tensor_cores`, the projections run the tensor-core kernel: then
+        each row's logits are the same bits whatever rows share the step; on the CUDA-core
+        kernel they are the same bits at any row count that kernel runs."""
         slot = regions.first + position
 
         def attend(attention, q, k, v, cos, sin, index) -> torch.Tensor:
@@ -145,9 +152,9 @@ class WrittenStep:
                 rotated, keys, values, regions.first, slot, regions.chunk, attention.scaling, regions.max_chunk
             )
 
-        return self._logits(self._forward(token, position, attend))
+        return self._logits(self._forward(token, position, attend, tensor_cores))
 
-    def _forward(self, token: torch.Tensor, position: torch.Tensor, attend) -> torch.Tensor:
+    def _forward(self, token: torch.Tensor, position: torch.Tensor, attend, tensor_cores: bool = False) -> torch.Tensor:
         model = self.text_model
         residual = model.embed_tokens(token)  # [rows, 1, hidden]
         cos, sin = self._rope(residual, position)
@@ -157,10 +164,10 @@ class WrittenStep:
         for index, (layer, proj) in enumerate(zip(self.layers, self.projections, strict=True)):
             attention = layer.self_attn
             if delta is None:  # the first layer: its input norm was a launch of its own
-                qkv = proj.qkv(x)
+                qkv = proj.qkv(x, tensor_cores=tensor_cores)
             else:
                 summed = torch.empty_like(residual)
-                qkv = proj.qkv.normed(residual, delta, layer.input_layernorm, summed)
+                qkv = proj.qkv.normed(residual, delta, layer.input_layernorm, summed, tensor_cores=tensor_cores)
                 residual = summed
             q, k, v = qkv.split(proj.qkv_split, dim=-1)
             heads = (*q.shape[:-1], -1, attention.head_dim)
@@ -168,12 +175,14 @@ class WrittenStep:
                 attention, q.view(heads).transpose(1, 2), k.view(heads).transpose(1, 2),
                 v.view(heads).transpose(1, 2), cos, sin, index,
             ).reshape(*q.shape[:-1], -1)
-            attended = proj.o(attended)
+            attended = proj.o(attended, tensor_cores=tensor_cores)
             summed = torch.empty_like(residual)
-            gate_up = proj.gate_up.normed(residual, attended, layer.post_attention_layernorm, summed)
+            gate_up = proj.gate_up.normed(
+                residual, attended, layer.post_attention_layernorm, summed, tensor_cores=tensor_cores
+            )
             residual = summed
             gate, up = gate_up.split(proj.gate_rows, dim=-1)
-            delta = proj.down(silu_mul(gate, up))
+            delta = proj.down(silu_mul(gate, up), tensor_cores=tensor_cores)
         final = model.norm
         return add_rms_norm_(residual, delta, final.weight, final.variance_epsilon)
 
