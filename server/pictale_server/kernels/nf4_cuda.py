@@ -31,11 +31,16 @@ SOURCE = SOURCE_PATH.read_text()
 KERNEL_NAME = "nf4_gemv_cuda"
 
 
-def _limit(name: str) -> int:
-    found = re.search(rf"^#define NF4_{name} (\d+)", SOURCE, re.MULTILINE)
+def source_limit(source: str, name: str) -> int:
+    """The number a kernel source `#define`s as `name` (its limits are defined there once)."""
+    found = re.search(rf"^#define {name} (\d+)", source, re.MULTILINE)
     if found is None:
-        raise RuntimeError(f"{SOURCE_PATH.name} does not define NF4_{name}")
+        raise RuntimeError(f"the kernel source does not define {name}")
     return int(found.group(1))
+
+
+def _limit(name: str) -> int:
+    return source_limit(SOURCE, f"NF4_{name}")
 
 
 # The kernel's limits, defined in nf4_gemv.cu and read from it.
@@ -207,7 +212,7 @@ def _nvrtc_library() -> ctypes.CDLL:
     return cuda_utils._get_gpu_rtc_library()
 
 
-def compile_cubin(variant: Variant, arch: str, *, verbose: bool = False, text: str | None = None) -> tuple[bytes, str]:
+def compile_cubin(variant: Variant | None, arch: str, *, verbose: bool = False, text: str | None = None) -> tuple[bytes, str]:
     """(cubin, NVRTC's log) for `variant` on sm_`arch` (e.g. "86"); no GPU is needed.
     `verbose` asks ptxas for its register and spill counts in the log; `text` replaces
     `kernel_source(variant)` (another version of the kernel, for A/B runs)."""
@@ -246,22 +251,27 @@ def compile_cubin(variant: Variant, arch: str, *, verbose: bool = False, text: s
 _compile_lock = threading.Lock()
 
 
-@functools.cache
-def _compiled(arch: str, variant: Variant):
+def load_kernel(arch: str, text: str, name: str, shared_bytes: int):
+    """Kernel `name` of source `text`, built by NVRTC for sm_`arch` and loaded by the driver,
+    opted in to `shared_bytes` of dynamic shared memory."""
     from torch.cuda import _utils as cuda_utils
 
     with _compile_lock:
         try:
-            cubin, _ = compile_cubin(variant, arch)
-            kernel = cuda_utils._cuda_load_module(cubin, [KERNEL_NAME])[KERNEL_NAME]
-            shared = variant.shared_bytes()
-            if shared >= 48 * 1024:  # past the default dynamic shared memory: opt in
-                kernel.set_shared_memory_config(shared)
+            cubin, _ = compile_cubin(None, arch, text=text)
+            kernel = cuda_utils._cuda_load_module(cubin, [name])[name]
+            if shared_bytes >= 48 * 1024:  # past the default dynamic shared memory: opt in
+                kernel.set_shared_memory_config(shared_bytes)
         except CudaKernelUnavailable:
             raise
         except Exception as exc:  # noqa: BLE001 - private torch API or driver refused the module
-            raise CudaKernelUnavailable(f"loading the kernel failed: {exc!r}") from exc
+            raise CudaKernelUnavailable(f"loading {name} failed: {exc!r}") from exc
     return kernel
+
+
+@functools.cache
+def _compiled(arch: str, variant: Variant):
+    return load_kernel(arch, kernel_source(variant), KERNEL_NAME, variant.shared_bytes())
 
 
 def kernel_unavailable(device: torch.device) -> str:

@@ -11,29 +11,19 @@ a row's result is the same bits at any batch size.
 from __future__ import annotations
 
 import functools
-import re
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from pictale_server.kernels.nf4_cuda import SHARED_PER_SM, CudaKernelUnavailable, CudaNF4Weight, compile_cubin
+from pictale_server.kernels.nf4_cuda import SHARED_PER_SM, CudaNF4Weight, load_kernel, source_limit
 
 SOURCE_PATH = Path(__file__).with_name("nf4_mma.cu")
 SOURCE = SOURCE_PATH.read_text()
 KERNEL_NAME = "nf4_mma"
 
-
-def _limit(name: str) -> int:
-    found = re.search(rf"^#define NF4_MMA_{name} (\d+)", SOURCE, re.MULTILINE)
-    if found is None:
-        raise RuntimeError(f"{SOURCE_PATH.name} does not define NF4_MMA_{name}")
-    return int(found.group(1))
-
-
-MAX_ROWS = _limit("MAX_ROWS")  # rows of x one launch takes
-TILE_ROWS = _limit("TILE_ROWS")  # output rows of a tile: every part's rows must be a multiple
+MAX_ROWS = source_limit(SOURCE, "NF4_MMA_MAX_ROWS")  # rows of x one launch takes
+TILE_ROWS = source_limit(SOURCE, "NF4_MMA_TILE_ROWS")  # output rows of a tile: every part's rows a multiple
 TABLE_BYTES = 256 * 32 * 4  # 256 pairs, one copy per lane
 RESERVED_SHARED_PER_BLOCK = 1024
 
@@ -83,25 +73,9 @@ def kernel_source(variant: MmaVariant) -> str:
     return "".join(f"#define {name} {value}\n" for name, value in variant.defines().items()) + SOURCE
 
 
-_compile_lock = threading.Lock()
-
-
 @functools.cache
 def _compiled(arch: str, variant: MmaVariant):
-    from torch.cuda import _utils as cuda_utils
-
-    with _compile_lock:
-        try:
-            cubin, _ = compile_cubin(None, arch, text=kernel_source(variant))
-            kernel = cuda_utils._cuda_load_module(cubin, [KERNEL_NAME])[KERNEL_NAME]
-            shared = variant.shared_bytes()
-            if shared >= 48 * 1024:  # past the default dynamic shared memory: opt in
-                kernel.set_shared_memory_config(shared)
-        except CudaKernelUnavailable:
-            raise
-        except Exception as exc:  # noqa: BLE001 - private torch API or driver refused the module
-            raise CudaKernelUnavailable(f"loading the tensor-core kernel failed: {exc!r}") from exc
-    return kernel
+    return load_kernel(arch, kernel_source(variant), KERNEL_NAME, variant.shared_bytes())
 
 
 def launch_unsupported(weight: CudaNF4Weight, launch: MmaLaunch = DEFAULT_LAUNCH) -> str:
