@@ -86,23 +86,14 @@ def _add_rms_norm_kernel(
 def add_rms_norm_(residual: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """residual += x (in place, rounded as PyTorch's add), then rms_norm(residual, weight, eps):
     a decoder layer's residual add and the RMSNorm that follows it, in one launch."""
-    n = residual.shape[-1]
-    r = residual.view(-1, n)
-    rows = x.reshape(-1, n)
-    out = torch.empty(r.shape, dtype=torch.result_type(weight, r[:0]), device=residual.device)
-    block = triton.next_power_of_2(n)
-    _add_rms_norm_kernel[(r.shape[0],)](
-        r, rows, weight, out, r, r.stride(0), rows.stride(0), out.stride(0), r.stride(0), n, eps,
-        BLOCK=block, num_warps=8 if block >= 4096 else 4,
-    )
-    return out.view(residual.shape)
+    return add_rms_norm_into(residual, x, weight, eps, residual)
 
 
 def add_rms_norm_into(
     residual: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, eps: float, residual_out: torch.Tensor
 ) -> torch.Tensor:
     """residual_out = residual + x (rounded as PyTorch's add), then rms_norm(residual_out, weight,
-    eps): `add_rms_norm_` with the residual left as it was."""
+    eps), in one launch; residual_out may be the residual itself (`add_rms_norm_`)."""
     n = residual.shape[-1]
     r = residual.view(-1, n)
     rows = x.reshape(-1, n)
