@@ -2,13 +2,15 @@
 
 The reference step runs a batch's rows one forward each, so these tests check the batch's
 bookkeeping — joining, leaving, admission by memory, rewinds, prefill slices between steps,
-errors — and that a request's tokens do not depend on what shares its batch. The fast path's
-batched step is checked against its one-row results in the GPU suite.
+errors — that a request's tokens do not depend on what shares its batch, and which NF4 kernel
+each step asks the fast path for. The fast path's batched step is checked against its one-row
+results in the GPU suite.
 """
 
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -17,6 +19,8 @@ from engine_fixtures import decoder_of, dev_cache_dir, dev_engine, dev_model_pat
 from pictale_server.engine.banned_phrases import PhraseGuard
 from pictale_server.engine.base import Cancel, ChatMessage, Sampling
 from pictale_server.engine.batch_decoder import PREFILL_SLICE_TOKENS, RUN_AHEAD_TOKENS, BatchDecoder, lane_bucket
+from pictale_server.engine.batch_sequence import Sequence
+from pictale_server.engine.fast_path.fast_step import FastStep
 from pictale_server.engine.request_sampler import Rewind
 
 PROMPT = [ChatMessage(role="user", content="The lighthouse keeper counted the ships at dusk.")]
@@ -320,3 +324,49 @@ def test_steps_run_the_smallest_bucket_that_holds_every_busy_lane() -> None:
     assert [lane_bucket(n) for n in (1, 2, 3, 4, 5, 8, 9, 16)] == [1, 2, 4, 4, 8, 8, 16, 16]
     with pytest.raises(ValueError):
         lane_bucket(17)
+
+
+class KernelRecordingStep:
+    """A batched step that records which NF4 kernel each step asks for and gives zero logits:
+    the batch's choice of kernel, without a GPU."""
+
+    batched = True
+    tensor_cores_for = FastStep.tensor_cores_for
+
+    def __init__(self, vocab_size: int) -> None:
+        self.vocab_size = vocab_size
+        self.written = SimpleNamespace(has_tensor_cores=True)
+        self.asked: list[tuple[int, bool]] = []
+
+    def rows(self, token, position, regions, pool, tensor_cores: bool = False) -> torch.Tensor:
+        self.asked.append((token.shape[0], tensor_cores))
+        return torch.zeros((token.shape[0], self.vocab_size))
+
+
+def test_steps_run_tensor_cores_from_three_rows_and_whenever_a_deterministic_request_steps(dev_engine) -> None:  # noqa: F811
+    decoder = decoder_of(dev_engine, lanes=4)
+    step = decoder.step = KernelRecordingStep(decoder.vocab_size)
+    ids = prompt_ids(dev_engine).view(1, -1)
+
+    def hold(lane: int, deterministic: bool) -> None:
+        sampling = Sampling(max_tokens=8, temperature=0.0, deterministic=deterministic)
+        sequence = Sequence(ids, sampling, 0)
+        sequence.lane = lane
+        decoder._lanes[lane] = sequence
+        decoder.samplers[lane].reset(sampling, 0, ids)
+
+    try:
+        hold(0, False)
+        decoder._decode_step([0])
+        hold(1, False)
+        decoder._decode_step([0, 1])
+        hold(2, False)
+        decoder._decode_step([0, 1, 2])
+        decoder._lanes[1] = decoder._lanes[2] = None
+        hold(1, True)
+        decoder._decode_step([0, 1])  # two rows, one of them deterministic
+        decoder._lanes[1] = None
+        decoder._decode_step([0])
+        assert step.asked == [(1, False), (2, False), (4, True), (2, True), (1, False)]
+    finally:
+        decoder.stop()
