@@ -4,6 +4,7 @@ engine holds back), withdrawal, failures."""
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
 
 import pytest
@@ -322,36 +323,33 @@ async def until_started(job: Job):
 
 class HeldJob:
     """A job whose engine holds it back: it reports `Waiting(place)` (and later places as the
-    test says), then `Admitted` and an output when admitted, or ends without (withdrawn)."""
+    test says), then `Admitted` and an output when admitted, or ends without (withdrawn). The
+    test's orders reach the job's thread through a queue, so none is lost however the two
+    threads interleave."""
 
     def __init__(self, name: str, place: int) -> None:
         self.place = place
-        self.moves: list[int] = []  # places reported later, one per `move` wake-up
-        self.wake = threading.Event()
-        self.admit = False
+        self.orders: queue.SimpleQueue = queue.SimpleQueue()  # a later place, or ("end", admitted)
         self.job = Job(work=self._work, cancel=Cancel(), sink=LoopSink(asyncio.get_running_loop()))
         self.name = name
 
     def _work(self, emit) -> None:
         emit(Waiting(self.place))
         while True:
-            self.wake.wait(WAIT_S)
-            self.wake.clear()
-            if self.moves:
-                emit(Waiting(self.moves.pop(0)))
+            order = self.orders.get(timeout=WAIT_S)
+            if isinstance(order, int):
+                emit(Waiting(order))
                 continue
             break
-        if self.admit:
+        if order[1]:
             emit(Admitted(0.0))
             emit(f"{self.name}-output")
 
     def move_to(self, place: int) -> None:
-        self.moves.append(place)
-        self.wake.set()
+        self.orders.put(place)
 
     def end(self, admitted: bool) -> None:
-        self.admit = admitted
-        self.wake.set()
+        self.orders.put(("end", admitted))
 
 
 def test_jobs_the_engine_holds_back_come_first_in_every_position():

@@ -98,6 +98,7 @@ class Job:
     # The worker's own, under its lock:
     position: int | None = field(default=None, init=False)  # the last Queued position sent
     working: bool = field(default=False, init=False)  # its work runs on a thread now
+    released: bool = field(default=False, init=False)  # its thread no longer counts as running
 
 
 class ModelWorker:
@@ -205,11 +206,19 @@ class ModelWorker:
                 self._run(job)
             finally:
                 with self._cond:
-                    self._running -= 1
-                    self._running_by[job.caller] -= 1
-                    if not self._running_by[job.caller]:
-                        del self._running_by[job.caller]
+                    self._release_locked(job)  # done already unless _run failed on its way
                 del job  # hold no finished request's image or prompts while idle
+
+    def _release_locked(self, job: Job) -> None:
+        """The job's thread stops counting as running: before its `Ended` goes out, so a job
+        submitted by whoever saw that end finds the thread free, not busy."""
+        if job.released:
+            return
+        job.released = True
+        self._running -= 1
+        self._running_by[job.caller] -= 1
+        if not self._running_by[job.caller]:
+            del self._running_by[job.caller]
 
     def _next_index_locked(self) -> int:
         """First come, first served, except that a caller already running its share of the
@@ -222,6 +231,8 @@ class ModelWorker:
 
     def _run(self, job: Job) -> None:
         if job.cancel.is_set:
+            with self._cond:
+                self._release_locked(job)
             job.sink.put(Dropped())
             job.sink.put(Ended())
             return
@@ -234,11 +245,12 @@ class ModelWorker:
             job.work(lambda item: self._report(job, item))
         except BaseException as exc:  # reported to the request that owns the job
             error = exc
+        self._recent_durations.append(time.perf_counter() - started)
         with self._cond:
             job.working = False
             if self._held.pop(job, None) is not None:  # withdrawn while held: those behind move up
                 self._announce_positions_locked()
-        self._recent_durations.append(time.perf_counter() - started)
+            self._release_locked(job)
         job.sink.put(Ended(error))
 
     def _report(self, job: Job, item: Any) -> None:
