@@ -98,7 +98,6 @@ class Job:
     # The worker's own, under its lock:
     position: int | None = field(default=None, init=False)  # the last Queued position sent
     working: bool = field(default=False, init=False)  # its work runs on a thread now
-    released: bool = field(default=False, init=False)  # its thread no longer counts as running
 
 
 class ModelWorker:
@@ -202,23 +201,19 @@ class ModelWorker:
                     waiting.sink.put(Dropped())
                     waiting.sink.put(Ended())
                 return
+            error: BaseException | None = None
             try:
-                self._run(job)
+                error = self._run(job)
             finally:
+                # The thread stops counting as running before the job's `Ended` goes out, so a
+                # job submitted by whoever saw that end finds the thread free, not busy.
                 with self._cond:
-                    self._release_locked(job)  # done already unless _run failed on its way
-                del job  # hold no finished request's image or prompts while idle
-
-    def _release_locked(self, job: Job) -> None:
-        """The job's thread stops counting as running: before its `Ended` goes out, so a job
-        submitted by whoever saw that end finds the thread free, not busy."""
-        if job.released:
-            return
-        job.released = True
-        self._running -= 1
-        self._running_by[job.caller] -= 1
-        if not self._running_by[job.caller]:
-            del self._running_by[job.caller]
+                    self._running -= 1
+                    self._running_by[job.caller] -= 1
+                    if not self._running_by[job.caller]:
+                        del self._running_by[job.caller]
+            job.sink.put(Ended(error))
+            del job  # hold no finished request's image or prompts while idle
 
     def _next_index_locked(self) -> int:
         """First come, first served, except that a caller already running its share of the
@@ -229,13 +224,12 @@ class ModelWorker:
                 return index
         return 0
 
-    def _run(self, job: Job) -> None:
+    def _run(self, job: Job) -> BaseException | None:
+        """The job's work, between its `Started` and (sent by the caller) its `Ended`: the
+        error it raised, if any."""
         if job.cancel.is_set:
-            with self._cond:
-                self._release_locked(job)
             job.sink.put(Dropped())
-            job.sink.put(Ended())
-            return
+            return None
         started = time.perf_counter()
         with self._cond:
             job.working = True
@@ -250,8 +244,7 @@ class ModelWorker:
             job.working = False
             if self._held.pop(job, None) is not None:  # withdrawn while held: those behind move up
                 self._announce_positions_locked()
-            self._release_locked(job)
-        job.sink.put(Ended(error))
+        return error
 
     def _report(self, job: Job, item: Any) -> None:
         """What a running job's work emits, on whichever thread emits it (the engine reports
