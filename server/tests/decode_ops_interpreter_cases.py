@@ -264,3 +264,65 @@ def test_the_sampler_kernels_pick_the_tokens_the_pytorch_sampler_picks(settings)
         picks.append(theirs)
     if settings["temperature"] > 0:
         assert len(set(picks)) > 1  # the seeds do sample
+
+
+def test_the_rows_sampler_gives_each_active_row_its_one_row_token():
+    """Three rows with their own settings, the middle one inactive: the active rows pick what
+    the one-row sampler picks for them; the inactive row's token, seen and step stay."""
+    from pictale_server.engine.base import Sampling
+    from pictale_server.engine.sampling import SamplingTensors, sample_next_token
+    from pictale_server.kernels.sampler_kernel import sample_rows_and_accept
+
+    torch.manual_seed(5)
+    vocab = 20000
+    logits = (torch.randn(3, vocab) * 3).to(torch.bfloat16)
+    seen = torch.rand(3, vocab) < 0.01
+    params = SamplingTensors.allocate("cpu", rows=3)
+    settings = [
+        Sampling(max_tokens=1, temperature=0.8, min_p=0.05, repetition_penalty=1.05),
+        Sampling(max_tokens=1, temperature=1.0),
+        Sampling(max_tokens=1, temperature=0.0, repetition_penalty=1.3),
+    ]
+    for row, sampling in enumerate(settings):
+        params.row(row).assign(sampling, 40 + row)
+        params.step[row] = 3 * row
+    expected = [int(sample_next_token(logits[r : r + 1], seen[r : r + 1], params.row(r), by_rank=False)) for r in range(3)]
+    token, marked, kept = torch.full((3, 1), -1), seen.clone(), torch.zeros(3, vocab)
+    sample_rows_and_accept(logits, marked, params, token, active=torch.tensor([1, 0, 1]), kept=kept)
+    assert torch.equal(kept, logits.float())
+    assert token.view(-1).tolist() == [expected[0], -1, expected[2]]
+    assert params.step.tolist() == [1, 3, 7]
+    changed = (marked != seen).nonzero().tolist()
+    assert [r for r, _ in changed] == [r for r in (0, 2) if not seen[r, expected[r]]]
+    assert all(marked[r, expected[r]] for r in (0, 2))
+
+
+def test_a_batchs_plain_rows_sampled_together_match_each_row_sampled_alone():
+    """FastStep.sample_rows over a batch's SamplerRows against each request's own RequestSampler
+    (the one-row kernel): tokens, seen marks, steps and the kept logits."""
+    from pictale_server.engine.base import Sampling
+    from pictale_server.engine.fast_path.fast_step import FastStep
+    from pictale_server.engine.request_sampler import RequestSampler, SamplerRows
+
+    torch.manual_seed(8)
+    vocab, device = 9000, torch.device("cpu")
+    step = FastStep(written=None)
+    logits = (torch.randn(4, vocab) * 3).to(torch.bfloat16)
+    prompt = torch.randint(0, vocab, (1, 30))
+    settings = [Sampling(max_tokens=4, temperature=t, min_p=0.05, repetition_penalty=1.1) for t in (0.0, 0.7, 1.2, 0.9)]
+    rows = SamplerRows.allocate(4, vocab, device)
+    batch = [RequestSampler(step, vocab_size=vocab, context_tokens=64, device=device, rows=rows, row=i) for i in range(4)]
+    alone = [RequestSampler(step, vocab_size=vocab, context_tokens=64, device=device) for _ in range(4)]
+    for i, sampling in enumerate(settings):
+        batch[i].reset(sampling, 70 + i, prompt)
+        alone[i].reset(sampling, 70 + i, prompt)
+    for _ in range(3):
+        step.sample_rows(logits, rows, torch.tensor([1, 1, 0, 1]))
+        for i in (0, 1, 3):
+            alone[i].accept(logits[i : i + 1])
+    for i in (0, 1, 3):
+        assert torch.equal(batch[i].token, alone[i].token)
+        assert torch.equal(batch[i].seen, alone[i].seen)
+        assert int(batch[i].params.step) == int(alone[i].params.step) == 3
+        assert torch.equal(batch[i].logits, alone[i].logits)
+    assert int(batch[2].params.step) == 0 and int(batch[2].token) == 0  # inactive: untouched

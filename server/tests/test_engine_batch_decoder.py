@@ -312,6 +312,68 @@ def test_a_failing_prefill_fails_only_its_own_request(dev_engine, decoder) -> No
         del runner.prefill_slices
 
 
+def test_the_next_step_is_queued_before_the_last_ones_tokens_are_read(dev_engine, decoder) -> None:  # noqa: F811
+    """The GPU never waits for the host to hand out tokens: step k+1 is launched before step
+    k's tokens are delivered, and every token still arrives, in order."""
+    order: list[tuple[str, int]] = []
+    launch, deliver = decoder._launch_step, decoder._deliver_step
+
+    def launching(stepping):
+        step = launch(stepping)
+        order.append(("launch", step.slot))
+        return step
+
+    def delivering(step):
+        order.append(("deliver", step.slot))
+        deliver(step)
+
+    sampling = Sampling(max_tokens=12, temperature=0.0)
+    alone = run_all(decoder, [(prompt_ids(dev_engine), sampling, 0)])[0]
+    decoder._launch_step, decoder._deliver_step = launching, delivering
+    assert run_all(decoder, [(prompt_ids(dev_engine), sampling, 0)])[0] == alone
+    launches = [i for i, (what, _) in enumerate(order) if what == "launch"]
+    deliveries = [i for i, (what, _) in enumerate(order) if what == "deliver"]
+    assert len(launches) == len(deliveries) == 11  # the first token comes from the prefill
+    assert all(launched < delivered for launched, delivered in zip(launches[1:], deliveries))
+
+
+def test_a_token_in_flight_counts_against_max_tokens_and_the_readers_backlog() -> None:
+    sequence = Sequence(torch.zeros((1, 5), dtype=torch.int64), Sampling(max_tokens=3), 0)
+    sequence.region = object()
+    sequence.answer, sequence.pending = 2, 0
+    assert BatchDecoder._stepping(sequence)
+    sequence.pending = 1  # its third token is in flight: no fourth
+    assert not BatchDecoder._stepping(sequence)
+    sequence.sampling = Sampling(max_tokens=50)
+    for _ in range(RUN_AHEAD_TOKENS - 2):
+        sequence.out.put((0, 1))
+    assert BatchDecoder._stepping(sequence)
+    sequence.out.put((0, 1))  # unread and in flight together make the reader's backlog
+    assert not BatchDecoder._stepping(sequence)
+    assert sequence.waits_for_reader
+
+
+def test_a_token_in_flight_when_its_request_rewinds_is_dropped(dev_engine) -> None:  # noqa: F811
+    decoder = decoder_of(dev_engine, lanes=1)
+    decoder.step = KernelRecordingStep(decoder.vocab_size)
+    ids = prompt_ids(dev_engine).view(1, -1)
+    sampling = Sampling(max_tokens=8, temperature=0.0, banned_phrases=("gulls",))
+    sequence = Sequence(ids, sampling, 0)
+    sequence.lane, sequence.answer = 0, 3
+    decoder._lanes[0] = sequence
+    decoder.samplers[0].reset(sampling, 0, ids)
+    try:
+        in_flight = decoder._launch_step([0])
+        assert sequence.pending == 1
+        decoder._rewind(0, sequence, 1, Rewind(index=2, banned=7))
+        decoder._deliver_step(in_flight)
+        assert sequence.out.empty()  # made for the text the rewind took back
+        assert (sequence.answer, sequence.pending, sequence.epoch) == (2, 0, 1)
+        assert sequence.rewinding  # the next step samples index 2 again
+    finally:
+        decoder.stop()
+
+
 def test_a_rewind_without_creative_sampling_is_refused(dev_engine, decoder) -> None:  # noqa: F811
     steps = decoder.tokens(None, prompt_ids(dev_engine), Sampling(max_tokens=8, temperature=0.0), 0)
     next(steps)
@@ -337,10 +399,14 @@ class KernelRecordingStep:
         self.vocab_size = vocab_size
         self.written = SimpleNamespace(has_tensor_cores=True)
         self.asked: list[tuple[int, bool]] = []
+        self.sampled_together: list[list[int]] = []
 
     def rows(self, token, position, regions, pool, tensor_cores: bool = False) -> torch.Tensor:
         self.asked.append((token.shape[0], tensor_cores))
         return torch.zeros((token.shape[0], self.vocab_size))
+
+    def sample_rows(self, logits, rows, active) -> None:
+        self.sampled_together.append(active.tolist())
 
 
 def test_steps_run_tensor_cores_from_three_rows_and_whenever_a_deterministic_request_steps(dev_engine) -> None:  # noqa: F811
@@ -357,16 +423,41 @@ def test_steps_run_tensor_cores_from_three_rows_and_whenever_a_deterministic_req
 
     try:
         hold(0, False)
-        decoder._decode_step([0])
+        decoder._launch_step([0])
         hold(1, False)
-        decoder._decode_step([0, 1])
+        decoder._launch_step([0, 1])
         hold(2, False)
-        decoder._decode_step([0, 1, 2])
+        decoder._launch_step([0, 1, 2])
         decoder._lanes[1] = decoder._lanes[2] = None
         hold(1, True)
-        decoder._decode_step([0, 1])  # two rows, one of them deterministic
+        decoder._launch_step([0, 1])  # two rows, one of them deterministic
         decoder._lanes[1] = None
-        decoder._decode_step([0])
+        decoder._launch_step([0])
         assert step.asked == [(1, False), (2, False), (4, True), (2, True), (1, False)]
+    finally:
+        decoder.stop()
+
+
+def test_plain_lanes_sample_in_one_launch_and_the_others_each_on_their_own(dev_engine) -> None:  # noqa: F811
+    decoder = decoder_of(dev_engine, lanes=4)
+    step = decoder.step = KernelRecordingStep(decoder.vocab_size)
+    ids = prompt_ids(dev_engine).view(1, -1)
+    settings = [
+        Sampling(max_tokens=8, temperature=0.8, min_p=0.05),  # plain
+        Sampling(max_tokens=8, temperature=0.8, top_p=0.9),  # ranked: a sort of its own
+        Sampling(max_tokens=8, temperature=0.0),  # plain
+    ]
+    for lane, sampling in enumerate(settings):
+        sequence = Sequence(ids, sampling, 0)
+        sequence.lane = lane
+        decoder._lanes[lane] = sequence
+        decoder.samplers[lane].reset(sampling, lane, ids)
+    try:
+        before = int(decoder.samplers[1].params.step)
+        decoder._launch_step([0, 1, 2])
+        decoder._launch_step([0, 2])
+        assert step.sampled_together == [[1, 0, 1, 0], [1, 0, 1, 0]]
+        assert int(decoder.samplers[1].params.step) == before + 1  # sampled by itself, once
+        assert decoder.moving.tolist() == [1, 0, 1, 0]
     finally:
         decoder.stop()

@@ -14,10 +14,16 @@ One loop iteration:
 2. admit the next waiting sequence when a lane and a region are free, and run ONE slice of its
    prompt (PREFILL_SLICE_TOKENS): a running stream never waits for more than one slice; tell
    the waiting sequences whose place changed;
-3. one decode step over the lanes 0..R-1 (R the smallest bucket holding every busy lane): on
-   the fast path one forward for all rows (a CUDA graph per (R, largest attention chunk, NF4
-   kernel)), on the reference path one forward per row; then each lane samples with its own
-   settings (request_sampler.py) and its token goes to its consumer (batch_sequence.py).
+3. launch one decode step over the lanes 0..R-1 (R the smallest bucket holding every busy
+   lane): on the fast path one forward for all rows (a CUDA graph per (R, largest attention
+   chunk, NF4 kernel)), on the reference path one forward per row; then each lane samples with
+   its own settings (request_sampler.py) and the step's tokens are copied to the host;
+4. deliver the PREVIOUS step's tokens to their consumers (batch_sequence.py). Steps feed each
+   other only through device buffers, so the next step is queued before the host waits for
+   this one: the GPU never idles while the host hands out tokens and admits requests. Which
+   lanes a step takes is decided on the host before the step in flight is read (a lane's
+   `pending` token counts towards its max_tokens and its reader's backlog); a rewind that
+   meets a token in flight discards it by its epoch.
 
 Batch invariance, for requests with `deterministic`: a step on tensor cores computes a row the
 same way whatever rows share it (the tensor-core NF4 kernel's launch does not depend on the
@@ -48,7 +54,7 @@ from pictale_server.engine.decode_step import DecodeStep
 from pictale_server.engine.fast_path.written_step import LOGIT_ROWS, RowRegions
 from pictale_server.engine.gpu_memory import prepare_thread, release_cached_memory
 from pictale_server.engine.kv_pool import PAGE_TOKENS, KVPool
-from pictale_server.engine.request_sampler import RequestSampler, Rewind
+from pictale_server.engine.request_sampler import RequestSampler, Rewind, SamplerRows
 from pictale_server.engine.runners import WriterPrompt
 from pictale_server.engine.sampler_vocabulary import SamplerVocabulary
 from pictale_server.kernels.attention_chunks import chunk_for
@@ -74,8 +80,20 @@ class BatchStats:
 
     steps: int = 0
     rows: int = 0  # sum over steps of the sequences each step decoded
-    longest_stall_s: float = 0.0  # the longest time a decoding stream waited between two steps
-    _last_step_end: float | None = None
+    # The longest time between two steps' tokens while streams kept decoding: one step, plus
+    # whatever ran between (a prompt slice, an admission).
+    longest_stall_s: float = 0.0
+    _last_delivery: float | None = None
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """A launched step whose tokens the host has not read: which sequence each lane held and
+    in which epoch, and where its tokens land on the host."""
+
+    lanes: tuple[tuple[int, Sequence, int], ...]  # (lane, sequence, epoch at launch)
+    slot: int  # row of the host token buffer
+    ready: torch.cuda.Event | None  # recorded after the copy (GPU); None: already there
 
 
 def _report(tell, *args) -> None:
@@ -119,17 +137,21 @@ class BatchDecoder:
         rows = self.buckets[-1]
         scratch = pool.scratch
         # The batched step's inputs: row i is lane i; a lane no sequence holds points at scratch.
-        self.token = torch.zeros((rows, 1), dtype=torch.int64, device=device)
+        self.sampling = SamplerRows.allocate(rows, vocab_size, device)
+        self.token = self.sampling.token
         self.position = torch.zeros((rows,), dtype=torch.int64, device=device)
         self.first = torch.full((rows,), scratch.start, dtype=torch.int64, device=device)
         self.chunk = torch.full((rows,), scratch.chunk, dtype=torch.int64, device=device)
-        self.moving = torch.zeros((rows,), dtype=torch.int64, device=device)  # 1: the lane steps now
-        self._moving_lanes: tuple[int, ...] = ()  # host copy: the lanes `moving` marks
+        # Per lane, for the step being launched: [0] 1 where the lane steps (its position moves
+        # on), [1] 1 where its request samples in the batch's one sampler launch (plain mode).
+        self.masks = torch.zeros((2, rows), dtype=torch.int64, device=device)
+        self.moving = self.masks[0]
+        self._masked: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())  # host copy of `masks`
         self._chunks = [scratch.chunk] * rows  # host copy of `chunk`
         self.samplers = [
             RequestSampler(
                 step, vocab_size=vocab_size, context_tokens=context_tokens, device=device,
-                vocabulary=vocabulary, token=self.token[i : i + 1],
+                vocabulary=vocabulary, rows=self.sampling, row=i,
             )
             for i in range(lanes)
         ]
@@ -146,6 +168,14 @@ class BatchDecoder:
         # (rows, largest attention chunk, tensor cores) -> (graph, its logits)
         self._graphs: dict[tuple[int, int, bool], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self._graph_pool = None
+        # Two steps' worth on the host (one being read while the next is copied): their tokens,
+        # and the `masks` that went up with them.
+        pinned = device.type == "cuda"
+        self._host_tokens = torch.zeros((2, rows), dtype=torch.int64, pin_memory=pinned)
+        self._host_masks = torch.zeros((2, 2, rows), dtype=torch.int64, pin_memory=pinned)
+        self._copied = [torch.cuda.Event(), torch.cuda.Event()] if pinned else None  # per host row
+        self._in_flight: InFlight | None = None
+        self._launched = 0
         self.stats = BatchStats()
 
     # -- the consumer's side ---------------------------------------------------------------------
@@ -221,7 +251,8 @@ class BatchDecoder:
         deadline = time.monotonic() + timeout
         while True:
             with self._cond:
-                if not self._waiting and self._prefilling is None and all(s is None for s in self._lanes):
+                idle = self._in_flight is None and self._prefilling is None
+                if idle and not self._waiting and all(s is None for s in self._lanes):
                     return
             if time.monotonic() > deadline:
                 raise TimeoutError("the writer's batch did not go idle")
@@ -242,7 +273,7 @@ class BatchDecoder:
             self._thread.join(timeout)
 
     def _has_work_locked(self) -> bool:
-        if self._prefilling is not None or self._places_stale:
+        if self._in_flight is not None or self._prefilling is not None or self._places_stale:
             return True
         if self._waiting and not self._head_blocked:
             return True
@@ -257,13 +288,17 @@ class BatchDecoder:
 
     @staticmethod
     def _stepping(sequence: Sequence) -> bool:
-        """Prefilled, not at max_tokens (or rewound), and read up to RUN_AHEAD_TOKENS."""
-        if sequence.region is None or not (sequence.rewinding or (sequence.answer > 0 and not sequence.parked)):
+        """Prefilled, short of max_tokens with its token in flight counted (or rewound), and
+        read up to RUN_AHEAD_TOKENS, that token counted too."""
+        if sequence.region is None:
+            return False
+        made = sequence.answer + sequence.pending
+        if not (sequence.rewinding or (sequence.answer > 0 and made < sequence.sampling.max_tokens)):
             return False
         # The flag is raised before the queue is counted: a reader that takes a token after the
         # count sees it raised and wakes the decoder (batch_sequence.stream_tokens).
         sequence.waits_for_reader = True
-        sequence.waits_for_reader = sequence.out.qsize() >= RUN_AHEAD_TOKENS
+        sequence.waits_for_reader = sequence.out.qsize() + sequence.pending >= RUN_AHEAD_TOKENS
         return not sequence.waits_for_reader
 
     def _loop(self) -> None:
@@ -289,18 +324,29 @@ class BatchDecoder:
         if self._prefilling is not None:
             self._prefill_slice()
         stepping = [lane for lane, s in enumerate(self._lanes) if s is not None and self._stepping(s)]
-        if not stepping:
-            self.stats._last_step_end = None
-            return
-        try:
-            self._decode_step(stepping)
-        except Exception as exc:  # noqa: BLE001 - every stream of the step learns of it
-            logger.exception("a batched decode step failed")
-            failed = [lane for lane in stepping if self._lanes[lane] is not None]
-            for lane in failed:
-                self._lanes[lane].out.put(Ended(self._lanes[lane].epoch, exc))
-            for lane in failed:
-                self._release(lane)
+        previous, self._in_flight = self._in_flight, None
+        if stepping:
+            try:
+                self._in_flight = self._launch_step(stepping)
+            except Exception as exc:  # noqa: BLE001 - every stream of the step learns of it
+                logger.exception("a batched decode step failed")
+                self._fail_lanes(stepping, exc)
+        if previous is not None:
+            try:
+                self._deliver_step(previous)
+            except Exception as exc:  # noqa: BLE001 - e.g. a CUDA error surfacing at the read
+                logger.exception("reading a batched decode step failed")
+                self._in_flight = None  # queued behind the failure: its tokens cannot be trusted
+                self._fail_lanes([lane for lane, _, _ in previous.lanes], exc)
+        if self._in_flight is None and previous is None:
+            self.stats._last_delivery = None  # nothing decoding: no stall to count
+
+    def _fail_lanes(self, lanes: list[int], error: BaseException) -> None:
+        failed = [lane for lane in lanes if self._lanes[lane] is not None]
+        for lane in failed:
+            self._lanes[lane].out.put(Ended(self._lanes[lane].epoch, error))
+        for lane in failed:
+            self._release(lane)
 
     # -- joining and leaving ---------------------------------------------------------------------
 
@@ -425,6 +471,7 @@ class BatchDecoder:
         sampler = self.samplers[lane]
         sequence.epoch = epoch
         sequence.parked = False
+        sequence.pending = 0  # a token in flight belongs to the old epoch: it is dropped
         slot = sampler.begin_rewind(rewind)
         at = sequence.prompt_tokens if slot is None else slot
         self.position[lane] = at
@@ -452,6 +499,7 @@ class BatchDecoder:
         for sequence in waiting:
             sequence.out.put(Ended(sequence.epoch, error))
         self._prefilling = None
+        self._in_flight = None
         held = [lane for lane, sequence in enumerate(self._lanes) if sequence is not None]
         for lane in held:
             self._lanes[lane].out.put(Ended(self._lanes[lane].epoch, error))
@@ -460,10 +508,9 @@ class BatchDecoder:
 
     # -- the step --------------------------------------------------------------------------------
 
-    def _decode_step(self, stepping: list[int]) -> None:
-        started = time.perf_counter()
-        if self.stats._last_step_end is not None:
-            self.stats.longest_stall_s = max(self.stats.longest_stall_s, started - self.stats._last_step_end)
+    def _launch_step(self, stepping: list[int]) -> InFlight:
+        """Queue one step over `stepping` (forward, sampling, each token fed back into its
+        lane) and the copy of its tokens to the host; nothing here waits for the GPU."""
         rows = lane_bucket(stepping[-1] + 1)
         if self.step.batched:
             deterministic = any(self._lanes[lane].sampling.deterministic for lane in stepping)
@@ -474,31 +521,63 @@ class BatchDecoder:
                 lane: self.runner.decode(self.token[lane : lane + 1], self.position[lane : lane + 1], self._caches[lane])
                 for lane in stepping
             }
-        self._mark_moving(stepping)
+        slot = self._launched % 2
+        self._launched += 1
+        # Plain-mode lanes sample in one launch on a batched step; the others one by one.
+        together = [lane for lane in stepping if self.samplers[lane].mode == "plain"] if self.step.batched else []
+        self._set_masks(stepping, together, slot)
         self.position[:rows].add_(self.moving[:rows])  # only lanes that stepped move on
+        if together:
+            self.step.sample_rows(logits, self.sampling, self.masks[1, :rows])
+        lanes = []
         for lane in stepping:
             sequence = self._lanes[lane]
             sampler = self.samplers[lane]
-            sampler.accept(per_lane[lane])
+            if lane not in together:
+                sampler.accept(per_lane[lane])
             if sequence.rewinding:
                 sampler.end_rewind()
                 sequence.rewinding = False
-        tokens = self.token[:rows, 0].tolist()
-        for lane in stepping:
-            self._deliver(lane, self._lanes[lane], tokens[lane])
+            sequence.pending += 1
+            lanes.append((lane, sequence, sequence.epoch))
+        self._host_tokens[slot, :rows].copy_(self.token[:rows, 0], non_blocking=True)
+        ready = None
+        if self._copied is not None:
+            ready = self._copied[slot]
+            ready.record()
         self.stats.steps += 1
         self.stats.rows += len(stepping)
-        self.stats._last_step_end = time.perf_counter()
+        return InFlight(tuple(lanes), slot, ready)
 
-    def _mark_moving(self, stepping: list[int]) -> None:
-        """`moving` = 1 at exactly the lanes of this step: a lane that sits a step out (its
-        reader behind, parked, prefilling) keeps its position."""
-        lanes = tuple(stepping)
-        if lanes != self._moving_lanes:
-            mask = torch.zeros(self.moving.shape, dtype=torch.int64)
-            mask[list(lanes)] = 1
-            self.moving.copy_(mask)  # from pageable memory: complete before `mask` goes
-            self._moving_lanes = lanes
+    def _deliver_step(self, step: InFlight) -> None:
+        """Wait for a launched step and hand each token to its sequence, unless a rewind has
+        moved the sequence to another epoch since (the token was made for the old one)."""
+        if step.ready is not None:
+            step.ready.synchronize()
+        tokens = self._host_tokens[step.slot].tolist()
+        now = time.perf_counter()
+        if self.stats._last_delivery is not None:
+            self.stats.longest_stall_s = max(self.stats.longest_stall_s, now - self.stats._last_delivery)
+        self.stats._last_delivery = now
+        for lane, sequence, epoch in step.lanes:
+            if sequence.epoch != epoch:
+                continue
+            sequence.pending -= 1
+            self._deliver(lane, sequence, tokens[lane])
+
+    def _set_masks(self, stepping: list[int], together: list[int], slot: int) -> None:
+        """`masks` for this step: a lane that sits a step out (its reader behind, parked,
+        prefilling) keeps its position and its token. They go up from pinned memory without
+        waiting for the step in flight; the host row is written again two launches on, after
+        this step's tokens were read."""
+        wanted = (tuple(stepping), tuple(together))
+        if wanted != self._masked:
+            host = self._host_masks[slot]
+            host.zero_()
+            for row, lanes in enumerate(wanted):
+                host[row, list(lanes)] = 1
+            self.masks.copy_(host, non_blocking=True)
+            self._masked = wanted
 
     def _regions(self, rows: int, max_chunk: int) -> RowRegions:
         return RowRegions(self.first[:rows], self.chunk[:rows], max_chunk)

@@ -36,10 +36,31 @@ class Rewind:
     banned: int
 
 
+@dataclass(frozen=True)
+class SamplerRows:
+    """The sampling state of several requests side by side, row i being request i's: a batch
+    samples its plain rows in one launch from them (`DecodeStep.sample_rows`)."""
+
+    params: SamplingTensors  # each setting a tensor of one value per row
+    token: torch.Tensor  # (rows, 1) int64: the token each row fed back
+    seen: torch.Tensor  # (rows, vocab) bool
+    logits: torch.Tensor  # (rows, vocab) float32: each row's last sampled logits
+
+    @classmethod
+    def allocate(cls, rows: int, vocab_size: int, device: torch.device) -> SamplerRows:
+        return cls(
+            SamplingTensors.allocate(device, rows=rows),
+            torch.zeros((rows, 1), dtype=torch.int64, device=device),
+            torch.zeros((rows, vocab_size), dtype=torch.bool, device=device),
+            torch.zeros((rows, vocab_size), dtype=torch.float32, device=device),
+        )
+
+
 class RequestSampler:
     """Samples one sequence's tokens with `step`'s sampler into `token` (1, 1).
 
-    `token` may be a view into a batch's token buffer (the batched step reads it from there).
+    Its token, settings, seen tokens and logits are row `row` of `rows` (a batch's, which its
+    batched step reads tokens from), or of rows of its own.
     Three modes: "plain" (the step's own sampler, kernels on the fast path), "ranked"
     (top-k/top-p: a sort of the vocabulary that other settings skip, sampling.needs_ranking)
     and "creative" (creative_samplers.py: bias, penalties, DRY, XTC, and the bookkeeping that
@@ -54,14 +75,16 @@ class RequestSampler:
         context_tokens: int,
         device: torch.device,
         vocabulary: SamplerVocabulary | None = None,
-        token: torch.Tensor | None = None,
+        rows: SamplerRows | None = None,
+        row: int = 0,
     ) -> None:
         self.step = step
         self.vocabulary = vocabulary
-        self.params = SamplingTensors.allocate(device)
-        self.token = token if token is not None else torch.zeros((1, 1), dtype=torch.int64, device=device)
-        self.seen = torch.zeros((1, vocab_size), dtype=torch.bool, device=device)
-        self.logits = torch.zeros((1, vocab_size), dtype=torch.float32, device=device)
+        rows = rows or SamplerRows.allocate(1, vocab_size, device)
+        self.params = rows.params.row(row)
+        self.token = rows.token[row : row + 1]
+        self.seen = rows.seen[row : row + 1]
+        self.logits = rows.logits[row : row + 1]
         self.creative = CreativeState.allocate(vocab_size, context_tokens, device)
         self.mode: SamplerMode = "ranked"
         self.prompt_tokens = 0

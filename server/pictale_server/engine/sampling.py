@@ -8,6 +8,7 @@ seed on any device and needs no generator state inside the graph.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -39,16 +40,24 @@ class SamplingTensors:
     xtc_probability: torch.Tensor  # float32, 0 = off
 
     @classmethod
-    def allocate(cls, device: torch.device | str) -> SamplingTensors:
+    def allocate(cls, device: torch.device | str, rows: int | None = None) -> SamplingTensors:
+        """0-d tensors; with `rows`, tensors of `rows` values (one request's settings each,
+        `row(i)` its view), which a kernel sampling many rows at once reads."""
+        shape = () if rows is None else (rows,)
+
         def f32() -> torch.Tensor:
-            return torch.zeros((), dtype=torch.float32, device=device)
+            return torch.zeros(shape, dtype=torch.float32, device=device)
 
         def i64() -> torch.Tensor:
-            return torch.zeros((), dtype=torch.int64, device=device)
+            return torch.zeros(shape, dtype=torch.int64, device=device)
 
         return cls(
             f32(), f32(), i64(), f32(), f32(), i64(), i64(), f32(), f32(), f32(), f32(), i64(), i64(), f32(), f32()
         )
+
+    def row(self, index: int) -> SamplingTensors:
+        """Row `index` of tensors allocated with `rows`, as 0-d views."""
+        return SamplingTensors(*(getattr(self, field.name)[index] for field in dataclasses.fields(self)))
 
     def assign(self, sampling: Sampling, seed: int) -> None:
         self.temperature.fill_(sampling.temperature)

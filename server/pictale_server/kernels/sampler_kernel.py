@@ -52,91 +52,117 @@ def _first_best(values, index):
 
 @triton.jit
 def _scale_kernel(
-    LOGITS, SEEN, PENALTY, TEMPERATURE, SCALED, GREEDY_VALUE, GREEDY_INDEX, BLOCK_BEST,
-    size, BLOCK: tl.constexpr,
+    LOGITS, logits_stride, SEEN, seen_stride, PENALTY, TEMPERATURE, params_stride, SCALED, GREEDY_VALUE,
+    GREEDY_INDEX, BLOCK_BEST, KEPT, size, blocks, BLOCK: tl.constexpr, KEEP: tl.constexpr,
 ):
-    block = tl.program_id(0)
+    block, row = tl.program_id(0), tl.program_id(1)
     index = block * BLOCK + tl.arange(0, BLOCK)
     inside = index < size
-    logits = tl.load(LOGITS + index, mask=inside, other=float("-inf")).to(tl.float32)
-    seen = tl.load(SEEN + index, mask=inside, other=0) != 0
-    penalty = tl.load(PENALTY)
+    logits = tl.load(LOGITS + row * logits_stride + index, mask=inside, other=float("-inf")).to(tl.float32)
+    if KEEP:
+        tl.store(KEPT + row * size + index, logits, mask=inside)
+    seen = tl.load(SEEN + row * seen_stride + index, mask=inside, other=0) != 0
+    penalty = tl.load(PENALTY + row * params_stride)
     penalized = tl.where(logits > 0, tl.math.div_rn(logits, penalty), logits * penalty)
     penalized = tl.where(seen, penalized, logits)
     value, first = _first_best(penalized, index)
-    tl.store(GREEDY_VALUE + block, value)
-    tl.store(GREEDY_INDEX + block, first)
-    scaled = tl.math.div_rn(penalized, tl.maximum(tl.load(TEMPERATURE), 1e-5))
-    tl.store(SCALED + index, scaled, mask=inside)
-    tl.store(BLOCK_BEST + block, tl.max(scaled, axis=0))
+    tl.store(GREEDY_VALUE + row * blocks + block, value)
+    tl.store(GREEDY_INDEX + row * blocks + block, first)
+    scaled = tl.math.div_rn(penalized, tl.maximum(tl.load(TEMPERATURE + row * params_stride), 1e-5))
+    tl.store(SCALED + row * size + index, scaled, mask=inside)
+    tl.store(BLOCK_BEST + row * blocks + block, tl.max(scaled, axis=0))
 
 
 @triton.jit
 def _pick_kernel(
-    SCALED, BLOCK_BEST, MIN_P, SEED, STEP, SAMPLED_VALUE, SAMPLED_INDEX,
+    SCALED, BLOCK_BEST, MIN_P, SEED, STEP, params_stride, SAMPLED_VALUE, SAMPLED_INDEX,
     size, blocks, BLOCK: tl.constexpr, BLOCKS: tl.constexpr, EXACT_LOG: tl.constexpr,
 ):
-    block = tl.program_id(0)
+    block, row = tl.program_id(0), tl.program_id(1)
     others = tl.arange(0, BLOCKS)
-    best = tl.max(tl.load(BLOCK_BEST + others, mask=others < blocks, other=float("-inf")), axis=0)
-    threshold = best + _log(tl.load(MIN_P), EXACT_LOG)
+    best = tl.max(tl.load(BLOCK_BEST + row * blocks + others, mask=others < blocks, other=float("-inf")), axis=0)
+    threshold = best + _log(tl.load(MIN_P + row * params_stride), EXACT_LOG)
     index = block * BLOCK + tl.arange(0, BLOCK)
     inside = index < size
-    scaled = tl.load(SCALED + index, mask=inside, other=float("-inf"))
-    gumbel = -_log(-_log(uniform_at(SEED, STEP, index), EXACT_LOG), EXACT_LOG)
+    scaled = tl.load(SCALED + row * size + index, mask=inside, other=float("-inf"))
+    noise = uniform_at(SEED + row * params_stride, STEP + row * params_stride, index)
+    gumbel = -_log(-_log(noise, EXACT_LOG), EXACT_LOG)
     candidate = tl.where(scaled < threshold, float("-inf"), scaled) + gumbel
     candidate = tl.where(inside, candidate, float("-inf"))
     value, first = _first_best(candidate, index)
-    tl.store(SAMPLED_VALUE + block, value)
-    tl.store(SAMPLED_INDEX + block, first)
+    tl.store(SAMPLED_VALUE + row * blocks + block, value)
+    tl.store(SAMPLED_INDEX + row * blocks + block, first)
 
 
 @triton.jit
 def _choose_kernel(
-    GREEDY_VALUE, GREEDY_INDEX, SAMPLED_VALUE, SAMPLED_INDEX, TEMPERATURE, TOKEN, SEEN, STEP,
-    blocks, BLOCKS: tl.constexpr,
+    GREEDY_VALUE, GREEDY_INDEX, SAMPLED_VALUE, SAMPLED_INDEX, TEMPERATURE, STEP, params_stride,
+    TOKEN, token_stride, SEEN, seen_stride, ACTIVE, blocks, BLOCKS: tl.constexpr, HAS_ACTIVE: tl.constexpr,
 ):
+    row = tl.program_id(0)
     block = tl.arange(0, BLOCKS)
     present = block < blocks
-    greedy_value = tl.load(GREEDY_VALUE + block, mask=present, other=float("-inf"))
-    greedy_index = tl.load(GREEDY_INDEX + block, mask=present, other=2147483647)
+    greedy_value = tl.load(GREEDY_VALUE + row * blocks + block, mask=present, other=float("-inf"))
+    greedy_index = tl.load(GREEDY_INDEX + row * blocks + block, mask=present, other=2147483647)
     _, greedy = _first_best(greedy_value, greedy_index)
-    sampled_value = tl.load(SAMPLED_VALUE + block, mask=present, other=float("-inf"))
-    sampled_index = tl.load(SAMPLED_INDEX + block, mask=present, other=2147483647)
+    sampled_value = tl.load(SAMPLED_VALUE + row * blocks + block, mask=present, other=float("-inf"))
+    sampled_index = tl.load(SAMPLED_INDEX + row * blocks + block, mask=present, other=2147483647)
     _, sampled = _first_best(sampled_value, sampled_index)
-    token = tl.where(tl.load(TEMPERATURE) > 0, sampled, greedy)
-    tl.store(TOKEN, token.to(tl.int64))
-    tl.store(SEEN + token, 1)
-    tl.store(STEP, tl.load(STEP) + 1)
+    token = tl.where(tl.load(TEMPERATURE + row * params_stride) > 0, sampled, greedy)
+    active = True
+    if HAS_ACTIVE:
+        active = tl.load(ACTIVE + row) != 0
+    tl.store(TOKEN + row * token_stride, token.to(tl.int64), mask=active)
+    tl.store(SEEN + row * seen_stride + token, 1, mask=active)
+    step = STEP + row * params_stride
+    tl.store(step, tl.load(step) + 1, mask=active)
 
 
 def sample_and_accept(logits: torch.Tensor, seen: torch.Tensor, params, token: torch.Tensor) -> None:
     """On a GPU, for one row of logits (batch 1): token[...] = sample_next_token(logits, seen,
     params, by_rank=False), then seen[token] = True and params.step += 1, as the decode loop does
     after sampling. logits (1, vocab) float, seen (1, vocab) bool, token one int64 element."""
-    size = logits.shape[-1]
-    row = logits.reshape(-1)
+    sample_rows_and_accept(logits, seen, params, token.view(1, 1))
+
+
+def sample_rows_and_accept(
+    logits: torch.Tensor, seen: torch.Tensor, params, token: torch.Tensor, active: torch.Tensor | None = None,
+    kept: torch.Tensor | None = None,
+) -> None:
+    """`sample_and_accept` for R rows in three launches, each row with its own settings: logits
+    (R, vocab), seen (R, vocab) bool, token (R, 1) int64, `params` a SamplingTensors of R
+    values per setting (`SamplingTensors.allocate(rows=R)`) or, for one row, 0-d ones. Only
+    rows where `active` (R,) is non-zero take their token (and mark it, and step on); every
+    row's arithmetic is the one-row kernel's, so a row's token is the same at any R. `kept`
+    (R, vocab) float32 contiguous, where given, receives the logits as float32."""
+    if logits.stride(-1) != 1:
+        logits = logits.contiguous()
+    rows, size = logits.shape
     blocks = triton.cdiv(size, BLOCK)
     padded = max(2, triton.next_power_of_2(blocks))
     device = logits.device
-    scaled = torch.empty(size, dtype=torch.float32, device=device)
-    greedy_value = torch.empty(blocks, dtype=torch.float32, device=device)
-    greedy_index = torch.empty(blocks, dtype=torch.int32, device=device)
-    block_best = torch.empty(blocks, dtype=torch.float32, device=device)
-    sampled_value = torch.empty(blocks, dtype=torch.float32, device=device)
-    sampled_index = torch.empty(blocks, dtype=torch.int32, device=device)
-    seen_bytes = seen.reshape(-1).view(torch.uint8)
-    _scale_kernel[(blocks,)](
-        row, seen_bytes, params.repetition_penalty, params.temperature, scaled, greedy_value, greedy_index,
-        block_best, size, BLOCK=BLOCK, num_warps=8,
+    params_stride = params.temperature.stride(0) if params.temperature.dim() else 0
+    scaled = torch.empty((rows, size), dtype=torch.float32, device=device)
+    greedy_value = torch.empty((rows, blocks), dtype=torch.float32, device=device)
+    greedy_index = torch.empty((rows, blocks), dtype=torch.int32, device=device)
+    block_best = torch.empty((rows, blocks), dtype=torch.float32, device=device)
+    sampled_value = torch.empty((rows, blocks), dtype=torch.float32, device=device)
+    sampled_index = torch.empty((rows, blocks), dtype=torch.int32, device=device)
+    seen_bytes = seen.view(torch.uint8)
+    _scale_kernel[(blocks, rows)](
+        logits, logits.stride(0), seen_bytes, seen_bytes.stride(0), params.repetition_penalty, params.temperature,
+        params_stride, scaled, greedy_value, greedy_index, block_best, kept if kept is not None else scaled,
+        size, blocks, BLOCK=BLOCK, KEEP=kept is not None, num_warps=8,
     )
-    _pick_kernel[(blocks,)](
-        scaled, block_best, params.min_p, params.seed, params.step, sampled_value, sampled_index, size, blocks,
-        BLOCK=BLOCK, BLOCKS=padded, EXACT_LOG=device.type == "cuda" and not _interpreting(), num_warps=8,
+    _pick_kernel[(blocks, rows)](
+        scaled, block_best, params.min_p, params.seed, params.step, params_stride, sampled_value, sampled_index,
+        size, blocks, BLOCK=BLOCK, BLOCKS=padded, EXACT_LOG=device.type == "cuda" and not _interpreting(),
+        num_warps=8,
     )
-    _choose_kernel[(1,)](
-        greedy_value, greedy_index, sampled_value, sampled_index, params.temperature, token, seen_bytes,
-        params.step, blocks, BLOCKS=padded, num_warps=1,
+    _choose_kernel[(rows,)](
+        greedy_value, greedy_index, sampled_value, sampled_index, params.temperature, params.step, params_stride,
+        token, token.stride(0), seen_bytes, seen_bytes.stride(0), active if active is not None else token,
+        blocks, BLOCKS=padded, HAS_ACTIVE=active is not None, num_warps=1,
     )
 
 
@@ -144,4 +170,4 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-__all__ = ["sample_and_accept"]
+__all__ = ["sample_and_accept", "sample_rows_and_accept"]

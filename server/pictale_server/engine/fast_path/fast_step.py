@@ -1,5 +1,6 @@
 """The fast decode step: the written-out forward on the CUDA NF4 kernel, and the sampler as
-kernels (three launches without top-k/top-p; with them, the PyTorch sort and the noise kernel)."""
+kernels (three launches without top-k/top-p, for one row or a batch's plain rows together;
+with them, the PyTorch sort and the noise kernel)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pictale_server.engine.decode_step import DecodePath, accept
 from pictale_server.engine.fast_path.projections import TENSOR_CORE_ROWS
 from pictale_server.engine.fast_path.written_step import WrittenStep
 from pictale_server.engine.sampling import sample_next_token
-from pictale_server.kernels.sampler_kernel import sample_and_accept
+from pictale_server.kernels.sampler_kernel import sample_and_accept, sample_rows_and_accept
 from pictale_server.kernels.sampling_noise import uniform_noise
 
 
@@ -31,6 +32,9 @@ class FastStep:
         where it is the faster one, and at any size when a deterministic request steps, since
         its rows are the same bits at every size (the CUDA-core kernel's differ from them)."""
         return self.written.has_tensor_cores and (deterministic or rows >= TENSOR_CORE_ROWS)
+
+    def sample_rows(self, logits, rows, active) -> None:
+        sample_rows_and_accept(logits, rows.seen[: logits.shape[0]], rows.params, rows.token, active, rows.logits)
 
     def sample(self, logits, seen, params, token, by_rank) -> None:
         if not by_rank:
