@@ -59,10 +59,37 @@ def test_the_openai_client_writes_about_a_picture(client: openai.OpenAI, picture
         ]}],
         max_tokens=8,
         temperature=0,
+        seed=3,
     )
     assert completion.model == "pictale"
-    assert completion.choices[0].finish_reason == "length"  # the dev writer never stops greedily
+    assert completion.choices[0].finish_reason == "length"  # this description: no end token in 8
     assert completion.usage.completion_tokens > 8  # the description's tokens too
+
+
+def test_a_seeded_request_about_a_picture_repeats_its_answer(client: openai.OpenAI, picture: str) -> None:
+    """The seed reaches the picture's description too: the same request gives the same answer
+    (unseeded, each description samples afresh and the answer follows it)."""
+
+    def ask() -> str:
+        completion = client.chat.completions.create(
+            model="pictale",
+            messages=[{"role": "user", "content": [
+                {"type": "text", "text": "One line about this place."},
+                {"type": "image_url", "image_url": {"url": picture}},
+            ]}],
+            max_tokens=12, temperature=1.0, seed=41,
+        )
+        return completion.choices[0].message.content
+
+    assert ask() == ask()
+
+
+def test_a_requests_seed_seeds_each_pictures_description() -> None:
+    from pictale_server.runtime.completion_flow import describe_sampling
+
+    assert [describe_sampling(41, i).seed for i in range(3)] == [41, 42, 43]
+    assert describe_sampling(None, 0).seed is None  # unseeded: the engine draws one per description
+    assert describe_sampling(2**63 - 1, 1).seed == 0
 
 
 def test_the_openai_client_streams_with_usage_and_n_choices(client: openai.OpenAI) -> None:

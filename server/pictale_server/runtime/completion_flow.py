@@ -62,8 +62,11 @@ def choice_sampling(sampling: Sampling, n: int) -> list[Sampling]:
     return [replace(sampling, seed=(sampling.seed + i) % 2**63) for i in range(n)]
 
 
-def describe_sampling() -> Sampling:
-    return sampling_for("describe", "scene", {})
+def describe_sampling(seed: int | None, index: int) -> Sampling:
+    """The scene description of attached image `index`: with the request's seed, seeded from
+    it (seed + index), so a seeded request repeats its descriptions and so its answers."""
+    sampling = sampling_for("describe", "scene", {})
+    return sampling if seed is None else replace(sampling, seed=(seed + index) % 2**63)
 
 
 def _scene(descriptions: Sequence[str]) -> str | None:
@@ -113,6 +116,7 @@ class CompletionFlow:
     def _describe(self, index: int) -> StageRunner:
         ctx = self._ctx
         image = self._completion.images[index]
+        seed = self._completion.sampling[0].seed
         messages = prompts.describe_messages("scene")
         engine, cancel = ctx.engine, ctx.run.cancel
 
@@ -121,7 +125,7 @@ class CompletionFlow:
                 ctx.gate.check_image(image, engine, request_id=ctx.request_id)
 
         work = generation_work(
-            lambda: engine.stream_vision(image, messages, describe_sampling(), cancel),
+            lambda: engine.stream_vision(image, messages, describe_sampling(seed, index), cancel),
             after=check_unless_cancelled,
         )
         return StageRunner(ctx.run, "describe", ctx.scheduler.vision, engine.vision_id, work)
