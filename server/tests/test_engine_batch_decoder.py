@@ -19,7 +19,7 @@ from engine_fixtures import decoder_of, dev_cache_dir, dev_engine, dev_model_pat
 from pictale_server.engine.banned_phrases import PhraseGuard
 from pictale_server.engine.base import Cancel, ChatMessage, Sampling
 from pictale_server.engine.batch_decoder import PREFILL_SLICE_TOKENS, RUN_AHEAD_TOKENS, BatchDecoder, lane_bucket
-from pictale_server.engine.batch_sequence import Sequence
+from pictale_server.engine.batch_sequence import Ended, Sequence
 from pictale_server.engine.fast_path.fast_step import FastStep
 from pictale_server.engine.request_sampler import Rewind
 
@@ -337,6 +337,31 @@ def test_the_next_step_is_queued_before_the_last_ones_tokens_are_read(dev_engine
     assert all(launched < delivered for launched, delivered in zip(launches[1:], deliveries))
 
 
+def test_a_step_whose_tokens_cannot_be_read_fails_its_streams_and_the_batch_goes_on(dev_engine, decoder) -> None:  # noqa: F811
+    """A failure surfacing when a step's tokens are read (a CUDA error shows there) ends the
+    streams of that step and of the step queued behind it, frees their lanes, and later
+    requests decode as before."""
+    deliver, calls = decoder._deliver_step, []
+
+    def failing(step):
+        calls.append(step)
+        if len(calls) == 3:
+            raise RuntimeError("an illegal memory access (simulated)")
+        deliver(step)
+
+    sampling = Sampling(max_tokens=30, temperature=1.0)
+    streams = [decoder.tokens(None, prompt_ids(dev_engine), sampling, seed) for seed in (1, 2)]
+    for stream in streams:
+        next(stream)  # both decoding
+    decoder._deliver_step = failing
+    for stream in streams:
+        with pytest.raises(RuntimeError, match="simulated"):
+            list(stream)
+    assert settled(decoder)
+    del decoder._deliver_step
+    assert len(run_all(decoder, [(prompt_ids(dev_engine), sampling, 3)])[0]) == 30
+
+
 def test_a_token_in_flight_counts_against_max_tokens_and_the_readers_backlog() -> None:
     sequence = Sequence(torch.zeros((1, 5), dtype=torch.int64), Sampling(max_tokens=3), 0)
     sequence.region = object()
@@ -459,5 +484,40 @@ def test_plain_lanes_sample_in_one_launch_and_the_others_each_on_their_own(dev_e
         assert step.sampled_together == [[1, 0, 1, 0], [1, 0, 1, 0]]
         assert int(decoder.samplers[1].params.step) == before + 1  # sampled by itself, once
         assert decoder.moving.tolist() == [1, 0, 1, 0]
+    finally:
+        decoder.stop()
+
+
+def test_a_failed_read_also_ends_the_streams_of_the_step_queued_behind_it(dev_engine) -> None:  # noqa: F811
+    """Lane 1 joined after the step that fails to read: its first step, queued behind, is lost
+    with it, so its stream ends with the error too rather than miss a token."""
+    decoder = decoder_of(dev_engine, lanes=2)
+    decoder.step = KernelRecordingStep(decoder.vocab_size)
+    ids = prompt_ids(dev_engine).view(1, -1)
+    sequences = []
+
+    def hold(lane: int) -> None:
+        sampling = Sampling(max_tokens=8, temperature=0.0)
+        sequence = Sequence(ids, sampling, 0)
+        sequence.lane, sequence.answer = lane, 1
+        sequence.region = decoder.pool.reserve(sequence.worst_case_tokens)
+        decoder._lanes[lane] = sequence
+        decoder.samplers[lane].reset(sampling, 0, ids)
+        sequences.append(sequence)
+
+    def unreadable(step) -> None:
+        raise RuntimeError("an illegal memory access (simulated)")
+
+    try:
+        hold(0)
+        decoder._in_flight = decoder._launch_step([0])
+        hold(1)
+        decoder._deliver_step = unreadable
+        decoder._tick()
+        for sequence in sequences:
+            ended = sequence.out.get_nowait()
+            assert isinstance(ended, Ended) and "simulated" in str(ended.error)
+        assert decoder._lanes == [None, None] and decoder._in_flight is None
+        assert decoder.pool.free_tokens == decoder.pool.capacity
     finally:
         decoder.stop()

@@ -336,8 +336,10 @@ class BatchDecoder:
                 self._deliver_step(previous)
             except Exception as exc:  # noqa: BLE001 - e.g. a CUDA error surfacing at the read
                 logger.exception("reading a batched decode step failed")
-                self._in_flight = None  # queued behind the failure: its tokens cannot be trusted
-                self._fail_lanes([lane for lane, _, _ in previous.lanes], exc)
+                # The step queued behind it ran on what it wrote: its tokens are lost with it.
+                dropped, self._in_flight = self._in_flight, None
+                lanes = {lane for step in (previous, dropped) if step is not None for lane, _, _ in step.lanes}
+                self._fail_lanes(sorted(lanes), exc)
         if self._in_flight is None and previous is None:
             self.stats._last_delivery = None  # nothing decoding: no stall to count
 
