@@ -289,7 +289,8 @@ def test_the_rows_sampler_gives_each_active_row_its_one_row_token():
     expected = [int(sample_next_token(logits[r : r + 1], seen[r : r + 1], params.row(r), by_rank=False)) for r in range(3)]
     token, marked, kept = torch.full((3, 1), -1), seen.clone(), torch.zeros(3, vocab)
     sample_rows_and_accept(logits, marked, params, token, active=torch.tensor([1, 0, 1]), kept=kept)
-    assert torch.equal(kept, logits.float())
+    assert torch.equal(kept[[0, 2]], logits[[0, 2]].float())
+    assert not kept[1].any()  # an inactive row's last logits stay
     assert token.view(-1).tolist() == [expected[0], -1, expected[2]]
     assert params.step.tolist() == [1, 3, 7]
     changed = (marked != seen).nonzero().tolist()

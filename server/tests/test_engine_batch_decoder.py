@@ -407,6 +407,26 @@ def test_a_rewind_without_creative_sampling_is_refused(dev_engine, decoder) -> N
     steps.close()
 
 
+def test_a_refused_rewind_leaves_the_lane_and_its_token_in_flight_as_they_were(dev_engine) -> None:  # noqa: F811
+    decoder = decoder_of(dev_engine, lanes=1)
+    decoder.step = KernelRecordingStep(decoder.vocab_size)
+    ids = prompt_ids(dev_engine).view(1, -1)
+    sampling = Sampling(max_tokens=8, temperature=0.0)
+    sequence = Sequence(ids, sampling, 0)
+    sequence.lane, sequence.answer = 0, 3
+    decoder._lanes[0] = sequence
+    decoder.samplers[0].reset(sampling, 0, ids)
+    try:
+        in_flight = decoder._launch_step([0])
+        with pytest.raises(ValueError, match="rewinds need"):
+            decoder._rewind(0, sequence, 1, Rewind(index=1, banned=7))
+        assert (sequence.epoch, sequence.pending) == (0, 1)
+        decoder._deliver_step(in_flight)
+        assert sequence.out.get_nowait()[0] == 0 and sequence.answer == 4  # delivered, counted
+    finally:
+        decoder.stop()
+
+
 def test_steps_run_the_smallest_bucket_that_holds_every_busy_lane() -> None:
     assert [lane_bucket(n) for n in (1, 2, 3, 4, 5, 8, 9, 16)] == [1, 2, 4, 4, 8, 8, 16, 16]
     with pytest.raises(ValueError):
@@ -488,36 +508,39 @@ def test_plain_lanes_sample_in_one_launch_and_the_others_each_on_their_own(dev_e
         decoder.stop()
 
 
-def test_a_failed_read_also_ends_the_streams_of_the_step_queued_behind_it(dev_engine) -> None:  # noqa: F811
-    """Lane 1 joined after the step that fails to read: its first step, queued behind, is lost
-    with it, so its stream ends with the error too rather than miss a token."""
+def test_a_failed_read_ends_the_streams_of_both_steps_and_no_other(dev_engine) -> None:  # noqa: F811
+    """Lane 0's stream closed after the step that fails to read, and its lane went to a request
+    still prefilling; lane 1's stream joined in the step queued behind, lost with it. Lane 1's
+    stream ends with the error (rather than miss a token); the newcomer on lane 0 keeps its
+    lane."""
     decoder = decoder_of(dev_engine, lanes=2)
     decoder.step = KernelRecordingStep(decoder.vocab_size)
     ids = prompt_ids(dev_engine).view(1, -1)
-    sequences = []
 
-    def hold(lane: int) -> None:
+    def hold(lane: int, answer: int) -> Sequence:
         sampling = Sampling(max_tokens=8, temperature=0.0)
         sequence = Sequence(ids, sampling, 0)
-        sequence.lane, sequence.answer = lane, 1
+        sequence.lane, sequence.answer = lane, answer
         sequence.region = decoder.pool.reserve(sequence.worst_case_tokens)
         decoder._lanes[lane] = sequence
         decoder.samplers[lane].reset(sampling, 0, ids)
-        sequences.append(sequence)
+        return sequence
 
     def unreadable(step) -> None:
         raise RuntimeError("an illegal memory access (simulated)")
 
     try:
-        hold(0)
+        closed = hold(0, answer=1)
         decoder._in_flight = decoder._launch_step([0])
-        hold(1)
+        closed.closed.set()
+        decoder._release(0)
+        newcomer = hold(0, answer=0)  # admitted, its prompt not yet prefilled: no step
+        joined = hold(1, answer=1)
         decoder._deliver_step = unreadable
         decoder._tick()
-        for sequence in sequences:
-            ended = sequence.out.get_nowait()
-            assert isinstance(ended, Ended) and "simulated" in str(ended.error)
-        assert decoder._lanes == [None, None] and decoder._in_flight is None
-        assert decoder.pool.free_tokens == decoder.pool.capacity
+        ended = joined.out.get_nowait()
+        assert isinstance(ended, Ended) and "simulated" in str(ended.error)
+        assert decoder._lanes == [newcomer, None] and newcomer.out.empty()
+        assert decoder._in_flight is None
     finally:
         decoder.stop()

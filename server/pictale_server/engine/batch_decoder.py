@@ -324,31 +324,51 @@ class BatchDecoder:
         if self._prefilling is not None:
             self._prefill_slice()
         stepping = [lane for lane, s in enumerate(self._lanes) if s is not None and self._stepping(s)]
-        previous, self._in_flight = self._in_flight, None
+        previous, launched = self._in_flight, None
         if stepping:
+            held = [(lane, self._lanes[lane]) for lane in stepping]
             try:
-                self._in_flight = self._launch_step(stepping)
+                launched = self._launch_step(stepping)
             except Exception as exc:  # noqa: BLE001 - every stream of the step learns of it
                 logger.exception("a batched decode step failed")
-                self._fail_lanes(stepping, exc)
+                self._settle_failed_launch()
+                self._fail_sequences(held, exc)
         if previous is not None:
             try:
                 self._deliver_step(previous)
             except Exception as exc:  # noqa: BLE001 - e.g. a CUDA error surfacing at the read
                 logger.exception("reading a batched decode step failed")
                 # The step queued behind it ran on what it wrote: its tokens are lost with it.
-                dropped, self._in_flight = self._in_flight, None
-                lanes = {lane for step in (previous, dropped) if step is not None for lane, _, _ in step.lanes}
-                self._fail_lanes(sorted(lanes), exc)
-        if self._in_flight is None and previous is None:
+                lost = [*previous.lanes, *(launched.lanes if launched is not None else ())]
+                launched = None
+                self._fail_sequences([(lane, sequence) for lane, sequence, _ in lost], exc)
+        self._in_flight = launched  # only now: until the read above is done, the batch is not idle
+        if launched is None and previous is None:
             self.stats._last_delivery = None  # nothing decoding: no stall to count
 
-    def _fail_lanes(self, lanes: list[int], error: BaseException) -> None:
-        failed = [lane for lane in lanes if self._lanes[lane] is not None]
+    def _fail_sequences(self, held: list[tuple[int, Sequence]], error: BaseException) -> None:
+        """End these sequences with `error` and free the lanes they still hold: a lane given to
+        another sequence since keeps it (that one was in neither failed step)."""
+        failed: list[int] = []
+        for lane, sequence in held:
+            if self._lanes[lane] is sequence and lane not in failed:
+                failed.append(lane)
         for lane in failed:
             self._lanes[lane].out.put(Ended(self._lanes[lane].epoch, error))
         for lane in failed:
             self._release(lane)
+
+    def _settle_failed_launch(self) -> None:
+        """After a launch raised part way: wait for what it queued (the copy of its masks from
+        the pinned ring may still be pending, and no read will wait for it), and send the
+        masks up afresh at the next launch."""
+        self._masked = ((), ())
+        self.masks.zero_()
+        if self.device.type == "cuda":
+            try:
+                torch.cuda.current_stream(self.device).synchronize()
+            except Exception:  # noqa: BLE001 - a failed device: the readers learn of it anyway
+                logger.exception("waiting for a failed step's work failed")
 
     # -- joining and leaving ---------------------------------------------------------------------
 
@@ -364,8 +384,6 @@ class BatchDecoder:
             if sequence is None:
                 continue
             if sequence.closed.is_set():
-                if self._prefilling is not None and self._prefilling[0] is sequence:
-                    self._prefilling = None
                 self._release(lane)
                 continue
             while not sequence.commands.empty():
@@ -447,10 +465,13 @@ class BatchDecoder:
         self._deliver(lane, sequence, int(self.token[lane, 0]))
 
     def _release(self, lane: int) -> None:
-        """The lane and its region free again; the lane's device inputs back to scratch. The
+        """The lane and its region free again (a prefill of its sequence stops); the lane's
+        device inputs back to scratch. The
         bookkeeping comes first and the device writes cannot raise out of here: after a CUDA
         error they fail too, and every other reader must still learn of the failure."""
         sequence = self._lanes[lane]
+        if self._prefilling is not None and self._prefilling[0] is sequence:
+            self._prefilling = None  # its prompt's next slice would write a freed region
         self._caches[lane] = None
         self._chunks[lane] = self.pool.scratch.chunk
         with self._cond:
@@ -471,6 +492,8 @@ class BatchDecoder:
         answer's start the replacement is sampled from the prefill's logits at once; elsewhere
         the next step recomputes the index from the token before it."""
         sampler = self.samplers[lane]
+        if sampler.mode != "creative":  # refused before anything of the lane changes
+            raise ValueError("rewinds need creative sampling (banned phrases)")
         sequence.epoch = epoch
         sequence.parked = False
         sequence.pending = 0  # a token in flight belongs to the old epoch: it is dropped

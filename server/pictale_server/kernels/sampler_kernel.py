@@ -53,14 +53,18 @@ def _first_best(values, index):
 @triton.jit
 def _scale_kernel(
     LOGITS, logits_stride, SEEN, seen_stride, PENALTY, TEMPERATURE, params_stride, SCALED, GREEDY_VALUE,
-    GREEDY_INDEX, BLOCK_BEST, KEPT, size, blocks, BLOCK: tl.constexpr, KEEP: tl.constexpr,
+    GREEDY_INDEX, BLOCK_BEST, KEPT, ACTIVE, size, blocks, BLOCK: tl.constexpr, KEEP: tl.constexpr,
+    HAS_ACTIVE: tl.constexpr,
 ):
     block, row = tl.program_id(0), tl.program_id(1)
     index = block * BLOCK + tl.arange(0, BLOCK)
     inside = index < size
     logits = tl.load(LOGITS + row * logits_stride + index, mask=inside, other=float("-inf")).to(tl.float32)
     if KEEP:
-        tl.store(KEPT + row * size + index, logits, mask=inside)
+        keep = inside
+        if HAS_ACTIVE:
+            keep = keep & (tl.load(ACTIVE + row) != 0)
+        tl.store(KEPT + row * size + index, logits, mask=keep)
     seen = tl.load(SEEN + row * seen_stride + index, mask=inside, other=0) != 0
     penalty = tl.load(PENALTY + row * params_stride)
     penalized = tl.where(logits > 0, tl.math.div_rn(logits, penalty), logits * penalty)
@@ -134,7 +138,7 @@ def sample_rows_and_accept(
     values per setting (`SamplingTensors.allocate(rows=R)`) or, for one row, 0-d ones. Only
     rows where `active` (R,) is non-zero take their token (and mark it, and step on); every
     row's arithmetic is the one-row kernel's, so a row's token is the same at any R. `kept`
-    (R, vocab) float32 contiguous, where given, receives the logits as float32."""
+    (R, vocab) float32 contiguous, where given, receives the active rows' logits as float32."""
     if logits.stride(-1) != 1:
         logits = logits.contiguous()
     rows, size = logits.shape
@@ -152,7 +156,8 @@ def sample_rows_and_accept(
     _scale_kernel[(blocks, rows)](
         logits, logits.stride(0), seen_bytes, seen_bytes.stride(0), params.repetition_penalty, params.temperature,
         params_stride, scaled, greedy_value, greedy_index, block_best, kept if kept is not None else scaled,
-        size, blocks, BLOCK=BLOCK, KEEP=kept is not None, num_warps=8,
+        active if active is not None else token, size, blocks, BLOCK=BLOCK, KEEP=kept is not None,
+        HAS_ACTIVE=active is not None, num_warps=8,
     )
     _pick_kernel[(blocks, rows)](
         scaled, block_best, params.min_p, params.seed, params.step, params_stride, sampled_value, sampled_index,

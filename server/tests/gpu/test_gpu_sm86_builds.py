@@ -159,7 +159,8 @@ def triton_launches() -> None:
     from pictale_server.engine.sampling import SamplingTensors
     from pictale_server.kernels.decode_attention_kernel import split_decode_attention
     from pictale_server.kernels.decode_ops import add_rms_norm_, rms_norm, rotary_cache_write, silu_mul
-    from pictale_server.kernels.sampler_kernel import sample_and_accept
+    from pictale_server.engine.request_sampler import SamplerRows
+    from pictale_server.kernels.sampler_kernel import sample_and_accept, sample_rows_and_accept
     from pictale_server.kernels.sampling_noise import uniform_noise
 
     device = torch.device("cuda")
@@ -187,6 +188,11 @@ def triton_launches() -> None:
         logits = torch.randn(1, vocab, device=device)
         seen = torch.zeros(1, vocab, dtype=torch.bool, device=device)
         sample_and_accept(logits, seen, params, torch.zeros(1, 1, dtype=torch.int64, device=device))
+        rows = SamplerRows.allocate(16, vocab, device)  # the batch's plain lanes, sampled together
+        sample_rows_and_accept(
+            torch.randn(16, vocab, **bf16), rows.seen, rows.params, rows.token,
+            torch.ones(16, dtype=torch.int64, device=device), rows.logits,
+        )
         uniform_noise(params.seed, params.step, vocab)
 
 
