@@ -67,6 +67,41 @@ def decoder(dev_engine):  # noqa: F811
     made.stop()
 
 
+class KernelRecordingStep:
+    """A batched step that records which NF4 kernel each step asks for and gives zero logits:
+    the batch's choice of kernel, without a GPU."""
+
+    batched = True
+    tensor_cores_for = FastStep.tensor_cores_for
+
+    def __init__(self, vocab_size: int) -> None:
+        self.vocab_size = vocab_size
+        self.written = SimpleNamespace(has_tensor_cores=True)
+        self.asked: list[tuple[int, bool]] = []
+        self.sampled_together: list[list[int]] = []
+
+    def rows(self, token, position, regions, pool, tensor_cores: bool = False) -> torch.Tensor:
+        self.asked.append((token.shape[0], tensor_cores))
+        return torch.zeros((token.shape[0], self.vocab_size))
+
+    def sample_rows(self, logits, rows, active) -> None:
+        self.sampled_together.append(active.tolist())
+
+
+def hold_lane(
+    decoder: BatchDecoder, lane: int, ids: torch.Tensor, sampling: Sampling, *, answer: int = 0, region: bool = False
+) -> Sequence:
+    """Put a request straight into `lane` (no admission, no prefill), `answer` tokens made,
+    with a region of the pool where asked: a step's bookkeeping, without a model."""
+    sequence = Sequence(ids, sampling, 0)
+    sequence.lane, sequence.answer = lane, answer
+    if region:
+        sequence.region = decoder.pool.reserve(sequence.worst_case_tokens)
+    decoder._lanes[lane] = sequence
+    decoder.samplers[lane].reset(sampling, 0, ids)
+    return sequence
+
+
 def test_a_seeded_request_gets_the_same_tokens_alone_and_in_a_batch(dev_engine, decoder) -> None:  # noqa: F811
     sampling = Sampling(max_tokens=40, temperature=0.9, min_p=0.02, seed=11)
     mine = (prompt_ids(dev_engine), sampling, 11)
@@ -382,11 +417,7 @@ def test_a_token_in_flight_when_its_request_rewinds_is_dropped(dev_engine) -> No
     decoder = decoder_of(dev_engine, lanes=1)
     decoder.step = KernelRecordingStep(decoder.vocab_size)
     ids = prompt_ids(dev_engine).view(1, -1)
-    sampling = Sampling(max_tokens=8, temperature=0.0, banned_phrases=("gulls",))
-    sequence = Sequence(ids, sampling, 0)
-    sequence.lane, sequence.answer = 0, 3
-    decoder._lanes[0] = sequence
-    decoder.samplers[0].reset(sampling, 0, ids)
+    sequence = hold_lane(decoder, 0, ids, Sampling(max_tokens=8, temperature=0.0, banned_phrases=("gulls",)), answer=3)
     try:
         in_flight = decoder._launch_step([0])
         assert sequence.pending == 1
@@ -411,11 +442,7 @@ def test_a_refused_rewind_leaves_the_lane_and_its_token_in_flight_as_they_were(d
     decoder = decoder_of(dev_engine, lanes=1)
     decoder.step = KernelRecordingStep(decoder.vocab_size)
     ids = prompt_ids(dev_engine).view(1, -1)
-    sampling = Sampling(max_tokens=8, temperature=0.0)
-    sequence = Sequence(ids, sampling, 0)
-    sequence.lane, sequence.answer = 0, 3
-    decoder._lanes[0] = sequence
-    decoder.samplers[0].reset(sampling, 0, ids)
+    sequence = hold_lane(decoder, 0, ids, Sampling(max_tokens=8, temperature=0.0), answer=3)
     try:
         in_flight = decoder._launch_step([0])
         with pytest.raises(ValueError, match="rewinds need"):
@@ -433,38 +460,13 @@ def test_steps_run_the_smallest_bucket_that_holds_every_busy_lane() -> None:
         lane_bucket(17)
 
 
-class KernelRecordingStep:
-    """A batched step that records which NF4 kernel each step asks for and gives zero logits:
-    the batch's choice of kernel, without a GPU."""
-
-    batched = True
-    tensor_cores_for = FastStep.tensor_cores_for
-
-    def __init__(self, vocab_size: int) -> None:
-        self.vocab_size = vocab_size
-        self.written = SimpleNamespace(has_tensor_cores=True)
-        self.asked: list[tuple[int, bool]] = []
-        self.sampled_together: list[list[int]] = []
-
-    def rows(self, token, position, regions, pool, tensor_cores: bool = False) -> torch.Tensor:
-        self.asked.append((token.shape[0], tensor_cores))
-        return torch.zeros((token.shape[0], self.vocab_size))
-
-    def sample_rows(self, logits, rows, active) -> None:
-        self.sampled_together.append(active.tolist())
-
-
 def test_steps_run_tensor_cores_from_three_rows_and_whenever_a_deterministic_request_steps(dev_engine) -> None:  # noqa: F811
     decoder = decoder_of(dev_engine, lanes=4)
     step = decoder.step = KernelRecordingStep(decoder.vocab_size)
     ids = prompt_ids(dev_engine).view(1, -1)
 
     def hold(lane: int, deterministic: bool) -> None:
-        sampling = Sampling(max_tokens=8, temperature=0.0, deterministic=deterministic)
-        sequence = Sequence(ids, sampling, 0)
-        sequence.lane = lane
-        decoder._lanes[lane] = sequence
-        decoder.samplers[lane].reset(sampling, 0, ids)
+        hold_lane(decoder, lane, ids, Sampling(max_tokens=8, temperature=0.0, deterministic=deterministic))
 
     try:
         hold(0, False)
@@ -493,10 +495,7 @@ def test_plain_lanes_sample_in_one_launch_and_the_others_each_on_their_own(dev_e
         Sampling(max_tokens=8, temperature=0.0),  # plain
     ]
     for lane, sampling in enumerate(settings):
-        sequence = Sequence(ids, sampling, 0)
-        sequence.lane = lane
-        decoder._lanes[lane] = sequence
-        decoder.samplers[lane].reset(sampling, lane, ids)
+        hold_lane(decoder, lane, ids, sampling)
     try:
         before = int(decoder.samplers[1].params.step)
         decoder._launch_step([0, 1, 2])
@@ -518,13 +517,7 @@ def test_a_failed_read_ends_the_streams_of_both_steps_and_no_other(dev_engine) -
     ids = prompt_ids(dev_engine).view(1, -1)
 
     def hold(lane: int, answer: int) -> Sequence:
-        sampling = Sampling(max_tokens=8, temperature=0.0)
-        sequence = Sequence(ids, sampling, 0)
-        sequence.lane, sequence.answer = lane, answer
-        sequence.region = decoder.pool.reserve(sequence.worst_case_tokens)
-        decoder._lanes[lane] = sequence
-        decoder.samplers[lane].reset(sampling, 0, ids)
-        return sequence
+        return hold_lane(decoder, lane, ids, Sampling(max_tokens=8, temperature=0.0), answer=answer, region=True)
 
     def unreadable(step) -> None:
         raise RuntimeError("an illegal memory access (simulated)")
