@@ -495,7 +495,6 @@ class BatchDecoder:
         if sampler.mode != "creative":  # refused before anything of the lane changes
             raise ValueError("rewinds need creative sampling (banned phrases)")
         sequence.epoch = epoch
-        sequence.parked = False
         sequence.pending = 0  # a token in flight belongs to the old epoch: it is dropped
         slot = sampler.begin_rewind(rewind)
         at = sequence.prompt_tokens if slot is None else slot
@@ -515,7 +514,8 @@ class BatchDecoder:
         sequence.out.put((sequence.epoch, token))
         sequence.answer += 1
         if sequence.answer >= sequence.sampling.max_tokens:
-            sequence.parked = True  # keeps its region: a rewind may still come
+            # At max_tokens the lane stops stepping (`_stepping`) but keeps its region until
+            # its reader closes: a rewind may still come.
             sequence.out.put(Ended(sequence.epoch))
 
     def _fail_everything(self, error: BaseException) -> None:
@@ -591,7 +591,7 @@ class BatchDecoder:
             self._deliver(lane, sequence, tokens[lane])
 
     def _set_masks(self, stepping: list[int], together: list[int], slot: int) -> None:
-        """`masks` for this step: a lane that sits a step out (its reader behind, parked,
+        """`masks` for this step: a lane that sits a step out (its reader behind, at max_tokens,
         prefilling) keeps its position and its token. They go up from pinned memory without
         waiting for the step in flight; the host row is written again two launches on, after
         this step's tokens were read."""

@@ -53,7 +53,6 @@ class Sequence:
     epoch: int = 0
     answer: int = 0  # answer tokens delivered in this epoch
     pending: int = 0  # tokens of this epoch in a launched step, not delivered yet
-    parked: bool = False  # max_tokens reached: holds its region until closed or rewound
     rewinding: bool = False  # this step samples a rewound index (its bans lift after)
     waits_for_reader: bool = False  # too many tokens unread: the lane sits steps out
 
