@@ -57,6 +57,7 @@ from pictale_server.engine.kv_pool import PAGE_TOKENS, KVPool
 from pictale_server.engine.request_sampler import RequestSampler, Rewind, SamplerRows
 from pictale_server.engine.runners import WriterPrompt
 from pictale_server.engine.sampler_vocabulary import SamplerVocabulary
+from pictale_server.engine.token_readback import TokenReadback
 from pictale_server.kernels.attention_chunks import chunk_for
 
 logger = logging.getLogger("pictale.engine")
@@ -92,8 +93,7 @@ class InFlight:
     in which epoch, and where its tokens land on the host."""
 
     lanes: tuple[tuple[int, Sequence, int], ...]  # (lane, sequence, epoch at launch)
-    slot: int  # row of the host token buffer
-    ready: torch.cuda.Event | None  # recorded after the copy (GPU); None: already there
+    slot: int  # its slot of the token readback (and of the host masks)
 
 
 def _report(tell, *args) -> None:
@@ -170,10 +170,8 @@ class BatchDecoder:
         self._graph_pool = None
         # Two steps' worth on the host (one being read while the next is copied): their tokens,
         # and the `masks` that went up with them.
-        pinned = device.type == "cuda"
-        self._host_tokens = torch.zeros((2, rows), dtype=torch.int64, pin_memory=pinned)
-        self._host_masks = torch.zeros((2, 2, rows), dtype=torch.int64, pin_memory=pinned)
-        self._copied = [torch.cuda.Event(), torch.cuda.Event()] if pinned else None  # per host row
+        self._readback = TokenReadback(rows, device)
+        self._host_masks = torch.zeros((2, 2, rows), dtype=torch.int64, pin_memory=device.type == "cuda")
         self._in_flight: InFlight | None = None
         self._launched = 0
         self.stats = BatchStats()
@@ -565,21 +563,15 @@ class BatchDecoder:
                 sequence.rewinding = False
             sequence.pending += 1
             lanes.append((lane, sequence, sequence.epoch))
-        self._host_tokens[slot, :rows].copy_(self.token[:rows, 0], non_blocking=True)
-        ready = None
-        if self._copied is not None:
-            ready = self._copied[slot]
-            ready.record()
+        self._readback.put(slot, self.token[:rows, 0])
         self.stats.steps += 1
         self.stats.rows += len(stepping)
-        return InFlight(tuple(lanes), slot, ready)
+        return InFlight(tuple(lanes), slot)
 
     def _deliver_step(self, step: InFlight) -> None:
         """Wait for a launched step and hand each token to its sequence, unless a rewind has
         moved the sequence to another epoch since (the token was made for the old one)."""
-        if step.ready is not None:
-            step.ready.synchronize()
-        tokens = self._host_tokens[step.slot].tolist()
+        tokens = self._readback.take(step.slot)
         now = time.perf_counter()
         if self.stats._last_delivery is not None:
             self.stats.longest_stall_s = max(self.stats.longest_stall_s, now - self.stats._last_delivery)

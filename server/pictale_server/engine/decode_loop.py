@@ -26,6 +26,7 @@ from pictale_server.engine.decode_step import DecodeStep
 from pictale_server.engine.gpu_memory import release_cached_memory
 from pictale_server.engine.kv_buckets import KVBuckets
 from pictale_server.engine.request_sampler import RequestSampler, Rewind, SamplerMode
+from pictale_server.engine.token_readback import TokenReadback
 from pictale_server.engine.sampler_vocabulary import SamplerVocabulary
 
 
@@ -96,9 +97,7 @@ class DecodeLoop:
         self.position = torch.zeros((1,), dtype=torch.int64, device=device)
         self._graphs: dict[tuple[int, SamplerMode], torch.cuda.CUDAGraph] = {}
         self._graph_pool = None
-        if device.type == "cuda":  # tokens read back while the next step runs (tokens())
-            self._host_tokens = torch.zeros(2, dtype=torch.int64, pin_memory=True)
-            self._token_ready = [torch.cuda.Event(), torch.cuda.Event()]
+        self._readback = TokenReadback(1, device)  # tokens read while the next step runs (tokens())
 
     @property
     def mode(self) -> SamplerMode:
@@ -170,14 +169,10 @@ class DecodeLoop:
     def _queue_step(self, index: int) -> None:
         """Launch one step and the copy of its token to pinned host memory (slot index % 2)."""
         self._run_step()
-        slot = index % 2
-        self._host_tokens[slot : slot + 1].copy_(self.token.view(1), non_blocking=True)
-        self._token_ready[slot].record()
+        self._readback.put(index % 2, self.token.view(1))
 
     def _read_step(self, index: int) -> int:
-        slot = index % 2
-        self._token_ready[slot].synchronize()
-        return int(self._host_tokens[slot])
+        return self._readback.take(index % 2)[0]
 
     @torch.inference_mode()
     def tokens(

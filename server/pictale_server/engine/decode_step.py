@@ -37,7 +37,7 @@ class DecodeStep(Protocol):
     def sample_rows(self, logits: torch.Tensor, rows, active: torch.Tensor) -> None:
         """`sample` without top-k/top-p for the rows of `logits` (R, vocab) where `active` (R,)
         is non-zero, each from its row of `rows` (request_sampler.SamplerRows), which also
-        keeps every row's logits. Only steps with `batched` have it."""
+        keeps those rows' logits. Only steps with `batched` have it."""
 
     def sample(
         self, logits: torch.Tensor, seen: torch.Tensor, params: SamplingTensors, token: torch.Tensor, by_rank: bool

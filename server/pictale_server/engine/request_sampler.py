@@ -80,7 +80,8 @@ class RequestSampler:
     ) -> None:
         self.step = step
         self.vocabulary = vocabulary
-        rows = rows or SamplerRows.allocate(1, vocab_size, device)
+        if rows is None:
+            rows = SamplerRows.allocate(1, vocab_size, device)
         self.params = rows.params.row(row)
         self.token = rows.token[row : row + 1]
         self.seen = rows.seen[row : row + 1]
