@@ -19,6 +19,12 @@ token on an H200, where a single-row argmax over 131k logits alone takes ~8 us. 
 The arithmetic is PyTorch's: divisions rounded as IEEE divides (`div_rn`), logarithms from
 libdevice (CUDA's `logf`, which PyTorch calls), ties broken by the lowest index as
 `torch.argmax` breaks them. Under Triton's interpreter (tests) the logarithm is NumPy's.
+
+One compiled kernel serves every lane of a batch: a lane's settings, token and masks are a row
+of the batch's and start at any offset, and they are read one element at a time, so their
+pointers are not specialized on 16-byte alignment and their strides not on value. Specialized,
+the first request in a new lane compiled the kernels again inside the request, ~1 s on an H100
+that every running stream waited out.
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ def _first_best(values, index):
     return best, first
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["params_stride"], do_not_specialize_on_alignment=["PENALTY", "TEMPERATURE", "ACTIVE"])
 def _scale_kernel(
     LOGITS, logits_stride, SEEN, seen_stride, PENALTY, TEMPERATURE, params_stride, SCALED, GREEDY_VALUE,
     GREEDY_INDEX, BLOCK_BEST, KEPT, ACTIVE, size, blocks, BLOCK: tl.constexpr, KEEP: tl.constexpr,
@@ -77,7 +83,7 @@ def _scale_kernel(
     tl.store(BLOCK_BEST + row * blocks + block, tl.max(scaled, axis=0))
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["params_stride"], do_not_specialize_on_alignment=["MIN_P", "SEED", "STEP"])
 def _pick_kernel(
     SCALED, BLOCK_BEST, MIN_P, SEED, STEP, params_stride, SAMPLED_VALUE, SAMPLED_INDEX,
     size, blocks, BLOCK: tl.constexpr, BLOCKS: tl.constexpr, EXACT_LOG: tl.constexpr,
@@ -98,7 +104,10 @@ def _pick_kernel(
     tl.store(SAMPLED_INDEX + row * blocks + block, first)
 
 
-@triton.jit
+@triton.jit(
+    do_not_specialize=["params_stride", "token_stride"],
+    do_not_specialize_on_alignment=["TEMPERATURE", "STEP", "TOKEN", "ACTIVE", "SEEN"],
+)
 def _choose_kernel(
     GREEDY_VALUE, GREEDY_INDEX, SAMPLED_VALUE, SAMPLED_INDEX, TEMPERATURE, STEP, params_stride,
     TOKEN, token_stride, SEEN, seen_stride, ACTIVE, blocks, BLOCKS: tl.constexpr, HAS_ACTIVE: tl.constexpr,

@@ -175,3 +175,43 @@ def test_the_sampler_kernels_pick_the_engines_tokens(settings) -> None:
         picks.append(theirs)
     if settings["temperature"] > 0:
         assert len(set(picks)) > 1  # the seeds do sample
+
+
+def test_one_compiled_sampler_serves_every_lane_and_row_count() -> None:
+    """A request in a new lane (its settings a row of the batch's, at any offset) or a step of
+    a new row count must not compile the sampler again: that compile runs inside the request,
+    and every stream of the batch waits it out."""
+    from pictale_server.engine.base import Sampling
+    from pictale_server.engine.request_sampler import SamplerRows
+    from pictale_server.kernels import sampler_kernel
+    from pictale_server.kernels.sampler_kernel import sample_and_accept, sample_rows_and_accept
+
+    kernels = (sampler_kernel._scale_kernel, sampler_kernel._pick_kernel, sampler_kernel._choose_kernel)
+    for kernel in kernels:
+        kernel.device_caches.clear()  # what this test compiles is all that is compiled
+
+    def compiled() -> list[int]:
+        return [len(kernel.device_caches[torch.cuda.current_device()][0]) for kernel in kernels]
+
+    vocab, lanes = 131072, 16
+    rows = SamplerRows.allocate(lanes, vocab, DEVICE)
+    for lane in range(lanes):
+        rows.params.row(lane).assign(Sampling(max_tokens=4, temperature=0.8, min_p=0.05), seed=lane)
+    logits = torch.randn(lanes, vocab, device=DEVICE).to(torch.bfloat16)
+    active = torch.ones(lanes, dtype=torch.int64, device=DEVICE)
+
+    def one_lane(lane: int) -> None:  # a lane sampling alone: its prefill's first token
+        sample_and_accept(logits[lane : lane + 1], rows.seen[lane : lane + 1], rows.params.row(lane), rows.token[lane])
+
+    def together(count: int) -> None:  # a batched step's plain lanes
+        sample_rows_and_accept(logits[:count], rows.seen[:count], rows.params, rows.token[:count], active[:count], rows.logits[:count])
+
+    one_lane(0)
+    together(1)
+    first = compiled()
+    for lane in range(1, lanes):
+        one_lane(lane)
+    for count in (2, 3, 4, 8, 16):
+        together(count)
+    torch.cuda.synchronize()
+    assert compiled() == first
