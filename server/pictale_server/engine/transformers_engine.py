@@ -21,6 +21,7 @@ import torch
 from PIL.Image import Image
 from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
+from pictale_server.engine.attention_backends import avoid_planned_attention
 from pictale_server.engine.base import Admission, Cancel, ChatMessage, Chunk, Sampling
 from pictale_server.engine.chat_format import CHATML_ANSWER_END, chatml_segments, markup, tekken_segments
 from pictale_server.engine.chunk_stream import stream_chunks
@@ -119,6 +120,7 @@ class TransformersEngine:
 
     def load(self) -> None:
         use_expandable_segments(self._device)
+        avoid_planned_attention(self._device)
         prepare_thread(self._device)
         with self._load_lock:
             self._resolve_dev_sources()

@@ -130,6 +130,7 @@ def test_nf4_models_on_this_gpu_decode_on_the_fast_path(fast, reference):
     for model in ("vision", "writer"):
         assert fast.decode_info(model) == {"path": "fast", "reason": ""}
         assert reference.decode_info(model) == {"path": "reference", "reason": "PICTALE_FAST_PATH=off"}
+    assert not torch.backends.cuda.cudnn_sdp_enabled()  # prefills plan nothing (attention_backends.py)
 
 
 @pytest.mark.parametrize("deterministic", [False, True], ids=["cuda-cores", "tensor-cores"])
