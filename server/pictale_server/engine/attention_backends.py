@@ -5,7 +5,7 @@ new shape of query, keys and mask, and a serving engine meets new shapes all the
 prompt's last prefill slice is as long as what is left of the prompt, the keys are as long as
 the request's KV region (whole pages up to the context), the vision tower's windows follow the
 picture's size. Measured on an H100 with both models resident (docs/benchmarks.md): the first
-long prompt after load spent 774 and 856 ms in its first two 512-token slices (54-60 ms once
+long prompt after load spent 774 and 856 ms in its first two 512-token slices (54-63 ms once
 planned), and each later prompt of a new length ~40-50 ms in its slices of new shapes, inside
 its time to first token and in every running stream's stall. The memory-efficient kernel
 takes the same masks without a plan, so the engine turns cuDNN's attention off.
