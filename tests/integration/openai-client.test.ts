@@ -32,14 +32,16 @@ describe('the openai npm client', () => {
           ],
         },
       ],
-      max_tokens: 12,
+      max_tokens: 1,
       temperature: 0,
+      // The picture's description is sampled (temperature 0.2, top-p 0.9): seeded, it repeats.
+      seed: 7,
     })
     expect(completion.object).toBe('chat.completion')
     expect(completion.choices[0]?.message.role).toBe('assistant')
-    expect(['stop', 'length']).toContain(completion.choices[0]?.finish_reason)
-    // The description's tokens and the answer's: more than the answer alone could be.
-    expect(completion.usage?.completion_tokens).toBeGreaterThan(12)
+    expect(completion.choices[0]?.finish_reason).toBe('length')
+    // The description's tokens and the answer's: more than the one-token answer alone.
+    expect(completion.usage?.completion_tokens).toBeGreaterThan(1)
   })
 
   it('streams with usage, the chunks adding up to the answer', async () => {
