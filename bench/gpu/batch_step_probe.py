@@ -8,8 +8,8 @@ Both models resident under the A10G cap, as the concurrency phase runs them:
 - sampling eight lanes one by one against the batch's one launch set for plain lanes;
 - `lm_head` at 1 and 16 rows, and a CUDA profile of five 8-row steps and eight lanes' sampling;
 - the vision model's text decoder over 1-16 rows in a KV pool of its own, as a captured graph
-  (positions stand in for slot + M-RoPE delta: timing only): what batching descriptions would
-  cost per step.
+  (kernel_bench.graph_time; positions stand in for slot + M-RoPE delta: timing only): what
+  batching descriptions would cost per step.
 Figures: docs/benchmarks.md, "Continuous batching".
 """
 
@@ -26,6 +26,7 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import engine_bench  # noqa: E402
 from gpu_env import cap_to_a10g  # noqa: E402
+from kernel_bench import graph_time  # noqa: E402
 
 from pictale_server.engine.base import Sampling  # noqa: E402
 from pictale_server.engine.fast_path.written_step import RowRegions, WrittenStep  # noqa: E402
@@ -110,16 +111,7 @@ def vision_text_step(engine, tensor_cores_for) -> dict:
             def step() -> None:
                 rows_step.rows(token, position, row_regions, pool.cache, tensor_cores)
 
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                step()
-                step()
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                step()
-            out[f"vision_step_us_{rows}_{kernel_name(tensor_cores)}"] = timed_us(graph.replay)
+            out[f"vision_step_us_{rows}_{kernel_name(tensor_cores)}"] = graph_time([step]) * 1e6
             for region in regions:
                 pool.release(region)
     one = out[next(key for key in out if key.startswith("vision_step_us_1_"))]

@@ -78,6 +78,17 @@ def _writer_prompt(tokenizer, n_tokens: int) -> str:
     return tokenizer.decode(ids)
 
 
+def story_prompt_ids(engine, total_tokens: int):
+    """The writer's token ids for a narrate request of about `total_tokens` tokens in all (chat
+    markup included): the prompts the concurrency phase and the GPU probes send."""
+    from pictale_server.runtime.prompts import narrate_messages
+
+    tokenizer = engine.loaded("writer").tokenizer
+    overhead = engine.writer_prompt_ids(narrate_messages("Continue the story.", "x")).shape[1]
+    context = _writer_prompt(tokenizer, max(total_tokens - overhead, 1))
+    return engine.writer_prompt_ids(narrate_messages("Continue the story.", context))
+
+
 def phase_seed(args) -> dict:
     import torch
     from gpu_env import cap_to_a10g, peak_gib
@@ -380,25 +391,18 @@ def phase_concurrency(args) -> dict:
 
     from pictale_server.engine.base import Sampling
     from pictale_server.engine.kv_pool import bytes_per_token
-    from pictale_server.runtime.prompts import narrate_messages
 
     cap = cap_to_a10g()
     engine, load_s = _engine("nf4", fast_path=args.fast_path, writer_streams=16)
     batch = engine.loaded("writer").loop
-    tokenizer = engine.loaded("writer").tokenizer
     per_token = bytes_per_token(engine.loaded("writer").model.config, torch.bfloat16)
     result: dict = {**cap, "concurrency_load_s": load_s, "pool_tokens": batch.pool.tokens,
                     "pool_gib": batch.pool.tokens * per_token / 2**30, "lanes": batch.lanes}
 
-    def prompt(total_tokens: int) -> torch.Tensor:
-        overhead = engine.writer_prompt_ids(narrate_messages("Continue the story.", "x")).shape[1]
-        context = _writer_prompt(tokenizer, max(total_tokens - overhead, 1))
-        return engine.writer_prompt_ids(narrate_messages("Continue the story.", context))
-
     def sampling(_index: int) -> Sampling:
         return Sampling(max_tokens=DECODE_TOKENS, temperature=0.8, min_p=0.05, repetition_penalty=1.05)
 
-    short = prompt(PROMPT_TOKENS)
+    short = story_prompt_ids(engine, PROMPT_TOKENS)
     run_streams(batch, [short], sampling)  # warm-up
     cases = {}
     for streams in (1, 2, 4, 8, 16):
@@ -413,7 +417,7 @@ def phase_concurrency(args) -> dict:
         )
         cases[f"{streams}_deterministic"]["peak_gib"] = peak_gib()
         print(json.dumps({f"{streams}_deterministic": cases[f"{streams}_deterministic"]}), flush=True)
-    long = prompt(4096)
+    long = story_prompt_ids(engine, 4096)
     cases["mixed_4x4k_4x512"] = run_streams(batch, [long, short] * 4, sampling)
     cases["mixed_4x4k_4x512"]["peak_gib"] = peak_gib()
     result["concurrency"] = cases

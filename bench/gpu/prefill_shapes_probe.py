@@ -24,7 +24,6 @@ from gpu_env import cap_to_a10g  # noqa: E402
 
 from pictale_server.engine.kv_pool import PAGE_TOKENS  # noqa: E402
 from pictale_server.engine.runners import WriterPrompt  # noqa: E402
-from pictale_server.runtime.prompts import narrate_messages  # noqa: E402
 
 SLICE_TOKENS = 512
 COUNTERS = ("num_alloc_retries", "num_device_alloc", "num_device_free", "num_sync_all_streams")
@@ -39,15 +38,9 @@ def main() -> None:
     cap_to_a10g()
     engine, _ = engine_bench._engine("nf4", fast_path="auto", writer_streams=16)
     batch = engine.loaded("writer").loop
-    tokenizer = engine.loaded("writer").tokenizer
     backends = torch.backends.cuda
     print("SDPA enabled: flash", backends.flash_sdp_enabled(), "efficient", backends.mem_efficient_sdp_enabled(),
           "cudnn", backends.cudnn_sdp_enabled(), "math", backends.math_sdp_enabled())
-
-    def prompt(total_tokens: int) -> torch.Tensor:
-        overhead = engine.writer_prompt_ids(narrate_messages("Continue the story.", "x")).shape[1]
-        context = engine_bench._writer_prompt(tokenizer, max(total_tokens - overhead, 1))
-        return engine.writer_prompt_ids(narrate_messages("Continue the story.", context))
 
     def slices(ids: torch.Tensor, label: str, profiled: bool = False) -> None:
         region = batch.pool.reserve(ids.shape[-1] + PAGE_TOKENS)
@@ -79,7 +72,7 @@ def main() -> None:
     batch.wait_idle()
     for tokens, label in ((4096, "4k first"), (4096, "4k again"), (3000, "3k first"), (6000, "6k first"),
                           (6000, "6k again"), (2000, "2k first")):
-        slices(prompt(tokens), label, profiled=label == "4k first")
+        slices(engine_bench.story_prompt_ids(engine, tokens), label, profiled=label == "4k first")
 
 
 if __name__ == "__main__":

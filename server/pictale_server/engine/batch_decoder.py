@@ -464,9 +464,9 @@ class BatchDecoder:
 
     def _release(self, lane: int) -> None:
         """The lane and its region free again (a prefill of its sequence stops); the lane's
-        device inputs back to scratch. The
-        bookkeeping comes first and the device writes cannot raise out of here: after a CUDA
-        error they fail too, and every other reader must still learn of the failure."""
+        device inputs back to scratch. The bookkeeping comes first and the device writes cannot
+        raise out of here: after a CUDA error they fail too, and every other reader must still
+        learn of the failure."""
         sequence = self._lanes[lane]
         if self._prefilling is not None and self._prefilling[0] is sequence:
             self._prefilling = None  # its prompt's next slice would write a freed region

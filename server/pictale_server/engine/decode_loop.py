@@ -26,8 +26,8 @@ from pictale_server.engine.decode_step import DecodeStep
 from pictale_server.engine.gpu_memory import release_cached_memory
 from pictale_server.engine.kv_buckets import KVBuckets
 from pictale_server.engine.request_sampler import RequestSampler, Rewind, SamplerMode
-from pictale_server.engine.token_readback import TokenReadback
 from pictale_server.engine.sampler_vocabulary import SamplerVocabulary
+from pictale_server.engine.token_readback import TokenReadback
 
 
 class ModelRunner(Protocol):

@@ -55,18 +55,20 @@ class Completion:
             raise ValueError("the vision model answers messages about exactly one image")
 
 
+def _seeded(sampling: Sampling, seed: int | None, offset: int) -> Sampling:
+    """`sampling` with seed + offset, where the request has a seed (so what it samples repeats)."""
+    return sampling if seed is None else replace(sampling, seed=(seed + offset) % 2**63)
+
+
 def choice_sampling(sampling: Sampling, n: int) -> list[Sampling]:
     """`n` choices: with a seed, choice i samples with seed + i, so each is reproducible."""
-    if sampling.seed is None:
-        return [sampling] * n
-    return [replace(sampling, seed=(sampling.seed + i) % 2**63) for i in range(n)]
+    return [_seeded(sampling, sampling.seed, i) for i in range(n)]
 
 
 def describe_sampling(seed: int | None, index: int) -> Sampling:
     """The scene description of attached image `index`: with the request's seed, seeded from
     it (seed + index), so a seeded request repeats its descriptions and so its answers."""
-    sampling = sampling_for("describe", "scene", {})
-    return sampling if seed is None else replace(sampling, seed=(seed + index) % 2**63)
+    return _seeded(sampling_for("describe", "scene", {}), seed, index)
 
 
 def _scene(descriptions: Sequence[str]) -> str | None:
