@@ -148,12 +148,12 @@ STARTUP_TIMEOUT_S = 5 * 60  # container start and imports (and, with GPU snapsho
 REQUEST_TIMEOUT_S = 30 * 60  # one HTTP request, queue wait and a long story included
 MIN_CONTAINERS = 0  # scale to zero; 1 keeps a GPU warm around the clock
 MAX_CONTAINERS = DEPLOY.max_containers  # 1 unless PICTALE_MAX_CONTAINERS says otherwise
-# Requests one container accepts: what its scheduler runs or queues (the writer's streams, one
-# describe, PICTALE_QUEUE_DEPTH waiting for each model), and room for resumes, lookups, cancels
-# and health. Modal starts another container (up to max_containers) once a container has more
-# than TARGET_INPUTS: as many as it runs at once, before any has to queue.
+# Requests one container accepts: what its scheduler runs or queues (the writer's streams, the
+# vision model's, PICTALE_QUEUE_DEPTH waiting for each model), and room for resumes, lookups,
+# cancels and health. Modal starts another container (up to max_containers) once a container
+# has more than TARGET_INPUTS: as many as it runs at once, before any has to queue.
 QUEUE_DEPTH = 8  # the server's PICTALE_QUEUE_DEPTH default
-TARGET_INPUTS = DEPLOY.writer_streams + 1
+TARGET_INPUTS = DEPLOY.writer_streams + DEPLOY.vision_streams
 MAX_CONCURRENT_INPUTS = TARGET_INPUTS + 2 * QUEUE_DEPTH + 7
 # Loaded models and captured graphs go into the snapshot only with PICTALE_GPU_SNAPSHOT=on
 # (alpha; docs/deploy.md, "Cold starts"). Without it the snapshot holds the imports.

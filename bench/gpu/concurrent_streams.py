@@ -1,5 +1,5 @@
-"""Many writer streams at once through the engine's batch (engine/batch_decoder.py), timed per
-token: what engine_bench.py's concurrency phase reports for each number of streams.
+"""Many streams at once through one model's batch (engine/batch_decoder.py), timed per token:
+what engine_bench.py's concurrency phase reports for each number of streams.
 
 Each stream reads token ids straight from the batch (random weights sample ids the small
 tokenizer cannot spell, so text chunks would be held back and could not be timed).
@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-
 
 @dataclass
 class StreamTiming:
@@ -38,8 +37,9 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def run_streams(batch, prompts: list[torch.Tensor], sampling_for) -> dict:
-    """All `prompts` submitted at once, one thread each; their timings summed up."""
+def run_streams(batch, prompts: list[tuple[object, torch.Tensor]], sampling_for) -> dict:
+    """All `prompts` (each as the runner takes it, and its token ids) submitted at once, one
+    thread each; their timings summed up."""
     timings = [StreamTiming(0.0) for _ in prompts]
     errors: list[str] = []
     start_gate = threading.Barrier(len(prompts) + 1)
@@ -49,7 +49,8 @@ def run_streams(batch, prompts: list[torch.Tensor], sampling_for) -> dict:
         start_gate.wait()
         timing.submitted = time.perf_counter()
         try:
-            for _ in batch.tokens(None, prompts[index], sampling_for(index), 1000 + index):
+            inputs, ids = prompts[index]
+            for _ in batch.tokens(inputs, ids, sampling_for(index), 1000 + index):
                 now = time.perf_counter()
                 if timing.first is None:
                     timing.first = now

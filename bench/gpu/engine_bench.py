@@ -17,9 +17,10 @@ Phases (each a subprocess, so its memory cap and peak are its own):
              a pipeline, and the first decode step's logits
   reference  the same engine with the fast path off (transformers' forward, bitsandbytes'
              matmuls): decode speeds and first-step logits, the fast path's baseline and oracle
-  concurrency  1-16 writer streams at once through the batch, and a mixed case of 4k-token
-             histories with short prompts: aggregate and per-stream rates, TTFT, the longest
-             decode stall, peak memory (bench/gpu/concurrent_streams.py)
+  concurrency  1-16 writer streams at once through the batch, a mixed case of 4k-token
+             histories with short prompts, and 1-8 describes at once through the vision
+             model's batch: aggregate and per-stream rates, TTFT, the longest decode stall,
+             peak memory (bench/gpu/concurrent_streams.py)
 Engine options reach a phase as arguments (`--fast-path`), never by patching the package.
 Results: $OUT/engine-bench.json; bench/results/engine-bench.json keeps the committed copy.
 """
@@ -382,44 +383,65 @@ def phase_engine(args) -> dict:
 
 
 def phase_concurrency(args) -> dict:
-    """1, 2, 4, 8 and 16 writer streams at once (512-token prompts, 256 new tokens), and a mixed
-    case of 4 roleplay histories of 4k tokens with 4 short prompts, both models resident
-    under the A10G cap: aggregate and per-stream rates, TTFT, the longest decode stall, peak."""
+    """1, 2, 4, 8 and 16 writer streams at once (512-token prompts, 256 new tokens), a mixed
+    case of 4 roleplay histories of 4k tokens with 4 short prompts, and 1, 2, 4 and 8 describes
+    of a 1 MP picture at once (256 new tokens), both models resident under the A10G cap:
+    aggregate and per-stream rates, TTFT, the longest decode stall, peak."""
+    import numpy as np
     import torch
     from concurrent_streams import run_streams
     from gpu_env import cap_to_a10g, peak_gib
+    from PIL import Image
 
     from pictale_server.engine.base import Sampling
     from pictale_server.engine.kv_pool import bytes_per_token
+    from pictale_server.engine.runners import WriterPrompt
+    from pictale_server.runtime.prompts import describe_messages
 
     cap = cap_to_a10g()
-    engine, load_s = _engine("nf4", fast_path=args.fast_path, writer_streams=16)
+    engine, load_s = _engine("nf4", fast_path=args.fast_path, writer_streams=16, vision_streams=8)
     batch = engine.loaded("writer").loop
+    vision_batch = engine.loaded("vision").loop
     per_token = bytes_per_token(engine.loaded("writer").model.config, torch.bfloat16)
     result: dict = {**cap, "concurrency_load_s": load_s, "pool_tokens": batch.pool.tokens,
-                    "pool_gib": batch.pool.tokens * per_token / 2**30, "lanes": batch.lanes}
+                    "pool_gib": batch.pool.tokens * per_token / 2**30, "lanes": batch.lanes,
+                    "vision_pool_tokens": vision_batch.pool.tokens, "vision_lanes": vision_batch.lanes}
 
     def sampling(_index: int) -> Sampling:
         return Sampling(max_tokens=DECODE_TOKENS, temperature=0.8, min_p=0.05, repetition_penalty=1.05)
 
-    short = story_prompt_ids(engine, PROMPT_TOKENS)
+    def run(name: str, loop, prompts, sampling_for=sampling) -> None:
+        cases[name] = run_streams(loop, prompts, sampling_for)
+        cases[name]["peak_gib"] = peak_gib()
+        print(json.dumps({name: cases[name]}), flush=True)
+
+    ids = story_prompt_ids(engine, PROMPT_TOKENS)
+    short = (WriterPrompt(ids), ids)
     run_streams(batch, [short], sampling)  # warm-up
-    cases = {}
+    cases: dict = {}
     for streams in (1, 2, 4, 8, 16):
-        cases[str(streams)] = run_streams(batch, [short] * streams, sampling)
-        cases[str(streams)]["peak_gib"] = peak_gib()
-        print(json.dumps({streams: cases[str(streams)]}), flush=True)
+        run(str(streams), batch, [short] * streams)
     # What `deterministic` costs a stream decoded alone or beside one other: tensor cores at
     # every step, against the CUDA-core kernel of the plain runs above.
     for streams in (1, 2):
-        cases[f"{streams}_deterministic"] = run_streams(
-            batch, [short] * streams, lambda i: dataclasses.replace(sampling(i), deterministic=True)
-        )
-        cases[f"{streams}_deterministic"]["peak_gib"] = peak_gib()
-        print(json.dumps({f"{streams}_deterministic": cases[f"{streams}_deterministic"]}), flush=True)
-    long = story_prompt_ids(engine, 4096)
-    cases["mixed_4x4k_4x512"] = run_streams(batch, [long, short] * 4, sampling)
-    cases["mixed_4x4k_4x512"]["peak_gib"] = peak_gib()
+        run(f"{streams}_deterministic", batch, [short] * streams, lambda i: dataclasses.replace(sampling(i), deterministic=True))
+    long_ids = story_prompt_ids(engine, 4096)
+    run("mixed_4x4k_4x512", batch, [(WriterPrompt(long_ids), long_ids), short] * 4)
+
+    # Describes: a different random 1 MP picture each (~1,280 image tokens), the batch's rows
+    # each with its own rotary offset.
+    rng = np.random.default_rng(0)
+    vision = engine.loaded("vision")
+    pictures = []
+    for _ in range(8):
+        picture = Image.fromarray(rng.integers(0, 255, (1000, 1000, 3), dtype=np.uint8))
+        inputs = engine._vision_inputs(picture, describe_messages("detailed")).to(engine._device, vision.model.dtype)
+        pictures.append((inputs, inputs.input_ids))
+    result["describe_prompt_tokens"] = pictures[0][1].shape[1]
+    run_streams(vision_batch, pictures[:1], sampling)  # warm-up
+    for streams in (1, 2, 4, 8):
+        run(f"describe_{streams}", vision_batch, pictures[:streams])
+
     result["concurrency"] = cases
     one = cases["1"]["aggregate_tok_s"]
     eight = cases["8"]
@@ -429,6 +451,11 @@ def phase_concurrency(args) -> dict:
     result["deterministic_alone_of_plain"] = (
         cases["1_deterministic"]["per_stream_decode_tok_s_median"] / cases["1"]["per_stream_decode_tok_s_median"]
     )
+    alone = cases["describe_1"]["per_stream_decode_tok_s_median"]
+    for streams in (2, 4, 8):
+        case = cases[f"describe_{streams}"]
+        result[f"describe_{streams}_steady_aggregate_of_one"] = (case["steady_aggregate_tok_s"] or 0) / alone
+        result[f"describe_{streams}_aggregate_of_one"] = case["aggregate_tok_s"] / cases["describe_1"]["aggregate_tok_s"]
     result["peak_gib"] = max(case["peak_gib"] for case in cases.values())
     return result
 

@@ -72,7 +72,9 @@ def create_app(
     services = Services(
         engine=engine,
         settings=settings,
-        scheduler=Scheduler(settings.queue_depth, settings.caller_queue_share, settings.writer_streams),
+        scheduler=Scheduler(
+            settings.queue_depth, settings.caller_queue_share, settings.writer_streams, settings.vision_streams
+        ),
         runs=RunRegistry(
             settings.run_retention_s, log_bytes_per_caller=settings.run_log_bytes_per_caller
         ),

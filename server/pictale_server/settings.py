@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     # Writer streams decoded together (continuous batching, engine/batch_decoder.py): a stream
     # starts once a lane and KV memory for its prompt + max_tokens are free.
     writer_streams: int = Field(8, ge=1, le=16)
+    # Describes decoded together, likewise (the vision model's batch; its KV pool holds 2,048
+    # tokens a stream, and at least one describe of the longest the contract allows).
+    vision_streams: int = Field(4, ge=1, le=16)
 
     @property
     def caller_queue_share(self) -> int:

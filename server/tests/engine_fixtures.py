@@ -11,10 +11,8 @@ import pytest
 from PIL import Image
 
 from pictale_server.engine.batch_decoder import BatchDecoder
-from pictale_server.engine.decode_loop import DecodeLoop
 from pictale_server.engine.decode_step import ReferenceStep
 from pictale_server.engine.dev.models import DevModelPaths, ensure_dev_models
-from pictale_server.engine.kv_buckets import KVBuckets
 from pictale_server.engine.kv_pool import PAGE_TOKENS, KVPool
 from pictale_server.engine.loader import load_engine
 from pictale_server.engine.transformers_engine import TransformersEngine
@@ -58,27 +56,30 @@ def scene_image(size: tuple[int, int] = (320, 240)) -> Image.Image:
 
 
 def decoder_of(
-    engine: TransformersEngine, *, pages: int | None = None, lanes: int = 4
+    engine: TransformersEngine, *, pages: int | None = None, lanes: int = 4, model: str = "writer"
 ) -> BatchDecoder:
-    """A batch of its own over the dev writer (a pool of `pages` pages where given: one
-    request's worst case over 256 tokens then fills two)."""
-    writer = engine.loaded("writer")
-    shared: BatchDecoder = writer.loop
+    """A batch of its own over a dev model (a pool of `pages` pages where given: one request's
+    worst case over 256 tokens then fills two)."""
+    loaded = engine.loaded(model)
+    shared: BatchDecoder = loaded.loop
     pool = shared.pool
     if pages is not None:
-        model = writer.model
-        pool = KVPool(model.config, (pages + 1) * PAGE_TOKENS, dtype=model.dtype, device=shared.device)
+        pool = KVPool(loaded.model.config, (pages + 1) * PAGE_TOKENS, dtype=loaded.model.dtype, device=shared.device)
     return BatchDecoder(
         shared.runner, pool, shared.step, lanes=lanes, vocab_size=shared.vocab_size,
-        context_tokens=shared.context_tokens, vocabulary=shared.samplers[0].vocabulary,
+        context_tokens=shared.context_tokens, vocabulary=shared.samplers[0].vocabulary, name=shared.name,
     )
 
 
-def reference_loop(runner, *, cache_tokens: int, vocab_size: int) -> DecodeLoop:
-    """A decode loop on the reference step over a fresh KV buffer, on the runner's device."""
+def reference_loop(runner, *, cache_tokens: int, vocab_size: int, lanes: int = 1) -> BatchDecoder:
+    """A batch on the reference step over a fresh pool of `cache_tokens` slots, on the
+    runner's device."""
     model = runner.model
-    buckets = KVBuckets(model.config, cache_tokens, dtype=model.dtype, device=model.device)
-    return DecodeLoop(runner, buckets, ReferenceStep(runner), vocab_size=vocab_size)
+    pool = KVPool(model.config, -(-cache_tokens // PAGE_TOKENS) * PAGE_TOKENS + PAGE_TOKENS, dtype=model.dtype, device=model.device)
+    return BatchDecoder(
+        runner, pool, ReferenceStep(runner), lanes=lanes, vocab_size=vocab_size, context_tokens=cache_tokens,
+        name="the model",
+    )
 
 
 def guarded_tokens(steps, guard) -> list[int]:

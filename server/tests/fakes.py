@@ -51,6 +51,7 @@ class FakeEngine:
     vision_id: str = "fake/vision"
     writer_id: str = "fake/writer"
     writer_admission: bool = False  # every request starts when called: Started means running
+    vision_admission: bool = False
 
     def __post_init__(self) -> None:
         self.release = threading.Event()
@@ -79,7 +80,7 @@ class FakeEngine:
         self.loaded = True
 
     def stream_vision(
-        self, image: Image, messages: Sequence[ChatMessage], sampling: Sampling, cancel: Cancel
+        self, image: Image, messages: Sequence[ChatMessage], sampling: Sampling, cancel: Cancel, *, admission=None
     ) -> Iterator[Chunk]:
         return self._stream("vision", self.vision, image, messages, sampling, cancel)
 

@@ -22,6 +22,7 @@ from pictale_server.engine.batch_decoder import PREFILL_SLICE_TOKENS, RUN_AHEAD_
 from pictale_server.engine.batch_sequence import Ended, Sequence
 from pictale_server.engine.fast_path.fast_step import FastStep
 from pictale_server.engine.request_sampler import Rewind
+from pictale_server.engine.runners import WriterPrompt
 
 PROMPT = [ChatMessage(role="user", content="The lighthouse keeper counted the ships at dusk.")]
 
@@ -39,7 +40,7 @@ def run_all(decoder: BatchDecoder, requests: list[tuple[torch.Tensor, Sampling, 
     def consume(index: int) -> None:
         ids, sampling, seed = requests[index]
         try:
-            results[index] = list(decoder.tokens(None, ids, sampling, seed))
+            results[index] = list(decoder.tokens(WriterPrompt(ids), ids, sampling, seed))
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -93,7 +94,7 @@ def hold_lane(
 ) -> Sequence:
     """Put a request straight into `lane` (no admission, no prefill), `answer` tokens made,
     with a region of the pool where asked: a step's bookkeeping, without a model."""
-    sequence = Sequence(ids, sampling, 0)
+    sequence = Sequence(WriterPrompt(ids), ids, sampling, 0)
     sequence.lane, sequence.answer = lane, answer
     if region:
         sequence.region = decoder.pool.reserve(sequence.worst_case_tokens)
@@ -122,9 +123,9 @@ def test_a_reader_that_falls_behind_holds_its_lane_where_it_is(dev_engine, decod
     sampling = Sampling(max_tokens=40, temperature=0.0)
     ids = prompt_ids(dev_engine)
     alone = run_all(decoder, [(ids, sampling, 1)])[0]
-    slow = decoder.tokens(None, ids, sampling, 1)
+    slow = decoder.tokens(WriterPrompt(ids), ids, sampling, 1)
     read = [next(slow) for _ in range(5)]
-    other = threading.Thread(target=lambda: list(decoder.tokens(None, ids, Sampling(max_tokens=150, temperature=1.0), 2)))
+    other = threading.Thread(target=lambda: list(decoder.tokens(WriterPrompt(ids), ids, Sampling(max_tokens=150, temperature=1.0), 2)))
     other.start()
     other.join(60)  # 150 steps of the other lane while this reader waits
     lane = next(i for i, s in enumerate(decoder._lanes) if s is not None)
@@ -139,7 +140,7 @@ def test_a_creative_request_with_rewinds_is_batch_invariant(dev_engine, decoder)
 
     def guarded() -> list[int]:
         guard = PhraseGuard(tokenizer, sampling.banned_phrases)
-        assert guarded_tokens(decoder.tokens(None, prompt_ids(dev_engine), sampling, 0), guard)  # rewound
+        assert guarded_tokens(decoder.tokens(WriterPrompt(prompt_ids(dev_engine)), prompt_ids(dev_engine), sampling, 0), guard)  # rewound
         return guard.ids
 
     alone = guarded()
@@ -153,8 +154,8 @@ def test_a_creative_request_with_rewinds_is_batch_invariant(dev_engine, decoder)
 
 
 def test_a_closed_stream_frees_its_lane_and_region_while_others_go_on(dev_engine, decoder) -> None:  # noqa: F811
-    long = decoder.tokens(None, prompt_ids(dev_engine), Sampling(max_tokens=200, temperature=1.0, seed=1), 1)
-    short = decoder.tokens(None, prompt_ids(dev_engine), Sampling(max_tokens=200, temperature=1.0, seed=2), 2)
+    long = decoder.tokens(WriterPrompt(prompt_ids(dev_engine)), prompt_ids(dev_engine), Sampling(max_tokens=200, temperature=1.0, seed=1), 1)
+    short = decoder.tokens(WriterPrompt(prompt_ids(dev_engine)), prompt_ids(dev_engine), Sampling(max_tokens=200, temperature=1.0, seed=2), 2)
     next(long), next(short)
     for _ in range(3):
         next(short)
@@ -216,7 +217,7 @@ class Reader:
         self.told, self.cancel = Told(), Cancel()
         self.tokens: list[int] = []
         self._steps = decoder.tokens(
-            None, ids, Sampling(max_tokens=max_tokens, temperature=1.0, seed=seed), seed,
+            WriterPrompt(ids), ids, Sampling(max_tokens=max_tokens, temperature=1.0, seed=seed), seed,
             cancel=self.cancel, admission=self.told,
         )
         self._leave = threading.Event()
@@ -304,19 +305,19 @@ def test_running_streams_decode_between_the_slices_of_a_long_prompt(dev_engine, 
     runner = decoder.runner
     original = runner.prefill_slices
 
-    def spying(inputs, cache, tokens):
-        for result in original(inputs, cache, tokens):
+    def spying(inputs, cache, tokens, *, row):
+        for result in original(inputs, cache, tokens, row=row):
             slices_seen.append(decoder.stats.steps)
             yield result
 
     runner.prefill_slices = spying
     try:
-        running = decoder.tokens(None, prompt_ids(dev_engine), Sampling(max_tokens=300, temperature=1.0, seed=3), 3)
+        running = decoder.tokens(WriterPrompt(prompt_ids(dev_engine)), prompt_ids(dev_engine), Sampling(max_tokens=300, temperature=1.0, seed=3), 3)
         next(running)
         slices_seen.clear()
         long_ids = prompt_ids(dev_engine, words=150)
         assert PREFILL_SLICE_TOKENS < long_ids.shape[1] < decoder.context_tokens - 4
-        first = next(decoder.tokens(None, long_ids, Sampling(max_tokens=4, temperature=0.0), 0))
+        first = next(decoder.tokens(WriterPrompt(long_ids), long_ids, Sampling(max_tokens=4, temperature=0.0), 0))
         assert isinstance(first, int)
         running.close()
     finally:
@@ -331,17 +332,17 @@ def test_a_failing_prefill_fails_only_its_own_request(dev_engine, decoder) -> No
     original = runner.prefill_slices
     bad = prompt_ids(dev_engine, words=1)
 
-    def failing(inputs, cache, tokens):
+    def failing(inputs, cache, tokens, *, row):
         if inputs.input_ids.shape == bad.shape:
             raise RuntimeError("CUDA out of memory (simulated)")
-        yield from original(inputs, cache, tokens)
+        yield from original(inputs, cache, tokens, row=row)
 
     runner.prefill_slices = failing
     try:
-        good = decoder.tokens(None, prompt_ids(dev_engine), Sampling(max_tokens=30, temperature=1.0, seed=4), 4)
+        good = decoder.tokens(WriterPrompt(prompt_ids(dev_engine)), prompt_ids(dev_engine), Sampling(max_tokens=30, temperature=1.0, seed=4), 4)
         next(good)
         with pytest.raises(RuntimeError, match="simulated"):
-            list(decoder.tokens(None, bad, Sampling(max_tokens=8), 0))
+            list(decoder.tokens(WriterPrompt(bad), bad, Sampling(max_tokens=8), 0))
         assert len(list(good)) == 29
     finally:
         del runner.prefill_slices
@@ -385,7 +386,7 @@ def test_a_step_whose_tokens_cannot_be_read_fails_its_streams_and_the_batch_goes
         deliver(step)
 
     sampling = Sampling(max_tokens=30, temperature=1.0)
-    streams = [decoder.tokens(None, prompt_ids(dev_engine), sampling, seed) for seed in (1, 2)]
+    streams = [decoder.tokens(WriterPrompt(prompt_ids(dev_engine)), prompt_ids(dev_engine), sampling, seed) for seed in (1, 2)]
     for stream in streams:
         next(stream)  # both decoding
     decoder._deliver_step = failing
@@ -398,7 +399,8 @@ def test_a_step_whose_tokens_cannot_be_read_fails_its_streams_and_the_batch_goes
 
 
 def test_a_token_in_flight_counts_against_max_tokens_and_the_readers_backlog() -> None:
-    sequence = Sequence(torch.zeros((1, 5), dtype=torch.int64), Sampling(max_tokens=3), 0)
+    ids = torch.zeros((1, 5), dtype=torch.int64)
+    sequence = Sequence(WriterPrompt(ids), ids, Sampling(max_tokens=3), 0)
     sequence.region = object()
     sequence.answer, sequence.pending = 2, 0
     assert BatchDecoder._stepping(sequence)
@@ -431,7 +433,7 @@ def test_a_token_in_flight_when_its_request_rewinds_is_dropped(dev_engine) -> No
 
 
 def test_a_rewind_without_creative_sampling_is_refused(dev_engine, decoder) -> None:  # noqa: F811
-    steps = decoder.tokens(None, prompt_ids(dev_engine), Sampling(max_tokens=8, temperature=0.0), 0)
+    steps = decoder.tokens(WriterPrompt(prompt_ids(dev_engine)), prompt_ids(dev_engine), Sampling(max_tokens=8, temperature=0.0), 0)
     next(steps)
     with pytest.raises(ValueError, match="rewinds need"):
         steps.send(Rewind(0, 1))

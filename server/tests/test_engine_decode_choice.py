@@ -12,7 +12,7 @@ from transformers import MistralConfig, MistralForCausalLM
 from pictale_server.engine import decode_choice
 from pictale_server.engine.decode_choice import FastImplementation, choose_decode_step
 from pictale_server.engine.decode_step import ReferenceStep
-from pictale_server.engine.kv_buckets import KVBuckets
+from pictale_server.engine.kv_pool import KVPool
 from pictale_server.engine.runners import CausalLMRunner
 from pictale_server.kernels.nf4_cuda import CudaKernelUnavailable
 from pictale_server.settings import Settings
@@ -28,8 +28,8 @@ def runner_and_caches():
     )
     torch.manual_seed(0)
     model = MistralForCausalLM(config).to(torch.bfloat16).eval()
-    buckets = KVBuckets(config, 64, dtype=torch.bfloat16, device=torch.device("cpu"))
-    return CausalLMRunner(model), list(buckets.caches.values())
+    pool = KVPool(config, 512, dtype=torch.bfloat16, device=torch.device("cpu"))
+    return CausalLMRunner(model), [pool.cache]
 
 
 def choose(runner_and_caches, setting="auto", device=torch.device("cpu")):

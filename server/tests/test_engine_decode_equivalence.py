@@ -1,4 +1,5 @@
-"""The engine's own decode loop (static cache, step function) against plain Hugging Face."""
+"""The engine's own decoding (a batch over a static KV pool, the reference step) against plain
+Hugging Face."""
 
 import pytest
 import torch
@@ -7,7 +8,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2_5_VLForCondi
 
 from pictale_server.engine.base import Sampling
 from pictale_server.engine.chat_format import format_chatml, format_tekken
-from pictale_server.engine.decode_loop import CacheNotWritten
+from pictale_server.engine.kv_pool import PAGE_TOKENS, KVPool
+from pictale_server.engine.batch_decoder import CacheNotWritten
 from pictale_server.engine.runners import CausalLMRunner, QwenVLRunner, WriterPrompt
 from pictale_server.engine.vision_inputs import VisionPreprocessor
 
@@ -43,15 +45,15 @@ def test_greedy_tokens_match_hf_generate(writer):
 
 
 def test_step_logits_match_a_full_forward_over_the_sequence(writer):
+    """Each step's logits (the batch's last logits after a request of that many tokens: the
+    same seed gives the same tokens) against one forward over the whole sequence."""
     model, tokenizer, loop = writer
     ids = writer_prompt(tokenizer)
     step_logits = []
-    tokens = []
-    for token in loop.tokens(
-        WriterPrompt(ids), ids, Sampling(max_tokens=12, temperature=0.9, seed=3), seed=3
-    ):
+    for count in range(1, 13):
+        sampling = Sampling(max_tokens=count, temperature=0.9, seed=3)
+        tokens = list(loop.tokens(WriterPrompt(ids), ids, sampling, seed=3))
         step_logits.append(loop.logits.clone())
-        tokens.append(token)
     full = torch.cat([ids, torch.tensor([tokens[:-1]])], dim=1)
     with torch.no_grad():
         reference = model(full).logits[0, ids.shape[1] - 1 :]
@@ -71,13 +73,12 @@ def test_the_cache_is_reset_between_requests(writer):
         )
     again = list(loop.tokens(WriterPrompt(short_ids), short_ids, GREEDY, seed=0))
     assert again == first
-    assert loop.written_tokens() == short_ids.shape[1] + GREEDY.max_tokens - 1
 
 
 class PrefillBesideTheCache(CausalLMRunner):
     """A forward that takes the cache under a keyword it does not know keeps its own cache."""
 
-    def prefill(self, inputs, cache):
+    def prefill(self, inputs, cache, *, row=0):
         return self.model(input_ids=inputs.input_ids, use_cache=True).logits[:, -1, :]
 
 
@@ -88,7 +89,7 @@ def test_a_model_that_does_not_write_the_cache_is_caught(writer, dev_model_paths
     unwritten = reference_loop(
         PrefillBesideTheCache(model), cache_tokens=256, vocab_size=model.config.vocab_size
     )
-    with pytest.raises(CacheNotWritten, match=f"wrote 2 of {ids.shape[1] + 2} tokens"):
+    with pytest.raises(CacheNotWritten, match=f"wrote 0 of {ids.shape[1]} tokens"):
         unwritten.check_cache_writes(WriterPrompt(ids), ids)
 
 
@@ -134,13 +135,16 @@ def test_a_loop_without_cuda_runs_its_steps_eagerly(writer):
     assert loop.graphs is False
 
 
-def test_chunked_prefill_gives_the_same_tokens_and_logits(writer):
+def test_chunked_prefill_gives_the_same_logits_and_cache(writer):
     model, tokenizer, loop = writer
     ids = writer_prompt(tokenizer, "The old lighthouse looks toward the evening sky. " * 3)
-    whole = list(loop.tokens(WriterPrompt(ids), ids, GREEDY, seed=0))
-    whole_logits = loop.logits.clone()
-    chunked_loop = reference_loop(CausalLMRunner(model, prefill_chunk_tokens=7), cache_tokens=256, vocab_size=model.config.vocab_size)
     assert ids.shape[1] > 3 * 7  # several chunks, the last one partial
-    chunked = list(chunked_loop.tokens(WriterPrompt(ids), ids, GREEDY, seed=0))
-    assert chunked == whole
-    assert torch.allclose(chunked_loop.logits, whole_logits, atol=1e-4, rtol=1e-4)
+    pool = KVPool(model.config, 3 * PAGE_TOKENS, dtype=model.dtype, device=CPU)
+    caches = [pool.region_cache(pool.reserve(ids.shape[1])) for _ in range(2)]
+    with torch.inference_mode():
+        whole = CausalLMRunner(model).prefill(WriterPrompt(ids), caches[0])
+        chunked = CausalLMRunner(model, prefill_chunk_tokens=7).prefill(WriterPrompt(ids), caches[1])
+    assert torch.allclose(chunked, whole, atol=1e-4, rtol=1e-4)
+    for ours, theirs in zip(caches[0].layers, caches[1].layers, strict=True):
+        assert int(ours.cumulative_length) == int(theirs.cumulative_length) == ids.shape[1]
+        assert torch.allclose(ours.keys, theirs.keys, atol=1e-4, rtol=1e-4)

@@ -83,7 +83,7 @@ def test_cancel_mid_generation_stops_within_the_tokens_the_batch_runs_ahead(dev_
     runner = dev_engine._writer.loop.runner
     steps = []
     original = runner.decode
-    monkeypatch.setattr(runner, "decode", lambda *args: steps.append(1) or original(*args))
+    monkeypatch.setattr(runner, "decode", lambda *args, **kwargs: steps.append(1) or original(*args, **kwargs))
     cancel = Cancel()
     chunks = []
     for chunk in dev_engine.stream_writer(

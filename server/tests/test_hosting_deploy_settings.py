@@ -9,7 +9,9 @@ from pictale_server.hosting.deploy_settings import CARDS, DeploySettingError, De
 
 def test_the_defaults_are_one_a10g_with_proxy_auth_and_no_gpu_snapshot():
     settings = DeploySettings.from_env({})
-    assert settings == DeploySettings(gpus=("A10G",), max_containers=1, proxy_auth=True, gpu_snapshot=False, writer_streams=8)
+    assert settings == DeploySettings(
+        gpus=("A10G",), max_containers=1, proxy_auth=True, gpu_snapshot=False, writer_streams=8, vision_streams=4,
+    )
     assert settings.gpu == "A10G"
 
 
@@ -22,7 +24,7 @@ def test_fallbacks_keep_their_order_and_modal_gets_a_list():
 def test_what_deploy_saw_reads_back_the_same_in_the_container():
     seen = DeploySettings.from_env(
         {"PICTALE_GPU": "L4,A10G", "PICTALE_MAX_CONTAINERS": "2", "PICTALE_PROXY_AUTH": "OFF", "PICTALE_GPU_SNAPSHOT": "on",
-         "PICTALE_WRITER_STREAMS": "12"}
+         "PICTALE_WRITER_STREAMS": "12", "PICTALE_VISION_STREAMS": "2"}
     )
     assert DeploySettings.from_env(seen.as_env()) == seen
 
@@ -76,7 +78,9 @@ def test_switches_take_on_or_off_and_nothing_else(name):
 
 
 @pytest.mark.parametrize(("value", "says"), [("0", "1 to 16"), ("17", "1 to 16"), ("many", "whole number")])
-def test_writer_streams_are_one_to_sixteen(value, says):
-    with pytest.raises(DeploySettingError, match=says):
-        DeploySettings.from_env({"PICTALE_WRITER_STREAMS": value})
-    assert DeploySettings.from_env({"PICTALE_WRITER_STREAMS": " 16 "}).writer_streams == 16
+@pytest.mark.parametrize("name", ["PICTALE_WRITER_STREAMS", "PICTALE_VISION_STREAMS"])
+def test_streams_are_one_to_sixteen(name, value, says):
+    with pytest.raises(DeploySettingError, match=f"{name}.*{says}"):
+        DeploySettings.from_env({name: value})
+    field = name.removeprefix("PICTALE_").lower()
+    assert getattr(DeploySettings.from_env({name: " 16 "}), field) == 16

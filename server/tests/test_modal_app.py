@@ -71,12 +71,13 @@ def test_server_class_matches_the_deploy_doc(recipe):
     assert module.LOAD_RESTART_WINDOW_S == int(table["load_restart_window"])
     server, status = [kwargs for _, kwargs in calls["concurrent"]]  # in the file's order
     assert server == {"max_inputs": int(table["max_inputs"]), "target_inputs": int(table["target_inputs"])}
-    # Room for what the server runs and queues: the writer's streams, one describe, a full
-    # queue for each model, and more besides.
+    # Room for what the server runs and queues: each model's streams, a full queue for each
+    # model, and more besides.
     settings = Settings()
     assert module.QUEUE_DEPTH == settings.queue_depth
-    runs_or_queues = settings.writer_streams + 1 + 2 * settings.queue_depth
-    assert int(table["target_inputs"]) == settings.writer_streams + 1 < runs_or_queues < int(table["max_inputs"])
+    runs_at_once = settings.writer_streams + settings.vision_streams
+    runs_or_queues = runs_at_once + 2 * settings.queue_depth
+    assert int(table["target_inputs"]) == runs_at_once < runs_or_queues < int(table["max_inputs"])
     assert status == {"max_inputs": module.STATUS_MAX_INPUTS}
 
 
@@ -95,13 +96,17 @@ def test_gpu_snapshots_are_an_opt_in_that_reaches_the_containers(monkeypatch):
 
 
 def test_gpu_fallbacks_and_max_containers_are_deploy_time_settings(monkeypatch):
-    module, calls = record_import(monkeypatch, PICTALE_GPU="a10g, L4", PICTALE_MAX_CONTAINERS="3", PICTALE_WRITER_STREAMS="16")
+    module, calls = record_import(
+        monkeypatch, PICTALE_GPU="a10g, L4", PICTALE_MAX_CONTAINERS="3", PICTALE_WRITER_STREAMS="16",
+        PICTALE_VISION_STREAMS="2",
+    )
     _, options = one_call(calls, "App.cls")
     assert options["gpu"] == ["A10G", "L4"]
     assert options["max_containers"] == 3
     server = [kwargs for _, kwargs in calls["concurrent"]][0]
-    assert server == {"max_inputs": 17 + 16 + 7, "target_inputs": 17}  # sized from the streams
+    assert server == {"max_inputs": 18 + 16 + 7, "target_inputs": 18}  # sized from the streams
     assert options["env"]["PICTALE_WRITER_STREAMS"] == "16"  # the containers decode as many
+    assert options["env"]["PICTALE_VISION_STREAMS"] == "2"
     inspect.signature(modal.App.cls).bind(module.app, **options)
 
 
@@ -242,6 +247,8 @@ class FakeEngine:
     profile = "reference"
     vision_id = "acme/vision"
     writer_id = "acme/writer"
+    writer_admission = False
+    vision_admission = False
 
     def __init__(self) -> None:
         self.release = threading.Event()

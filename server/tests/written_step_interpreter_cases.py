@@ -82,7 +82,12 @@ def tiny_qwen() -> Qwen2_5_VLForConditionalGeneration:
                        "out_hidden_size": 128, "fullatt_block_indexes": [0]},
     )
     torch.manual_seed(1)
-    return Qwen2_5_VLForConditionalGeneration(config).to(torch.bfloat16).eval()
+    model = Qwen2_5_VLForConditionalGeneration(config).to(torch.bfloat16).eval()
+    with torch.no_grad():  # sharp attention: at random init it is nearly uniform, and a wrong
+        for layer in model.model.language_model.layers:  # rotary position would not show
+            layer.self_attn.q_proj.weight.mul_(4)
+            layer.self_attn.k_proj.weight.mul_(4)
+    return model
 
 
 def static_cache(config) -> StaticCache:
@@ -145,7 +150,7 @@ def test_the_written_step_decodes_a_mistral_like_transformers():
 def test_the_written_step_decodes_qwen2_5_vl_text_with_its_rope_delta_like_transformers():
     model = tiny_qwen()
     runner = QwenVLRunner(model)
-    runner.rope_delta.fill_(-5)  # as if an image had taken rotary positions
+    runner.rope_deltas[0] = -5  # as if an image had taken rotary positions
     prompt = torch.randint(0, 200, (1, 11), generator=torch.Generator().manual_seed(4))
     slots = torch.arange(11).view(1, 1, -1)
     positions = torch.cat([slots, (slots - 5).expand(3, 1, -1)], dim=0)
@@ -194,6 +199,45 @@ def test_the_batched_step_decodes_two_sequences_in_one_pool_like_transformers():
             ours = step.rows(tokens, position, rows, pool.cache).float()
             for i, cache in enumerate(own):
                 theirs = runner.decode(tokens[i : i + 1], position[i : i + 1], cache).float()
+                assert torch.equal(ours[i].argmax(-1), theirs[0].argmax(-1)), i
+                torch.testing.assert_close(ours[i : i + 1], theirs, rtol=2e-2, atol=2e-2)
+            tokens = ours.argmax(-1).view(-1, 1)
+            position += 1
+
+
+def test_the_batched_step_gives_each_qwen2_5_vl_row_its_own_rope_delta_like_transformers():
+    """Two describes in one pool, their images having taken different rotary positions: each
+    row's logits follow transformers' forward with that row's delta (the batch's step reads
+    the runner's per-row deltas)."""
+    from pictale_server.engine.fast_path.written_step import RowRegions
+    from pictale_server.engine.kv_pool import KVPool
+
+    model = tiny_qwen()
+    runner = QwenVLRunner(model)
+    pool = KVPool(model.config, 3 * 256, dtype=torch.bfloat16, device=torch.device("cpu"))
+    step = written_step(runner, [pool.cache], None)
+    generator = torch.Generator().manual_seed(6)
+    prompts = [torch.randint(0, 200, (1, n), generator=generator) for n in (11, 15)]
+    deltas = (-5, 150)  # far apart: rotary is relative, so only a wrong delta at decode shows
+    regions = [pool.reserve(p.shape[1] + STEPS) for p in prompts]
+    own = [static_cache(model.config) for _ in prompts]
+    with torch.inference_mode():
+        tokens = []
+        for row, (prompt, delta, region, cache) in enumerate(zip(prompts, deltas, regions, own, strict=True)):
+            slots = torch.arange(prompt.shape[1]).view(1, 1, -1)
+            positions = torch.cat([slots, (slots + delta).expand(3, 1, -1)], dim=0)
+            for target in (pool.region_cache(region), cache):
+                out = model(input_ids=prompt, position_ids=positions, cache=target, use_cache=True, logits_to_keep=1)
+            runner.rope_deltas[row] = delta
+            tokens.append(out.logits[:, -1, :].argmax(-1).view(1, 1))
+        tokens = torch.cat(tokens)
+        position = torch.tensor([p.shape[1] for p in prompts])
+        rows = RowRegions(torch.tensor([r.start for r in regions]), torch.tensor([r.chunk for r in regions]),
+                          max(r.chunk for r in regions))
+        for _ in range(3):
+            ours = step.rows(tokens, position, rows, pool.cache).float()
+            for i, cache in enumerate(own):
+                theirs = runner.decode(tokens[i : i + 1], position[i : i + 1], cache, row=i).float()
                 assert torch.equal(ours[i].argmax(-1), theirs[0].argmax(-1)), i
                 torch.testing.assert_close(ours[i : i + 1], theirs, rtol=2e-2, atol=2e-2)
             tokens = ours.argmax(-1).view(-1, 1)

@@ -4,7 +4,7 @@ Front ends cannot do this for themselves: once a model has written "shivers down
 only the backend can go back. `PhraseGuard` watches the answer's text token by token. When the
 text completes a banned phrase (case aside), it asks the decode loop to rewind to the token
 where the phrase began and to sample that token again with the token it had chosen banned
-there (decode_loop.Rewind); the KV cache is simply written over from that slot on.
+there (request_sampler.Rewind); the KV cache is simply written over from that slot on.
 
 Text is released to the client only up to the first token that could still begin a banned
 phrase: while the text's end is a proper prefix of some phrase, the tokens that wrote that

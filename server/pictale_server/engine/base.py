@@ -138,6 +138,7 @@ class Engine(Protocol):
     # the `admission` of stream_writer / stream_writer_text: the serving layer then reports a
     # writer job as running only once it is admitted. False: every request starts when called.
     writer_admission: bool
+    vision_admission: bool  # the same for the vision model and stream_vision
 
     @property
     def vision_loaded(self) -> bool: ...
@@ -153,9 +154,16 @@ class Engine(Protocol):
         """How a loaded model decodes: {"path": "fast" | "reference", "reason": why not fast}."""
 
     def stream_vision(
-        self, image: Image, messages: Sequence[ChatMessage], sampling: Sampling, cancel: Cancel
+        self,
+        image: Image,
+        messages: Sequence[ChatMessage],
+        sampling: Sampling,
+        cancel: Cancel,
+        *,
+        admission: Admission | None = None,
     ) -> Iterator[Chunk]:
         """Generate from the vision model; `messages`' last user turn is about `image`.
+        `admission` as for stream_writer, where `vision_admission`.
 
         Raises engine.errors.EngineError subclasses (e.g. PromptTooLong) before the first chunk.
         """

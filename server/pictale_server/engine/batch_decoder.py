@@ -1,5 +1,6 @@
-"""Continuous batching for the writer: many sequences decode together, joining and leaving
-between steps, on one thread that owns the model's decode state.
+"""Continuous batching: many sequences of one model decode together, joining and leaving
+between steps, on one thread that owns the model's decode state. Both models decode this way,
+each in a batch of its own (the writer's lanes and the vision model's).
 
 Each sequence holds a lane (a row of the batched step's fixed input buffers) and a region of
 the KV pool (kv_pool.py), reserved for its worst case at admission: admission is by memory,
@@ -12,8 +13,9 @@ One loop iteration:
 1. settle: closed sequences give back their lane and region; rewinds (banned phrases) are
    applied to their lane's state;
 2. admit the next waiting sequence when a lane and a region are free, and run ONE slice of its
-   prompt (PREFILL_SLICE_TOKENS): a running stream never waits for more than one slice; tell
-   the waiting sequences whose place changed;
+   prompt (PREFILL_SLICE_TOKENS; a picture's prompt is one slice: runners.QwenVLRunner): a
+   running stream never waits for more than one slice; tell the waiting sequences whose place
+   changed;
 3. launch one decode step over the lanes 0..R-1 (R the smallest bucket holding every busy
    lane): on the fast path one forward for all rows (a CUDA graph per (R, largest attention
    chunk, NF4 kernel)), on the reference path one forward per row; then each lane samples with
@@ -49,13 +51,12 @@ from transformers import StaticCache
 
 from pictale_server.engine.base import Admission, Cancel, Sampling
 from pictale_server.engine.batch_sequence import Ended, Sequence, stream_tokens
-from pictale_server.engine.decode_loop import ModelRunner, _warm_up_stream, cache_write_counters
 from pictale_server.engine.decode_step import DecodeStep
 from pictale_server.engine.fast_path.written_step import LOGIT_ROWS, RowRegions
-from pictale_server.engine.gpu_memory import prepare_thread, release_cached_memory
-from pictale_server.engine.kv_pool import PAGE_TOKENS, KVPool
+from pictale_server.engine.gpu_memory import prepare_thread, release_cached_memory, warm_up_stream
+from pictale_server.engine.kv_pool import PAGE_TOKENS, KVPool, cache_write_counters
 from pictale_server.engine.request_sampler import RequestSampler, Rewind, SamplerRows
-from pictale_server.engine.runners import WriterPrompt
+from pictale_server.engine.runners import ModelRunner
 from pictale_server.engine.sampler_vocabulary import SamplerVocabulary
 from pictale_server.engine.token_readback import TokenReadback
 from pictale_server.kernels.attention_chunks import chunk_for
@@ -122,10 +123,12 @@ class BatchDecoder:
         vocab_size: int,
         context_tokens: int,
         vocabulary: SamplerVocabulary | None = None,
+        name: str,
     ) -> None:
         if not 1 <= lanes <= MAX_LANES:
             raise ValueError(f"lanes: 1..{MAX_LANES}, not {lanes}")
         device = pool.device
+        self.name = name  # the model's, in logs and errors
         self.runner = runner
         self.pool = pool
         self.step = step
@@ -199,22 +202,22 @@ class BatchDecoder:
         cancel: Cancel | None = None,
         admission: Admission | None = None,
     ):
-        """Generated token ids of one request, as DecodeLoop.tokens yields them (a Rewind may be
-        sent in); the request joins the batch at the first `next()`. `inputs` is the prompt as
-        the runner takes it, which for the writer is `prompt_ids` itself. `admission` hears the
-        request's place while it waits for memory and its admission; `cancel` set while it
-        waits takes it out of the line (it then yields no token)."""
+        """Generated token ids of one request (a Rewind may be sent in: batch_sequence.py); the
+        request joins the batch at the first `next()`. `inputs` is the prompt as the runner
+        takes it (runners.py), `prompt_ids` its token ids. `admission` hears the request's place
+        while it waits for memory and its admission; `cancel` set while it waits takes it out of
+        the line (it then yields no token)."""
         worst_case = prompt_ids.shape[-1] + sampling.max_tokens
         if worst_case > self.context_tokens or not self.pool.fits_alone(worst_case):
             raise ValueError(f"{prompt_ids.shape[-1]} + {sampling.max_tokens} tokens exceed the context")
         ids = prompt_ids.detach().view(1, -1).cpu()
-        sequence = Sequence(ids, sampling, seed, cancel=cancel, admission=admission)
+        sequence = Sequence(inputs, ids, sampling, seed, cancel=cancel, admission=admission)
         return stream_tokens(sequence, self)
 
     def submit(self, sequence: Sequence) -> None:
         with self._cond:
             if self._stopping:
-                raise RuntimeError("the writer's batch has stopped")
+                raise RuntimeError(f"{self.name}'s batch has stopped")
             self._start_locked()
             self._waiting.append(sequence)
             self._places_stale = True  # behind a blocked head it waits, and is told so
@@ -253,14 +256,14 @@ class BatchDecoder:
                 if idle and not self._waiting and all(s is None for s in self._lanes):
                     return
             if time.monotonic() > deadline:
-                raise TimeoutError("the writer's batch did not go idle")
+                raise TimeoutError(f"{self.name}'s batch did not go idle")
             time.sleep(0.005)
 
     # -- the thread ------------------------------------------------------------------------------
 
     def _start_locked(self) -> None:
         if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._loop, name="pictale-writer-batch", daemon=True)
+            self._thread = threading.Thread(target=self._loop, name=f"pictale-batch ({self.name})", daemon=True)
             self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -311,9 +314,9 @@ class BatchDecoder:
                 try:
                     self._tick()
                 except Exception as exc:  # noqa: BLE001 - no reader may wait for a thread that died
-                    logger.exception("the writer's batch failed")
+                    logger.exception("%s's batch failed", self.name)
                     self._fail_everything(exc)
-            self._fail_everything(RuntimeError("the writer's batch stopped"))
+            self._fail_everything(RuntimeError(f"{self.name}'s batch stopped"))
 
     def _tick(self) -> None:
         self._settle()
@@ -415,7 +418,7 @@ class BatchDecoder:
         self._caches[lane] = cache
         sampler = self.samplers[lane]
         sampler.reset(head.sampling, head.seed, head.prompt_ids)
-        slices = self.runner.prefill_slices(WriterPrompt(head.prompt_ids), cache, PREFILL_SLICE_TOKENS)
+        slices = self.runner.prefill_slices(head.inputs, cache, PREFILL_SLICE_TOKENS, row=lane)
         self._prefilling = (head, slices)
 
     def _tell_places(self) -> None:
@@ -541,7 +544,9 @@ class BatchDecoder:
             per_lane = {lane: logits[lane : lane + 1] for lane in stepping}
         else:
             per_lane = {
-                lane: self.runner.decode(self.token[lane : lane + 1], self.position[lane : lane + 1], self._caches[lane])
+                lane: self.runner.decode(
+                    self.token[lane : lane + 1], self.position[lane : lane + 1], self._caches[lane], row=lane
+                )
                 for lane in stepping
             }
         slot = self._launched % 2
@@ -619,7 +624,7 @@ class BatchDecoder:
         def forward() -> torch.Tensor:
             return self.step.rows(self.token[:rows], self.position[:rows], regions, self.pool.cache, tensor_cores)
 
-        side = _warm_up_stream(self.device)
+        side = warm_up_stream(self.device)
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(2):
@@ -634,8 +639,8 @@ class BatchDecoder:
 
     # -- at load ---------------------------------------------------------------------------------
 
-    def check_cache_writes(self, prompt_ids: torch.Tensor) -> None:
-        """Prefill `prompt_ids` into a region and check that the region's write counter followed.
+    def check_cache_writes(self, inputs: object, prompt_ids: torch.Tensor) -> None:
+        """Prefill a prompt into a region and check that the region's write counter followed.
 
         The prefill is the model's own forward, handed the region's static cache by keyword; a
         transformers release that names that keyword differently takes the cache into its
@@ -646,7 +651,7 @@ class BatchDecoder:
         try:
             cache = self.pool.region_cache(region)
             with torch.inference_mode():
-                self.runner.prefill(WriterPrompt(prompt_ids.view(1, -1)), cache)
+                self.runner.prefill(inputs, cache)
             written = int(cache_write_counters(cache)[0].item())
         finally:
             self.pool.release(region)
@@ -656,7 +661,7 @@ class BatchDecoder:
                 "is the installed transformers the version pictale pins?"
             )
 
-    def warm_samplers(self, prompt_ids: torch.Tensor) -> None:
+    def warm_samplers(self, inputs: object, prompt_ids: torch.Tensor) -> None:
         """Two tokens in each sampler mode (plain, ranked, creative), so their kernels compile
         at load, not in a request."""
         for sampling in (
@@ -664,7 +669,7 @@ class BatchDecoder:
             Sampling(max_tokens=2, temperature=1.0, top_p=0.5),
             Sampling(max_tokens=2, temperature=1.0, presence_penalty=0.1),
         ):
-            for _ in self.tokens(None, prompt_ids, sampling, seed=0):
+            for _ in self.tokens(inputs, prompt_ids, sampling, seed=0):
                 pass
 
     def capture_graphs(self) -> None:

@@ -1,4 +1,4 @@
-"""One request in the writer's batch, as its consumer and the decoder thread share it.
+"""One request in a model's batch, as its consumer and the decoder thread share it.
 
 The consumer (the request's worker thread, through `stream_tokens`) reads tokens from the
 sequence's queue and may send a `Rewind` or close; the decoder thread (batch_decoder.py) puts
@@ -37,6 +37,7 @@ class Ended:
 
 @dataclass(eq=False)
 class Sequence:
+    inputs: object  # the prompt as the model's runner takes it (runners.py)
     prompt_ids: torch.Tensor  # (1, L) int64
     sampling: Sampling
     seed: int

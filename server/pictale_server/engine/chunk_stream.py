@@ -3,7 +3,7 @@
 Stops at an end-of-turn token, a stop string, `max_tokens` or the cancel flag, which is read
 between tokens: the decode step for the next token only runs when this asks for it. With
 banned phrases, a token that completes one sends the decode loop back to where the phrase
-began (banned_phrases.py, decode_loop.Rewind); without, the guard lets every token's text
+began (banned_phrases.py, request_sampler.Rewind); without, the guard lets every token's text
 through as it comes.
 """
 

@@ -66,3 +66,17 @@ def release_cached_memory(device: torch.device) -> None:
     """Return cached, unused segments to the GPU (one device synchronization)."""
     if device.type == "cuda":
         torch.cuda.empty_cache()
+
+
+_warm_up_streams: dict[torch.device, torch.cuda.Stream] = {}
+_warm_up_lock = threading.Lock()
+
+
+def warm_up_stream(device: torch.device) -> torch.cuda.Stream:
+    """The one stream every graph capture on `device` warms up on. cuBLAS keeps a workspace
+    (32 MiB on Hopper) for each stream it has run on, for good: a fresh stream per capture held
+    32 MiB per captured graph (0.28 GiB for nine graphs, measured on an H200)."""
+    with _warm_up_lock:
+        if device not in _warm_up_streams:
+            _warm_up_streams[device] = torch.cuda.Stream(device)
+        return _warm_up_streams[device]

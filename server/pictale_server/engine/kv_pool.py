@@ -1,4 +1,4 @@
-"""The writer's KV memory as one pool of cache slots that the sequences of a batch share.
+"""A model's KV memory as one pool of cache slots that the sequences of its batch share.
 
 Admission is by memory, not by count: a sequence reserves a region of the pool for its
 worst case (prompt + max_tokens, rounded up to whole pages) when it is admitted, and gives it
@@ -7,8 +7,9 @@ decode kernels read a region as one range of slots: region_decode_attention) and
 fit over a free list kept sorted; neighbouring free ranges merge on release. The pool's last
 page is scratch: the rows of a batched step that no sequence holds read and write only there.
 
-The pool's size comes from the card: what is free once both models are resident, less room
-for prefill's temporaries (`pool_tokens`).
+The writer's pool takes what is free on the card once both models and the vision model's
+pool are resident, less room for prefill's temporaries (`pool_tokens`); the vision model's is
+sized by its lanes (engine/transformers_engine.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from dataclasses import dataclass
 import torch
 from transformers import StaticCache
 
-from pictale_server.engine.kv_buckets import kv_shape, view_layer
 from pictale_server.kernels.attention_chunks import chunk_for
 
 PAGE_TOKENS = 256  # reservations are whole pages: fewer, larger holes between regions
@@ -39,6 +39,31 @@ class Region:
     def chunk(self) -> int:
         """Slots per attention program over this region (region_decode_attention)."""
         return chunk_for(self.length)
+
+
+def kv_shape(config) -> tuple[int, int]:
+    """KV heads and head dim of a (text) model's attention."""
+    text = config.get_text_config()
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    return text.num_key_value_heads, head_dim
+
+
+def view_layer(layer, full_layer, length: int, start: int = 0) -> None:
+    """Make `layer` (a fresh StaticLayer of `length` slots) a window onto `full_layer`'s buffer,
+    from slot `start`, with a write counter of its own at 0."""
+    layer.device = full_layer.device
+    layer.batch_size, layer.num_heads = full_layer.batch_size, full_layer.num_heads
+    layer.k_head_dim, layer.v_head_dim = full_layer.k_head_dim, full_layer.v_head_dim
+    layer.keys = full_layer.keys[:, :, start : start + length]
+    layer.values = full_layer.values[:, :, start : start + length]
+    layer.cumulative_length = torch.zeros_like(full_layer.cumulative_length)
+    layer.is_initialized = True
+
+
+def cache_write_counters(cache: StaticCache) -> list[torch.Tensor]:
+    """Each layer's write counter: a static cache writes at its counter, not at the positions
+    it is given, so whoever moves a sequence's position (a rewind) moves these too."""
+    return [layer.cumulative_length for layer in cache.layers]
 
 
 def bytes_per_token(config, dtype: torch.dtype) -> int:

@@ -1,9 +1,9 @@
 """One request's sampling state on the device: its settings, the token it fed back, what it has
 seen, the creative samplers' buffers, and the bans and rewinds of banned phrases.
 
-Both decode loops keep one per sequence they run: `DecodeLoop` (one request at a time, the
-vision model) and `BatchDecoder` (many at once, the writer). Every buffer is allocated once and
-updated in place, so a captured CUDA graph that samples reads a request's settings from them.
+A batch (batch_decoder.py) keeps one per lane, each a row of the batch's `SamplerRows`. Every
+buffer is allocated once and updated in place, so a captured CUDA graph that samples reads a
+request's settings from them.
 """
 
 from __future__ import annotations

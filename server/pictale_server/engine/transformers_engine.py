@@ -27,10 +27,8 @@ from pictale_server.engine.chat_format import CHATML_ANSWER_END, chatml_segments
 from pictale_server.engine.chunk_stream import stream_chunks
 from pictale_server.engine.decode_choice import DecodeChoice, choose_decode_step
 from pictale_server.engine.batch_decoder import BatchDecoder
-from pictale_server.engine.decode_loop import DecodeLoop
-from pictale_server.engine.gpu_memory import prepare_thread, use_expandable_segments
-from pictale_server.engine.kv_buckets import KVBuckets
-from pictale_server.engine.kv_pool import KVPool, bytes_per_token, pool_tokens
+from pictale_server.engine.gpu_memory import prepare_thread, release_cached_memory, use_expandable_segments
+from pictale_server.engine.kv_pool import PAGE_TOKENS, KVPool, bytes_per_token, pool_tokens
 from pictale_server.engine.load_failures import check_source, classify
 from pictale_server.engine.loading import LoadPlan, from_pretrained_kwargs, hub_kwargs, plan_for
 from pictale_server.engine.model_sources import ModelSource
@@ -55,21 +53,25 @@ logger = logging.getLogger("pictale.engine")
 # Room for the largest describe request the contract allows: ~1,280 image tokens, a long
 # prompt and system text, and 2,048 new tokens.
 VISION_CACHE_TOKENS = 8192
+# The vision model's KV pool per lane: a describe at the default size (~1,300 image tokens, its
+# prompt and ~500 new tokens) fits one lane's share; the pool always holds the longest one.
+VISION_LANE_TOKENS = 2048
 
 
 @dataclass
 class LoadedModel:
     model: torch.nn.Module
     tokenizer: object
-    loop: DecodeLoop | BatchDecoder  # the writer's decodes many requests at once
+    loop: BatchDecoder  # decodes the model's requests together
     end_ids: frozenset[int]
     decode: DecodeChoice
 
 
 class TransformersEngine:
-    # The writer decodes in a batch that admits a request once a region of its KV pool is free
-    # (batch_decoder.py) and reports the wait through `admission`.
+    # Each model decodes in a batch that admits a request once a lane and a region of its KV
+    # pool are free (batch_decoder.py) and reports the wait through `admission`.
     writer_admission = True
+    vision_admission = True
 
     def __init__(
         self,
@@ -90,6 +92,7 @@ class TransformersEngine:
         self._device = device
         self._quantize = quantize
         self._load_lock = threading.Lock()
+        self._scoring = threading.Lock()  # score_vision_options, one at a time
         self._vision: LoadedModel | None = None
         self._writer: LoadedModel | None = None
         self._preprocessor: VisionPreprocessor | None = None
@@ -146,9 +149,10 @@ class TransformersEngine:
             logger.info("load step %s took %.1f s", step, self.load_seconds[step])
 
     def _warm_up(self) -> None:
-        """One short generation per model, then the decode graph of every cache length, so
-        capture (and kernel tuning) happens before serving: it then never meets a request on
-        the other model's thread, and never lands in a request's time to first token."""
+        """One short generation per model, then each batch's decode graphs (every lane bucket
+        and attention chunk) and its sampler kernels, so capture and compilation happen before
+        serving: they then never meet a request on the other model's thread, and never land in
+        a request's time to first token."""
         greedy = Sampling(max_tokens=3, temperature=0.0)
         for _ in self.stream_writer([ChatMessage(role="user", content="Hello")], greedy, Cancel()):
             pass
@@ -160,13 +164,12 @@ class TransformersEngine:
         hello = [ChatMessage(role="user", content="Hello")]
         ids = self.writer_prompt_ids(hello)
         writer = self._require(self._writer, "writer")
-        writer.loop.check_cache_writes(ids)
-        writer.loop.capture_graphs()
-        writer.loop.warm_samplers(ids)
         vision = self._require(self._vision, "vision")
         inputs = self._vision_inputs(picture, hello).to(self._device, vision.model.dtype)
-        vision.loop.check_cache_writes(inputs, inputs.input_ids)
-        vision.loop.capture_graphs(inputs, inputs.input_ids)
+        for loop, prompt, prompt_ids in ((writer.loop, WriterPrompt(ids), ids), (vision.loop, inputs, inputs.input_ids)):
+            loop.check_cache_writes(prompt, prompt_ids)
+            loop.capture_graphs()
+            loop.warm_samplers(prompt, prompt_ids)
 
     def _resolve_dev_sources(self) -> None:
         if self._vision_source.location is not None and self._writer_source.location is not None:
@@ -192,41 +195,41 @@ class TransformersEngine:
             model.to(plan.device)
         return model
 
-    def _decode_loop(
-        self, name: str, runner, model: torch.nn.Module, *, cache_tokens: int, vocab_size: int,
-        tokenizer, end_ids: frozenset[int],
-    ) -> tuple[DecodeLoop, DecodeChoice]:
-        """The model's KV buffer, its decode step (decode_choice.py) and the loop over both."""
-        buckets = KVBuckets(model.config, cache_tokens, dtype=model.dtype, device=self._device)
-        choice = choose_decode_step(
-            name, runner, list(buckets.caches.values()), self._device,
-            setting=self._settings.fast_path, cache_tokens=cache_tokens,
-        )
-        vocabulary = SamplerVocabulary(tokenizer, vocab_size, end_ids, self._device)
-        loop = DecodeLoop(runner, buckets, choice.step, vocab_size=vocab_size, vocabulary=vocabulary)
-        return loop, choice
-
-    def _writer_decoder(
-        self, runner: CausalLMRunner, model: torch.nn.Module, *, vocab_size: int, tokenizer, end_ids: frozenset[int]
+    def _batch(
+        self, name: str, runner, model: torch.nn.Module, pool: KVPool, *, lanes: int, context_tokens: int,
+        vocab_size: int, tokenizer, end_ids: frozenset[int],
     ) -> tuple[BatchDecoder, DecodeChoice]:
-        """The writer's KV pool (kv_pool.py), its decode step and the batch over both."""
-        context = self._settings.max_context_tokens
-        lanes = self._settings.writer_streams
-        per_token = bytes_per_token(model.config, model.dtype)
-        if self._device.type == "cuda":  # the vision model is resident: what is left is the pool's
-            tokens = pool_tokens(_free_gpu_bytes(self._device), per_token, context, lanes * context)
-        else:  # the dev profile: room for a full context and as much again
-            tokens = pool_tokens(0, per_token, 2 * context, 2 * context)
-        pool = KVPool(model.config, tokens, dtype=model.dtype, device=self._device)
-        logger.info("the writer's KV pool holds %d tokens (%.2f GiB) for %d streams", tokens, tokens * per_token / 2**30, lanes)
+        """The model's decode step over its KV pool (decode_choice.py) and the batch over both."""
         choice = choose_decode_step(
-            "the writer", runner, [pool.cache], self._device, setting=self._settings.fast_path, cache_tokens=context,
+            name, runner, [pool.cache], self._device, setting=self._settings.fast_path, cache_tokens=context_tokens,
         )
         vocabulary = SamplerVocabulary(tokenizer, vocab_size, end_ids, self._device)
         decoder = BatchDecoder(
-            runner, pool, choice.step, lanes=lanes, vocab_size=vocab_size, context_tokens=context, vocabulary=vocabulary,
+            runner, pool, choice.step, lanes=lanes, vocab_size=vocab_size, context_tokens=context_tokens,
+            vocabulary=vocabulary, name=name,
         )
         return decoder, choice
+
+    def _vision_pool(self, model: torch.nn.Module) -> KVPool:
+        """Loaded first, its pool is sized by its lanes, never by what the card has free."""
+        lanes = self._settings.vision_streams
+        tokens = max(VISION_CACHE_TOKENS, lanes * VISION_LANE_TOKENS) + PAGE_TOKENS  # + scratch
+        per_token = bytes_per_token(model.config, model.dtype)
+        logger.info("the vision model's KV pool holds %d tokens (%.2f GiB) for %d streams", tokens, tokens * per_token / 2**30, lanes)
+        return KVPool(model.config, tokens, dtype=model.dtype, device=self._device)
+
+    def _writer_pool(self, model: torch.nn.Module) -> KVPool:
+        """What the card has free once both models and the vision pool are resident, less
+        headroom for prefill (kv_pool.pool_tokens), up to a full context per lane."""
+        context = self._settings.max_context_tokens
+        lanes = self._settings.writer_streams
+        per_token = bytes_per_token(model.config, model.dtype)
+        if self._device.type == "cuda":
+            tokens = pool_tokens(_free_gpu_bytes(self._device), per_token, context, lanes * context)
+        else:  # the dev profile: room for a full context and as much again
+            tokens = pool_tokens(0, per_token, 2 * context, 2 * context)
+        logger.info("the writer's KV pool holds %d tokens (%.2f GiB) for %d streams", tokens, tokens * per_token / 2**30, lanes)
+        return KVPool(model.config, tokens, dtype=model.dtype, device=self._device)
 
     def _load_vision(self, source: ModelSource) -> tuple[LoadedModel, VisionPreprocessor]:
         plan = self._plan(source)
@@ -243,9 +246,10 @@ class TransformersEngine:
         )
         tokenizer = preprocessor.tokenizer
         end_ids = {tokenizer.convert_tokens_to_ids(t) for t in (CHATML_ANSWER_END, "<|endoftext|>")}
-        loop, choice = self._decode_loop(
-            "the vision model", QwenVLRunner(model), model,
-            cache_tokens=VISION_CACHE_TOKENS, vocab_size=model.config.text_config.vocab_size,
+        lanes = self._settings.vision_streams
+        loop, choice = self._batch(
+            "the vision model", QwenVLRunner(model), model, self._vision_pool(model), lanes=lanes,
+            context_tokens=VISION_CACHE_TOKENS, vocab_size=model.config.text_config.vocab_size,
             tokenizer=tokenizer, end_ids=frozenset(end_ids),
         )
         return LoadedModel(model, tokenizer, loop, frozenset(end_ids), choice), preprocessor
@@ -257,8 +261,9 @@ class TransformersEngine:
         )
         model = self._finish_loading(model, plan)
         tokenizer = AutoTokenizer.from_pretrained(source.location, **hub_kwargs(source))
-        loop, choice = self._writer_decoder(
-            CausalLMRunner(model), model, vocab_size=model.config.vocab_size,
+        loop, choice = self._batch(
+            "the writer", CausalLMRunner(model), model, self._writer_pool(model), lanes=self._settings.writer_streams,
+            context_tokens=self._settings.max_context_tokens, vocab_size=model.config.vocab_size,
             tokenizer=tokenizer, end_ids=frozenset({tokenizer.eos_token_id}),
         )
         return LoadedModel(model, tokenizer, loop, frozenset({tokenizer.eos_token_id}), choice)
@@ -271,7 +276,13 @@ class TransformersEngine:
     # -- generation ----------------------------------------------------------------------------
 
     def stream_vision(
-        self, image: Image, messages: Sequence[ChatMessage], sampling: Sampling, cancel: Cancel
+        self,
+        image: Image,
+        messages: Sequence[ChatMessage],
+        sampling: Sampling,
+        cancel: Cancel,
+        *,
+        admission: Admission | None = None,
     ) -> Iterator[Chunk]:
         vision = self._require(self._vision, "vision")
         prepare_thread(self._device)
@@ -283,7 +294,7 @@ class TransformersEngine:
                 limit=vision.loop.cache_tokens,
             )
         inputs = inputs.to(self._device, vision.model.dtype)
-        return self._stream(vision, inputs, inputs.input_ids, sampling, cancel)
+        return self._stream(vision, inputs, inputs.input_ids, sampling, cancel, admission)
 
     def stream_writer(
         self,
@@ -376,12 +387,7 @@ class TransformersEngine:
             if not 0 <= token < vocab_size:
                 raise TokenOutOfVocabulary("writer" if loaded is self._writer else "vision", token, vocab_size)
         seed = sampling.seed if sampling.seed is not None else secrets.randbits(63)
-        if isinstance(loaded.loop, BatchDecoder):  # the writer's: a request may wait in its line
-            tokens = loaded.loop.tokens(
-                inputs, prompt_ids, sampling, seed, cancel=cancel, admission=admission
-            )
-        else:
-            tokens = loaded.loop.tokens(inputs, prompt_ids, sampling, seed)
+        tokens = loaded.loop.tokens(inputs, prompt_ids, sampling, seed, cancel=cancel, admission=admission)
         return stream_chunks(
             tokens,
             tokenizer=loaded.tokenizer,
@@ -398,21 +404,28 @@ class TransformersEngine:
     def score_vision_options(
         self, image: Image, messages: Sequence[ChatMessage], options: Sequence[str]
     ) -> list[float]:
+        """Each option's log-probability as the whole answer. It runs on the caller's thread
+        beside the vision model's batch, one scoring at a time (several describes' checks at
+        once would each hold a prompt's activations), and keeps only the answer's logits."""
         vision = self._require(self._vision, "vision")
         prepare_thread(self._device)
         runner: QwenVLRunner = vision.loop.runner  # type: ignore[assignment]
         prompt = self._vision_inputs(image, messages).to(self._device, vision.model.dtype)
-        features = runner.image_features(prompt)
-        scores = []
-        for option in options:
-            answer = vision.tokenizer(
-                option + CHATML_ANSWER_END, add_special_tokens=False, return_tensors="pt"
-            )["input_ids"].to(self._device)
-            inputs = _append_answer(prompt, answer)
-            logits = runner.forward_full(inputs, image_features=features).float()
-            predicted = logits[0, prompt.length - 1 : inputs.length - 1]
-            log_probs = torch.log_softmax(predicted, dim=-1).gather(-1, answer[0].unsqueeze(-1))
-            scores.append(float(log_probs.sum()))
+        with self._scoring:
+            features = runner.image_features(prompt)
+            scores = []
+            for option in options:
+                answer = vision.tokenizer(
+                    option + CHATML_ANSWER_END, add_special_tokens=False, return_tensors="pt"
+                )["input_ids"].to(self._device)
+                inputs = _append_answer(prompt, answer)
+                # The last len(answer) + 1 positions: the one before the answer predicts its first token.
+                kept = answer.shape[1] + 1
+                logits = runner.forward_full(inputs, image_features=features, logits_to_keep=kept).float()
+                predicted = logits[0, :-1]
+                log_probs = torch.log_softmax(predicted, dim=-1).gather(-1, answer[0].unsqueeze(-1))
+                scores.append(float(log_probs.sum()))
+            release_cached_memory(self._device)
         return scores
 
 

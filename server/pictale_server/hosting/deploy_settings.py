@@ -46,7 +46,8 @@ CARDS: dict[str, GpuCard] = {
 DEFAULT_GPUS = ("A10G",)
 DEFAULT_MAX_CONTAINERS = 1
 DEFAULT_WRITER_STREAMS = 8  # as the server's PICTALE_WRITER_STREAMS
-MAX_WRITER_STREAMS = 16
+DEFAULT_VISION_STREAMS = 4  # as the server's PICTALE_VISION_STREAMS
+MAX_STREAMS = 16  # a batch's most lanes, for either model
 
 
 class DeploySettingError(ValueError):
@@ -65,6 +66,8 @@ class DeploySettings:
     # Writer requests one container decodes together: its containers' PICTALE_WRITER_STREAMS,
     # and what Modal's concurrency limits are sized from.
     writer_streams: int = DEFAULT_WRITER_STREAMS
+    # Describes one container decodes together (PICTALE_VISION_STREAMS), likewise.
+    vision_streams: int = DEFAULT_VISION_STREAMS
 
     @property
     def gpu(self) -> str | list[str]:
@@ -78,7 +81,8 @@ class DeploySettings:
             max_containers=parse_max_containers(env.get("PICTALE_MAX_CONTAINERS", "")),
             proxy_auth=parse_switch("PICTALE_PROXY_AUTH", env.get("PICTALE_PROXY_AUTH", ""), default=True),
             gpu_snapshot=parse_switch("PICTALE_GPU_SNAPSHOT", env.get("PICTALE_GPU_SNAPSHOT", ""), default=False),
-            writer_streams=parse_writer_streams(env.get("PICTALE_WRITER_STREAMS", "")),
+            writer_streams=parse_streams("PICTALE_WRITER_STREAMS", env.get("PICTALE_WRITER_STREAMS", ""), DEFAULT_WRITER_STREAMS),
+            vision_streams=parse_streams("PICTALE_VISION_STREAMS", env.get("PICTALE_VISION_STREAMS", ""), DEFAULT_VISION_STREAMS),
         )
 
     def as_env(self) -> dict[str, str]:
@@ -89,6 +93,7 @@ class DeploySettings:
             "PICTALE_PROXY_AUTH": "on" if self.proxy_auth else "off",
             "PICTALE_GPU_SNAPSHOT": "on" if self.gpu_snapshot else "off",
             "PICTALE_WRITER_STREAMS": str(self.writer_streams),
+            "PICTALE_VISION_STREAMS": str(self.vision_streams),
         }
 
 
@@ -131,10 +136,10 @@ def parse_max_containers(value: str) -> int:
     return count
 
 
-def parse_writer_streams(value: str) -> int:
-    count = _whole_number("PICTALE_WRITER_STREAMS", value, DEFAULT_WRITER_STREAMS)
-    if not 1 <= count <= MAX_WRITER_STREAMS:
-        raise DeploySettingError(f"PICTALE_WRITER_STREAMS={count}: 1 to {MAX_WRITER_STREAMS} streams a container")
+def parse_streams(name: str, value: str, default: int) -> int:
+    count = _whole_number(name, value, default)
+    if not 1 <= count <= MAX_STREAMS:
+        raise DeploySettingError(f"{name}={count}: 1 to {MAX_STREAMS} streams a container")
     return count
 
 

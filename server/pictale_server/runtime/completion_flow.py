@@ -25,8 +25,8 @@ from PIL.Image import Image
 
 from pictale_server.engine.base import ChatMessage, Sampling
 from pictale_server.runtime import prompts
-from pictale_server.runtime.flows import FlowContext, sampling_for, writer_runner
-from pictale_server.runtime.stages import Event, StageRunner, generation_work
+from pictale_server.runtime.flows import FlowContext, sampling_for, vision_runner, writer_runner
+from pictale_server.runtime.stages import Event, StageRunner
 
 Target = Literal["writer", "vision"]
 
@@ -126,11 +126,12 @@ class CompletionFlow:
             if finished.finish_reason != "cancelled":
                 ctx.gate.check_image(image, engine, request_id=ctx.request_id)
 
-        work = generation_work(
-            lambda: engine.stream_vision(image, messages, describe_sampling(seed, index), cancel),
+        sampling = describe_sampling(seed, index)
+        return vision_runner(
+            ctx,
+            lambda admission: engine.stream_vision(image, messages, sampling, cancel, admission=admission),
             after=check_unless_cancelled,
         )
-        return StageRunner(ctx.run, "describe", ctx.scheduler.vision, engine.vision_id, work)
 
     def _answer(self, choice: int, messages: Sequence[ChatMessage] | None) -> StageRunner:
         ctx, completion = self._ctx, self._completion
@@ -142,11 +143,11 @@ class CompletionFlow:
             def check_image() -> None:
                 ctx.gate.check_image(image, engine, request_id=ctx.request_id)
 
-            work = generation_work(
-                lambda: engine.stream_vision(image, messages, sampling, cancel),
+            return vision_runner(
+                ctx,
+                lambda admission: engine.stream_vision(image, messages, sampling, cancel, admission=admission),
                 before=check_image if choice == 0 else None,
             )
-            return StageRunner(ctx.run, "describe", ctx.scheduler.vision, engine.vision_id, work)
         if completion.prompt is not None:
             prompt = self._prompt
             return writer_runner(

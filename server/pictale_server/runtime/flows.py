@@ -94,12 +94,30 @@ def _describe_runner(
         if finished.finish_reason != "cancelled":
             check_image()
 
-    work = generation_work(
-        lambda: engine.stream_vision(image, messages, sampling, cancel),
+    return vision_runner(
+        ctx,
+        lambda admission: engine.stream_vision(image, messages, sampling, cancel, admission=admission),
         before=check_image if check_before else None,
         after=check_unless_cancelled if check_after else None,
     )
-    return StageRunner(ctx.run, "describe", ctx.scheduler.vision, engine.vision_id, work)
+
+
+def vision_runner(
+    ctx: FlowContext,
+    open_stream: Callable[[Admission | None], Iterator[Chunk]],
+    *,
+    before: Callable[[], None] | None = None,
+    after: Callable[[Finished], None] | None = None,
+) -> StageRunner:
+    """A describe stage on the vision model, as `writer_runner` (Engine.vision_admission);
+    `before` and `after` run on the worker thread around the stream (the image's checks)."""
+    engine = ctx.engine
+    admits = engine.vision_admission
+    if admits:
+        work = admitted_generation_work(open_stream, before, after)
+    else:
+        work = generation_work(lambda: open_stream(None), before, after)
+    return StageRunner(ctx.run, "describe", ctx.scheduler.vision, engine.vision_id, work, admits=admits)
 
 
 def writer_runner(

@@ -1,8 +1,8 @@
 """Worker threads per model, each model's draining one bounded FIFO queue of blocking jobs.
 
-Engine calls block (they drive a GPU decode loop), so each model gets as many threads as it
-runs jobs at once: one for the vision model, one per writer stream (the writer decodes its
-streams together: engine/batch_decoder.py). The asyncio side submits `Job`s and reads what
+Engine calls block (they read a GPU decode batch's tokens), so each model gets as many threads
+as it runs jobs at once: one per stream of its batch (each model decodes its streams together:
+engine/batch_decoder.py). The asyncio side submits `Job`s and reads what
 the worker reports from the job's `sink`: `Queued(position)` while waiting (re-sent whenever
 the position changes), `Started`, whatever the job's work emits, then `Ended` (or `Dropped`
 then `Ended` for a job cancelled before it ran).
@@ -291,10 +291,13 @@ class ModelWorker:
 
 class Scheduler:
     """The two model workers. `queue_depth` bounds each model's waiting jobs, `per_caller` one
-    caller's share of them; `writer_streams` writer jobs run at once."""
+    caller's share of them; `writer_streams` writer jobs and `vision_streams` describes run at
+    once."""
 
-    def __init__(self, queue_depth: int, per_caller: int | None = None, writer_streams: int = 1) -> None:
-        self.vision = ModelWorker("vision", queue_depth, per_caller)
+    def __init__(
+        self, queue_depth: int, per_caller: int | None = None, writer_streams: int = 1, vision_streams: int = 1
+    ) -> None:
+        self.vision = ModelWorker("vision", queue_depth, per_caller, concurrency=vision_streams)
         self.writer = ModelWorker("writer", queue_depth, per_caller, concurrency=writer_streams)
 
     def start(self) -> None:

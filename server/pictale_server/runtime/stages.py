@@ -6,8 +6,8 @@ iterator, forwards its deltas and reports a `StageOutcome` with the thread-side 
 `status`, `stage-start`, `delta` and `stage-end` events, keeping the `StageResult`.
 
 A stage runs from the moment its job has a thread (`Started`), except on an engine that holds
-requests back until it has room for them (the writer's batch, waiting for KV memory:
-Engine.writer_admission). There the job's thread is only a place to wait: the stage stays
+requests back until it has room for them (each model's batch, waiting for a lane and KV
+memory: Engine.writer_admission, Engine.vision_admission). There the job's thread is only a place to wait: the stage stays
 `queued`, with the position the worker computes over both waits, and runs from its admission
 (`admitted_generation_work`, `StageRunner(admits=True)`). So a client never sees `queued`
 after `running` for one stage, and `queued_ms` counts the wait for memory too.
@@ -83,11 +83,15 @@ def generation_work(
 
 def admitted_generation_work(
     open_stream: Callable[[Admission], Iterator[Chunk]],
+    before: Callable[[], None] | None = None,
+    after: Callable[[Finished], None] | None = None,
 ) -> Callable[[Emit], None]:
-    """The body of a stage on an engine that holds requests back (Engine.writer_admission):
-    `open_stream` hands the engine the job's `Admission`, and the stage's start is the
-    admission, not the thread's; a stage withdrawn before it was admitted never started."""
-    return _work(open_stream, None, None, admits=True)
+    """The body of a stage on an engine that holds requests back (Engine.writer_admission,
+    Engine.vision_admission): `open_stream` hands the engine the job's `Admission`, and the
+    stage's start is the admission, not the thread's; a stage withdrawn before it was admitted
+    never started. `before` and `after` as for generation_work (`before` runs while the stage
+    is still queued)."""
+    return _work(open_stream, before, after, admits=True)
 
 
 def _work(

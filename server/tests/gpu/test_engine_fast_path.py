@@ -121,8 +121,8 @@ def writer_tokens(engine, sampling: Sampling, prompt=PROMPT) -> tuple[list[int],
     loop = engine.loaded("writer").loop
     ids = engine.writer_prompt_ids(prompt)
     seed = sampling.seed or 0
-    tokens = list(loop.tokens(None, ids, sampling, seed=seed))
-    list(loop.tokens(None, ids, dataclasses.replace(sampling, max_tokens=2), seed=seed))
+    tokens = list(loop.tokens(WriterPrompt(ids), ids, sampling, seed=seed))
+    list(loop.tokens(WriterPrompt(ids), ids, dataclasses.replace(sampling, max_tokens=2), seed=seed))
     return tokens, loop.logits.clone()
 
 
@@ -194,7 +194,7 @@ def all_at_once(engine, requests: list[tuple[list, Sampling]]) -> list[list[int]
     def consume(index: int) -> None:
         prompt, sampling = requests[index]
         ids = engine.writer_prompt_ids(prompt)
-        results[index] = list(loop.tokens(None, ids, sampling, seed=sampling.seed or 0))
+        results[index] = list(loop.tokens(WriterPrompt(ids), ids, sampling, seed=sampling.seed or 0))
 
     threads = [threading.Thread(target=consume, args=(i,)) for i in range(len(requests))]
     for thread in threads:
@@ -275,6 +275,56 @@ def test_a_description_streams_on_the_fast_path(fast):
     chunks = list(fast.stream_vision(picture, PROMPT, Sampling(max_tokens=16, temperature=0.0), Cancel()))
     finished = chunks[-1]
     assert isinstance(finished, Finished) and finished.output_tokens >= 1
+
+
+def describe_tokens(engine, picture: Image.Image, sampling: Sampling) -> tuple[list[int], torch.Tensor]:
+    """The vision model's token ids for `picture`, and its last step's logits (lane 0's)."""
+    loop = engine.loaded("vision").loop
+    inputs = engine._vision_inputs(picture, PROMPT).to(engine._device, engine.loaded("vision").model.dtype)
+    tokens = list(loop.tokens(inputs, inputs.input_ids, sampling, seed=sampling.seed or 0))
+    return tokens, loop.logits.clone()
+
+
+PICTURES = [Image.new("RGB", size, colour) for size, colour in (
+    ((224, 168), (30, 120, 200)), ((112, 448), (200, 60, 30)), ((336, 336), (20, 160, 60)), ((168, 112), (90, 90, 90)),
+)]
+
+
+def test_the_fast_describe_step_computes_what_the_reference_step_computes(fast, reference):
+    """With the image's rotary offset: the first decode step's logits (two tokens, greedy)."""
+    greedy = Sampling(max_tokens=2, temperature=0.0)
+    ours, our_logits = describe_tokens(fast, PICTURES[1], greedy)
+    theirs, their_logits = describe_tokens(reference, PICTURES[1], greedy)
+    assert ours[0] == theirs[0]
+    relative = float((our_logits - their_logits).norm() / their_logits.norm())
+    assert relative < 2e-2, relative
+
+
+def test_deterministic_describes_get_their_own_logits_alone_and_four_at_once(fast):
+    """Four pictures of different sizes (each row its own rotary offset) decoded together on
+    the fast path: each gets the tokens and last logits it gets alone, bit for bit."""
+    loop = fast.loaded("vision").loop
+    sampling = Sampling(max_tokens=48, temperature=0.0, deterministic=True)
+    alone = [describe_tokens(fast, picture, sampling) for picture in PICTURES]
+    lengths = [fast._vision_inputs(picture, PROMPT).length for picture in PICTURES]
+    assert len(set(lengths)) == len(PICTURES)
+    together: list[list[int]] = [[] for _ in PICTURES]
+
+    def consume(index: int) -> None:
+        together[index] = describe_tokens(fast, PICTURES[index], sampling)[0]
+
+    rows_before = loop.stats.rows
+    threads = [threading.Thread(target=consume, args=(i,)) for i in range(len(PICTURES))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert together == [tokens for tokens, _ in alone]
+    assert loop.stats.rows - rows_before > 48  # steps ran several rows
+    for length, (_, logits) in zip(lengths, alone, strict=True):
+        lane = next(s for s in loop.samplers if s.prompt_tokens == length)
+        assert torch.equal(lane.logits, logits), length
+    assert settled(loop)
 
 
 def test_creative_sampling_replays_its_graph_bit_for_bit(fast):
