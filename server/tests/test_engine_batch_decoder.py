@@ -539,3 +539,23 @@ def test_a_failed_read_ends_the_streams_of_both_steps_and_no_other(dev_engine) -
         assert decoder._in_flight is None
     finally:
         decoder.stop()
+
+
+def test_the_exit_hook_stops_a_running_batch(dev_engine, monkeypatch) -> None:  # noqa: F811
+    """At interpreter exit every started batch's thread is stopped, a stream in the middle of
+    decoding included, so none is launching GPU work while CUDA is torn down."""
+    import weakref
+
+    from pictale_server.engine import batch_decoder
+
+    decoder = decoder_of(dev_engine)
+    started = weakref.WeakSet()
+    monkeypatch.setattr(batch_decoder, "_started", started)
+    ids = prompt_ids(dev_engine)
+    running = decoder.tokens(WriterPrompt(ids), ids, Sampling(max_tokens=300, temperature=1.0), 1)
+    next(running)
+    assert decoder in started and decoder._thread.is_alive()
+    batch_decoder._stop_started_batches()
+    assert not decoder._thread.is_alive()
+    with pytest.raises(RuntimeError, match="stopped"):
+        list(running)

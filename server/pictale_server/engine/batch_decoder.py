@@ -39,9 +39,11 @@ suite checks it.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -103,6 +105,18 @@ def _report(tell, *args) -> None:
         tell(*args)
     except Exception:  # noqa: BLE001
         logger.exception("telling a request where it stands failed")
+
+
+_started: weakref.WeakSet[BatchDecoder] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_started_batches() -> None:
+    """Stop every batch's thread before the interpreter exits: a daemon thread still launching
+    GPU work while CUDA is torn down can abort the process (a benchmark's run that had written
+    its results ended in SIGABRT once)."""
+    for decoder in list(_started):
+        decoder.stop()
 
 
 def lane_bucket(rows: int) -> int:
@@ -267,6 +281,7 @@ class BatchDecoder:
     # -- the thread ------------------------------------------------------------------------------
 
     def _start_locked(self) -> None:
+        _started.add(self)
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._loop, name=f"pictale-batch ({self.name})", daemon=True)
             self._thread.start()
