@@ -74,6 +74,7 @@ class KernelRecordingStep:
 
     batched = True
     tensor_cores_for = FastStep.tensor_cores_for
+    tensor_core_rows = 3  # the writer's (FastStep's default)
 
     def __init__(self, vocab_size: int) -> None:
         self.vocab_size = vocab_size

@@ -79,14 +79,15 @@ class FastImplementation:
 
     def build(self, runner, caches, *, cache_tokens: int) -> DecodeStep:
         from pictale_server.engine.fast_path.fast_step import FastStep
-        from pictale_server.engine.fast_path.projections import nf4_layer_projections, warm_up
+        from pictale_server.engine.fast_path.projections import TENSOR_CORE_ROWS, nf4_layer_projections, warm_up
         from pictale_server.engine.fast_path.written_step import WrittenStep
 
         text_model, lm_head, rope_positions = runner.step_parts()
         projections = [nf4_layer_projections(layer, i) for i, layer in enumerate(text_model.layers)]
         warm_up(projections)  # compiles now: a GPU the kernel cannot be built for falls back here
         table = cache_tokens if runner.rope_positions_are_slots else None
-        return FastStep(WrittenStep(text_model, lm_head, rope_positions, projections, rope_table_tokens=table))
+        written = WrittenStep(text_model, lm_head, rope_positions, projections, rope_table_tokens=table)
+        return FastStep(written, tensor_core_rows=runner.tensor_core_rows or TENSOR_CORE_ROWS)
 
 
 class ReferenceImplementation:

@@ -20,6 +20,8 @@ class ModelRunner(Protocol):
 
     model: torch.nn.Module
     rope_positions_are_slots: bool
+    # The fast path's steps of this many rows and more run on tensor cores; None: the kernels' own.
+    tensor_core_rows: int | None
 
     def prefill_slices(
         self, inputs, cache: StaticCache, tokens: int, *, row: int = 0
@@ -59,6 +61,7 @@ class CausalLMRunner:
         self.prefill_chunk_tokens = prefill_chunk_tokens
 
     rope_positions_are_slots = True  # rotary positions never leave the cache: a table can hold them
+    tensor_core_rows = None  # the kernels' own crossover (fast_path/projections.TENSOR_CORE_ROWS)
 
     def step_parts(self):
         """Text decoder, lm_head and the rotary positions of cache slots, for the fast step."""
@@ -115,6 +118,9 @@ class QwenVLRunner:
         self.rope_deltas = torch.zeros((rows,), dtype=torch.int64, device=model.device)
 
     rope_positions_are_slots = False  # text positions are slots plus the image's delta
+    # Two rows on the CUDA-core kernel cost this model's step 4.19 ms against 2.41 for one row,
+    # and four rows on tensor cores 3.37 ms (H100, docs/benchmarks.md): tensor cores from two.
+    tensor_core_rows = 2
 
     def step_parts(self):
         """Text decoder, lm_head and the rotary positions of the rows' cache slots (R,)."""

@@ -233,6 +233,8 @@ def test_steps_of_three_rows_and_more_and_deterministic_ones_run_on_tensor_cores
     step = fast.loaded("writer").loop.step
     assert [step.tensor_cores_for(rows, False) for rows in (1, 2, 4, 8, 16)] == [False, False, True, True, True]
     assert all(step.tensor_cores_for(rows, True) for rows in (1, 2, 4, 8, 16))
+    vision = fast.loaded("vision").loop.step  # its two-row step is faster on tensor cores too
+    assert [vision.tensor_cores_for(rows, False) for rows in (1, 2, 4)] == [False, True, True]
 
 
 @pytest.mark.parametrize("tensor_cores", [False, True], ids=["cuda-cores", "tensor-cores"])

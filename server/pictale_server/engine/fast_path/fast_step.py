@@ -18,8 +18,9 @@ class FastStep:
     path: DecodePath = "fast"
     batched = True
 
-    def __init__(self, written: WrittenStep) -> None:
+    def __init__(self, written: WrittenStep, tensor_core_rows: int = TENSOR_CORE_ROWS) -> None:
         self.written = written
+        self.tensor_core_rows = tensor_core_rows  # the model's crossover (runners.py)
 
     def forward(self, token, position, cache) -> torch.Tensor:
         return self.written(token, position, cache)
@@ -28,10 +29,11 @@ class FastStep:
         return self.written.rows(token, position, regions, pool, tensor_cores)
 
     def tensor_cores_for(self, rows: int, deterministic: bool) -> bool:
-        """Whether a step of `rows` lanes runs the tensor-core kernel: from TENSOR_CORE_ROWS on,
-        where it is the faster one, and at any size when a deterministic request steps, since
-        its rows are the same bits at every size (the CUDA-core kernel's differ from them)."""
-        return self.written.has_tensor_cores and (deterministic or rows >= TENSOR_CORE_ROWS)
+        """Whether a step of `rows` lanes runs the tensor-core kernel: from the model's
+        `tensor_core_rows` on, where it is the faster one, and at any size when a deterministic
+        request steps, since its rows are the same bits at every size (the CUDA-core kernel's
+        differ from them)."""
+        return self.written.has_tensor_cores and (deterministic or rows >= self.tensor_core_rows)
 
     def sample_rows(self, logits, rows, active) -> None:
         sample_rows_and_accept(logits, rows.seen[: logits.shape[0]], rows.params, rows.token, active, rows.logits)
