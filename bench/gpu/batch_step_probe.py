@@ -58,12 +58,11 @@ def writer_step(batch) -> tuple[dict, str]:
     out: dict[str, float] = {}
     for rows in BUCKETS:
         for tensor_cores in sorted({step.tensor_cores_for(rows, False), step.tensor_cores_for(rows, True)}):
-            out[f"forward_us_{rows}_{kernel_name(tensor_cores)}"] = timed_us(lambda: batch._rows_step(rows, tensor_cores))
+            out[f"forward_us_{rows}_{kernel_name(tensor_cores)}"] = timed_us(lambda: batch._rows_logits(rows, tensor_cores))
     prompt = torch.arange(100, 612).view(1, -1)
     for lane in range(8):
         batch.samplers[lane].reset(Sampling(max_tokens=8, temperature=0.8, min_p=0.05, repetition_penalty=1.05), lane, prompt)
-    batch._rows_step(8, True)  # no lane masked in: the forward alone
-    logits = batch.step_logits[:8]
+    logits = batch._rows_logits(8, True)
 
     def lanes_one_by_one() -> None:
         for lane in range(8):
@@ -85,7 +84,7 @@ def writer_step(batch) -> tuple[dict, str]:
         out[f"lm_head_us_{rows}"] = timed_us(lambda: written.lm_head(hidden))
     with profile(activities=[ProfilerActivity.CUDA]) as profiler:
         for _ in range(5):
-            batch._rows_step(8, True)
+            batch._rows_logits(8, True)
         lanes_one_by_one()
         torch.cuda.synchronize()
     return out, profiler.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=60)

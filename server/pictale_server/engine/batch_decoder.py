@@ -558,26 +558,25 @@ class BatchDecoder:
         """Queue one step over `stepping` (forward, sampling, each token fed back into its
         lane) and the copy of its tokens to the host; nothing here waits for the GPU."""
         rows = lane_bucket(stepping[-1] + 1)
-        slot = self._launched % 2
-        self._launched += 1
         if self.step.batched:
-            # Plain-mode lanes sample inside the step's graph, all in one launch set; the others
-            # each replay their own sampler after it.
-            together = [lane for lane in stepping if self.samplers[lane].mode == "plain"]
-            self._set_masks(stepping, together, slot)
             deterministic = any(self._lanes[lane].sampling.deterministic for lane in stepping)
-            self._rows_step(rows, self.step.tensor_cores_for(rows, deterministic))
+            logits = self._rows_logits(rows, self.step.tensor_cores_for(rows, deterministic))
             per_lane = {}
         else:
-            together = []
-            self._set_masks(stepping, together, slot)
             per_lane = {
                 lane: self.runner.decode(
                     self.token[lane : lane + 1], self.position[lane : lane + 1], self._caches[lane], row=lane
                 )
                 for lane in stepping
             }
-            self.position[:rows].add_(self.moving[:rows])
+        slot = self._launched % 2
+        self._launched += 1
+        # Plain-mode lanes sample in one launch on a batched step; the others one by one.
+        together = [lane for lane in stepping if self.samplers[lane].mode == "plain"] if self.step.batched else []
+        self._set_masks(stepping, together, slot)
+        self.position[:rows].add_(self.moving[:rows])  # only lanes that stepped move on
+        if together:
+            self.step.sample_rows(logits, self.sampling, self.masks[1, :rows])
         lanes = []
         for lane in stepping:
             sequence = self._lanes[lane]
@@ -627,25 +626,21 @@ class BatchDecoder:
     def _regions(self, rows: int, max_chunk: int) -> RowRegions:
         return RowRegions(self.first[:rows], self.chunk[:rows], max_chunk)
 
-    def _rows_step(self, rows: int, tensor_cores: bool) -> None:
-        """The batched step over lanes 0..rows-1 (`_step`), replayed from its graph on a GPU."""
+    def _rows_logits(self, rows: int, tensor_cores: bool) -> torch.Tensor:
+        """The batched forward over lanes 0..rows-1, its logits in `step_logits`."""
         max_chunk = max(self._chunks[:rows])
         if not self.graphs:
-            self._step(rows, self._regions(rows, max_chunk), tensor_cores)
-            return
-        key = (rows, max_chunk, tensor_cores)
-        if key not in self._graphs:
-            self._capture(*key)
-        self._graphs[key].replay()
+            self._forward(rows, self._regions(rows, max_chunk), tensor_cores)
+        else:
+            key = (rows, max_chunk, tensor_cores)
+            if key not in self._graphs:
+                self._capture(*key)
+            self._graphs[key].replay()
+        return self.step_logits[:rows]
 
-    def _step(self, rows: int, regions: RowRegions, tensor_cores: bool) -> None:
-        """The forward over `rows` lanes, its logits into `step_logits`; the lanes that step (the
-        `moving` mask) move on a slot, and those in plain mode (the second mask) sample. Every
-        input is a device buffer, so one graph serves any set of lanes."""
+    def _forward(self, rows: int, regions: RowRegions, tensor_cores: bool) -> None:
         logits = self.step.rows(self.token[:rows], self.position[:rows], regions, self.pool.cache, tensor_cores)
         self.step_logits[:rows].copy_(logits)
-        self.position[:rows].add_(self.moving[:rows])
-        self.step.sample_rows(self.step_logits[:rows], self.sampling, self.masks[1, :rows])
 
     def _sample_lane(self, lane: int) -> None:
         """A lane that samples on its own (ranked or creative mode) from its row of
@@ -682,25 +677,20 @@ class BatchDecoder:
         self._sampler_graphs[lane, sampler.mode] = graph
 
     def _capture(self, rows: int, max_chunk: int, tensor_cores: bool) -> None:
-        """Warm up, then capture the step over `rows` lanes. It writes the cache at each lane's
-        current slot what the lane's next step writes there anyway; what else the warm-up
-        changes (positions, the plain lanes' sampling state) is saved and restored around it."""
+        """Warm up, then capture the forward over `rows` lanes. It writes the cache at each
+        lane's current slot what the lane's next step writes there anyway."""
         regions = self._regions(rows, max_chunk)
-        state = [self.position, self.sampling.token, self.sampling.seen, self.sampling.logits, self.sampling.params.step]
-        saved = [tensor.clone() for tensor in state]
         side = warm_up_stream(self.device)
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(2):
-                self._step(rows, regions, tensor_cores)
+                self._forward(rows, regions, tensor_cores)
         torch.cuda.current_stream().wait_stream(side)
         if self._graph_pool is None:
             self._graph_pool = torch.cuda.graph_pool_handle()  # graphs never replay at once
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self._graph_pool, capture_error_mode="thread_local"):
-            self._step(rows, regions, tensor_cores)
-        for tensor, value in zip(state, saved, strict=True):
-            tensor.copy_(value)
+            self._forward(rows, regions, tensor_cores)
         self._graphs[rows, max_chunk, tensor_cores] = graph
 
     # -- at load ---------------------------------------------------------------------------------
