@@ -172,9 +172,7 @@ def test_models_the_step_cannot_run_are_named_with_the_reason():
 
 def test_the_batched_step_decodes_two_sequences_in_one_pool_like_transformers():
     """`rows`: two prompts of different lengths, each in its own region of one pool, decoded
-    together; each row's logits follow transformers' forward on a cache of its own. (Three
-    steps: the interpreter runs every attention program in Python.)"""
-    from pictale_server.engine.fast_path.written_step import RowRegions
+    together; each row's logits follow transformers' forward on a cache of its own."""
     from pictale_server.engine.kv_pool import KVPool
 
     model = tiny_mistral()
@@ -192,24 +190,32 @@ def test_the_batched_step_decodes_two_sequences_in_one_pool_like_transformers():
             runner.prefill(wrap, pool.region_cache(region))
             logits.append(runner.prefill(wrap, cache))
         tokens = torch.cat([l.argmax(-1).view(1, 1) for l in logits])
-        position = torch.tensor([p.shape[1] for p in prompts])
-        rows = RowRegions(torch.tensor([r.start for r in regions]), torch.tensor([r.chunk for r in regions]),
-                          max(r.chunk for r in regions))
-        for _ in range(3):
-            ours = step.rows(tokens, position, rows, pool.cache).float()
-            for i, cache in enumerate(own):
-                theirs = runner.decode(tokens[i : i + 1], position[i : i + 1], cache).float()
-                assert torch.equal(ours[i].argmax(-1), theirs[0].argmax(-1)), i
-                torch.testing.assert_close(ours[i : i + 1], theirs, rtol=2e-2, atol=2e-2)
-            tokens = ours.argmax(-1).view(-1, 1)
-            position += 1
+        decode_rows_like_transformers(step, runner, pool, prompts, regions, own, tokens)
+
+
+def decode_rows_like_transformers(step, runner, pool, prompts, regions, own, tokens) -> None:
+    """Three batched steps of `step.rows` over every prompt's region of `pool`, each row's
+    logits against the runner's own decode of that row on its own cache `own[i]`. (Three: the
+    interpreter runs every attention program in Python.)"""
+    from pictale_server.engine.fast_path.written_step import RowRegions
+
+    position = torch.tensor([p.shape[1] for p in prompts])
+    rows = RowRegions(torch.tensor([r.start for r in regions]), torch.tensor([r.chunk for r in regions]),
+                      max(r.chunk for r in regions))
+    for _ in range(3):
+        ours = step.rows(tokens, position, rows, pool.cache).float()
+        for i, cache in enumerate(own):
+            theirs = runner.decode(tokens[i : i + 1], position[i : i + 1], cache, row=i).float()
+            assert torch.equal(ours[i].argmax(-1), theirs[0].argmax(-1)), i
+            torch.testing.assert_close(ours[i : i + 1], theirs, rtol=2e-2, atol=2e-2)
+        tokens = ours.argmax(-1).view(-1, 1)
+        position += 1
 
 
 def test_the_batched_step_gives_each_qwen2_5_vl_row_its_own_rope_delta_like_transformers():
     """Two describes in one pool, their images having taken different rotary positions: each
     row's logits follow transformers' forward with that row's delta (the batch's step reads
     the runner's per-row deltas)."""
-    from pictale_server.engine.fast_path.written_step import RowRegions
     from pictale_server.engine.kv_pool import KVPool
 
     model = tiny_qwen()
@@ -230,15 +236,4 @@ def test_the_batched_step_gives_each_qwen2_5_vl_row_its_own_rope_delta_like_tran
                 out = model(input_ids=prompt, position_ids=positions, cache=target, use_cache=True, logits_to_keep=1)
             runner.rope_deltas[row] = delta
             tokens.append(out.logits[:, -1, :].argmax(-1).view(1, 1))
-        tokens = torch.cat(tokens)
-        position = torch.tensor([p.shape[1] for p in prompts])
-        rows = RowRegions(torch.tensor([r.start for r in regions]), torch.tensor([r.chunk for r in regions]),
-                          max(r.chunk for r in regions))
-        for _ in range(3):
-            ours = step.rows(tokens, position, rows, pool.cache).float()
-            for i, cache in enumerate(own):
-                theirs = runner.decode(tokens[i : i + 1], position[i : i + 1], cache, row=i).float()
-                assert torch.equal(ours[i].argmax(-1), theirs[0].argmax(-1)), i
-                torch.testing.assert_close(ours[i : i + 1], theirs, rtol=2e-2, atol=2e-2)
-            tokens = ours.argmax(-1).view(-1, 1)
-            position += 1
+        decode_rows_like_transformers(step, runner, pool, prompts, regions, own, torch.cat(tokens))
