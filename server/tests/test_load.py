@@ -7,8 +7,8 @@
   leave the process's resident memory close to where it was, and keep no request's picture,
   run or job alive. Each describe sends a 2400 x 1600 picture (11 MB decoded), so a leak of
   one picture per request shows up as hundreds of megabytes.
-- A client that drops mid-stream stops its generation at once: the describe queued behind it
-  starts, and the writer's batch frees the stream's lane and KV region.
+- A client that drops mid-stream stops its generation at once: the request decoding beside it
+  ends, and the model's batch frees the stream's lane and KV region.
 
 The engine is the dev engine itself, wrapped only to record how each generation ended.
 """

@@ -53,8 +53,8 @@ class Sampling:
     # Phrases the answer never contains: generation rewinds and resamples (banned_phrases.py).
     banned_phrases: tuple[str, ...] = ()
     # Every step of this request runs the batch-invariant kernels, so its tokens depend only on
-    # its input and seed, never on which requests share the writer's batch (docs/protocol.md,
-    # "Sampling"). The vision model decodes one request at a time: deterministic either way.
+    # its input and seed, never on which requests share its model's batch (docs/protocol.md,
+    # "Sampling").
     deterministic: bool = False
 
 
@@ -80,7 +80,7 @@ Chunk = Union[Delta, Finished]
 @dataclass
 class Cancel:
     """A job's stop flag. The decode loop checks it every step; a request that has no steps
-    yet (one the writer's batch holds back until it has memory for it) hears of it through
+    yet (one a model's batch holds back until it has memory for it) hears of it through
     `on_set` instead."""
 
     event: threading.Event = field(default_factory=threading.Event)

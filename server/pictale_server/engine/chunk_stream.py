@@ -39,7 +39,7 @@ def stream_chunks(
                 try:
                     token = next(tokens) if command is None else tokens.send(command)  # type: ignore[union-attr]
                 except StopIteration:
-                    # No token at all and the flag set: the writer's batch withdrew the request
+                    # No token at all and the flag set: the model's batch withdrew the request
                     # from its line before admitting it (BatchDecoder.withdraw).
                     if cancel.is_set and not guard.ids:
                         finish = "cancelled"

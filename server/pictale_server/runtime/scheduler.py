@@ -7,8 +7,8 @@ the worker reports from the job's `sink`: `Queued(position)` while waiting (re-s
 the position changes), `Started`, whatever the job's work emits, then `Ended` (or `Dropped`
 then `Ended` for a job cancelled before it ran).
 
-A job can also wait after it started: the writer's batch holds a request back until a region
-of its KV pool is free. Its work then reports `Waiting(place)` (its place in the engine's own
+A job can also wait after it started: a model's batch holds a request back until a lane and a
+region of its KV pool are free. Its work then reports `Waiting(place)` (its place in the engine's own
 line) and later `Admitted`. The worker counts such "held" jobs in every position: positions
 are 1-based over everything that waits for the model, the held jobs first, in the engine's
 order (they start before any job that has no thread yet, which, once it has one, joins the
@@ -19,7 +19,7 @@ not count against the queue's depth.
 A full queue refuses new jobs with 429 `queue_full`, and so does a queue that already holds
 the caller's share of waiting jobs (`per_caller`): first come, first served, but one client
 cannot take every place in a queue that others share. Where a model runs several jobs at once
-(the writer), a caller running half of them lets other callers' jobs start first.
+(each model's batch), a caller running half of them lets other callers' jobs start first.
 """
 
 from __future__ import annotations
