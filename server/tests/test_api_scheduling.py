@@ -306,8 +306,8 @@ HOLD_S = 60.0  # bound on a hold the test forgets to release; never an assertion
 
 
 class HoldingEngine:
-    """The dev engine, unchanged, but a writer stream whose instruction holds HOLD stops after
-    its first chunk until `release` is set: it keeps its KV region meanwhile."""
+    """The dev engine, unchanged, but a stream whose instruction or prompt holds HOLD stops
+    after its first chunk until `release` is set: it keeps its KV region meanwhile."""
 
     def __init__(self, engine) -> None:
         self._engine = engine
@@ -318,6 +318,12 @@ class HoldingEngine:
 
     def stream_writer(self, messages, sampling, cancel, *, admission=None) -> Iterator:
         chunks = self._engine.stream_writer(messages, sampling, cancel, admission=admission)
+        if not any(HOLD in message["content"] for message in messages):
+            return chunks
+        return self._held(chunks)
+
+    def stream_vision(self, image, messages, sampling, cancel, *, admission=None) -> Iterator:
+        chunks = self._engine.stream_vision(image, messages, sampling, cancel, admission=admission)
         if not any(HOLD in message["content"] for message in messages):
             return chunks
         return self._held(chunks)
@@ -369,6 +375,48 @@ def test_a_narrate_waiting_for_kv_memory_is_queued_then_runs(serve, two_page_wri
     after = names(events)[names(events).index("status", 2):]
     assert after[:2] == ["status", "stage-start"] and after[-2:] == ["stage-end", "done"]
     assert events[-1].data["usage"]["output_tokens"] > 0
+    held = holding.rest()
+    assert statuses(held) == [{"state": "running"}] and held[-1].name == "done"
+
+
+@pytest.fixture
+def two_page_vision(dev_engine):  # noqa: F811
+    """The dev engine with its vision model's batch swapped for one over two pages of KV
+    memory, and the body of a describe whose worst case takes both."""
+    from PIL import Image
+
+    vision = dev_engine.loaded("vision")
+    shared, small = vision.loop, decoder_of(dev_engine, model="vision", pages=2, lanes=2)
+    prompt = f"{HOLD} the picture."
+    picture = Image.new("RGB", (8, 6), (200, 30, 30))  # conftest.IMAGE
+    length = dev_engine._vision_inputs(picture, prompts.describe_messages(None, prompt)).length
+    both_pages = {"image": IMAGE, "prompt": prompt, "max_tokens": 2 * PAGE_TOKENS - length - 16, **GREEDY}
+    assert both_pages["max_tokens"] + length > PAGE_TOKENS
+    vision.loop = small
+    holding = HoldingEngine(dev_engine)
+    try:
+        yield holding, both_pages
+    finally:
+        holding.release.set()
+        vision.loop = shared
+        small.stop()
+
+
+def test_a_describe_waiting_for_kv_memory_is_queued_then_runs(serve, two_page_vision):
+    """Describes batch too: one that finds no room in the vision model's pool is queued with
+    its position, then runs once the one holding the pool ends."""
+    engine, both_pages = two_page_vision
+    served = serve(engine)
+    holding = LiveStream(served.client, "/v1/describe", both_pages)
+    holding.until_name("delta")
+    waiting = LiveStream(served.client, "/v1/describe", {"image": IMAGE, "max_tokens": 8})
+    assert waiting.until_name("status").data == {"state": "queued", "position": 1}
+    assert served.client.get("/health").json()["queue"]["vision"] == 1
+
+    engine.release.set()
+    events = waiting.rest()
+    assert statuses(events) == [{"state": "queued", "position": 1}, {"state": "running"}]
+    assert events[-1].name == "done" and events[-1].data["usage"]["output_tokens"] > 0
     held = holding.rest()
     assert statuses(held) == [{"state": "running"}] and held[-1].name == "done"
 

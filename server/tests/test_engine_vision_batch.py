@@ -131,3 +131,34 @@ def test_scoring_options_leaves_the_rows_offsets_alone(dev_engine) -> None:  # n
         assert torch.equal(runner.rope_deltas, torch.full_like(before, 7))
     finally:
         runner.rope_deltas.copy_(before)
+
+
+class RecordingLock:
+    """A lock that records who took it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.takers: list[str] = []
+
+    def __enter__(self):
+        self._lock.acquire()
+        self.takers.append(threading.current_thread().name)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._lock.release()
+
+
+def test_a_describes_prefill_and_the_gates_scoring_take_turns(dev_engine, monkeypatch) -> None:  # noqa: F811
+    """Both run a forward over a whole prompt (vision tower included), on different threads:
+    they take one lock, so their temporaries never meet in memory."""
+    runner = dev_engine.loaded("vision").loop.runner
+    lock = RecordingLock()
+    monkeypatch.setattr(runner, "whole_prompt", lock)
+    dev_engine.score_vision_options(scene_image(), ASK, ["yes", "no"])
+    decoder = decoder_of(dev_engine, model="vision", lanes=1)
+    try:
+        describe(decoder, picture_inputs(dev_engine, (320, 240)), Sampling(max_tokens=2, temperature=0.0))
+    finally:
+        decoder.stop()
+    assert lock.takers == [threading.current_thread().name, decoder._thread.name]

@@ -9,7 +9,9 @@ of a serving process cause most of it (measured on an H200, docs/benchmarks.md):
   carved out of a segment cached for the request's temporaries, and as it lives for good it
   keeps the whole segment reserved (224 MiB of a 256 MiB segment). `prepare_thread` allocates
   it first, with nothing cached to carve from, so it gets a segment of its own size. The engine
-  calls it on the loading thread and on each model's worker thread, at their first use.
+  calls it on the threads that run the models: the loading thread, each batch's thread, and a
+  thread that scores an image for the safety gate. The threads that only hand a request to a
+  batch and read its tokens run no matmul, so they get no workspace.
 - Temporaries differ in size from request to request and from phase to phase (the vision
   tower's patches, then the language model's prompt), and cached segments pile up because
   few later allocations fit them: five requests left 1.0 GiB reserved above the weights with

@@ -92,7 +92,6 @@ class TransformersEngine:
         self._device = device
         self._quantize = quantize
         self._load_lock = threading.Lock()
-        self._scoring = threading.Lock()  # score_vision_options, one at a time
         self._vision: LoadedModel | None = None
         self._writer: LoadedModel | None = None
         self._preprocessor: VisionPreprocessor | None = None
@@ -285,7 +284,6 @@ class TransformersEngine:
         admission: Admission | None = None,
     ) -> Iterator[Chunk]:
         vision = self._require(self._vision, "vision")
-        prepare_thread(self._device)
         inputs = self._vision_inputs(image, messages)
         sampling = _fitted(sampling, inputs.length, vision.loop.cache_tokens)
         if inputs.length + sampling.max_tokens > vision.loop.cache_tokens:
@@ -305,7 +303,6 @@ class TransformersEngine:
         admission: Admission | None = None,
     ) -> Iterator[Chunk]:
         writer = self._require(self._writer, "writer")
-        prepare_thread(self._device)
         ids = self.writer_prompt_ids(messages)
         limit = self.writer_context_tokens
         sampling = _fitted(sampling, int(ids.shape[1]), limit)
@@ -320,7 +317,6 @@ class TransformersEngine:
         self, prompt: str, sampling: Sampling, cancel: Cancel, *, admission: Admission | None = None
     ) -> Iterator[Chunk]:
         writer = self._require(self._writer, "writer")
-        prepare_thread(self._device)
         ids = self.writer_text_ids(prompt)
         limit = self.writer_context_tokens
         sampling = _fitted(sampling, len(ids), limit)
@@ -405,13 +401,14 @@ class TransformersEngine:
         self, image: Image, messages: Sequence[ChatMessage], options: Sequence[str]
     ) -> list[float]:
         """Each option's log-probability as the whole answer. It runs on the caller's thread
-        beside the vision model's batch, one scoring at a time (several describes' checks at
-        once would each hold a prompt's activations), and keeps only the answer's logits."""
+        beside the vision model's batch, never beside another forward over a whole prompt (a
+        scoring or a describe's prefill: QwenVLRunner.whole_prompt), and keeps only the
+        answer's logits."""
         vision = self._require(self._vision, "vision")
         prepare_thread(self._device)
         runner: QwenVLRunner = vision.loop.runner  # type: ignore[assignment]
         prompt = self._vision_inputs(image, messages).to(self._device, vision.model.dtype)
-        with self._scoring:
+        with runner.whole_prompt:
             features = runner.image_features(prompt)
             scores = []
             for option in options:
