@@ -6,6 +6,7 @@ whose KV pool holds two pages, to check that a request waiting for memory is que
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 
@@ -339,19 +340,26 @@ class HoldingEngine:
 def two_page_writer(dev_engine):  # noqa: F811
     """The dev engine with its writer's batch swapped for one over two pages of KV memory, and
     the body of a narrate whose worst case (prompt + max_tokens) takes both."""
-    writer = dev_engine.loaded("writer")
-    shared, small = writer.loop, decoder_of(dev_engine, pages=2)
     instruction = f"{HOLD} the lighthouse."
     prompt = dev_engine.writer_prompt_ids(prompts.narrate_messages(instruction)).shape[1]
     both_pages = {"instruction": instruction, "max_tokens": 2 * PAGE_TOKENS - prompt, **GREEDY}
     assert both_pages["max_tokens"] > 0
-    writer.loop = small
+    with holding_two_pages(dev_engine, "writer", lanes=4) as holding:
+        yield holding, both_pages
+
+
+@contextlib.contextmanager
+def holding_two_pages(dev_engine, model: str, *, lanes: int) -> Iterator[HoldingEngine]:
+    """The dev engine as a HoldingEngine, `model`'s batch swapped for one over two pages."""
+    loaded = dev_engine.loaded(model)
+    shared, small = loaded.loop, decoder_of(dev_engine, model=model, pages=2, lanes=lanes)
+    loaded.loop = small
     holding = HoldingEngine(dev_engine)
     try:
-        yield holding, both_pages
+        yield holding
     finally:
         holding.release.set()
-        writer.loop = shared
+        loaded.loop = shared
         small.stop()
 
 
@@ -385,21 +393,13 @@ def two_page_vision(dev_engine):  # noqa: F811
     memory, and the body of a describe whose worst case takes both."""
     from PIL import Image
 
-    vision = dev_engine.loaded("vision")
-    shared, small = vision.loop, decoder_of(dev_engine, model="vision", pages=2, lanes=2)
     prompt = f"{HOLD} the picture."
     picture = Image.new("RGB", (8, 6), (200, 30, 30))  # conftest.IMAGE
     length = dev_engine._vision_inputs(picture, prompts.describe_messages(None, prompt)).length
     both_pages = {"image": IMAGE, "prompt": prompt, "max_tokens": 2 * PAGE_TOKENS - length - 16, **GREEDY}
     assert both_pages["max_tokens"] + length > PAGE_TOKENS
-    vision.loop = small
-    holding = HoldingEngine(dev_engine)
-    try:
+    with holding_two_pages(dev_engine, "vision", lanes=2) as holding:
         yield holding, both_pages
-    finally:
-        holding.release.set()
-        vision.loop = shared
-        small.stop()
 
 
 def test_a_describe_waiting_for_kv_memory_is_queued_then_runs(serve, two_page_vision):
