@@ -17,7 +17,7 @@ from PIL.Image import Image
 from pictale_server.engine.base import Admission, ChatMessage, Chunk, Engine, Finished, Sampling
 from pictale_server.runtime import prompts
 from pictale_server.runtime.runs import Run
-from pictale_server.runtime.scheduler import Scheduler
+from pictale_server.runtime.scheduler import ModelWorker, Scheduler
 from pictale_server.api.schemas import (
     DescribeOverrides,
     DescribeRequest,
@@ -28,6 +28,7 @@ from pictale_server.api.schemas import (
 from pictale_server.runtime.services import Gate
 from pictale_server.runtime.stages import (
     Event,
+    Stage,
     StageRunner,
     admitted_generation_work,
     cancelled_result,
@@ -109,31 +110,41 @@ def vision_runner(
     before: Callable[[], None] | None = None,
     after: Callable[[Finished], None] | None = None,
 ) -> StageRunner:
-    """A describe stage on the vision model, as `writer_runner` (Engine.vision_admission);
-    `before` and `after` run on the worker thread around the stream (the image's checks)."""
+    """A describe stage on the vision model; `before` and `after` run on the worker thread
+    around the stream (the image's checks)."""
     engine = ctx.engine
-    admits = engine.vision_admission
-    if admits:
-        work = admitted_generation_work(open_stream, before, after)
-    else:
-        work = generation_work(lambda: open_stream(None), before, after)
-    return StageRunner(ctx.run, "describe", ctx.scheduler.vision, engine.vision_id, work, admits=admits)
+    return _model_stage(
+        ctx, "describe", ctx.scheduler.vision, engine.vision_id, engine.vision_admission, open_stream, before, after
+    )
 
 
 def writer_runner(
     ctx: FlowContext, open_stream: Callable[[Admission | None], Iterator[Chunk]]
 ) -> StageRunner:
-    """A stage on the writer; `open_stream(admission)` calls the engine. Where the engine holds
-    writer requests back until it has KV memory for them (Engine.writer_admission), the stage
-    runs from its admission and is queued until then (stages.py)."""
+    """A narrate stage on the writer."""
     engine = ctx.engine
-    admits = engine.writer_admission
+    return _model_stage(ctx, "narrate", ctx.scheduler.writer, engine.writer_id, engine.writer_admission, open_stream)
+
+
+def _model_stage(
+    ctx: FlowContext,
+    stage: Stage,
+    worker: ModelWorker,
+    model_id: str,
+    admits: bool,
+    open_stream: Callable[[Admission | None], Iterator[Chunk]],
+    before: Callable[[], None] | None = None,
+    after: Callable[[Finished], None] | None = None,
+) -> StageRunner:
+    """A stage on one model's worker; `open_stream(admission)` calls the engine. Where the
+    engine holds that model's requests back until its batch has a lane and KV memory for them
+    (`admits`: Engine.writer_admission, Engine.vision_admission), the stage runs from its
+    admission and is queued until then (stages.py)."""
     if admits:
-        work = admitted_generation_work(open_stream)
+        work = admitted_generation_work(open_stream, before, after)
     else:
-        work = generation_work(lambda: open_stream(None))
-    writer = ctx.scheduler.writer
-    return StageRunner(ctx.run, "narrate", writer, engine.writer_id, work, admits=admits)
+        work = generation_work(lambda: open_stream(None), before, after)
+    return StageRunner(ctx.run, stage, worker, model_id, work, admits=admits)
 
 
 def _narrate_runner(
