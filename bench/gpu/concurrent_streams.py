@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+
 @dataclass
 class StreamTiming:
     submitted: float

@@ -45,7 +45,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -656,42 +656,40 @@ class BatchDecoder:
         self._sampler_graphs[key].replay()
 
     def _capture_sampler(self, lane: int) -> None:
-        """Warm up, then capture the lane's sampler in its current mode; what the warm-up
-        changes of the lane's state is saved and restored around it."""
+        """Capture the lane's sampler in its current mode; what the warm-up changes of the
+        lane's state is saved and restored around it."""
         sampler = self.samplers[lane]
         logits = self.step_logits[lane : lane + 1]
         saved = [tensor.clone() for tensor in sampler.state_tensors()]
-        side = warm_up_stream(self.device)
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(2):
-                sampler.accept(logits)
-        torch.cuda.current_stream().wait_stream(side)
         if self._sampler_pool is None:
             self._sampler_pool = torch.cuda.graph_pool_handle()  # samplers never replay at once
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._sampler_pool, capture_error_mode="thread_local"):
-            sampler.accept(logits)
+        graph = self._captured(lambda: sampler.accept(logits), self._sampler_pool)
         for tensor, value in zip(sampler.state_tensors(), saved, strict=True):
             tensor.copy_(value)
         self._sampler_graphs[lane, sampler.mode] = graph
 
     def _capture(self, rows: int, max_chunk: int, tensor_cores: bool) -> None:
-        """Warm up, then capture the forward over `rows` lanes. It writes the cache at each
-        lane's current slot what the lane's next step writes there anyway."""
+        """Capture the forward over `rows` lanes. It writes the cache at each lane's current
+        slot what the lane's next step writes there anyway."""
         regions = self._regions(rows, max_chunk)
+        if self._graph_pool is None:
+            self._graph_pool = torch.cuda.graph_pool_handle()  # graphs never replay at once
+        graph = self._captured(lambda: self._forward(rows, regions, tensor_cores), self._graph_pool)
+        self._graphs[rows, max_chunk, tensor_cores] = graph
+
+    def _captured(self, work: Callable[[], None], pool) -> torch.cuda.CUDAGraph:
+        """`work` run twice on the warm-up stream (kernels compiled and tuned, workspaces
+        allocated), then captured into `pool`."""
         side = warm_up_stream(self.device)
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(2):
-                self._forward(rows, regions, tensor_cores)
+                work()
         torch.cuda.current_stream().wait_stream(side)
-        if self._graph_pool is None:
-            self._graph_pool = torch.cuda.graph_pool_handle()  # graphs never replay at once
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._graph_pool, capture_error_mode="thread_local"):
-            self._forward(rows, regions, tensor_cores)
-        self._graphs[rows, max_chunk, tensor_cores] = graph
+        with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
+            work()
+        return graph
 
     # -- at load ---------------------------------------------------------------------------------
 
